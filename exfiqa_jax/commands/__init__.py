@@ -1,0 +1,1 @@
+"""Sub-commands of the `exfiqa` command line (see `exfiqa_jax.cli`)."""
