@@ -1,0 +1,1 @@
+"""Reports of the evaluation job: Markdown, CSV and JSON tables, PNG plots."""
