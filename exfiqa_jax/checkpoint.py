@@ -1,0 +1,93 @@
+"""Checkpoint I/O: one orbax checkpoint holding params, batch statistics and the config.
+
+    save("vit_s_ckpt", config, params, batch_stats)
+    config, graphdef, params, batch_stats = load("vit_s_ckpt")
+    out = apply(graphdef, params, batch_stats, images)
+
+Layout: an orbax composite checkpoint with items `variables` (`{"params": ...,
+"batch_stats": ...}`; the int keys of `nnx.List` entries such as `feature/0`
+are stored as the strings "0", "1", ...) and `config` (the `ViTConfig` as JSON).
+Writing is atomic: into a hidden sibling folder, renamed into place when done.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from typing import Any, NamedTuple
+
+import jax
+import orbax.checkpoint as ocp
+from flax import nnx
+
+from exfiqa_jax.config import ViTConfig
+from exfiqa_jax.inference import abstract_variables
+
+
+class Loaded(NamedTuple):
+  config: ViTConfig
+  graphdef: nnx.GraphDef
+  params: nnx.State
+  batch_stats: nnx.State
+
+
+def _keys(tree: Any, fn) -> Any:
+  """Applies `fn` to every dict key of a nested dict."""
+  if isinstance(tree, dict):
+    return {fn(k): _keys(v, fn) for k, v in tree.items()}
+  return tree
+
+
+def _to_int(key: str):
+  return int(key) if key.isdigit() else key  # list indices; no parameter name is all digits
+
+
+def save(path: str, config: ViTConfig, params: nnx.State, batch_stats: nnx.State, *,
+         force: bool = False) -> None:
+  """Writes `path` atomically; an existing `path` is replaced only with `force`."""
+  path = os.path.abspath(path)
+  if os.path.lexists(path) and not force:
+    raise FileExistsError(f"{path} exists; pass force=True (--force) to overwrite it")
+  parent, name = os.path.split(path)
+  tmp = tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=parent)
+  try:
+    variables = {"params": params.to_pure_dict(), "batch_stats": batch_stats.to_pure_dict()}
+    args = ocp.args.Composite(variables=ocp.args.StandardSave(_keys(variables, str)),
+                              config=ocp.args.JsonSave(config.to_dict()))
+    with ocp.Checkpointer(ocp.CompositeCheckpointHandler()) as ckptr:
+      ckptr.save(os.path.join(tmp, "ckpt"), args=args)
+    if os.path.lexists(path):
+      shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+    os.rename(os.path.join(tmp, "ckpt"), path)
+  finally:
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _target(state: nnx.State, sharding: jax.sharding.Sharding) -> dict:
+  """Shape/dtype/sharding leaves with string keys, the restore target of orbax."""
+  sds = lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding)
+  return _keys(jax.tree.map(sds, state.to_pure_dict()), str)
+
+
+def load(path: str) -> Loaded:
+  """Restores config and variables, replicated over every available device."""
+  if not os.path.isdir(path):
+    raise FileNotFoundError(f"{path}: no such checkpoint folder")
+  with ocp.Checkpointer(ocp.CompositeCheckpointHandler()) as ckptr:
+    try:
+      meta = ckptr.restore(path, args=ocp.args.Composite(config=ocp.args.JsonRestore()))
+    except (FileNotFoundError, ValueError, KeyError) as e:
+      raise ValueError(f"{path}: not an exfiqa checkpoint ({e})") from e
+    config = ViTConfig.from_dict(meta["config"])
+    graphdef, params, batch_stats = abstract_variables(config)
+    mesh = jax.make_mesh((jax.device_count(),), ("devices",),
+                         axis_types=(jax.sharding.AxisType.Auto,))
+    replicated = jax.NamedSharding(mesh, jax.P())
+    target = {"params": _target(params, replicated),
+              "batch_stats": _target(batch_stats, replicated)}
+    restored = ckptr.restore(path, args=ocp.args.Composite(
+        variables=ocp.args.StandardRestore(target)))["variables"]
+  restored = _keys(restored, _to_int)
+  nnx.replace_by_pure_dict(params, restored["params"])
+  nnx.replace_by_pure_dict(batch_stats, restored["batch_stats"])
+  return Loaded(config, graphdef, params, batch_stats)
