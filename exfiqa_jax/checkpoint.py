@@ -12,8 +12,6 @@ Writing is atomic: into a hidden sibling folder, renamed into place when done.
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from typing import Any, NamedTuple
 
 import jax
@@ -21,6 +19,7 @@ import orbax.checkpoint as ocp
 from flax import nnx
 
 from exfiqa_jax.config import ViTConfig
+from exfiqa_jax.fileio import atomic_path
 from exfiqa_jax.inference import abstract_variables
 
 
@@ -45,22 +44,12 @@ def _to_int(key: str):
 def save(path: str, config: ViTConfig, params: nnx.State, batch_stats: nnx.State, *,
          force: bool = False) -> None:
   """Writes `path` atomically; an existing `path` is replaced only with `force`."""
-  path = os.path.abspath(path)
-  if os.path.lexists(path) and not force:
-    raise FileExistsError(f"{path} exists; pass force=True (--force) to overwrite it")
-  parent, name = os.path.split(path)
-  tmp = tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=parent)
-  try:
-    variables = {"params": params.to_pure_dict(), "batch_stats": batch_stats.to_pure_dict()}
-    args = ocp.args.Composite(variables=ocp.args.StandardSave(_keys(variables, str)),
-                              config=ocp.args.JsonSave(config.to_dict()))
+  variables = {"params": params.to_pure_dict(), "batch_stats": batch_stats.to_pure_dict()}
+  args = ocp.args.Composite(variables=ocp.args.StandardSave(_keys(variables, str)),
+                            config=ocp.args.JsonSave(config.to_dict()))
+  with atomic_path(path, force=force, directory=True) as tmp:
     with ocp.Checkpointer(ocp.CompositeCheckpointHandler()) as ckptr:
-      ckptr.save(os.path.join(tmp, "ckpt"), args=args)
-    if os.path.lexists(path):
-      shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
-    os.rename(os.path.join(tmp, "ckpt"), path)
-  finally:
-    shutil.rmtree(tmp, ignore_errors=True)
+      ckptr.save(tmp, args=args, force=True)  # replaces the empty temporary folder
 
 
 def _target(state: nnx.State, sharding: jax.sharding.Sharding) -> dict:
