@@ -1,0 +1,61 @@
+"""The CR-FIQA folder layout (SPEC section 4), used for XQLFW and Adience.
+
+`<manual_dir>/image_path_list.txt` lists one image path a line (relative
+paths are relative to `manual_dir`); `<manual_dir>/pair_list.txt` holds
+`idA idB label` lines whose ids are image file stems (label 1 genuine).
+
+Channel order: images extracted from .bin files by the CR-FIQA tools hold
+swapped (BGR) channels. There is no default: the config names the order of
+the stored files, `bgr` for such extracted files, `rgb` for ordinary ones, and
+scoring swaps `bgr` back to RGB.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import numpy as np
+import tensorflow_datasets as tfds
+from etils import epath
+
+from exfiqa_jax.data.base import FaceBuilder, file_bytes, id_index, unique_ids
+from exfiqa_jax.preprocess import CHANNEL_ORDERS
+
+
+@dataclasses.dataclass(eq=False)
+class CrFiqaConfig(tfds.core.BuilderConfig):
+  channel_order: str = ""
+
+
+def _lines(path: epath.Path) -> list[str]:
+  if not path.exists():
+    raise FileNotFoundError(f"{path}: missing (CR-FIQA layout)")
+  return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+
+
+class CrFiqaFolder(FaceBuilder):
+  """A CR-FIQA dataset folder: images by stem and labelled pairs."""
+  name = "cr_fiqa_folder"
+
+  def _read(self, manual_dir: epath.Path):
+    order = getattr(self.builder_config, "channel_order", "")
+    if order not in CHANNEL_ORDERS:
+      raise ValueError(f"cr_fiqa_folder needs channel_order in {CHANNEL_ORDERS}, got {order!r} "
+                       "(bgr for files extracted from .bin by the CR-FIQA tools)")
+    listed = _lines(manual_dir / "image_path_list.txt")
+    paths = [os.path.join(str(manual_dir), p) for p in listed]
+    ids = unique_ids([os.path.splitext(os.path.basename(p))[0] for p in listed],
+                     str(manual_dir / "image_path_list.txt"))
+    pair_file = manual_dir / "pair_list.txt"
+    rows = [line.split() for line in _lines(pair_file)]
+    bad = [r for r in rows if len(r) != 3 or r[2] not in ("0", "1")]
+    if bad:
+      raise ValueError(f"{pair_file}: lines must be 'idA idB label' with label 0 or 1; got {bad[0]}")
+    pairs = dict(pair_a=id_index(ids, [r[0] for r in rows], str(pair_file)),
+                 pair_b=id_index(ids, [r[1] for r in rows], str(pair_file)),
+                 pair_label=np.asarray([r[2] == "1" for r in rows], dtype=bool))
+    missing = [p for p in paths if not os.path.isfile(p)]
+    if missing:
+      raise FileNotFoundError(f"{missing[0]}: listed image does not exist "
+                              f"({len(missing)} missing in all)")
+    return ids, (file_bytes(p) for p in paths), dict(channel_order=order, **pairs)

@@ -1,0 +1,163 @@
+import io
+import os
+import pickle
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from exfiqa_jax import data
+from exfiqa_jax.data.verification_bin import read_bin
+
+
+def _png(array) -> bytes:
+  buf = io.BytesIO()
+  Image.fromarray(array).save(buf, format="PNG")
+  return buf.getvalue()
+
+
+def _faces(n, seed=0):
+  return np.random.default_rng(seed).integers(0, 256, (n, 112, 112, 3), dtype=np.uint8)
+
+
+def _built_dirs(data_dir):
+  return [r for r, _, files in os.walk(data_dir) if "dataset_info.json" in files]
+
+
+@pytest.mark.parametrize("protocol", [2, 4])
+def test_verification_bin_round_trip(tmp_path, protocol):
+  faces = _faces(6)
+  issame = [True, False, True]
+  with open(tmp_path / "lfw.bin", "wb") as f:
+    pickle.dump(([_png(x) for x in faces], issame), f, protocol=protocol)
+  name = data.build("verification_bin", "lfw", str(tmp_path), str(tmp_path / "tfds"))
+  ds = data.load(name, str(tmp_path / "tfds"))
+  assert ds.images.ids.tolist() == [f"{i:06d}" for i in range(6)]
+  assert ds.images.channel_order == "rgb"
+  np.testing.assert_array_equal(ds.images.read([5, 0, 3]), faces[[5, 0, 3]])
+  np.testing.assert_array_equal(ds.pairs.a, [0, 2, 4])
+  np.testing.assert_array_equal(ds.pairs.b, [1, 3, 5])
+  np.testing.assert_array_equal(ds.pairs.labels, issame)
+  assert ds.templates is None
+  assert "tensorflow" not in sys.modules  # built and read without TensorFlow
+
+
+class _Evil:
+  def __reduce__(self):
+    return (os.system, (f"touch {self.marker}",))
+
+
+def test_malicious_pickle_is_refused_and_never_runs(tmp_path):
+  evil = _Evil()
+  evil.marker = tmp_path / "ran"
+  (tmp_path / "lfw.bin").write_bytes(pickle.dumps(([evil], [True])))
+  with pytest.raises(ValueError, match=r"lfw\.bin: refused .*asks for posix\.system"):
+    read_bin(str(tmp_path / "lfw.bin"))
+  with pytest.raises(ValueError, match="refused"):
+    data.build("verification_bin", "lfw", str(tmp_path), str(tmp_path / "tfds"))
+  assert not evil.marker.exists()
+  assert _built_dirs(tmp_path / "tfds") == []
+
+
+def test_bin_shape_errors(tmp_path):
+  path = tmp_path / "x.bin"
+  path.write_bytes(pickle.dumps(([b"a", b"b", b"c"], [True])))
+  with pytest.raises(ValueError, match=r"x\.bin: 3 images for 1 pairs"):
+    read_bin(str(path))
+  path.write_bytes(pickle.dumps({"images": []})[:-3])
+  with pytest.raises(ValueError, match=r"x\.bin: refused or unreadable"):
+    read_bin(str(path))
+  with pytest.raises(FileNotFoundError, match="no such verification .bin"):
+    read_bin(str(tmp_path / "none.bin"))
+
+
+def _cr_fiqa(root, faces, stems, pairs):
+  (root / "imgs").mkdir(parents=True)
+  for x, s in zip(faces, stems):
+    Image.fromarray(x).save(root / "imgs" / f"{s}.png")
+  (root / "image_path_list.txt").write_text("".join(f"imgs/{s}.png\n" for s in stems))
+  (root / "pair_list.txt").write_text("".join(f"{a} {b} {l}\n" for a, b, l in pairs))
+
+
+def test_cr_fiqa_round_trip_with_channel_order(tmp_path):
+  faces = _faces(4, 1)
+  _cr_fiqa(tmp_path / "XQLFW", faces, ["p1_0", "p1_1", "p2_0", "p3_0"],
+           [("p1_0", "p1_1", 1), ("p3_0", "p2_0", 0)])
+  with pytest.raises(ValueError, match="needs channel_order in"):
+    data.build("cr_fiqa_folder", "xqlfw", str(tmp_path / "XQLFW"), str(tmp_path / "tfds"))
+  data.build("cr_fiqa_folder", "xqlfw", str(tmp_path / "XQLFW"), str(tmp_path / "tfds"), "bgr")
+  ds = data.load("cr_fiqa_folder/xqlfw", str(tmp_path / "tfds"))
+  assert ds.images.ids.tolist() == ["p1_0", "p1_1", "p2_0", "p3_0"]
+  assert ds.images.channel_order == "bgr"
+  np.testing.assert_array_equal(ds.images.read([0, 1, 2, 3]), faces)  # stored order, as is
+  np.testing.assert_array_equal(ds.pairs.a, [0, 3])
+  np.testing.assert_array_equal(ds.pairs.b, [1, 2])
+  np.testing.assert_array_equal(ds.pairs.labels, [True, False])
+
+
+def test_ijbc_round_trip(tmp_path):
+  faces = _faces(5, 2)
+  (tmp_path / "images").mkdir()
+  (tmp_path / "meta").mkdir()
+  names = ["1.jpg", "2.jpg", "3.jpg", "4.jpg", "5.jpg"]
+  for x, n in zip(faces, names):
+    Image.fromarray(x).save(tmp_path / "images" / n, format="PNG")  # lossless under any name
+  tid_mid = [(30, 7), (30, 8), (30, 8), (11, 9), (52, 10)]
+  (tmp_path / "meta" / "ijbc_face_tid_mid.txt").write_text(
+      "".join(f"{n} {t} {m}\n" for n, (t, m) in zip(names, tid_mid)))
+  (tmp_path / "meta" / "ijbc_template_pair_label.txt").write_text("30 11 0\n52 30 1\n11 52 0\n")
+  data.build("ijbc_1to1", "ijbc", str(tmp_path), str(tmp_path / "tfds"))
+  ds = data.load("ijbc_1to1/ijbc", str(tmp_path / "tfds"))
+  assert ds.images.ids.tolist() == names
+  np.testing.assert_array_equal(ds.images.read([4, 1]), faces[[4, 1]])
+  t = ds.templates
+  np.testing.assert_array_equal(t.ids, [11, 30, 52])
+  np.testing.assert_array_equal(t.ids[t.of_image], [30, 30, 30, 11, 52])
+  np.testing.assert_array_equal(t.media, [7, 8, 8, 9, 10])
+  np.testing.assert_array_equal(t.ids[ds.pairs.a], [30, 52, 11])
+  np.testing.assert_array_equal(t.ids[ds.pairs.b], [11, 30, 52])
+  np.testing.assert_array_equal(ds.pairs.labels, [False, True, False])
+  (tmp_path / "meta" / "ijbc_template_pair_label.txt").write_text("30 99 0\n")
+  with pytest.raises(KeyError, match=r"unknown template ids \[99\]"):
+    data.build("ijbc_1to1", "bad", str(tmp_path), str(tmp_path / "tfds"))
+
+
+def test_face_images_folder(tmp_path):
+  faces = _faces(3, 3)
+  for x, n in zip(faces, ["c.png", "a.png", "b.png"]):
+    Image.fromarray(x).save(tmp_path / n)
+  data.build("face_images", "mine", str(tmp_path), str(tmp_path / "tfds"))
+  ds = data.load("face_images/mine", str(tmp_path / "tfds"))
+  assert ds.images.ids.tolist() == ["a.png", "b.png", "c.png"]
+  np.testing.assert_array_equal(ds.images.read([0, 2]), faces[[1, 0]])
+  assert ds.pairs is None
+  direct = data.from_files(str(tmp_path))
+  np.testing.assert_array_equal(direct.images.read([0, 1, 2]), faces[[1, 2, 0]])
+
+
+@pytest.mark.parametrize("case,error,message", [
+    ("missing", FileNotFoundError, r"imgs/b\.png: listed image does not exist"),
+    ("duplicate", ValueError, r"duplicate image ids \['a'\]"),
+    ("unknown", KeyError, r"pairs name unknown ids \['zz'\]"),
+    ("unreadable", ValueError, r"cannot decode image"),
+    ("size", ValueError, r"b: images must be 112x112"),
+])
+def test_bad_inputs_give_clear_errors_and_no_dataset(tmp_path, case, error, message):
+  root = tmp_path / "ds"
+  _cr_fiqa(root, _faces(2), ["a", "b"], [("a", "b", 1)])
+  if case == "missing":
+    os.remove(root / "imgs" / "b.png")
+  elif case == "duplicate":
+    (root / "image_path_list.txt").write_text("imgs/a.png\nimgs/b.png\nother/a.png\n")
+  elif case == "unknown":
+    (root / "pair_list.txt").write_text("a b 1\na zz 0\n")
+  elif case == "unreadable":
+    (root / "imgs" / "b.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+  elif case == "size":
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(root / "imgs" / "b.png")
+  with pytest.raises(error, match=message):
+    data.build("cr_fiqa_folder", "x", str(root), str(tmp_path / "tfds"), "rgb")
+  assert _built_dirs(tmp_path / "tfds") == []
+  with pytest.raises(FileNotFoundError, match="is not built"):
+    data.load("cr_fiqa_folder/x", str(tmp_path / "tfds"))
