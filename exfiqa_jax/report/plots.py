@@ -71,3 +71,24 @@ def heatmap(path: str, grid: np.ndarray, *, title: str, label: str) -> None:
   ax.set(title=title, xlabel="exit j", ylabel="exit i")
   fig.colorbar(im, ax=ax, label=label)
   _save(fig, path)
+
+
+def attention_grid(path: str, image: np.ndarray, maps: np.ndarray, *, title: str) -> None:
+  """image: uint8 [H, W, 3]; maps: [L, g, g], one attention map per block, overlaid.
+
+  The grid covers the top-left g*patch pixels, the part the patches see.
+  """
+  depth, g, _ = maps.shape
+  cols = min(depth, 6)
+  rows = -(-depth // cols)
+  fig, axes = plt.subplots(rows, cols, figsize=(1.9 * cols, 2.0 * rows), squeeze=False)
+  seen = image.shape[0] // g * g
+  for i, ax in enumerate(axes.flat):
+    ax.axis("off")
+    if i < depth:
+      ax.imshow(image[:seen, :seen])
+      ax.imshow(maps[i], cmap="inferno", alpha=0.6, extent=(0, seen, seen, 0),
+                interpolation="nearest")
+      ax.set_title(f"block {i + 1}", fontsize=8)
+  fig.suptitle(title, fontsize=9)
+  _save(fig, path)
