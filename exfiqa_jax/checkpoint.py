@@ -61,7 +61,8 @@ def _target(state: nnx.State, sharding: jax.sharding.Sharding) -> dict:
 def load(path: str) -> Loaded:
   """Restores config and variables, replicated over every available device."""
   if not os.path.isdir(path):
-    raise FileNotFoundError(f"{path}: no such checkpoint folder")
+    raise FileNotFoundError(f"{path}: no such checkpoint folder (one written by exfiqa convert)")
+  path = os.path.abspath(path)  # orbax takes absolute paths only
   with ocp.Checkpointer(ocp.CompositeCheckpointHandler()) as ckptr:
     try:
       meta = ckptr.restore(path, args=ocp.args.Composite(config=ocp.args.JsonRestore()))
