@@ -1,0 +1,49 @@
+"""EDC of ISO/IEC 29794-1 (SPEC section 3) over genuine comparisons, pure JAX."""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+
+class Edc(NamedTuple):
+  """EDC of one quality ranking. Curve arrays are per position of the quality order.
+
+  area, best: [K] partial area up to each discard limit, and the area under the
+    theoretical best curve (starting error e0: e0^2/2 - max(0, e0 - limit)^2/2).
+  discard, error: [P] discard fraction and error fraction of a curve point.
+  point: [P] bool, a curve point (the first genuine pair of a quality-tie group);
+    the curve ends with a further point (1, 0).
+  """
+  area: jax.Array
+  best: jax.Array
+  discard: jax.Array
+  error: jax.Array
+  point: jax.Array
+
+
+def edc(order: jax.Array, pq: jax.Array, genuine: jax.Array, error: jax.Array,
+        limits: jax.Array) -> Edc:
+  """order: [P] pairs by ascending pair quality pq [P]; genuine, error: [P] bool in
+  pair-list order (error: genuine below the fixed threshold); limits: [K].
+
+  Genuine comparisons of equal pair quality are discarded together; the error
+  fraction counts errors over the remaining genuine comparisons; the partial
+  area is the step-wise area of the curve up to each limit.
+  """
+  g, e, q = genuine[order], error[order], pq[order]
+  new = jnp.concatenate([jnp.ones(1, bool), q[1:] != q[:-1]])
+  g_before = jnp.cumsum(g, dtype=jnp.int32) - g
+  e_before = jnp.cumsum(e, dtype=jnp.int32) - e
+  # counts before each position's tie group (both prefix sums are non-decreasing)
+  g_start = jax.lax.cummax(jnp.where(new, g_before, 0))
+  e_start = jax.lax.cummax(jnp.where(new, e_before, 0))
+  n, n_err = jnp.sum(genuine).astype(jnp.float32), jnp.sum(error).astype(jnp.float32)
+  frac = (n_err - e_start) / (n - g_start)
+  k = g_before.astype(jnp.float32)  # a genuine pair spans discard fractions [k, k + 1) / n
+  width = jnp.clip(limits[:, None] - k / n, 0.0, 1.0 / n)
+  area = jnp.sum(jnp.where(g, width * frac, 0.0), axis=1)
+  e0 = n_err / n
+  best = e0 ** 2 / 2 - jnp.maximum(e0 - limits, 0.0) ** 2 / 2
+  return Edc(area, best, g_start / n, frac, g & (g_before == g_start))

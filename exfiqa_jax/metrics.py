@@ -1,0 +1,43 @@
+"""ERC and EDC of one pair-quality vector (SPEC section 3); re-exports erc and edc.
+
+Pair quality is the minimum of the two images' quality scores. Pairs of equal
+quality are ordered by their position in the pair list (a stable sort), so
+results never depend on the machine.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from exfiqa_jax.edc import Edc, edc
+from exfiqa_jax.erc import RATES, ErcData, erc
+from exfiqa_jax.pairset import PairSet, make_pairset
+
+__all__ = ["PairSet", "make_pairset", "Metrics", "pair_quality", "evaluate_quality", "erc",
+           "edc", "Edc", "ErcData", "RATES"]
+
+
+class Metrics(NamedTuple):
+  """erc_fnmr: [20, F] FNMR at discard rates i/20 per FMR; erc_area: [F];
+  edc: the EDC (areas [K] at the discard limits, theoretical best, curve)."""
+  erc_fnmr: jax.Array
+  erc_area: jax.Array
+  edc: Edc
+
+
+def pair_quality(ds: PairSet, quality: jax.Array) -> jax.Array:
+  """quality: [N] per image -> [P] min of the pair; padding pairs sort last (+inf)."""
+  pq = jnp.minimum(quality[ds.a], quality[ds.b])
+  pq = jnp.where(pq == 0, 0.0, pq)  # -0.0 ties with 0.0, as a comparison sort sees it
+  return jnp.where(ds.valid, pq, jnp.inf)
+
+
+def evaluate_quality(ds: PairSet, quality: jax.Array, rate_batch: int | None = None) -> Metrics:
+  """ERC and EDC of per-image quality scores [N] on the dataset's pairs (jit-able)."""
+  pq = pair_quality(ds, quality)
+  order = jnp.argsort(pq, stable=True)
+  rank = jnp.zeros_like(order).at[order].set(jnp.arange(order.shape[0], dtype=order.dtype))
+  fnmr, area = erc(ds.erc, rank, ds.count, ds.fmr_num, ds.fmr_den, rate_batch)
+  return Metrics(fnmr, area, edc(order, pq, ds.erc_genuine, ds.edc_error, ds.limits))
