@@ -23,8 +23,8 @@ from exfiqa_jax.inference import abstract_variables
 
 def _abstract_trees(config: ViTConfig) -> tuple[nnx.State, nnx.State, dict[str, dict]]:
   _, params, batch_stats = abstract_variables(config)
-  return params, batch_stats, {"params": params.to_pure_dict(),
-                               "batch_stats": batch_stats.to_pure_dict()}
+  return params, batch_stats, {"params": nnx.to_pure_dict(params),
+                               "batch_stats": nnx.to_pure_dict(batch_stats)}
 
 
 def _node(tree: dict, path: tuple) -> Any:
@@ -84,7 +84,7 @@ def to_torch_state_dict(config: ViTConfig, params: nnx.State,
   built BatchNorm1d holds; the result loads into the PyTorch model strictly.
   """
   _, _, shapes = _abstract_trees(config)
-  trees = {"params": params.to_pure_dict(), "batch_stats": batch_stats.to_pure_dict()}
+  trees = {"params": nnx.to_pure_dict(params), "batch_stats": nnx.to_pure_dict(batch_stats)}
   out = {}
   for key, entry, block in entries(config.depth):
     value = np.asarray(_node(trees[entry.collection], entry.path))

@@ -44,7 +44,7 @@ def _to_int(key: str):
 def save(path: str, config: ViTConfig, params: nnx.State, batch_stats: nnx.State, *,
          force: bool = False) -> None:
   """Writes `path` atomically; an existing `path` is replaced only with `force`."""
-  variables = {"params": params.to_pure_dict(), "batch_stats": batch_stats.to_pure_dict()}
+  variables = {"params": nnx.to_pure_dict(params), "batch_stats": nnx.to_pure_dict(batch_stats)}
   args = ocp.args.Composite(variables=ocp.args.StandardSave(_keys(variables, str)),
                             config=ocp.args.JsonSave(config.to_dict()))
   with atomic_path(path, force=force, directory=True) as tmp:
@@ -55,7 +55,7 @@ def save(path: str, config: ViTConfig, params: nnx.State, batch_stats: nnx.State
 def _target(state: nnx.State, sharding: jax.sharding.Sharding) -> dict:
   """Shape/dtype/sharding leaves with string keys, the restore target of orbax."""
   sds = lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding)
-  return _keys(jax.tree.map(sds, state.to_pure_dict()), str)
+  return _keys(jax.tree.map(sds, nnx.to_pure_dict(state)), str)
 
 
 def load(path: str) -> Loaded:

@@ -1,47 +1,27 @@
-"""Test helpers: move a reference PyTorch state_dict into the Flax model by hand."""
+"""Test helpers: random-weight PyTorch reference models and their outputs, and the
+converter's (graphdef, params, batch_stats) for a reference state_dict."""
 from __future__ import annotations
 
-import jax
 import numpy as np
-from flax import nnx
+import torch
 
+from convert import from_torch
+from convert.torch_reference import ViTFIQAReference, randomize_
 from exfiqa_jax import ViTConfig, abstract_variables
 
 
-def _linear(sd, key):
-  out = {"kernel": sd[f"{key}.weight"].T}
-  if f"{key}.bias" in sd:
-    out["bias"] = sd[f"{key}.bias"]
-  return out
-
-
-def _ln(sd, key):
-  return {"scale": sd[f"{key}.weight"], "bias": sd[f"{key}.bias"]}
+def reference(cfg: ViTConfig, seed: int, batch: int = 5):
+  """(reference model, images [B, H, W, 3] in [-1, 1], embedding [B, D], exits [B, L])."""
+  ref = randomize_(ViTFIQAReference(**cfg.to_dict()), seed)
+  rng = np.random.default_rng(seed)
+  x = rng.uniform(-1, 1, (batch, cfg.image_size, cfg.image_size, 3)).astype(np.float32)
+  with torch.no_grad():
+    emb, exits = ref(torch.from_numpy(x).permute(0, 3, 1, 2))
+  return ref, x, emb.numpy(), exits.numpy()
 
 
 def torch_to_flax(state_dict, config: ViTConfig):
-  """(graphdef, params, batch_stats) from a reference state_dict (float32)."""
-  sd = {k: v.detach().float().numpy() for k, v in state_dict.items()}
-  blocks = [{"norm1": _ln(sd, f"blocks.{i}.norm1"), "norm2": _ln(sd, f"blocks.{i}.norm2"),
-             "attn": {"qkv": _linear(sd, f"blocks.{i}.attn.qkv"),
-                      "proj": _linear(sd, f"blocks.{i}.attn.proj")},
-             "mlp": {"fc1": _linear(sd, f"blocks.{i}.mlp.fc1"),
-                     "fc2": _linear(sd, f"blocks.{i}.mlp.fc2")}}
-            for i in range(config.depth)]
-  stack = lambda *xs: np.stack(xs)
-  params = {
-      "patch_embed": {"proj": {"kernel": sd["patch_embed.proj.weight"].transpose(2, 3, 1, 0),
-                               "bias": sd["patch_embed.proj.bias"]}},
-      "qs_token": sd["qs_token"], "pos_embed": sd["pos_embed"],
-      "blocks": jax.tree.map(stack, *blocks), "norm": _ln(sd, "norm"),
-      "feature": {0: _linear(sd, "feature.0"), 1: _ln(sd, "feature.1"),
-                  2: _linear(sd, "feature.2"), 3: _ln(sd, "feature.3")},
-      "head_qs": {0: _ln(sd, "head_qs.0"), 1: _linear(sd, "head_qs.1")},
-  }
-  stats = lambda key: {"mean": sd[f"{key}.running_mean"], "var": sd[f"{key}.running_var"]}
-  batch_stats = {"feature": {1: stats("feature.1"), 3: stats("feature.3")},
-                 "head_qs": {0: stats("head_qs.0")}}
-  graphdef, p, b = abstract_variables(config)
-  nnx.replace_by_pure_dict(p, params)
-  nnx.replace_by_pure_dict(b, batch_stats)
-  return graphdef, p, b
+  """(graphdef, params, batch_stats) of a reference state_dict, through the converter."""
+  got, params, batch_stats = from_torch(state_dict, config.num_heads, config.image_size)
+  assert got == config, (got, config)
+  return abstract_variables(config)[0], params, batch_stats

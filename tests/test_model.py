@@ -1,14 +1,13 @@
-"""The Flax model against the independent PyTorch reference (SPEC section 1)."""
+"""The Flax model against the independent PyTorch reference (SPEC section 1), its
+weights moved over by the converter (`convert.from_torch`)."""
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-import torch
 from flax import nnx
 
 from exfiqa_jax import ViTConfig, apply, create, split
-from tests.helpers import torch_to_flax
-from tests.torch_reference import ViTFIQAReference, randomize_
+from tests.helpers import reference, torch_to_flax
 
 CONFIGS = {
     # heads != 8, MLP ratio != 4, image not a multiple of the patch
@@ -18,19 +17,10 @@ CONFIGS = {
 }
 
 
-def _reference(cfg: ViTConfig, seed: int):
-  ref = randomize_(ViTFIQAReference(**cfg.to_dict()), seed)
-  rng = np.random.default_rng(seed)
-  x = rng.uniform(-1, 1, (5, cfg.image_size, cfg.image_size, 3)).astype(np.float32)
-  with torch.no_grad():
-    emb, exits = ref(torch.from_numpy(x).permute(0, 3, 1, 2))
-  return ref, x, emb.numpy(), exits.numpy()
-
-
 @pytest.mark.parametrize("name", sorted(CONFIGS))
 def test_matches_pytorch_reference(name):
   cfg = CONFIGS[name]
-  ref, x, emb, exits = _reference(cfg, seed=1)
+  ref, x, emb, exits = reference(cfg, seed=1)
   graphdef, params, batch_stats = torch_to_flax(ref.state_dict(), cfg)
   out = apply(graphdef, params, batch_stats, jnp.asarray(x))
   assert out.exits.shape == (5, cfg.depth)
@@ -92,7 +82,7 @@ def test_num_layers_out_of_range():
 def test_bfloat16_close_to_float32():
   """bf16 matmuls (float32 accumulation, norms and softmax) stay within 2e-2 of float32."""
   cfg = CONFIGS["vit_s_shape"]
-  ref, x, _, _ = _reference(cfg, seed=2)
+  ref, x, _, _ = reference(cfg, seed=2)
   graphdef, params, batch_stats = torch_to_flax(ref.state_dict(), cfg)
   f32 = apply(graphdef, params, batch_stats, jnp.asarray(x))
   bf16 = apply(graphdef, params, batch_stats, jnp.asarray(x), dtype=jnp.bfloat16)
