@@ -6,6 +6,7 @@ import sys
 import numpy as np
 import pytest
 from PIL import Image
+from score_helpers import faces
 
 from exfiqa_jax import data
 from exfiqa_jax.data.verification_bin import read_bin
@@ -17,25 +18,21 @@ def _png(array) -> bytes:
   return buf.getvalue()
 
 
-def _faces(n, seed=0):
-  return np.random.default_rng(seed).integers(0, 256, (n, 112, 112, 3), dtype=np.uint8)
-
-
 def _built_dirs(data_dir):
   return [r for r, _, files in os.walk(data_dir) if "dataset_info.json" in files]
 
 
 @pytest.mark.parametrize("protocol", [2, 4])
 def test_verification_bin_round_trip(tmp_path, protocol):
-  faces = _faces(6)
+  imgs = faces(6)
   issame = [True, False, True]
   with open(tmp_path / "lfw.bin", "wb") as f:
-    pickle.dump(([_png(x) for x in faces], issame), f, protocol=protocol)
+    pickle.dump(([_png(x) for x in imgs], issame), f, protocol=protocol)
   name = data.build("verification_bin", "lfw", str(tmp_path), str(tmp_path / "tfds"))
   ds = data.load(name, str(tmp_path / "tfds"))
   assert ds.images.ids.tolist() == [f"{i:06d}" for i in range(6)]
   assert ds.images.channel_order == "rgb"
-  np.testing.assert_array_equal(ds.images.read([5, 0, 3]), faces[[5, 0, 3]])
+  np.testing.assert_array_equal(ds.images.read([5, 0, 3]), imgs[[5, 0, 3]])
   np.testing.assert_array_equal(ds.pairs.a, [0, 2, 4])
   np.testing.assert_array_equal(ds.pairs.b, [1, 3, 5])
   np.testing.assert_array_equal(ds.pairs.labels, issame)
@@ -72,17 +69,17 @@ def test_bin_shape_errors(tmp_path):
     read_bin(str(tmp_path / "none.bin"))
 
 
-def _cr_fiqa(root, faces, stems, pairs):
+def _cr_fiqa(root, images, stems, pairs):
   (root / "imgs").mkdir(parents=True)
-  for x, s in zip(faces, stems):
+  for x, s in zip(images, stems):
     Image.fromarray(x).save(root / "imgs" / f"{s}.png")
   (root / "image_path_list.txt").write_text("".join(f"imgs/{s}.png\n" for s in stems))
   (root / "pair_list.txt").write_text("".join(f"{a} {b} {l}\n" for a, b, l in pairs))
 
 
 def test_cr_fiqa_round_trip_with_channel_order(tmp_path):
-  faces = _faces(4, 1)
-  _cr_fiqa(tmp_path / "XQLFW", faces, ["p1_0", "p1_1", "p2_0", "p3_0"],
+  imgs = faces(4, 1)
+  _cr_fiqa(tmp_path / "XQLFW", imgs, ["p1_0", "p1_1", "p2_0", "p3_0"],
            [("p1_0", "p1_1", 1), ("p3_0", "p2_0", 0)])
   with pytest.raises(ValueError, match="needs channel_order in"):
     data.build("cr_fiqa_folder", "xqlfw", str(tmp_path / "XQLFW"), str(tmp_path / "tfds"))
@@ -90,18 +87,18 @@ def test_cr_fiqa_round_trip_with_channel_order(tmp_path):
   ds = data.load("cr_fiqa_folder/xqlfw", str(tmp_path / "tfds"))
   assert ds.images.ids.tolist() == ["p1_0", "p1_1", "p2_0", "p3_0"]
   assert ds.images.channel_order == "bgr"
-  np.testing.assert_array_equal(ds.images.read([0, 1, 2, 3]), faces)  # stored order, as is
+  np.testing.assert_array_equal(ds.images.read([0, 1, 2, 3]), imgs)  # stored order, as is
   np.testing.assert_array_equal(ds.pairs.a, [0, 3])
   np.testing.assert_array_equal(ds.pairs.b, [1, 2])
   np.testing.assert_array_equal(ds.pairs.labels, [True, False])
 
 
 def test_ijbc_round_trip(tmp_path):
-  faces = _faces(5, 2)
+  imgs = faces(5, 2)
   (tmp_path / "images").mkdir()
   (tmp_path / "meta").mkdir()
   names = ["1.jpg", "2.jpg", "3.jpg", "4.jpg", "5.jpg"]
-  for x, n in zip(faces, names):
+  for x, n in zip(imgs, names):
     Image.fromarray(x).save(tmp_path / "images" / n, format="PNG")  # lossless under any name
   tid_mid = [(30, 7), (30, 8), (30, 8), (11, 9), (52, 10)]
   (tmp_path / "meta" / "ijbc_face_tid_mid.txt").write_text(
@@ -110,7 +107,7 @@ def test_ijbc_round_trip(tmp_path):
   data.build("ijbc_1to1", "ijbc", str(tmp_path), str(tmp_path / "tfds"))
   ds = data.load("ijbc_1to1/ijbc", str(tmp_path / "tfds"))
   assert ds.images.ids.tolist() == names
-  np.testing.assert_array_equal(ds.images.read([4, 1]), faces[[4, 1]])
+  np.testing.assert_array_equal(ds.images.read([4, 1]), imgs[[4, 1]])
   t = ds.templates
   np.testing.assert_array_equal(t.ids, [11, 30, 52])
   np.testing.assert_array_equal(t.ids[t.of_image], [30, 30, 30, 11, 52])
@@ -124,16 +121,16 @@ def test_ijbc_round_trip(tmp_path):
 
 
 def test_face_images_folder(tmp_path):
-  faces = _faces(3, 3)
-  for x, n in zip(faces, ["c.png", "a.png", "b.png"]):
+  imgs = faces(3, 3)
+  for x, n in zip(imgs, ["c.png", "a.png", "b.png"]):
     Image.fromarray(x).save(tmp_path / n)
   data.build("face_images", "mine", str(tmp_path), str(tmp_path / "tfds"))
   ds = data.load("face_images/mine", str(tmp_path / "tfds"))
   assert ds.images.ids.tolist() == ["a.png", "b.png", "c.png"]
-  np.testing.assert_array_equal(ds.images.read([0, 2]), faces[[1, 0]])
+  np.testing.assert_array_equal(ds.images.read([0, 2]), imgs[[1, 0]])
   assert ds.pairs is None
   direct = data.from_files(str(tmp_path))
-  np.testing.assert_array_equal(direct.images.read([0, 1, 2]), faces[[1, 2, 0]])
+  np.testing.assert_array_equal(direct.images.read([0, 1, 2]), imgs[[1, 2, 0]])
 
 
 @pytest.mark.parametrize("case,error,message", [
@@ -145,7 +142,7 @@ def test_face_images_folder(tmp_path):
 ])
 def test_bad_inputs_give_clear_errors_and_no_dataset(tmp_path, case, error, message):
   root = tmp_path / "ds"
-  _cr_fiqa(root, _faces(2), ["a", "b"], [("a", "b", 1)])
+  _cr_fiqa(root, faces(2), ["a", "b"], [("a", "b", 1)])
   if case == "missing":
     os.remove(root / "imgs" / "b.png")
   elif case == "duplicate":
