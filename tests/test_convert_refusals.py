@@ -29,7 +29,8 @@ def _refused(tmp_path, obj, match, num_heads=6, error=ValueError, check=False, r
 
 def test_missing_key(tmp_path, state_dict):
   sd = {k: v for k, v in state_dict.items() if k != "blocks.1.mlp.fc1.bias"}
-  _refused(tmp_path, sd, r"src\.pt: missing key 'blocks\.1\.mlp\.fc1\.bias' \(expected shape \(80,\)\)")
+  _refused(tmp_path, sd,
+           r"src\.pt: missing key 'blocks\.1\.mlp\.fc1\.bias' \(expected shape \(80,\)\)")
 
 
 def test_extra_key(tmp_path, state_dict):
