@@ -1,5 +1,9 @@
 """Converting PyTorch ViT-FIQA checkpoints (SPEC section 5) written by the independent
-reference model: numbers, wrappers, config inference and every refusal."""
+reference model: numbers, wrappers, fp16, config inference, round trip (refusals:
+test_convert_refusals.py)."""
+import subprocess
+import sys
+
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -109,3 +113,13 @@ def test_no_mask_token_is_fine():
   ref, *_ = reference(SMALL, seed=8)
   sd = {k: v for k, v in ref.state_dict().items() if k != "mask_token"}
   assert from_torch(sd, 6)[0] == SMALL
+
+
+def test_python_m_convert(tmp_path):
+  ref, *_ = reference(SMALL, seed=10)
+  torch.save(ref.state_dict(), tmp_path / "model.pt")
+  run = subprocess.run([sys.executable, "-m", "convert", str(tmp_path / "model.pt"),
+                        str(tmp_path / "ckpt"), "--num-heads", "6"], capture_output=True, text=True)
+  assert run.returncode == 0, run.stderr
+  assert f"wrote {tmp_path / 'ckpt'}: {SMALL.to_dict()}" in run.stdout
+  assert exfiqa_jax.load(str(tmp_path / "ckpt")).config == SMALL
