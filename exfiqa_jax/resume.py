@@ -57,13 +57,13 @@ def start(out_dir: str, run: dict) -> set[int]:
   return {int(os.path.basename(p)[6:12]) for p in done}
 
 
-def _save_npz(path: str, arrays: dict[str, np.ndarray]) -> None:
+def save_npz(path: str, arrays: dict[str, np.ndarray]) -> None:
   with atomic_path(path) as tmp, open(tmp, "wb") as f:
     np.savez(f, **arrays)
 
 
 def write_chunk(out_dir: str, k: int, arrays: dict[str, np.ndarray]) -> None:
-  _save_npz(chunk_path(out_dir, k), arrays)
+  save_npz(chunk_path(out_dir, k), arrays)
 
 
 def read_npz(path: str) -> dict[str, np.ndarray]:
@@ -76,5 +76,5 @@ def write_scores(out_dir: str, ids: np.ndarray, arrays: dict[str, np.ndarray]) -
   for stale in glob.glob(os.path.join(glob.escape(out_dir), ".chunk-*.tmp-*")):
     os.remove(stale)
   path = os.path.join(out_dir, SCORES_FILE)
-  _save_npz(path, {"ids": ids, **arrays})
+  save_npz(path, {"ids": ids, **arrays})
   return path
