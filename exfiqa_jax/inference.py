@@ -4,21 +4,27 @@
     graphdef, params, batch_stats = split(model)
     out = apply(graphdef, params, batch_stats, images, num_layers=6, embedding=False)
 
-`apply` is jit-compiled with `graphdef`, `num_layers`, `embedding` and `dtype`
-static, so it composes with `jax.vmap`, sharded inputs and `jax.jit` callers.
+`apply` is jit-compiled with `graphdef`, `num_layers`, `embedding`, `all_exits`
+and `dtype` static, so it composes with `jax.vmap`, sharded inputs and `jax.jit`
+callers. Each new batch size compiles a new program (seconds for ViT-S);
+`apply_bucketed` pads batches to a few fixed sizes so a stream of ragged
+batches compiles at most `len(buckets)` programs.
 """
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from exfiqa_jax.config import ViTConfig
 from exfiqa_jax.model import Outputs, ViTFIQA
 
 Variables = tuple[nnx.GraphDef, nnx.State, nnx.State]
+BUCKETS = (1, 2, 4, 8, 16, 32, 64)  # at most 2x padding, at most 7 programs
 
 
 def create(config: ViTConfig, seed: int = 0) -> ViTFIQA:
@@ -36,10 +42,36 @@ def abstract_variables(config: ViTConfig) -> Variables:
   return split(nnx.eval_shape(lambda: create(config)))
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef", "num_layers", "embedding", "dtype"))
+@functools.partial(jax.jit, static_argnames=("graphdef", "num_layers", "embedding", "all_exits",
+                                             "dtype"))
 def apply(graphdef: nnx.GraphDef, params: nnx.State, batch_stats: nnx.State,
           images: jax.Array, *, num_layers: int | None = None, embedding: bool = True,
-          dtype=jnp.float32) -> Outputs:
-  """images: float [B, H, W, 3] in [-1, 1] -> Outputs (exits [B, k], quality [B], embedding)."""
+          all_exits: bool = True, dtype=jnp.float32) -> Outputs:
+  """images: float [B, H, W, 3] in [-1, 1] -> Outputs (exits [B, k], quality [B], embedding).
+
+  `all_exits=False` computes the quality head once, after block k: exits [B, 1].
+  """
   model = nnx.merge(graphdef, params, batch_stats)
-  return model(images, num_layers=num_layers, embedding=embedding, dtype=dtype)
+  return model(images, num_layers=num_layers, embedding=embedding, all_exits=all_exits,
+               dtype=dtype)
+
+
+def apply_bucketed(graphdef: nnx.GraphDef, params: nnx.State, batch_stats: nnx.State,
+                   images: np.ndarray, *, buckets: Sequence[int] = BUCKETS,
+                   **kwargs) -> Outputs:
+  """`apply` on any batch size B, run in chunks padded to sizes taken from `buckets`.
+
+  images: [B, H, W, 3] -> Outputs of B rows as host numpy arrays. Chunks are the
+  largest bucket; the last is zero-padded to the smallest bucket that holds it,
+  and the padded rows are dropped (rows never interact in inference mode).
+  """
+  images, top, outs = np.asarray(images), max(buckets), []
+  if not len(images):
+    raise ValueError("apply_bucketed: empty batch of images")
+  for start in range(0, len(images), top):
+    chunk = images[start:start + top]
+    size = min(s for s in buckets if s >= len(chunk))
+    padded = np.pad(chunk, [(0, size - len(chunk))] + [(0, 0)] * (chunk.ndim - 1))
+    out = jax.device_get(apply(graphdef, params, batch_stats, padded, **kwargs))
+    outs.append(jax.tree.map(lambda a, n=len(chunk): a[:n], out))
+  return jax.tree.map(lambda *a: np.concatenate(a), *outs)

@@ -20,7 +20,7 @@ from exfiqa_jax.layers import F32, Dense, batch_norm, layer_norm, matmul
 
 
 class Outputs(NamedTuple):
-  exits: jax.Array  # [B, k]: quality score after each of blocks 1..k
+  exits: jax.Array  # [B, k]: quality score after each of blocks 1..k ([B, 1]: k only)
   quality: jax.Array  # [B]: the last exit, exits[:, -1]
   embedding: jax.Array | None  # [B, D] before L2 normalisation, or None
 
@@ -79,7 +79,7 @@ class ViTFIQA(nnx.Module):
     return bn2(fc2(bn1(fc1(y, dtype)), dtype))
 
   def __call__(self, images: jax.Array, *, num_layers: int | None = None,
-               embedding: bool = True, dtype=F32) -> Outputs:
+               embedding: bool = True, all_exits: bool = True, dtype=F32) -> Outputs:
     k = self.config.depth if num_layers is None else num_layers
     if not 1 <= k <= self.config.depth:
       raise ValueError(f"num_layers={k} is outside 1..{self.config.depth}")
@@ -88,8 +88,9 @@ class ViTFIQA(nnx.Module):
 
     def body(x, block_state):
       x = nnx.merge(graphdef, block_state)(x, dtype)
-      return x, self.score(x, dtype)
+      return x, self.score(x, dtype) if all_exits else None
 
     x, exits = jax.lax.scan(body, self.tokens(images, dtype), stacked)  # exits: [k, B]
+    exits = exits if all_exits else self.score(x, dtype)[None]  # or [1, B]: exit k only
     emb = self.embed(x, dtype) if embedding else None
     return Outputs(exits=exits.T, quality=exits[-1], embedding=emb)

@@ -7,6 +7,7 @@ import pytest
 from flax import nnx
 
 from exfiqa_jax import ViTConfig, apply, create, split
+from exfiqa_jax.inference import apply_bucketed
 from tests.helpers import reference, torch_to_flax
 
 CONFIGS = {
@@ -92,3 +93,35 @@ def test_bfloat16_close_to_float32():
   assert float(jnp.abs(bf16.embedding - f32.embedding).max()) <= 2e-2 * float(
       jnp.abs(f32.embedding).max())
   assert float(jnp.abs(bf16.exits - f32.exits).max()) > 0  # it really ran in bf16
+
+
+@pytest.mark.parametrize("k", [2, 3])
+def test_last_exit_only_equals_last_of_all_exits(k):
+  cfg = CONFIGS["odd"]
+  graphdef, params, batch_stats = split(create(cfg, seed=5))
+  x = jnp.asarray(np.random.default_rng(2).uniform(-1, 1, (3, 40, 40, 3)), jnp.float32)
+  full = apply(graphdef, params, batch_stats, x, num_layers=k)
+  last = apply(graphdef, params, batch_stats, x, num_layers=k, all_exits=False)
+  assert last.exits.shape == (3, 1)
+  np.testing.assert_allclose(last.quality, full.exits[:, k - 1], atol=1e-6, rtol=1e-6)
+  np.testing.assert_allclose(last.embedding, full.embedding, atol=1e-6, rtol=1e-6)
+
+
+def test_bucketed_pads_and_trims():
+  """Batches of 5 and 3 with buckets (2, 4): chunks 4+1 -> 4 and 2, then 3 -> 4."""
+  cfg = CONFIGS["odd"]
+  graphdef, params, batch_stats = split(create(cfg, seed=6))
+  x = np.random.default_rng(3).uniform(-1, 1, (5, 40, 40, 3)).astype(np.float32)
+  before = apply._cache_size()
+  five = apply_bucketed(graphdef, params, batch_stats, x, buckets=(2, 4))
+  three = apply_bucketed(graphdef, params, batch_stats, x[2:], buckets=(2, 4), embedding=False)
+  assert apply._cache_size() - before == 3  # (4, emb), (2, emb), (4, no emb)
+  direct = apply(graphdef, params, batch_stats, jnp.asarray(x))
+  assert five.exits.shape == (5, 3) and three.exits.shape == (3, 3)
+  # Other batch sizes are other float32 programs: equal up to rounding.
+  np.testing.assert_allclose(five.exits, direct.exits, atol=1e-5, rtol=1e-5)
+  np.testing.assert_allclose(five.embedding, direct.embedding, atol=1e-5, rtol=1e-5)
+  np.testing.assert_allclose(three.exits, direct.exits[2:], atol=1e-5, rtol=1e-5)
+  assert three.embedding is None
+  with pytest.raises(ValueError, match="empty batch"):
+    apply_bucketed(graphdef, params, batch_stats, x[:0])
