@@ -47,11 +47,9 @@ def run_chunks(step, variables, images, bounds: list[tuple[int, int]], todo: lis
            for k in todo for s in range(bounds[k][0], bounds[k][1], batch_size)]
   load = lambda it: jax.device_put(pad_rows(images.read(range(it[1], it[2])), batch_size),
                                    sharding)
-  bar = tqdm(total=sum(b - a for a, b in (bounds[k] for k in todo)), unit="img",
-             disable=not progress, desc="scoring")
   parts, rows = {}, []
 
-  def finish(item, out):
+  def finish(item, out, bar):
     k, s, e, last = item
     rows.append([np.asarray(o)[:e - s] for o in out if o is not None])
     bar.update(e - s)
@@ -64,13 +62,14 @@ def run_chunks(step, variables, images, bounds: list[tuple[int, int]], todo: lis
       else:
         resume.write_chunk(out_dir, k, arrays)
 
-  pending = None
-  for item, x in prefetch(load, items):
-    out = step(*variables, x)  # dispatched; the previous batch is collected meanwhile
+  total = sum(b - a for a, b in (bounds[k] for k in todo))
+  with tqdm(total=total, unit="img", disable=not progress, desc="scoring") as bar:
+    pending = None
+    for item, x in prefetch(load, items):
+      out = step(*variables, x)  # dispatched; the previous batch is collected meanwhile
+      if pending:
+        finish(*pending, bar)
+      pending = (item, out)
     if pending:
-      finish(*pending)
-    pending = (item, out)
-  if pending:
-    finish(*pending)
-  bar.close()
+      finish(*pending, bar)
   return gather_in_order(parts, len(bounds)) if out_dir is None else None

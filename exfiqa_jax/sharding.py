@@ -7,6 +7,7 @@ in input order by chunk index. Splitting and gathering are pure functions.
 """
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 
 import jax
@@ -62,12 +63,14 @@ def replicate(tree, mesh: jax.sharding.Mesh):
   return jax.device_put(jax.tree.map(local, tree), sharding)
 
 
+@functools.lru_cache(maxsize=8)
 def make_step(graphdef, mesh: jax.sharding.Mesh, *, num_layers: int | None = None,
               embedding: bool = True, dtype=jnp.float32, channel_order: str = "rgb"):
   """jit of (params, batch_stats, uint8 [B, S, S, 3]) -> (exits [B, k], embedding [B, D] | None).
 
   Images cross to the devices as uint8, split on the batch axis; B must be a
   multiple of the mesh size. Normalisation runs inside the compiled step.
+  Cached, so repeated scoring with the same model and mesh compiles once.
   """
   if channel_order not in CHANNEL_ORDERS:
     raise ValueError(f"channel_order must be one of {CHANNEL_ORDERS}; got {channel_order!r}")
