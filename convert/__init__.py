@@ -5,10 +5,12 @@
 
 `python -m convert SRC DST` is `exfiqa convert SRC DST`.
 """
-from convert.core import from_torch, to_torch_state_dict
+from convert.core import from_torch
+from convert.export import to_torch_state_dict
 from convert.files import convert_file, export_file
-from convert.infer import default_image_size, infer_config, unwrap
+from convert.infer import default_image_size, infer_config
 from convert.safe_load import load_torch
+from convert.wrappers import unwrap
 
 __all__ = ["from_torch", "to_torch_state_dict", "convert_file", "export_file", "load_torch",
            "unwrap", "infer_config", "default_image_size"]

@@ -9,10 +9,11 @@ import os
 
 import torch
 
-from convert.core import from_torch, to_torch_state_dict
-from convert.infer import unwrap
+from convert.core import from_torch
+from convert.export import to_torch_state_dict
 from convert.safe_load import load_torch
 from convert.verify import report, verify
+from convert.wrappers import unwrap
 from exfiqa_jax.checkpoint import load, save
 from exfiqa_jax.config import ViTConfig
 from exfiqa_jax.fileio import atomic_path

@@ -6,8 +6,8 @@ import numpy as np
 import torch
 from flax import nnx
 
-from convert.infer import StateDict
 from convert.torch_reference import ViTFIQAReference
+from convert.wrappers import StateDict
 from exfiqa_jax.config import ViTConfig
 from exfiqa_jax.inference import abstract_variables, apply
 
