@@ -2,14 +2,11 @@
 
 Every builder writes one split, `images`, of records `{index, id, image}` in
 input order (`image` holds the file's encoded PNG/JPEG bytes, decoded only when
-read), and beside the records `arrays.npz` (image ids and, where the dataset
-has them, pairs, templates, media) and `metadata.json` (plain settings such as
-the channel order). Reading needs no TensorFlow.
+read), and beside them the `ArraysMetadata` files. Reading needs no TensorFlow.
 """
 from __future__ import annotations
 
 import inspect
-import json
 import os
 from collections.abc import Iterable, Sequence
 
@@ -17,29 +14,10 @@ import numpy as np
 import tensorflow_datasets as tfds
 from etils import epath
 
+from exfiqa_jax.data.metadata import ArraysMetadata
 from exfiqa_jax.images import decode, stack
 
-ARRAYS_FILE = "arrays.npz"
 SPLIT = "images"
-
-
-class ArraysMetadata(tfds.core.Metadata):
-  """numpy arrays -> `arrays.npz`, everything else -> `metadata.json` (JSON)."""
-
-  def save_metadata(self, data_dir):
-    data_dir = epath.Path(data_dir)
-    arrays = {k: v for k, v in self.items() if isinstance(v, np.ndarray)}
-    plain = {k: v for k, v in self.items() if k not in arrays}
-    (data_dir / "metadata.json").write_text(json.dumps(plain, sort_keys=True))
-    with (data_dir / ARRAYS_FILE).open("wb") as f:
-      np.savez(f, **arrays)
-
-  def load_metadata(self, data_dir):
-    data_dir = epath.Path(data_dir)
-    self.clear()
-    self.update(json.loads((data_dir / "metadata.json").read_text()))
-    with (data_dir / ARRAYS_FILE).open("rb") as f, np.load(f, allow_pickle=False) as z:
-      self.update({k: z[k] for k in z.files})
 
 
 def file_bytes(path: str) -> bytes:

@@ -1,6 +1,5 @@
-"""Build a dataset from its local files once; load it as images, ids, pairs, templates.
+"""A built dataset loaded as images, ids, pairs and templates.
 
-    build("verification_bin", "lfw", manual_dir="bins/", data_dir="tfds/")
     ds = load("verification_bin/lfw", data_dir="tfds/")
     ds.images.ids, ds.images.read([0, 1])       # uint8 [2, 112, 112, 3]
     ds.pairs.a, ds.pairs.b, ds.pairs.labels      # pair k: images a[k], b[k]
@@ -14,16 +13,11 @@ import os
 import numpy as np
 import tensorflow_datasets as tfds
 
-from exfiqa_jax.data.base import SPLIT, ArraysMetadata
-from exfiqa_jax.data.cr_fiqa import CrFiqaConfig, CrFiqaFolder
-from exfiqa_jax.data.folder import FaceImages, FolderConfig
-from exfiqa_jax.data.ijbc import Ijbc1to1
+from exfiqa_jax.data.base import SPLIT
+from exfiqa_jax.data.build import BUILDERS
+from exfiqa_jax.data.metadata import ArraysMetadata
 from exfiqa_jax.data.sources import FileSource, ImageSource, RecordSource
-from exfiqa_jax.data.verification_bin import VerificationBin
 from exfiqa_jax.images import list_images
-
-BUILDERS = {c.name: c for c in (VerificationBin, CrFiqaFolder, Ijbc1to1, FaceImages)}
-_ORDERED = {CrFiqaFolder: CrFiqaConfig, FaceImages: FolderConfig}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,28 +40,6 @@ class Dataset:
   images: ImageSource
   pairs: Pairs | None = None  # over templates when `templates` is set
   templates: Templates | None = None
-
-
-def build(builder: str, name: str, manual_dir: str, data_dir: str,
-          channel_order: str | None = None) -> str:
-  """Prepares `<data_dir>/<builder>/<name>/` from local files; returns `builder/name`."""
-  if builder not in BUILDERS:
-    raise KeyError(f"unknown dataset builder {builder!r}; known: {sorted(BUILDERS)}")
-  cls = BUILDERS[builder]
-  if cls in _ORDERED:
-    order = {} if channel_order is None else {"channel_order": channel_order}
-    config = _ORDERED[cls](name=name, **order)
-  elif channel_order is not None:
-    raise ValueError(f"{builder} stores RGB images; channel_order applies only to "
-                     f"{sorted(c.name for c in _ORDERED)}")
-  else:
-    config = tfds.core.BuilderConfig(name=name)
-  if not os.path.exists(manual_dir):
-    raise FileNotFoundError(f"{manual_dir}: no such folder or file")
-  cls(config=config, data_dir=data_dir).download_and_prepare(
-      file_format="array_record", download_config=tfds.download.DownloadConfig(
-          manual_dir=manual_dir))
-  return f"{builder}/{name}"
 
 
 def load(name: str, data_dir: str) -> Dataset:
