@@ -23,6 +23,17 @@ class Edc(NamedTuple):
   point: jax.Array
 
 
+def prefix_sum(x: jax.Array, block: int = 128) -> jax.Array:
+  """Inclusive prefix sum of int32 x [P]: block sums by matmul, exact in int32."""
+  n = x.shape[0]
+  s = min(block, n)
+  nb = -(-n // s)
+  y = jnp.pad(x, (0, nb * s - n)).reshape(nb, s)
+  inner = (y.astype(jnp.float32) @ jnp.triu(jnp.ones((s, s), jnp.float32))).astype(jnp.int32)
+  offset = jnp.cumsum(inner[:, -1]) - inner[:, -1]
+  return (inner + offset[:, None]).reshape(-1)[:n]
+
+
 def edc(order: jax.Array, pq: jax.Array, genuine: jax.Array, error: jax.Array,
         limits: jax.Array) -> Edc:
   """order: [P] pairs by ascending pair quality pq [P]; genuine, error: [P] bool in
@@ -34,16 +45,16 @@ def edc(order: jax.Array, pq: jax.Array, genuine: jax.Array, error: jax.Array,
   """
   g, e, q = genuine[order], error[order], pq[order]
   new = jnp.concatenate([jnp.ones(1, bool), q[1:] != q[:-1]])
-  g_before = jnp.cumsum(g, dtype=jnp.int32) - g
-  e_before = jnp.cumsum(e, dtype=jnp.int32) - e
+  g, e = g.astype(jnp.int32), e.astype(jnp.int32)
+  g_before, e_before = prefix_sum(g) - g, prefix_sum(e) - e
   # counts before each position's tie group (both prefix sums are non-decreasing)
-  g_start = jax.lax.cummax(jnp.where(new, g_before, 0))
-  e_start = jax.lax.cummax(jnp.where(new, e_before, 0))
+  cummax = lambda x: jax.lax.associative_scan(jnp.maximum, x)
+  g_start, e_start = cummax(jnp.where(new, g_before, 0)), cummax(jnp.where(new, e_before, 0))
   n, n_err = jnp.sum(genuine).astype(jnp.float32), jnp.sum(error).astype(jnp.float32)
   frac = (n_err - e_start) / (n - g_start)
   k = g_before.astype(jnp.float32)  # a genuine pair spans discard fractions [k, k + 1) / n
   width = jnp.clip(limits[:, None] - k / n, 0.0, 1.0 / n)
-  area = jnp.sum(jnp.where(g, width * frac, 0.0), axis=1)
+  area = jnp.sum(jnp.where(g > 0, width * frac, 0.0), axis=1)
   e0 = n_err / n
   best = e0 ** 2 / 2 - jnp.maximum(e0 - limits, 0.0) ** 2 / 2
-  return Edc(area, best, g_start / n, frac, g & (g_before == g_start))
+  return Edc(area, best, g_start / n, frac, (g > 0) & (g_before == g_start))

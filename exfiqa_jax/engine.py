@@ -24,9 +24,9 @@ def prepare(ps: PairSet, norm: jax.Array) -> tuple[jax.Array, jax.Array]:
   return values, jnp.argsort(values, axis=1)
 
 
-@functools.partial(jax.jit, static_argnames="rate_batch")
-def _evaluate(ps, values, order, mask, weights, rule, rate_batch=None):
-  return evaluate_quality(ps, fuse(values, mask, rule, weights, order), rate_batch)
+@jax.jit
+def _evaluate(ps, values, order, mask, weights, rule):
+  return evaluate_quality(ps, fuse(values, mask, rule, weights, order))
 
 
 @jax.jit
@@ -39,18 +39,18 @@ def score_chunk(ps: PairSet, values, order, masks, weights, rule):
   return jax.vmap(one)(masks, weights)
 
 
-def evaluate(ps: PairSet, mask, rule: str = "weighted", norm: str = "none", weights=None,
-             rate_batch: int | None = None) -> dict[str, np.ndarray]:
+def evaluate(ps: PairSet, mask, rule: str = "weighted", norm: str = "none",
+             weights=None) -> dict[str, np.ndarray]:
   """ERC and EDC of one fused variant, with curves for plots.
 
   Returns erc_fnmr [20, F] (rates i/20), erc_area [F], edc_area, edc_best [K]
   (the limits of `ps`), and the EDC curve points edc_discard, edc_error (ending
-  at (1, 0)). rate_batch=1 evaluates ERC rates one at a time (IJB-C-sized lists).
+  at (1, 0)). Memory is O(P + N L): an IJB-C-sized list fits in a few GB.
   """
   depth = ps.exits.shape[1]
   w = depth_weights(depth) if weights is None else jnp.asarray(weights, jnp.float32)
   values, order = prepare(ps, NORMS.index(norm))
-  m = _evaluate(ps, values, order, jnp.asarray(mask, bool), w, RULES.index(rule), rate_batch)
+  m = _evaluate(ps, values, order, jnp.asarray(mask, bool), w, RULES.index(rule))
   point = np.asarray(m.edc.point)
   return {"erc_fnmr": np.asarray(m.erc_fnmr), "erc_area": np.asarray(m.erc_area),
           "edc_area": np.asarray(m.edc.area), "edc_best": np.asarray(m.edc.best),

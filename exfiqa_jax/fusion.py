@@ -62,14 +62,19 @@ def fuse(scores: jax.Array, mask: jax.Array, rule: int | str, weights: jax.Array
     w = jnp.where(mask, w, 0)
     return scores @ (w / jnp.sum(w))
 
+  # exit-major [L, N] so the reductions over exits run across images
+  masked = lambda fill: jnp.where(mask[:, None], scores.T, fill)
+
   def median():
-    o = jnp.argsort(scores, axis=1) if order is None else order
-    vals, m = jnp.take_along_axis(scores, o, 1), mask[o]
-    c, k = jnp.cumsum(m, axis=1), jnp.sum(mask)
-    pick = m & ((c == (k + 1) // 2) | (c == k // 2 + 1))
-    return jnp.sum(jnp.where(pick, vals, 0), 1) / jnp.sum(pick, 1)
+    o = (jnp.argsort(scores, axis=1) if order is None else order).T
+    vals = jnp.take_along_axis(scores.T, o, 0)  # [L, N] each image's scores ascending
+    bits = jnp.sum(mask.astype(jnp.int32) << jnp.arange(mask.shape[0]))
+    m = (bits >> o) & 1  # mask[o]: is the j-th smallest score of an image selected
+    c = jnp.tril(jnp.ones((o.shape[0],) * 2)) @ m.astype(jnp.float32)  # running count
+    k = jnp.sum(mask)
+    pick = (m > 0) & ((c == (k + 1) // 2) | (c == k // 2 + 1))
+    return jnp.sum(jnp.where(pick, vals, 0), 0) / jnp.sum(pick, 0)
 
   return jax.lax.switch(rule, [
       lambda: mean(jnp.ones_like(weights)), lambda: mean(weights), median,
-      lambda: jnp.min(jnp.where(mask, scores, jnp.inf), 1),
-      lambda: jnp.max(jnp.where(mask, scores, -jnp.inf), 1)])
+      lambda: jnp.min(masked(jnp.inf), 0), lambda: jnp.max(masked(-jnp.inf), 0)])

@@ -34,10 +34,25 @@ def pair_quality(ds: PairSet, quality: jax.Array) -> jax.Array:
   return jnp.where(ds.valid, pq, jnp.inf)
 
 
-def evaluate_quality(ds: PairSet, quality: jax.Array, rate_batch: int | None = None) -> Metrics:
+def stable_order(pq: jax.Array) -> jax.Array:
+  """argsort of pq [P] (no NaN, no -0.0), ties in index order -> [P].
+
+  Two single-key integer sorts (order-preserving int32 keys, then (rank of the
+  value, index) packed in one int32) run faster on CPU than a two-key stable sort.
+  """
+  p = pq.shape[0]
+  if p * p >= 2 ** 31:
+    return jnp.argsort(pq, stable=True)
+  i = jax.lax.bitcast_convert_type(pq, jnp.int32)
+  key = i ^ ((i >> 31) & 0x7FFFFFFF)
+  below = jnp.searchsorted(jnp.sort(key), key, side="left", method="scan_unrolled")
+  return jnp.sort(below * p + jnp.arange(p, dtype=jnp.int32)) % p
+
+
+def evaluate_quality(ds: PairSet, quality: jax.Array) -> Metrics:
   """ERC and EDC of per-image quality scores [N] on the dataset's pairs (jit-able)."""
   pq = pair_quality(ds, quality)
-  order = jnp.argsort(pq, stable=True)
+  order = stable_order(pq)
   rank = jnp.zeros_like(order).at[order].set(jnp.arange(order.shape[0], dtype=order.dtype))
-  fnmr, area = erc(ds.erc, rank, ds.count, ds.fmr_num, ds.fmr_den, rate_batch)
+  fnmr, area = erc(ds.erc, rank, ds.count, ds.fmr_num, ds.fmr_den)
   return Metrics(fnmr, area, edc(order, pq, ds.erc_genuine, ds.edc_error, ds.limits))

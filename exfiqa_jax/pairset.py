@@ -9,6 +9,7 @@ from fractions import Fraction
 from typing import NamedTuple, Sequence
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from exfiqa_jax.erc import ErcData
@@ -64,17 +65,17 @@ def check_pairs(exits: np.ndarray, a: np.ndarray, b: np.ndarray, genuine: np.nda
 
 
 def _score_order(scores: np.ndarray, genuine: np.ndarray, p: int) -> ErcData:
-  """Pairs by descending score, tie groups marked; padding last."""
+  """Pairs by descending score with their tie groups; padding last, one group each."""
   n = len(scores)
   perm = np.argsort(-scores, kind="stable")
   s = scores[perm]
-  start = np.r_[True, s[1:] != s[:-1]]
-  prev = np.maximum.accumulate(np.where(start, np.arange(n), 0)) - 1
-  end = np.r_[s[1:] != s[:-1], True]
+  new = np.r_[True, s[1:] != s[:-1]]
+  start = np.maximum.accumulate(np.where(new, np.arange(n), 0))
+  end = np.minimum.accumulate(np.where(np.r_[new[1:], True], np.arange(n), n)[::-1])[::-1]
   pad = np.arange(n, p)
   g = np.r_[genuine[perm], np.zeros(p - n, bool)]
   return ErcData(np.r_[perm, pad].astype(np.int32), g, np.r_[~genuine[perm], g[n:]],
-                 np.r_[prev, pad - 1].astype(np.int32), np.r_[end, np.ones(p - n, bool)])
+                 np.r_[start, pad].astype(np.int32), np.r_[end, pad].astype(np.int32))
 
 
 def make_pairset(exits, a, b, labels, scores, *, fmrs: Sequence[float] = (1e-3, 1e-4),
@@ -97,10 +98,10 @@ def make_pairset(exits, a, b, labels, scores, *, fmrs: Sequence[float] = (1e-3, 
          else np.quantile(scores[genuine].astype(np.float64), edc_fnmr))
   n, p = (bucket(len(exits)), bucket(len(a))) if pad else (len(exits), len(a))
   padp = lambda x: np.r_[x, np.zeros(p - len(x), x.dtype)]
-  return PairSet(
+  return jax.tree.map(jnp.asarray, PairSet(
       np.r_[exits, np.zeros((n - len(exits), exits.shape[1]), np.float32)],
       np.arange(n) < len(exits), padp(a.astype(np.int32)), padp(b.astype(np.int32)),
       np.arange(p) < len(a), _score_order(scores, genuine, p), padp(genuine),
       padp(genuine & (scores < thr)), np.int32(len(a)),
       np.array([f.numerator for f in fractions], np.int32),
-      np.array([f.denominator for f in fractions], np.int32), np.asarray(limits, np.float32))
+      np.array([f.denominator for f in fractions], np.int32), np.asarray(limits, np.float32)))

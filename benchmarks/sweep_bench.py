@@ -1,0 +1,136 @@
+"""Speed and memory of the fusion sweep (issue: fusion and evaluation engine).
+
+  /work/venv/bin/python benchmarks/sweep_bench.py [--loop-sample 100] [--skip-ijbc]
+
+LFW-sized synthetic data (12,000 images x 12 exits, 6,000 pairs), the full sweep
+of 4,095 subsets x 5 rules with ERC at FMR 1e-3 and 1e-4 and EDC partial areas
+at 0.2 and 0.3, against a Python loop over variants calling numpy per variant
+(timed on a sample, extrapolated) and a vectorised numpy version (timed on a
+sample of whole chunks, extrapolated), side by side in one run. Then one fused
+variant on an IJB-C-sized pair list (15.7 M pairs) in a subprocess, peak RSS.
+Prints a Markdown table.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchmarks import numpy_engine  # noqa: E402
+from exfiqa_jax.fusion import RULES  # noqa: E402
+from exfiqa_jax.metrics import make_pairset  # noqa: E402
+from exfiqa_jax.sweep import subset_masks, sweep  # noqa: E402
+
+FMRS, LIMITS = (1e-3, 1e-4), (0.2, 0.3)
+
+
+def synthetic(n_images, n_pairs, depth=12, seed=0):
+  """Exit scores that track a latent utility more closely with depth; genuine
+  comparison scores fall with the pair's utility. Rounded so that ties occur."""
+  rng = np.random.default_rng(seed)
+  u = rng.normal(size=n_images).astype(np.float32)
+  noise = np.linspace(1.0, 0.3, depth, dtype=np.float32)
+  exits = u[:, None] + rng.normal(size=(n_images, depth)).astype(np.float32) * noise
+  a, b = rng.integers(0, n_images, (2, n_pairs), dtype=np.int32)
+  genuine = rng.random(n_pairs) < 0.5
+  s = np.where(genuine, 0.55 + 0.1 * np.minimum(u[a], u[b]), 0.05)
+  s = (s + rng.normal(size=n_pairs).astype(np.float32) * 0.12).astype(np.float32)
+  return np.round(exits, 3), a, b, genuine, np.round(s, 4)
+
+
+def median_time(fn, repeats=3):
+  times = []
+  for _ in range(repeats):
+    t0 = time.perf_counter()
+    fn()
+    times.append(time.perf_counter() - t0)
+  return float(np.median(times))
+
+
+def ijbc_child():
+  from exfiqa_jax.engine import evaluate
+  exits, a, b, genuine, scores = synthetic(470_000, 15_700_000, seed=1)
+  t0 = time.perf_counter()
+  ps = make_pairset(exits, a, b, genuine, scores, fmrs=FMRS, limits=LIMITS)
+  del a, b, genuine, scores
+  out = evaluate(ps, np.ones(12, bool), "weighted")
+  print(f"{time.perf_counter() - t0:.1f} {out['erc_area'][0]:.4f} {out['edc_area'][0]:.4f}")
+
+
+def main():
+  ap = argparse.ArgumentParser()
+  ap.add_argument("--loop-sample", type=int, default=100, help="variants timed in the Python loop")
+  ap.add_argument("--vector-sample", type=int, default=256, help="variants timed in numpy, vectorised")
+  ap.add_argument("--skip-ijbc", action="store_true")
+  ap.add_argument("--ijbc-child", action="store_true", help=argparse.SUPPRESS)
+  args = ap.parse_args()
+  if args.ijbc_child:
+    return ijbc_child()
+  exits, a, b, genuine, scores = synthetic(12_000, 6_000)
+  masks, total = subset_masks(12), 4095 * len(RULES)
+  weights = np.broadcast_to(np.arange(1, 13, dtype=np.float32), masks.shape)
+
+  t0 = time.perf_counter()
+  ps = make_pairset(exits, a, b, genuine, scores, fmrs=FMRS, limits=LIMITS)
+  table = sweep(ps)
+  t_full = time.perf_counter() - t0
+  t_steady = median_time(lambda: sweep(ps, masks=masks[:512]), 3) / (512 * len(RULES)) * total
+
+  error = np.asarray(ps.edc_error)[:len(a)]
+  rng = np.random.default_rng(0)
+  pick = rng.choice(4095, size=args.loop_sample // len(RULES) or 1, replace=False)
+  args_np = (exits, a, b, genuine, scores)
+
+  def loop():
+    for rule in RULES:
+      for i in pick:
+        numpy_engine.loop_variant(*args_np, masks[i], weights[i], rule, FMRS, error, LIMITS)
+
+  n_loop = len(pick) * len(RULES)
+  t_loop = median_time(loop, 1) / n_loop * total
+  chunk = args.vector_sample // len(RULES)
+
+  def vectorised():
+    for rule in RULES:
+      numpy_engine.vectorised_chunk(*args_np, masks[:chunk], weights[:chunk], rule, FMRS, error,
+                                    LIMITS)
+
+  t_vec = median_time(vectorised, 3) / (chunk * len(RULES)) * total
+  # the numpy code computes the same numbers
+  erc_np, edc_np = numpy_engine.vectorised_chunk(*args_np, masks[:chunk], weights[:chunk], "median",
+                                                 FMRS, error, LIMITS)
+  rows = slice(2 * 4095, 2 * 4095 + chunk)  # the median rows of the table
+  diff = max(np.nanmax(np.abs(erc_np - np.c_[table["erc_area@0.001"][rows], table["erc_area@0.0001"][rows]])),
+             np.nanmax(np.abs(edc_np - np.c_[table["edc_area@0.2"][rows], table["edc_area@0.3"][rows]])))
+
+  print(f"| LFW-sized full sweep ({total} variants: 4,095 subsets x 5 rules) | time (s) | JAX speed-up |")
+  print("| --- | --- | --- |")
+  print(f"| JAX sweep, first call in the process (incl. compilation) | {t_full:.1f} | 1x |")
+  print(f"| JAX sweep, compiled (median of 3 x 2,560 variants, extrapolated) | {t_steady:.1f} | "
+        f"{t_full / t_steady:.2f}x |")
+  print(f"| numpy, Python loop over variants ({n_loop} sampled, extrapolated) | {t_loop:.1f} | "
+        f"{t_loop / t_full:.1f}x |")
+  print(f"| numpy, vectorised over variants (median of 3 x {chunk * len(RULES)}, extrapolated) | "
+        f"{t_vec:.1f} | {t_vec / t_full:.2f}x |")
+  print(f"\nnumpy and JAX areas agree to {diff:.1e} on {chunk} median-rule variants.")
+  if not args.skip_ijbc:
+    t0 = time.perf_counter()
+    out = subprocess.run([sys.executable, __file__, "--ijbc-child"], capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if out.returncode:
+      raise SystemExit(out.stderr)
+    secs, erc, edc = out.stdout.split()
+    rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2 ** 20
+    print(f"\n| IJB-C-sized: 15.7 M pairs, 470 k images, one fused variant | value |\n| --- | --- |\n"
+          f"| peak RSS of the process (GiB) | {rss:.2f} |\n| pair set + evaluation (s) | {secs} |\n"
+          f"| process wall time incl. data generation (s) | {wall:.1f} |")
+
+
+if __name__ == "__main__":
+  main()
