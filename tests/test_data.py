@@ -158,3 +158,13 @@ def test_bad_inputs_give_clear_errors_and_no_dataset(tmp_path, case, error, mess
   assert _built_dirs(tmp_path / "tfds") == []
   with pytest.raises(FileNotFoundError, match="is not built"):
     data.load("cr_fiqa_folder/x", str(tmp_path / "tfds"))
+
+
+def test_ijbc_bad_pair_file(tmp_path):
+  (tmp_path / "images").mkdir()
+  Image.fromarray(faces(1)[0]).save(tmp_path / "images" / "1.jpg", format="PNG")
+  (tmp_path / "ijbc_face_tid_mid.txt").write_text("1.jpg 5 6\n")
+  for text in ("5 5 1\n5 x 0\n", "5 5\n"):
+    (tmp_path / "ijbc_template_pair_label.txt").write_text(text)
+    with pytest.raises(ValueError, match="must hold three integers"):
+      data.build("ijbc_1to1", "bad", str(tmp_path), str(tmp_path / "tfds"))
