@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import jax
 import numpy as np
 from flax import nnx
 
@@ -42,6 +43,15 @@ def _check_keys(sd: StateDict, expected: dict[str, tuple]) -> None:
     raise ValueError("; ".join(problems[:8]) + more)
 
 
+def _check_filled(trees: Trees) -> None:
+  """Every Flax variable got an array: the table covers the whole model."""
+  leaves = jax.tree_util.tree_leaves_with_path(trees)
+  unfilled = [jax.tree_util.keystr(p, simple=True, separator="/") for p, a in leaves
+              if isinstance(a, jax.ShapeDtypeStruct)]
+  if unfilled:
+    raise ValueError(f"Flax variables {unfilled} have no entry in convert/mapping.py")
+
+
 def from_torch(state_dict: Any, num_heads: int = 8,
                image_size: int | None = None) -> tuple[ViTConfig, nnx.State, nnx.State]:
   """A ViT-FIQA state_dict (any wrapper of `unwrap`) -> (config, params, batch_stats).
@@ -58,6 +68,7 @@ def from_torch(state_dict: Any, num_heads: int = 8,
   for e in BLOCK:
     put(trees[e.collection], e.path, np.stack(
         [e.hook.to_flax(sd[f"blocks.{i}.{e.torch}"]) for i in range(config.depth)]))
+  _check_filled(trees)
   nnx.replace_by_pure_dict(params, trees["params"])
   nnx.replace_by_pure_dict(batch_stats, trees["batch_stats"])
   return config, params, batch_stats

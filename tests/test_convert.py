@@ -11,6 +11,7 @@ import torch
 
 import exfiqa_jax
 from convert import default_image_size, from_torch, to_torch_state_dict
+from convert.mapping import BLOCK
 from exfiqa_jax import ViTConfig, abstract_variables, apply
 from exfiqa_jax.cli import main
 from tests.helpers import reference
@@ -123,3 +124,11 @@ def test_python_m_convert(tmp_path):
   assert run.returncode == 0, run.stderr
   assert f"wrote {tmp_path / 'ckpt'}: {SMALL.to_dict()}" in run.stdout
   assert exfiqa_jax.load(str(tmp_path / "ckpt")).config == SMALL
+
+
+def test_every_flax_variable_must_be_filled(monkeypatch):
+  ref, *_ = reference(SMALL, seed=11)
+  monkeypatch.setattr("convert.core.BLOCK", [e for e in BLOCK if e.torch != "mlp.fc2.bias"])
+  with pytest.raises(ValueError, match=r"Flax variables \['params/blocks/mlp/fc2/bias'\] have "
+                     r"no entry in convert/mapping\.py"):
+    from_torch(ref.state_dict(), 6)
