@@ -1,5 +1,8 @@
 """exfiqa_jax.save / load: exact, atomic, refusing to overwrite, clear errors."""
+import json
 import os
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -70,3 +73,25 @@ def test_load_errors(tmp_path):
   (tmp_path / "empty").mkdir()
   with pytest.raises(ValueError, match=r"empty: not an exfiqa checkpoint"):
     load(str(tmp_path / "empty"))
+
+
+def test_load_replicates_over_all_devices(tmp_path):
+  _, params, batch_stats = _random(3)
+  save(str(tmp_path / "ckpt"), CFG, params, batch_stats)
+  code = f"""
+import jax, numpy as np
+from exfiqa_jax import apply, load
+got = load({str(tmp_path / "ckpt")!r})
+leaf = got.params["pos_embed"][...]
+assert len(leaf.sharding.device_set) == 2 and leaf.sharding.is_fully_replicated
+x = np.random.default_rng(0).uniform(-1, 1, (4, 24, 24, 3)).astype(np.float32)
+print(np.asarray(apply(got.graphdef, got.params, got.batch_stats, x).quality).tolist())
+"""
+  env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+         "JAX_PLATFORMS": "cpu"}
+  run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+  assert run.returncode == 0, run.stderr
+  graphdef = abstract_variables(CFG)[0]
+  x = np.random.default_rng(0).uniform(-1, 1, (4, 24, 24, 3)).astype(np.float32)
+  np.testing.assert_allclose(json.loads(run.stdout.strip().splitlines()[-1]),
+                             apply(graphdef, params, batch_stats, x).quality, rtol=1e-5, atol=1e-6)
