@@ -84,13 +84,12 @@ class ViTFIQA(nnx.Module):
     if not 1 <= k <= self.config.depth:
       raise ValueError(f"num_layers={k} is outside 1..{self.config.depth}")
     graphdef, stacked = nnx.split(self.blocks)
-    stacked = jax.tree.map(lambda a: a[:k], stacked)  # early exit: a slice of the stack
 
-    def body(x, block_state):
-      x = nnx.merge(graphdef, block_state)(x, dtype)
+    def body(x, i):  # block i read in place: early exit copies no slice of the stack
+      x = nnx.merge(graphdef, jax.tree.map(lambda a: a[i], stacked))(x, dtype)
       return x, self.score(x, dtype) if all_exits else None
 
-    x, exits = jax.lax.scan(body, self.tokens(images, dtype), stacked)  # exits: [k, B]
+    x, exits = jax.lax.scan(body, self.tokens(images, dtype), jnp.arange(k))  # exits: [k, B]
     exits = exits if all_exits else self.score(x, dtype)[None]  # or [1, B]: exit k only
     emb = self.embed(x, dtype) if embedding else None
     return Outputs(exits=exits.T, quality=exits[-1], embedding=emb)

@@ -1,0 +1,86 @@
+"""Shared helpers of the speed benchmarks: machine facts, interleaved timing, tables.
+
+Importing this module puts the repository root on `sys.path`, so every script
+runs as `python benchmarks/<name>.py` from a plain checkout.
+"""
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from importlib import metadata
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+LIBRARIES = ("jax", "jaxlib", "flax", "numpy", "torch")
+
+
+def cpu_model() -> str:
+  with open("/proc/cpuinfo") as f:
+    names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+  return names[0] if names else platform.processor()
+
+
+def load() -> str:
+  """The 1-minute load average (runnable processes; above the core count means contention)."""
+  return f"{os.getloadavg()[0]:.2f}"
+
+
+def machine_info(threads: int | None = None) -> str:
+  """Markdown lines: date, command, CPU, cores, threads, library versions, load now."""
+  versions = ", ".join(f"{name} {metadata.version(name)}" for name in LIBRARIES
+                       if _installed(name))
+  used = f", {threads} threads used by each library" if threads else ""
+  return "\n".join([
+      f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
+      f"- command: `python {' '.join(sys.argv)}`",
+      f"- CPU: {cpu_model()}, {os.cpu_count()} cores{used}",
+      f"- Python {platform.python_version()}, {versions}",
+      f"- load average (1 min) at start: {load()}"])
+
+
+def _installed(name: str) -> bool:
+  try:
+    return bool(metadata.version(name))
+  except metadata.PackageNotFoundError:
+    return False
+
+
+def use_threads(threads: int) -> None:
+  """Both libraries on the same `threads` cores (XLA sizes its pool from the affinity)."""
+  import torch
+  os.sched_setaffinity(0, range(threads))
+  torch.set_num_threads(threads)
+
+
+def interleaved(fns: dict[str, Callable[[], object]], rounds: int,
+                warmup: int = 1) -> dict[str, list[float]]:
+  """Seconds per call of each function, measured round-robin after `warmup` calls.
+
+  Each function must block until its result is ready. Alternating the
+  candidates spreads the load of a shared machine over all of them alike.
+  """
+  for fn in fns.values():
+    for _ in range(warmup):
+      fn()
+  times = {name: [] for name in fns}
+  for _ in range(rounds):
+    for name, fn in fns.items():
+      start = time.perf_counter()
+      fn()
+      times[name].append(time.perf_counter() - start)
+  return times
+
+
+def median(xs: list[float]) -> float:
+  return statistics.median(xs)
+
+
+def table(header: list[str], rows: list[list]) -> str:
+  """A Markdown table; floats to 3 significant digits (whole numbers from 100)."""
+  cell = lambda v: (f"{v:.0f}" if abs(v) >= 100 else f"{v:.3g}") if isinstance(v, float) else str(v)
+  lines = [header, ["---"] * len(header)] + [[cell(v) for v in row] for row in rows]
+  return "\n".join("| " + " | ".join(line) + " |" for line in lines)

@@ -1,0 +1,108 @@
+"""One unattended accelerator session: model speed, utilisation, and bfloat16 exits vs float32.
+
+    python benchmarks/gpu_check.py            # on a GPU machine, about 3-5 minutes
+    python benchmarks/gpu_check.py --smoke    # tiny batches; runs anywhere, CPU included
+
+Prints Markdown: the device, its measured matmul peak per dtype, images/s of
+the full pass (every exit and the embedding) of the released ViT-S shape in
+float32 and bfloat16 for batches up to 1024, model FLOP utilisation against
+the measured peak and, for known devices, the nominal dense peak; then the
+bfloat16 exits against float32 on the same images, and the accelerator's
+float32 exits against the CPU's at full precision. Random weights; needs JAX
+only. Stops timing new batch sizes once `--budget` seconds have passed.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import common
+import workloads
+from exfiqa_jax import ViTConfig, apply, create, split
+
+NOMINAL_BF16_TFLOPS = {"H200": 989, "H100": 989, "A100": 312, "L4": 121, "A10": 125}  # dense
+
+
+def timed(fn, min_s: float, rounds: int) -> float:
+  """Median seconds per call; each sample loops enough calls to last `min_s`."""
+  jax.block_until_ready(fn())
+  start = time.perf_counter()
+  jax.block_until_ready(fn())
+  loops = max(1, int(min_s / max(time.perf_counter() - start, 1e-6)))
+  samples = []
+  for _ in range(rounds):
+    start = time.perf_counter()
+    for _ in range(loops - 1):
+      fn()
+    jax.block_until_ready(fn())
+    samples.append((time.perf_counter() - start) / loops)
+  return common.median(samples)
+
+
+def matmul_tflops(n: int, dtype, rounds: int) -> float:
+  a = jnp.asarray(np.random.default_rng(0).standard_normal((n, n)), dtype)
+  mm = jax.jit(lambda x: jnp.dot(x, x, preferred_element_type=jnp.float32))
+  return 2 * n ** 3 / timed(lambda: mm(a), 0.2, rounds) / 1e12
+
+
+def exit_agreement(ours, ref) -> list[list]:
+  """Per exit: max |difference| over max |reference|, and Spearman rank correlation."""
+  rank = lambda v: np.argsort(np.argsort(v))
+  return [[k + 1, float(np.abs(ours[:, k] - ref[:, k]).max() / np.abs(ref[:, k]).max()),
+           float(np.corrcoef(rank(ours[:, k]), rank(ref[:, k]))[0, 1])]
+          for k in range(ref.shape[1])]
+
+
+def main() -> None:
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p.add_argument("--smoke", action="store_true", help="batches 1 and 2, small matmuls")
+  p.add_argument("--budget", type=float, default=240, help="seconds for the speed table")
+  args = p.parse_args()
+  begin, device = time.perf_counter(), jax.devices()[0]
+  batches, n, rounds, check = ([1, 2], 256, 2, 8) if args.smoke else (
+      [1, 16, 64, 256, 1024], 8192, 5, 256)
+  print(common.machine_info())
+  print(f"- device: {device.device_kind} ({device.platform}), {jax.device_count()} visible\n")
+  peak = {"float32": matmul_tflops(n, jnp.float32, rounds),
+          "bfloat16": matmul_tflops(n, jnp.bfloat16, rounds)}
+  nominal = next((v for k, v in NOMINAL_BF16_TFLOPS.items() if k in device.device_kind), None)
+  print(common.table([f"[{n}, {n}] matmul (XLA default precision)", "TFLOP/s"],
+                     [[k, v] for k, v in peak.items()]))
+  config = ViTConfig()
+  variables = split(create(config))
+  gflop, rows = workloads.full_pass_gflops(config), []
+  for batch in batches:
+    if time.perf_counter() - begin > args.budget:
+      rows.append([batch, "skipped: over --budget", "", "", "", ""])
+      continue
+    x = jnp.asarray(workloads.images(config, batch))
+    for name in peak:
+      t = timed(lambda: apply(*variables, x, dtype=jnp.dtype(name)), 0.2, rounds)
+      tflops = batch * gflop / t / 1e3
+      mfu = f"{100 * tflops / nominal:.1f}%" if nominal and name == "bfloat16" else ""
+      rows.append([batch, name, batch / t, tflops, f"{100 * tflops / peak[name]:.0f}%", mfu])
+  print(f"\nFull pass, {gflop:.2f} GFLOP per image; medians of {rounds} samples.\n")
+  print(common.table(["batch", "dtype", "images/s", "TFLOP/s", "% measured peak",
+                      f"% nominal bf16 peak ({nominal or 'unknown'} TFLOP/s)"], rows))
+  x = workloads.images(config, check, seed=1)
+  f32 = np.asarray(apply(*variables, jnp.asarray(x)).exits)
+  bf16 = np.asarray(apply(*variables, jnp.asarray(x), dtype=jnp.bfloat16).exits)
+  cpu = jax.devices("cpu")[0]
+  with jax.default_matmul_precision("highest"):
+    host = np.asarray(apply(*jax.device_put(variables, cpu), jax.device_put(x, cpu)).exits)
+  for title, ours, ref in [("bfloat16 vs float32", bf16, f32),
+                           (f"{device.platform} float32 vs CPU float32 (highest)", f32, host)]:
+    worst = float(np.abs(ours - ref).max() / np.abs(ref).max())  # the model tests' measure
+    print(f"\n{title}, {check} images: max|diff| over all exits / max|ref| = {worst:.2e} "
+          f"({'PASS' if worst <= 2e-2 else 'FAIL'} at 2e-2)\n")
+    print(common.table(["exit", "max|diff|/max|ref| of the exit", "Spearman"],
+                       exit_agreement(ours, ref)))
+  print(f"\nTotal {time.perf_counter() - begin:.0f} s")
+
+
+if __name__ == "__main__":
+  main()

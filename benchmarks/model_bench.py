@@ -1,0 +1,83 @@
+"""Images/s of the JAX model against the PyTorch reference model on identical weights.
+
+    python benchmarks/model_bench.py [--batches 1,16,64] [--rounds 5] [--quick]
+
+Full pass (all exits and the embedding) of the released ViT-S shape, random
+weights copied by the converter. Engines: JAX float32 and bfloat16 (bf16
+matmuls accumulating in float32), PyTorch eager and `torch.compile`, each in
+float32 and in bfloat16 autocast; all on the same cores. Calls alternate
+round-robin within a batch size (the machine may be shared); medians after
+warm-up. "% peak" is the model's GFLOP/s over the best [2048, 2048] matmul this
+run measured in the same dtype; ratios compare JAX with PyTorch in that dtype.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+
+import jax
+import jax.numpy as jnp
+import torch
+
+import common
+import workloads
+from exfiqa_jax import ViTConfig, apply
+
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+def engines(config: ViTConfig, batch: int, compiled: bool) -> dict[str, object]:
+  """name -> blocking call; names are 'library mode dtype'."""
+  ref, (graphdef, params, batch_stats) = workloads.reference_pair(config)
+  x = workloads.images(config, batch)
+  xj, xt = jnp.asarray(x), torch.from_numpy(x).permute(0, 3, 1, 2).contiguous()
+  fns = {f"JAX jit {name}": (lambda d=d: jax.block_until_ready(
+      apply(graphdef, params, batch_stats, xj, dtype=d))) for name, d in DTYPES.items()}
+  modes = {"eager": ref}
+  if compiled:
+    modes["compile"] = torch.compile(ref, dynamic=False)
+  for mode, model in modes.items():
+    fns[f"torch {mode} float32"] = lambda m=model: _torch_call(m, xt, False)
+    fns[f"torch {mode} bfloat16"] = lambda m=model: _torch_call(m, xt, True)
+  return fns
+
+
+def _torch_call(model, x, bf16: bool):
+  with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16, enabled=bf16):
+    return model(x)
+
+
+def main() -> None:
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p.add_argument("--batches", default="1,16,64")
+  p.add_argument("--rounds", type=int, default=5)
+  p.add_argument("--threads", type=int, default=os.cpu_count())
+  p.add_argument("--no-compile", action="store_true", help="skip torch.compile")
+  p.add_argument("--quick", action="store_true", help="batch 16 only, 2 rounds")
+  args = p.parse_args()
+  batches, rounds = ([16], 2) if args.quick else (
+      [int(b) for b in args.batches.split(",")], args.rounds)
+  common.use_threads(args.threads)
+  config = ViTConfig()  # the released ViT-S: 112x112, patch 9, width 512, depth 12
+  print(common.machine_info(args.threads), "\n")
+  peaks = workloads.matmul_gflops()
+  print(common.table(["[2048, 2048] matmul", "GFLOP/s"], [[k, v] for k, v in peaks.items()]))
+  peak = {d: max(v for k, v in peaks.items() if k.endswith(d)) for d in DTYPES}
+  gflop = workloads.full_pass_gflops(config)
+  rows = []
+  for batch in batches:
+    times = common.interleaved(engines(config, batch, not args.no_compile), rounds, warmup=2)
+    ips = {name: batch / common.median(t) for name, t in times.items()}
+    for name, rate in ips.items():
+      dtype = name.split()[-1]
+      ratio = lambda mode: (f"{rate / ips[f'torch {mode} {dtype}']:.2f}x"
+                            if name.startswith("JAX") and f"torch {mode} {dtype}" in ips else "")
+      rows.append([batch, name, rate, rate * gflop, f"{100 * rate * gflop / peak[dtype]:.0f}%",
+                   ratio("eager"), ratio("compile"), common.load()])
+  print(f"\nFull pass, {gflop:.2f} GFLOP per image; medians of {rounds} rounds.\n")
+  print(common.table(["batch", "engine", "images/s", "GFLOP/s", "% peak", "vs torch eager",
+                      "vs torch.compile", "load"], rows))
+
+
+if __name__ == "__main__":
+  main()
