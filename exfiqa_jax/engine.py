@@ -6,12 +6,10 @@ the same bucket (see `pairset.bucket`) reuse the same compiled code.
 """
 from __future__ import annotations
 
-import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from exfiqa_jax.erc import RATES
 from exfiqa_jax.fusion import NORMS, RULES, depth_weights, fuse, normalize
 from exfiqa_jax.metrics import PairSet, evaluate_quality
 from exfiqa_jax.pairset import bucket
@@ -61,12 +59,12 @@ def evaluate(ps: PairSet, mask, rule: str = "weighted", norm: str = "none",
 def chunk_size(ps: PairSet, memory_mb: float) -> int:
   """Variants per compiled call: a power of two whose working set fits memory_mb."""
   n, depth = ps.exits.shape
-  per_variant = 4 * (8 * RATES * ps.a.shape[0] + 4 * n * depth + 12 * ps.a.shape[0])
+  per_variant = 4 * (4 * n * depth + 24 * ps.a.shape[0])  # fusion temporaries, pair arrays
   return 1 << max(0, int(memory_mb * 2 ** 20 // per_variant).bit_length() - 1)
 
 
 def score_variants(ps: PairSet, masks, weights, rule: str, norm: str = "none",
-                   memory_mb: float = 1024) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                   memory_mb: float = 256) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
   """Areas of every variant: masks, weights [V, L] -> ([V, F], [V, K], [V, K])."""
   masks, weights = np.asarray(masks, bool), np.asarray(weights, np.float32)
   values, order = prepare(ps, NORMS.index(norm))

@@ -56,7 +56,7 @@ def table(ps: PairSet, masks, erc_area, edc_area, edc_best, cost, **columns) -> 
 
 def sweep(ps: PairSet, rules: Sequence[str] = RULES, norms: Sequence[str] = ("none",),
           cost: ViTConfig | Sequence[float] | None = None, masks=None, weights=None,
-          memory_mb: float = 1024) -> dict:
+          memory_mb: float = 256) -> dict:
   """Every subset (default all 2^L - 1) x rule x normalisation -> a table.
 
   weights: [L] for the weighted rule (default depth weights 1..L).

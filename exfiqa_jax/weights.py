@@ -24,7 +24,7 @@ def simplex(depth: int, count: int, seed: int = 0) -> np.ndarray:
 
 def sweep_weights(ps: PairSet, weights, mask=None, norm: str = "none",
                   cost: ViTConfig | Sequence[float] | None = None,
-                  memory_mb: float = 1024) -> dict:
+                  memory_mb: float = 256) -> dict:
   """The weighted rule for each weight row [W, L] over one subset (default all
   exits) -> a table (see exfiqa_jax.sweep) with a `weights` column [W, L]."""
   weights = np.asarray(weights, np.float32)

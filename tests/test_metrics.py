@@ -44,7 +44,7 @@ def test_erc_and_edc_match_references(seed, pad):
 
 def test_continuous_data_and_starting_fnmr_threshold():
   rng = np.random.default_rng(5)
-  n, p = 400, 600
+  n, p = 150, 300  # the buckets of tied_data: no new compilation
   q = rng.normal(size=n).astype(np.float32)
   a, b, genuine = rng.integers(0, n, p), rng.integers(0, n, p), rng.integers(0, 2, p)
   scores = (rng.normal(size=p) + genuine).astype(np.float32)

@@ -49,7 +49,8 @@ def test_sweep_rows_equal_single_variant_evaluation(ps):
 def test_second_dataset_in_the_same_bucket_does_not_recompile(ps):
   sweep(ps, rules=("median",))
   before = score_chunk._cache_size()
-  other = make_pairset(*pairs(1, n=100, p=200), fmrs=(1e-2, 1e-3))  # still 128 images, 256 pairs
+  other = make_pairset(*pairs(1, n=75, p=140), fmrs=(1e-2, 1e-3))  # still 80 images, 160 pairs
+  assert other.exits.shape == ps.exits.shape and other.a.shape == ps.a.shape
   t = sweep(other, rules=("median", "max"))
   assert score_chunk._cache_size() == before
   assert np.isfinite(t["edc_area@0.2"]).all()
@@ -59,8 +60,8 @@ def test_weight_sweeps(ps):
   w = power_law(L, [0.0, 1.0, 2.0])
   np.testing.assert_allclose(w.sum(1), 1, rtol=1e-6)
   np.testing.assert_allclose(w[2] / w[2, 0], np.arange(1, L + 1) ** 2, rtol=1e-5)
-  s = simplex(L, 5, seed=1)
-  assert s.shape == (5, L) and np.allclose(s.sum(1), 1) and (s >= 0).all()
+  s = simplex(L, 13, seed=1)  # 16 rows in all: the chunk shape of the subset sweeps
+  assert s.shape == (13, L) and np.allclose(s.sum(1), 1) and (s >= 0).all()
   t = sweep_weights(ps, np.r_[w, s], mask=[True, False, True, True])
   one = evaluate(ps, [True, False, True, True], "weighted", weights=s[3])
   np.testing.assert_allclose(t["edc_area@0.2"][6], one["edc_area"][0], atol=1e-6)
