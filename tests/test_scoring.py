@@ -1,5 +1,6 @@
 import json
 import os
+import socket
 import subprocess
 import sys
 import textwrap
@@ -26,6 +27,10 @@ WORKER = textwrap.dedent("""
     from exfiqa_jax.data import ArraySource
     from exfiqa_jax.scoring import score
     args = json.loads(sys.argv[1])
+    if "process" in args:  # one host of a pod simulated on this machine
+      jax.config.update("jax_cpu_collectives_implementation", "gloo")
+      jax.distributed.initialize(f"localhost:{args['port']}", num_processes=2,
+                                 process_id=args["process"])
     source = ArraySource(faces(45), np.asarray([f"img{i:02d}" for i in range(45)]))
     variables = random_variables(seed=3)
     write, written = resume.write_chunk, []
@@ -46,15 +51,20 @@ WORKER = textwrap.dedent("""
 """)
 
 
-def _worker(tmp_path, env=None, **args):
+def _start(tmp_path, env=None, **args):
   script = tmp_path / "worker.py"
   script.write_text(WORKER)
   args = {"dir": str(tmp_path), **args}
   env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.path.dirname(TESTS), TESTS]),
-         "JAX_DEFAULT_MATMUL_PRECISION": "highest",
-         **(env or {})}
-  return subprocess.run([sys.executable, str(script), json.dumps(args)], env=env,
-                        capture_output=True, text=True, timeout=300)
+         "JAX_DEFAULT_MATMUL_PRECISION": "highest", **(env or {})}
+  return subprocess.Popen([sys.executable, str(script), json.dumps(args)], env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _worker(tmp_path, env=None, **args):
+  proc = _start(tmp_path, env, **args)
+  out, err = proc.communicate(timeout=300)
+  return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
 def _reference():
@@ -82,7 +92,13 @@ def test_eight_devices_equal_one_device(tmp_path):
   np.testing.assert_allclose(np.load(tmp_path / "one_emb.npy"), emb, atol=1e-5, rtol=1e-5)
 
 
-def test_kill_and_resume_is_byte_identical(tmp_path):
+def _same_files(a, b):
+  assert sorted(os.listdir(a)) == sorted(os.listdir(b))
+  for name in os.listdir(a):
+    assert (a / name).read_bytes() == (b / name).read_bytes(), name
+
+
+def test_killed_and_resumed_or_two_hosts_equal_one_run_byte_for_byte(tmp_path):
   (tmp_path / "a").mkdir()
   whole = _worker(tmp_path / "a", batch=8, out=str(tmp_path / "whole"))  # 3 chunks of 16
   assert whole.returncode == 0, whole.stderr[-2000:]
@@ -94,9 +110,18 @@ def test_kill_and_resume_is_byte_identical(tmp_path):
   resumed = _worker(tmp_path / "a", batch=8, out=str(tmp_path / "resumed"))
   assert resumed.returncode == 0, resumed.stderr[-2000:]
   assert "chunks written [2]" in resumed.stdout  # only the missing chunk was scored
-  assert sorted(os.listdir(tmp_path / "resumed")) == sorted(os.listdir(tmp_path / "whole"))
-  for name in os.listdir(tmp_path / "whole"):
-    assert (tmp_path / "whole" / name).read_bytes() == (tmp_path / "resumed" / name).read_bytes()
+  _same_files(tmp_path / "whole", tmp_path / "resumed")
+  # Two processes joined by jax.distributed on this machine, as two hosts of a pod.
+  with socket.socket() as sock:
+    sock.bind(("localhost", 0))
+    port = sock.getsockname()[1]
+  hosts = [_start(tmp_path / "a", batch=8, out=str(tmp_path / "pod"), process=i, port=port)
+           for i in (0, 1)]
+  logs = [h.communicate(timeout=300) for h in hosts]
+  assert [h.returncode for h in hosts] == [0, 0], logs[0][1][-2000:] + logs[1][1][-2000:]
+  assert "chunks written [0, 2]" in logs[0][0]  # chunk k on host k % 2
+  assert "chunks written [1]" in logs[1][0]
+  _same_files(tmp_path / "whole", tmp_path / "pod")
   s = Scores.read(str(tmp_path / "whole" / "scores.npz"))
   _, exits, emb = _reference()
   assert s.ids.tolist() == [f"img{i:02d}" for i in range(45)]
