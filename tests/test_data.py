@@ -131,6 +131,13 @@ def test_face_images_folder(tmp_path):
   assert ds.pairs is None
   direct = data.from_files(str(tmp_path))
   np.testing.assert_array_equal(direct.images.read([0, 1, 2]), imgs[[1, 2, 0]])
+  (tmp_path / "sub").mkdir()
+  Image.fromarray(imgs[0]).save(tmp_path / "sub" / "d.png")
+  (tmp_path / "list.txt").write_text("sub/d.png\nb.png\n")
+  data.build("face_images", "listed", str(tmp_path / "list.txt"), str(tmp_path / "tfds"), "bgr")
+  ds = data.load("face_images/listed", str(tmp_path / "tfds"))
+  assert ds.images.ids.tolist() == ["sub/d.png", "b.png"] and ds.images.channel_order == "bgr"
+  np.testing.assert_array_equal(ds.images.read([0, 1]), imgs[[0, 2]])
 
 
 @pytest.mark.parametrize("case,error,message", [

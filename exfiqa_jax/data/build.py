@@ -23,16 +23,18 @@ def build(builder: str, name: str, manual_dir: str, data_dir: str,
   if builder not in BUILDERS:
     raise KeyError(f"unknown dataset builder {builder!r}; known: {sorted(BUILDERS)}")
   cls = BUILDERS[builder]
+  if not os.path.exists(manual_dir):
+    raise FileNotFoundError(f"{manual_dir}: no such folder or file")
   if cls in _ORDERED:
-    order = {} if channel_order is None else {"channel_order": channel_order}
-    config = _ORDERED[cls](name=name, **order)
+    options = {} if channel_order is None else {"channel_order": channel_order}
+    if cls is FaceImages and os.path.isfile(manual_dir):  # a list file: TFDS wants a folder
+      manual_dir, options["list_file"] = os.path.split(os.path.abspath(manual_dir))
+    config = _ORDERED[cls](name=name, **options)
   elif channel_order is not None:
     raise ValueError(f"{builder} stores RGB images; channel_order applies only to "
                      f"{sorted(c.name for c in _ORDERED)}")
   else:
     config = tfds.core.BuilderConfig(name=name)
-  if not os.path.exists(manual_dir):
-    raise FileNotFoundError(f"{manual_dir}: no such folder or file")
   cls(config=config, data_dir=data_dir).download_and_prepare(
       file_format="array_record", download_config=tfds.download.DownloadConfig(
           manual_dir=manual_dir))

@@ -14,16 +14,18 @@ from exfiqa_jax.preprocess import CHANNEL_ORDERS
 @dataclasses.dataclass(eq=False)
 class FolderConfig(tfds.core.BuilderConfig):
   channel_order: str = "rgb"
+  list_file: str = ""  # a list file inside manual_dir; empty: the folder itself
 
 
 class FaceImages(FaceBuilder):
-  """`manual_dir` is a folder (sorted) or a list file; ids are the names as listed."""
+  """The images of `manual_dir` (sorted), or of a list file in it; ids: names as listed."""
   name = "face_images"
 
   def _read(self, manual_dir: epath.Path):
     order = getattr(self.builder_config, "channel_order", "rgb")
     if order not in CHANNEL_ORDERS:
       raise ValueError(f"channel_order must be one of {CHANNEL_ORDERS}; got {order!r}")
-    names, paths = list_images(str(manual_dir))
-    ids = unique_ids(names, str(manual_dir))
+    source = str(manual_dir / self.builder_config.list_file)
+    names, paths = list_images(source)
+    ids = unique_ids(names, source)
     return ids, (file_bytes(p) for p in paths), dict(channel_order=order)
