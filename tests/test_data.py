@@ -91,6 +91,13 @@ def test_cr_fiqa_round_trip_with_channel_order(tmp_path):
   np.testing.assert_array_equal(ds.pairs.a, [0, 3])
   np.testing.assert_array_equal(ds.pairs.b, [1, 2])
   np.testing.assert_array_equal(ds.pairs.labels, [True, False])
+  # A list written relative to a data root above the dataset folder.
+  (tmp_path / "XQLFW" / "image_path_list.txt").write_text(
+      "".join(f"XQLFW/imgs/{s}.png\n" for s in ["p1_0", "p1_1", "p2_0", "p3_0"]))
+  data.build("cr_fiqa_folder", "rooted", str(tmp_path / "XQLFW"), str(tmp_path / "tfds"), "rgb",
+             image_root=str(tmp_path))
+  ds = data.load("cr_fiqa_folder/rooted", str(tmp_path / "tfds"))
+  np.testing.assert_array_equal(ds.images.read([3, 0]), imgs[[3, 0]])
 
 
 def test_ijbc_round_trip(tmp_path):

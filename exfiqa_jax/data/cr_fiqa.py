@@ -1,8 +1,11 @@
 """The CR-FIQA folder layout (SPEC section 4), used for XQLFW and Adience.
 
-`<manual_dir>/image_path_list.txt` lists one image path a line (relative
-paths are relative to `manual_dir`); `<manual_dir>/pair_list.txt` holds
-`idA idB label` lines whose ids are image file stems (label 1 genuine).
+`<manual_dir>/image_path_list.txt` lists one image path a line;
+`<manual_dir>/pair_list.txt` holds `idA idB label` lines whose ids are image
+file stems (label 1 genuine). Relative image paths are read from the config's
+`image_root`, by default `manual_dir` itself; lists written relative to a data
+root above the dataset folder (e.g. `quality_data/XQLFW/images/x.jpg`) need
+that root as `image_root`.
 
 Channel order: images extracted from .bin files by the CR-FIQA tools hold
 swapped (BGR) channels. There is no default: the config names the order of
@@ -25,6 +28,7 @@ from exfiqa_jax.preprocess import CHANNEL_ORDERS
 @dataclasses.dataclass(eq=False)
 class CrFiqaConfig(tfds.core.BuilderConfig):
   channel_order: str = ""
+  image_root: str = ""  # folder for relative image paths; empty: manual_dir
 
 
 def _lines(path: epath.Path) -> list[str]:
@@ -43,7 +47,8 @@ class CrFiqaFolder(FaceBuilder):
       raise ValueError(f"cr_fiqa_folder needs channel_order in {CHANNEL_ORDERS}, got {order!r} "
                        "(bgr for files extracted from .bin by the CR-FIQA tools)")
     listed = _lines(manual_dir / "image_path_list.txt")
-    paths = [os.path.join(str(manual_dir), p) for p in listed]
+    root = self.builder_config.image_root or str(manual_dir)
+    paths = [os.path.join(root, p) for p in listed]
     ids = unique_ids([os.path.splitext(os.path.basename(p))[0] for p in listed],
                      str(manual_dir / "image_path_list.txt"))
     pair_file = manual_dir / "pair_list.txt"
