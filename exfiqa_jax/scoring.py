@@ -12,6 +12,7 @@ stopped; on several hosts each scores its own chunks and host 0 merges them.
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import TYPE_CHECKING
 
 import jax
@@ -85,4 +86,4 @@ def score(variables, images: ImageSource, out_dir: str | None = None, *, batch_s
     chunks = {k: resume.read_npz(resume.chunk_path(out_dir, k)) for k in range(len(bounds))}
     resume.write_scores(out_dir, images.ids, gather_in_order(chunks, len(bounds)))
   _sync("exfiqa-score-merged")
-  return Scores.read(f"{out_dir}/{resume.SCORES_FILE}")
+  return Scores.read(os.path.join(out_dir, resume.SCORES_FILE))
