@@ -1,6 +1,7 @@
 """Speed and memory of the fusion sweep (issue: fusion and evaluation engine).
 
   /work/venv/bin/python benchmarks/sweep_bench.py [--loop-sample 100] [--skip-ijbc]
+  /work/venv/bin/python benchmarks/sweep_bench.py --profile-only
 
 LFW-sized synthetic data (12,000 images x 12 exits, 6,000 pairs), the full sweep
 of 4,095 subsets x 5 rules with ERC at FMR 1e-3 and 1e-4 and EDC partial areas
@@ -8,7 +9,7 @@ at 0.2 and 0.3, against a Python loop over variants calling numpy per variant
 (timed on a sample, extrapolated) and a vectorised numpy version (timed on a
 sample of whole chunks, extrapolated), side by side in one run. Then one fused
 variant on an IJB-C-sized pair list (15.7 M pairs) in a subprocess, peak RSS.
-Prints a Markdown table.
+Prints Markdown tables; --profile-only times each stage of one chunk.
 """
 from __future__ import annotations
 
@@ -64,17 +65,52 @@ def ijbc_child():
   print(f"{time.perf_counter() - t0:.1f} {out['erc_area'][0]:.4f} {out['edc_area'][0]:.4f}")
 
 
+def profile(ps, masks, chunk=64):
+  """Per-variant wall time of each stage on one chunk of the sweep (median of 3)."""
+  import jax
+  import jax.numpy as jnp
+  from exfiqa_jax.edc import edc
+  from exfiqa_jax.engine import prepare
+  from exfiqa_jax.erc import erc
+  from exfiqa_jax.fusion import fuse
+  from exfiqa_jax.metrics import pair_quality, stable_order
+  values, order = prepare(ps, 0)
+  m, w = jnp.asarray(masks[:chunk]), jnp.ones((chunk, masks.shape[1]))
+  rank = lambda o: jnp.zeros_like(o).at[o].set(jnp.arange(o.shape[0], dtype=o.dtype))
+  stages = {f"fusion, {r}": (jax.vmap(lambda m, w, r=r: fuse(values, m, r, w, order)), (m, w))
+            for r in RULES}
+  f = stages["fusion, mean"][0](m, w)
+  pq = jax.vmap(lambda f: pair_quality(ps, f))(f)
+  o = jax.vmap(stable_order)(pq)
+  stages.update({
+      "pair quality": (jax.vmap(lambda f: pair_quality(ps, f)), (f,)),
+      "stable quality order (two int32 sorts)": (jax.vmap(stable_order), (pq,)),
+      "ERC, 20 rates x 2 FMRs (incl. rank scatter)": (jax.vmap(
+          lambda o: erc(ps.erc, rank(o), ps.count, ps.fmr_num, ps.fmr_den)[1]), (o,)),
+      "EDC, 2 limits": (jax.vmap(lambda o, q: edc(o, q, ps.erc_genuine, ps.edc_error,
+                                                  ps.limits).area), (o, pq))})
+  print(f"\n| stage (chunk of {chunk} variants) | ms per variant, wall |\n| --- | --- |")
+  for name, (fn, xs) in stages.items():
+    fn = jax.jit(fn)
+    jax.block_until_ready(fn(*xs))
+    wall = median_time(lambda: jax.block_until_ready(fn(*xs)))[0]
+    print(f"| {name} | {wall / chunk * 1e3:.2f} |")
+
+
 def main():
   ap = argparse.ArgumentParser()
   ap.add_argument("--loop-sample", type=int, default=100, help="variants timed in the Python loop")
   ap.add_argument("--vector-sample", type=int, default=256, help="variants timed in numpy, vectorised")
   ap.add_argument("--skip-ijbc", action="store_true")
+  ap.add_argument("--profile-only", action="store_true", help="only the per-stage profile")
   ap.add_argument("--ijbc-child", action="store_true", help=argparse.SUPPRESS)
   args = ap.parse_args()
   if args.ijbc_child:
     return ijbc_child()
   exits, a, b, genuine, scores = synthetic(12_000, 6_000)
   masks, total = subset_masks(12), 4095 * len(RULES)
+  if args.profile_only:
+    return profile(make_pairset(exits, a, b, genuine, scores, fmrs=FMRS, limits=LIMITS), masks)
   weights = np.broadcast_to(np.arange(1, 13, dtype=np.float32), masks.shape)
 
   t0, c0 = time.perf_counter(), time.process_time()
