@@ -28,8 +28,17 @@ BUCKETS = (1, 2, 4, 8, 16, 32, 64)  # at most 2x padding, at most 7 programs
 
 
 def create(config: ViTConfig, seed: int = 0) -> ViTFIQA:
-  """A randomly initialised model (float32 parameters)."""
-  return ViTFIQA(config, rngs=nnx.Rngs(seed))
+  """A randomly initialised model (float32 parameters).
+
+  Initialisation runs as one compiled program, unoptimised: it runs once, and
+  XLA spends seconds optimising the random-number code of every initializer
+  (eagerly, each initializer call compiles on its own).
+  """
+  make = lambda: nnx.split(ViTFIQA(config, rngs=nnx.Rngs(seed)))
+  graphdef, _ = nnx.eval_shape(make)
+  init = jax.jit(lambda: make()[1]).lower().compile(
+      compiler_options={"xla_backend_optimization_level": 0})
+  return nnx.merge(graphdef, init())
 
 
 def split(model: ViTFIQA) -> Variables:
