@@ -6,7 +6,7 @@ import torch
 from exfiqa_jax import ViTConfig
 from exfiqa_jax.attention import quality_token_attention
 from tests.helpers import torch_to_flax
-from tests.torch_reference import ViTFIQAReference, randomize_
+from convert.torch_reference import ViTFIQAReference, randomize_
 
 
 def test_matches_reference_attention_rows():
