@@ -39,7 +39,7 @@ def test_score_folder_and_list_match_the_model(tmp_path, capsys):
   (tmp_path / "list.txt").write_text("\n".join(listed) + "\n")
   assert main(["score", "--checkpoint", str(tmp_path / "ckpt"), "--images",
                str(tmp_path / "list.txt"), "--out", str(out), "--channel-order", "bgr",
-               "--quiet"]) == 0
+               "--batch-size", "2", "--quiet"]) == 0
   z = np.load(out)
   assert z["paths"].tolist() == listed
   swapped = np.stack([by_name[os.path.basename(p)][..., ::-1] for p in listed])
