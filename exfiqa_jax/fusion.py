@@ -62,19 +62,30 @@ def fuse(scores: jax.Array, mask: jax.Array, rule: int | str, weights: jax.Array
     w = jnp.where(mask, w, 0)
     return scores @ (w / jnp.sum(w))
 
-  # exit-major [L, N] so the reductions over exits run across images
-  masked = lambda fill: jnp.where(mask[:, None], scores.T, fill)
+  # a loop over the L exits of elementwise [N] accumulators: no [L, N] masked copy
+  # per variant, and vmapped over masks it fuses into one pass over the images
+  cols = scores.T  # [L, N]
+
+  def extreme(op, fill):
+    acc = jnp.full(cols.shape[1:], fill, cols.dtype)
+    for i in range(cols.shape[0]):
+      acc = op(acc, jnp.where(mask[i], cols[i], fill))
+    return acc
 
   def median():
     o = (jnp.argsort(scores, axis=1) if order is None else order).T
-    vals = jnp.take_along_axis(scores.T, o, 0)  # [L, N] each image's scores ascending
+    vals = jnp.take_along_axis(cols, o, 0)  # [L, N] each image's scores ascending
+    k = jnp.sum(mask, dtype=jnp.int32)
     bits = jnp.sum(mask.astype(jnp.int32) << jnp.arange(mask.shape[0]))
-    m = (bits >> o) & 1  # mask[o]: is the j-th smallest score of an image selected
-    c = jnp.tril(jnp.ones((o.shape[0],) * 2)) @ m.astype(jnp.float32)  # running count
-    k = jnp.sum(mask)
-    pick = (m > 0) & ((c == (k + 1) // 2) | (c == k // 2 + 1))
-    return jnp.sum(jnp.where(pick, vals, 0), 0) / jnp.sum(pick, 0)
+    count = picked = jnp.zeros(cols.shape[1:], jnp.int32)
+    total = jnp.zeros(cols.shape[1:], cols.dtype)
+    for j in range(o.shape[0]):
+      m = (bits >> o[j]) & 1  # is the j-th smallest score of each image selected
+      count = count + m
+      pick = (m > 0) & ((count == (k + 1) // 2) | (count == k // 2 + 1))
+      total, picked = total + jnp.where(pick, vals[j], 0), picked + pick
+    return total / picked
 
   return jax.lax.switch(rule, [
       lambda: mean(jnp.ones_like(weights)), lambda: mean(weights), median,
-      lambda: jnp.min(masked(jnp.inf), 0), lambda: jnp.max(masked(-jnp.inf), 0)])
+      lambda: extreme(jnp.minimum, jnp.inf), lambda: extreme(jnp.maximum, -jnp.inf)])
