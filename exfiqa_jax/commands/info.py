@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 
 import jax
+from flax import nnx
 import numpy as np
 
 NAME = "info"
@@ -21,7 +22,7 @@ def run(args: argparse.Namespace) -> int:
 
   cfg = ViTConfig.from_dict(load_config_file(args.config))
   _, params, _ = abstract_variables(cfg)
-  tree = params.to_pure_dict()
+  tree = nnx.to_pure_dict(params)
   total = sum(int(np.prod(v.shape)) for v in jax.tree.leaves(tree))
   feature0 = int(np.prod(tree["feature"][0]["kernel"].shape))
   print(f"config {args.config}: {cfg.to_dict()}")
