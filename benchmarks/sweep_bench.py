@@ -84,7 +84,7 @@ def profile(ps, masks, chunk=64):
   o = jax.vmap(stable_order)(pq)
   stages.update({
       "pair quality": (jax.vmap(lambda f: pair_quality(ps, f)), (f,)),
-      "stable quality order (two int32 sorts)": (jax.vmap(stable_order), (pq,)),
+      "stable quality order (one int64 sort)": (jax.vmap(stable_order), (pq,)),
       "ERC, 20 rates x 2 FMRs (incl. rank scatter)": (jax.vmap(
           lambda o: erc(ps.erc, rank(o), ps.count, ps.fmr_num, ps.fmr_den)[1]), (o,)),
       "EDC, 2 limits": (jax.vmap(lambda o, q: edc(o, q, ps.erc_genuine, ps.edc_error,

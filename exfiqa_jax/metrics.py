@@ -37,16 +37,15 @@ def pair_quality(ds: PairSet, quality: jax.Array) -> jax.Array:
 def stable_order(pq: jax.Array) -> jax.Array:
   """argsort of pq [P] (no NaN, no -0.0), ties in index order -> [P].
 
-  Two single-key integer sorts (order-preserving int32 keys, then (rank of the
-  value, index) packed in one int32) run faster on CPU than a two-key stable sort.
+  One single-key sort of int64 (order-preserving int32 key << 32 | index): on CPU
+  far cheaper than a sort with a payload or a float comparator. The 64-bit
+  integers live only inside this function.
   """
-  p = pq.shape[0]
-  if p * p >= 2 ** 31:
-    return jnp.argsort(pq, stable=True)
-  i = jax.lax.bitcast_convert_type(pq, jnp.int32)
-  key = i ^ ((i >> 31) & 0x7FFFFFFF)
-  below = jnp.searchsorted(jnp.sort(key), key, side="left", method="scan_unrolled")
-  return jnp.sort(below * p + jnp.arange(p, dtype=jnp.int32)) % p
+  with jax.enable_x64(True):
+    i = jax.lax.bitcast_convert_type(pq, jnp.int32)
+    key = (i ^ ((i >> 31) & 0x7FFFFFFF)).astype(jnp.int64)
+    packed = jnp.sort((key << 32) | jnp.arange(pq.shape[0], dtype=jnp.int64))
+    return (packed & 0xFFFFFFFF).astype(jnp.int32)
 
 
 def evaluate_quality(ds: PairSet, quality: jax.Array) -> Metrics:
