@@ -47,9 +47,9 @@ def edc(order: jax.Array, pq: jax.Array, genuine: jax.Array, error: jax.Array,
   new = jnp.concatenate([jnp.ones(1, bool), q[1:] != q[:-1]])
   g, e = g.astype(jnp.int32), e.astype(jnp.int32)
   g_before, e_before = prefix_sum(g) - g, prefix_sum(e) - e
-  # counts before each position's tie group (both prefix sums are non-decreasing)
-  cummax = lambda x: jax.lax.associative_scan(jnp.maximum, x)
-  g_start, e_start = cummax(jnp.where(new, g_before, 0)), cummax(jnp.where(new, e_before, 0))
+  # counts before each position's tie group, read at the group's first position
+  first = jax.lax.associative_scan(jnp.maximum, jnp.where(new, jnp.arange(q.shape[0]), 0))
+  g_start, e_start = g_before[first], e_before[first]
   n, n_err = jnp.sum(genuine).astype(jnp.float32), jnp.sum(error).astype(jnp.float32)
   frac = (n_err - e_start) / (n - g_start)
   k = g_before.astype(jnp.float32)  # a genuine pair spans discard fractions [k, k + 1) / n
