@@ -27,7 +27,7 @@ class Kept(NamedTuple):
 def blocked(impostor: jax.Array, genuine: jax.Array, keep: jax.Array) -> Kept:
   """impostor, genuine: [P] bool; keep: [P] int32 rate index R per position."""
   n = keep.shape[0]
-  s = min(128, n)
+  s = min(1 << max(3, (n.bit_length() - 2) // 2), n)  # about sqrt(P / 4): 32 at 6,144 pairs
   nb = -(-n // s)
   p = nb * s  # whole blocks; the extra positions are never kept and of neither class
   keep = jnp.pad(keep, (0, p - n), constant_values=-1)
