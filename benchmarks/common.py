@@ -57,21 +57,24 @@ def use_threads(threads: int) -> None:
 
 
 def interleaved(fns: dict[str, Callable[[], object]], rounds: int,
-                warmup: int = 1) -> dict[str, list[float]]:
-  """Seconds per call of each function, measured round-robin after `warmup` calls.
+                warmup: int = 1) -> dict[str, dict[str, list[float]]]:
+  """Per function, seconds per call: {"wall": [...], "cpu": [...]} (process CPU time).
 
-  Each function must block until its result is ready. Alternating the
-  candidates spreads the load of a shared machine over all of them alike.
+  Calls go round-robin after `warmup` calls each; each function must block until
+  its result is ready. Alternating spreads a shared machine's load over all
+  candidates alike; CPU time counts the work done whatever the contention, so
+  for one library's programs it is the steadier measure of their cost.
   """
   for fn in fns.values():
     for _ in range(warmup):
       fn()
-  times = {name: [] for name in fns}
+  times = {name: {"wall": [], "cpu": []} for name in fns}
   for _ in range(rounds):
     for name, fn in fns.items():
-      start = time.perf_counter()
+      cpu, wall = time.process_time(), time.perf_counter()
       fn()
-      times[name].append(time.perf_counter() - start)
+      times[name]["wall"].append(time.perf_counter() - wall)
+      times[name]["cpu"].append(time.process_time() - cpu)
   return times
 
 

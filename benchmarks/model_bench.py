@@ -67,7 +67,7 @@ def main() -> None:
   rows = []
   for batch in batches:
     times = common.interleaved(engines(config, batch, not args.no_compile), rounds, warmup=2)
-    ips = {name: batch / common.median(t) for name, t in times.items()}
+    ips = {name: batch / common.median(t["wall"]) for name, t in times.items()}
     for name, rate in ips.items():
       dtype = name.split()[-1]
       ratio = lambda mode: (f"{rate / ips[f'torch {mode} {dtype}']:.2f}x"
