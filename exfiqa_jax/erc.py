@@ -3,8 +3,8 @@
 Pairs are held in descending comparison-score order (built once per dataset by
 `exfiqa_jax.pairset.make_pairset`). Pair i is kept at discard rates 0..R_i. The
 counts the protocol needs ("kept impostors above position x at rate r") come
-from per-block histograms plus one block scan, so a variant costs O(P) and not
-O(20 P).
+from per-block kept counts and bit masks (exfiqa_jax.kept), so a variant costs
+O(P) and not O(20 P).
 """
 from __future__ import annotations
 
