@@ -1,7 +1,7 @@
 """Speed and memory of the fusion sweep (issue: fusion and evaluation engine).
 
-  /work/venv/bin/python benchmarks/sweep_bench.py [--loop-sample 100] [--skip-ijbc]
-  /work/venv/bin/python benchmarks/sweep_bench.py --profile-only
+  python benchmarks/sweep_bench.py [--loop-sample 100] [--skip-ijbc]
+  python benchmarks/sweep_bench.py --profile-only
 
 LFW-sized synthetic data (12,000 images x 12 exits, 6,000 pairs), the full sweep
 of 4,095 subsets x 5 rules with ERC at FMR 1e-3 and 1e-4 and EDC partial areas
