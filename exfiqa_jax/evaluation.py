@@ -64,7 +64,7 @@ def pairset(exit_scores, a, b, labels, comparison, *, fmrs=(1e-3, 1e-4),
 def analyse(exit_scores, a, b, labels, comparison, *, cost: Sequence[float],
             rules=("mean", "weighted", "median", "min", "max"), norms=("none",),
             select: str | None = None, top_k: int = 3, memory_mb: float = 1024,
-            **metrics) -> Analysis:
+            progress: bool = False, **metrics) -> Analysis:
   """exit_scores: [N, L]; a, b, labels, comparison: [P] -> Analysis.
 
   metrics: the options of `pairset`.
@@ -73,7 +73,7 @@ def analyse(exit_scores, a, b, labels, comparison, *, cost: Sequence[float],
   depth = np.shape(exit_scores)[1]
   rules = tuple(dict.fromkeys(("mean", "weighted", *rules)))  # the paper's two always
   norms = tuple(dict.fromkeys(("none", *norms)))
-  table = sweep(ps, rules, norms, cost, memory_mb=memory_mb)
+  table = sweep(ps, rules, norms, cost, memory_mb=memory_mb, progress=progress)
   select = select or f"edc_area@{float(ps.limits[0]):g}"
   if select not in table:
     raise KeyError(f"sweep.select {select!r} is not a metric; one of "

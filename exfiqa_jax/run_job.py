@@ -44,9 +44,10 @@ def read_inputs(path: str) -> dict[str, np.ndarray]:
   return z
 
 
-def analyse_inputs(z: dict[str, np.ndarray], cfg: dict[str, Any]) -> Analysis:
-  return analyse(*(z[k] for k in INPUT_KEYS), cost=z["cost"], **cfg.get("metrics", {}),
-                 **cfg.get("sweep", {}))
+def analyse_inputs(z: dict[str, np.ndarray], cfg: dict[str, Any],
+                   progress: bool = False) -> Analysis:
+  return analyse(*(z[k] for k in INPUT_KEYS), cost=z["cost"], progress=progress,
+                 **cfg.get("metrics", {}), **cfg.get("sweep", {}))
 
 
 def evaluate_job(cfg: dict[str, Any], header: str = "", progress: bool = True
@@ -66,7 +67,7 @@ def evaluate_job(cfg: dict[str, Any], header: str = "", progress: bool = True
       z = dict(ids=x.ids, exit_scores=x.exit_scores, a=x.a, b=x.b, labels=x.labels,
                comparison=x.comparison, cost=cost)
       save_npz(inputs_path(out, name, fr), z)
-      results.append((name, fr, analyse_inputs(z, cfg)))
+      results.append((name, fr, analyse_inputs(z, cfg, progress)))
   when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
   head = header or "# EX-FIQA evaluation"
   head += (f"\n\nCheckpoint `{cfg['checkpoint']}` ({ckpt.config.depth} blocks, width "

@@ -15,6 +15,7 @@ from fractions import Fraction
 from typing import Sequence
 
 import numpy as np
+from tqdm import tqdm
 
 from exfiqa_jax.config import ViTConfig
 from exfiqa_jax.engine import score_variants
@@ -56,20 +57,24 @@ def table(ps: PairSet, masks, erc_area, edc_area, edc_best, cost, **columns) -> 
 
 def sweep(ps: PairSet, rules: Sequence[str] = RULES, norms: Sequence[str] = ("none",),
           cost: ViTConfig | Sequence[float] | None = None, masks=None, weights=None,
-          memory_mb: float = 256) -> dict:
+          memory_mb: float = 256, progress: bool = False) -> dict:
   """Every subset (default all 2^L - 1) x rule x normalisation -> a table.
 
-  weights: [L] for the weighted rule (default depth weights 1..L).
+  weights: [L] for the weighted rule (default depth weights 1..L); progress: a
+  progress bar counting variants.
   """
   depth = ps.exits.shape[1]
   masks = subset_masks(depth) if masks is None else np.asarray(masks, bool)
   w = np.broadcast_to(np.arange(1, depth + 1) if weights is None else weights, masks.shape)
   parts = []
-  for norm in norms:
-    for rule in rules:
-      res = score_variants(ps, masks, w, rule, norm, memory_mb)
-      parts.append(table(ps, masks, *res, cost, rule=np.full(len(masks), rule),
-                         norm=np.full(len(masks), norm)))
+  with tqdm(total=len(norms) * len(rules) * len(masks), unit="variant", desc="sweep",
+            disable=not progress) as bar:
+    for norm in norms:
+      for rule in rules:
+        res = score_variants(ps, masks, w, rule, norm, memory_mb)
+        parts.append(table(ps, masks, *res, cost, rule=np.full(len(masks), rule),
+                           norm=np.full(len(masks), norm)))
+        bar.update(len(masks))
   return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 

@@ -26,12 +26,12 @@ def _rows(table: dict, index, depth: int) -> list[dict[str, Any]]:
 
 
 def sweep_inputs(z: dict[str, np.ndarray], cfg: dict[str, Any], out_dir: str, key: str,
-                 analysis: Analysis | None = None) -> str:
+                 analysis: Analysis | None = None, progress: bool = True) -> str:
   """Writes `<out_dir>/<key>.md` and its CSV/JSON/PNG files; returns the .md path.
 
   `analysis`: the subset sweep of the same inputs and config, if already run.
   """
-  an = analysis or analyse_inputs(z, cfg)
+  an = analysis or analyse_inputs(z, cfg, progress)
   m, w = cfg.get("metrics", {}), cfg.get("weights", {})
   ps = pairset(*(z[k] for k in INPUT_KEYS), **m)
   depth, sel = z["exit_scores"].shape[1], an.select

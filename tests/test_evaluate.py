@@ -81,7 +81,7 @@ def test_evaluate_with_overrides_reproduces_the_demo(demo, tmp_path):
 
 def test_sweep_on_saved_inputs_and_on_score_files(demo, tmp_path):
   z = read_npz(str(demo / "inputs" / "demo_self.npz"))
-  assert main(["sweep", "--inputs", str(demo / "inputs" / "demo_self.npz"),
+  assert main(["sweep", "--quiet", "--inputs", str(demo / "inputs" / "demo_self.npz"),
                "--out", str(tmp_path / "s")]) == 0
   table = _csv(tmp_path / "s" / "demo_self_subsets.csv")
   assert len(table) == 4095 * 5  # default sweep: no config, plain scores only

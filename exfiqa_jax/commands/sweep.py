@@ -18,6 +18,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
   p.add_argument("--depth-cost", action="store_true",
                  help="with --scores: cost = exit number instead of the vit_s GFLOPs")
   p.add_argument("--out", help="output folder (default <out_dir>/sweep or out/sweep)")
+  p.add_argument("--quiet", action="store_true", help="no progress bar")
   p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
 
 
@@ -45,5 +46,5 @@ def run(args: argparse.Namespace) -> int:
     work = {os.path.splitext(os.path.basename(p))[0]: read_inputs(p) for p in paths}
   out = args.out or os.path.join(cfg.get("out_dir", "out"), "sweep")
   for key, z in work.items():
-    print(f"wrote {sweep_inputs(z, cfg, out, key)}")
+    print(f"wrote {sweep_inputs(z, cfg, out, key, progress=not args.quiet)}")
   return 0
