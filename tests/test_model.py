@@ -125,3 +125,17 @@ def test_bucketed_pads_and_trims():
   assert three.embedding is None
   with pytest.raises(ValueError, match="empty batch"):
     apply_bucketed(graphdef, params, batch_stats, x[:0])
+
+
+def test_micro_batches_equal_one_pass():
+  """Rows through the model 4 at a time (lax.map, plus a remainder) equal one pass."""
+  cfg = CONFIGS["odd"]
+  graphdef, params, batch_stats = split(create(cfg, seed=6))
+  x = jnp.asarray(np.random.default_rng(2).uniform(-1, 1, (10, 40, 40, 3)), jnp.float32)
+  whole = apply(graphdef, params, batch_stats, x, micro_batch=None)
+  for m in (4, 5, "auto"):
+    part = apply(graphdef, params, batch_stats, x, micro_batch=m)
+    np.testing.assert_allclose(part.exits, whole.exits, atol=1e-5, rtol=1e-5)
+    np.testing.assert_allclose(part.embedding, whole.embedding, atol=1e-5, rtol=1e-5)
+  jaxpr = str(jax.make_jaxpr(lambda x: apply(graphdef, params, batch_stats, x, micro_batch=4))(x))
+  assert "scan" in jaxpr and "length=2" in jaxpr  # two full chunks of 4, then 2 rows
