@@ -4,8 +4,8 @@
     graphdef, params, batch_stats = split(model)
     out = apply(graphdef, params, batch_stats, images, num_layers=6, embedding=False)
 
-`apply` is jit-compiled with `graphdef`, `num_layers`, `embedding`, `all_exits`
-and `dtype` static, so it composes with `jax.vmap`, sharded inputs and `jax.jit`
+`apply` is jit-compiled with `graphdef`, `num_layers`, `embedding`, `all_exits`,
+`dtype` and `micro_batch` static, so it composes with `jax.vmap`, sharded inputs and `jax.jit`
 callers. Each new batch size compiles a new program (seconds for ViT-S);
 `apply_bucketed` pads batches to a few fixed sizes so a stream of ragged
 batches compiles at most `len(buckets)` programs.
