@@ -21,6 +21,7 @@ METRIC_PREFIXES = ("erc_area@", "edc_area@", "edc_best@")
 
 @dataclasses.dataclass
 class Analysis:
+  pairs: PairSet  # the engine's pair set the numbers were computed on
   rows: list[dict[str, Any]]  # named variants: exits, paper fusions, best subsets
   table: dict[str, np.ndarray]  # the whole sweep (exfiqa_jax.sweep table)
   select: str  # the metric that ranks variants (lower is better)
@@ -93,4 +94,4 @@ def analyse(exit_scores, a, b, labels, comparison, *, cost: Sequence[float],
   top = rows[depth + 2]
   curves[f"best: {top['variant']}"] = evaluate(
       ps, mask_of(int(table["subset"][best[0]]), depth), top["rule"], top["norm"])
-  return Analysis(rows, table, select, pareto_front(table["gflops"], table[select]), grid, curves)
+  return Analysis(ps, rows, table, select, pareto_front(table["gflops"], table[select]), grid, curves)

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from exfiqa_jax.evaluation import METRIC_PREFIXES, Analysis, pairset, variant_name
+from exfiqa_jax.evaluation import METRIC_PREFIXES, Analysis, variant_name
 from exfiqa_jax.learn import learn_weights
 from exfiqa_jax.report import plots
 from exfiqa_jax.report.tables import markdown, write_csv, write_json
@@ -33,7 +33,7 @@ def sweep_inputs(z: dict[str, np.ndarray], cfg: dict[str, Any], out_dir: str, ke
   """
   an = analysis or analyse_inputs(z, cfg, progress)
   m, w = cfg.get("metrics", {}), cfg.get("weights", {})
-  ps = pairset(*(z[k] for k in INPUT_KEYS), **m)
+  ps = an.pairs
   depth, sel = z["exit_scores"].shape[1], an.select
   powers = np.asarray(w.get("powers", (0.0, 0.5, 1.0, 2.0, 4.0)), float)
   pw = sweep_weights(ps, power_law(depth, powers), cost=z["cost"])
