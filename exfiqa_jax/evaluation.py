@@ -94,4 +94,5 @@ def analyse(exit_scores, a, b, labels, comparison, *, cost: Sequence[float],
   top = rows[depth + 2]
   curves[f"best: {top['variant']}"] = evaluate(
       ps, mask_of(int(table["subset"][best[0]]), depth), top["rule"], top["norm"])
-  return Analysis(ps, rows, table, select, pareto_front(table["gflops"], table[select]), grid, curves)
+  front = pareto_front(table["gflops"], table[select])
+  return Analysis(ps, rows, table, select, front, grid, curves)
