@@ -6,6 +6,9 @@ the same bucket (see `pairset.bucket`) reuse the same compiled code.
 """
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -63,15 +66,26 @@ def chunk_size(ps: PairSet, memory_mb: float) -> int:
   return 1 << max(0, int(memory_mb * 2 ** 20 // per_variant).bit_length() - 1)
 
 
+def workers() -> int:
+  """Chunks scored at once: one per CPU core on the host (one compiled chunk keeps
+  about one core busy there: its sort runs on a single thread), one on accelerators."""
+  return (os.cpu_count() or 1) if jax.default_backend() == "cpu" else 1
+
+
 def score_variants(ps: PairSet, masks, weights, rule: str, norm: str = "none",
                    memory_mb: float = 256) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-  """Areas of every variant: masks, weights [V, L] -> ([V, F], [V, K], [V, K])."""
+  """Areas of every variant: masks, weights [V, L] -> ([V, F], [V, K], [V, K]).
+
+  Chunks run on `workers()` threads at once, memory_mb shared between them.
+  """
   masks, weights = np.asarray(masks, bool), np.asarray(weights, np.float32)
   values, order = prepare(ps, NORMS.index(norm))
-  v = len(masks)
-  b = min(chunk_size(ps, memory_mb), bucket(v, 1))
+  v, n = len(masks), workers()
+  b = min(chunk_size(ps, memory_mb / n), bucket(v, 1))
   pad = (-v) % b
   masks, weights = np.r_[masks, masks[:1].repeat(pad, 0)], np.r_[weights, weights[:1].repeat(pad, 0)]
-  parts = [score_chunk(ps, values, order, masks[i:i + b], weights[i:i + b], RULES.index(rule))
-           for i in range(0, len(masks), b)]
-  return tuple(np.concatenate([np.asarray(p[j]) for p in parts])[:v] for j in range(3))
+  run = lambda i: jax.device_get(score_chunk(ps, values, order, masks[i:i + b], weights[i:i + b],
+                                             RULES.index(rule)))
+  with ThreadPoolExecutor(n) as pool:
+    parts = list(pool.map(run, range(0, len(masks), b)))
+  return tuple(np.concatenate([p[j] for p in parts])[:v] for j in range(3))
