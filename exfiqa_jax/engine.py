@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -17,20 +18,24 @@ from exfiqa_jax.fusion import NORMS, RULES, depth_weights, fuse, normalize
 from exfiqa_jax.metrics import PairSet, evaluate_quality
 from exfiqa_jax.pairset import bucket
 
+# XLA's older CPU loop emitters, not its fusion emitters: a sweep chunk compiled in
+# 3.3 s instead of 5.3 s and ran 17% faster (same numbers); accelerators ignore it
+jit_engine = partial(jax.jit, compiler_options={"xla_cpu_use_fusion_emitters": False})
 
-@jax.jit
+
+@jit_engine
 def prepare(ps: PairSet, norm: jax.Array) -> tuple[jax.Array, jax.Array]:
   """Normalised exit scores [N, L] and their row-wise argsort [N, L] (for the median)."""
   values = normalize(ps.exits, norm, ps.image_valid)
   return values, jnp.argsort(values, axis=1)
 
 
-@jax.jit
+@jit_engine
 def _evaluate(ps, values, order, mask, weights, rule):
   return evaluate_quality(ps, fuse(values, mask, rule, weights, order))
 
 
-@jax.jit
+@jit_engine
 def score_chunk(ps: PairSet, values, order, masks, weights, rule):
   """Areas of B variants sharing a rule: masks, weights [B, L] ->
   (erc_area [B, F], edc_area [B, K], edc_best [B, K])."""

@@ -20,11 +20,11 @@ from exfiqa_jax.kept import RATES
 class ErcData(NamedTuple):
   """Pairs in descending score order; padding sorts last and is neither class.
 
-  perm: [P] pair-list index at each score-order position.
+  position: [P] score-order position of each pair (pair-list order).
   genuine, impostor: [P] bool.
   start, end: [P] int32 first and last position of each position's score-tie group.
   """
-  perm: jax.Array
+  position: jax.Array
   genuine: jax.Array
   impostor: jax.Array
   start: jax.Array
@@ -36,7 +36,7 @@ def _fnmr(data: ErcData, kb: kept.Kept, r, num, den):
   minimising |FMR(t) - num/den| (FMR(t) = #{impostor >= t} / #impostors), chosen
   among the achievable impostor counts bracketing c* = num * n_imp / den, the
   larger on an exact tie; a genuine score equal to t is a non-match."""
-  p = data.perm.shape[0]
+  p = data.position.shape[0]
   n_imp, n_gen = kb.before[0, -1, r], kb.before[1, -1, r]
   q, rem = (num * n_imp) // den, (num * n_imp) % den
   ends_at = lambda pos: kept.count(kb, 0, r, data.end[pos] + 1)  # kept impostors >= score at pos
@@ -56,18 +56,18 @@ def _fnmr(data: ErcData, kb: kept.Kept, r, num, den):
   return jnp.where((n_imp > 0) & (n_gen > 0), fnmr, jnp.nan)
 
 
-def erc(data: ErcData, rank_pl: jax.Array, n_valid: jax.Array, num: jax.Array,
+def erc(data: ErcData, order: jax.Array, n_valid: jax.Array, num: jax.Array,
         den: jax.Array) -> tuple[jax.Array, jax.Array]:
   """ERC curves and areas -> (fnmr [20, F], area [F]).
 
-  rank_pl: [P] quality position of each pair in pair-list order (a stable sort:
-  equal qualities keep pair-list order, so results never depend on the machine).
-  n_valid: [] valid pairs. Rate i/20 discards floor(i * n_valid / 20) pairs.
+  order: [P] pair-list indices by ascending pair quality, valid pairs first (a
+  stable sort: equal qualities keep pair-list order, so results never depend on
+  the machine). n_valid: [] valid pairs. Rate i/20 discards floor(i * n_valid / 20)
+  pairs: the pair at quality position j is kept at rates 0..R_j.
   """
-  rank = rank_pl[data.perm]
-  valid = jnp.arange(rank.shape[0]) < n_valid
-  keep = jnp.where(valid, jnp.minimum((RATES * (rank + 1) - 1) // n_valid, RATES - 1), -1)
-  kb = kept.blocked(data.impostor, data.genuine, keep)
+  j = jnp.arange(order.shape[0])
+  rate = jnp.where(j < n_valid, jnp.minimum((RATES * (j + 1) - 1) // n_valid, RATES - 1), -1)
+  kb = kept.blocked(data.impostor, data.genuine, data.position[order], rate)
   per_rate = jax.vmap(lambda r: jax.vmap(lambda n, d: _fnmr(data, kb, r, n, d))(num, den))
   fnmr = per_rate(jnp.arange(RATES))
   area = (jnp.sum(fnmr, 0) - (fnmr[0] + fnmr[-1]) / 2) / RATES  # trapezoid, step 0.05

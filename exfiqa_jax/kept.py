@@ -25,15 +25,14 @@ class Kept(NamedTuple):
   before: jax.Array
 
 
-def blocked(impostor: jax.Array, genuine: jax.Array, keep: jax.Array) -> Kept:
-  """impostor, genuine: [P] bool; keep: [P] int32 rate index R per position."""
-  n = keep.shape[0]
+def blocked(impostor: jax.Array, genuine: jax.Array, pos: jax.Array, rate: jax.Array) -> Kept:
+  """impostor, genuine: [P] bool by score position; pos: [P] a permutation of the
+  score positions; rate: [P] int32 rate index R of the pair at pos (-1: never kept)."""
+  n = pos.shape[0]
   nb = -(-n // S)
-  p = nb * S  # whole blocks; the extra positions are never kept and of neither class
-  keep = jnp.pad(keep, (0, p - n), constant_values=-1)
-  cls = jnp.pad(jnp.stack([impostor, genuine]), ((0, 0), (0, p - n)))
-  bit = jnp.where(cls, jnp.uint32(1) << (jnp.arange(p, dtype=jnp.uint32) % S), jnp.uint32(0))
-  exact = jnp.zeros((2, nb, RATES + 1), jnp.uint32).at[:, jnp.arange(p) // S, keep + 1].add(bit)
+  cls = jnp.stack([impostor[pos], genuine[pos]])
+  bit = jnp.where(cls, jnp.uint32(1) << (pos.astype(jnp.uint32) % S), jnp.uint32(0))
+  exact = jnp.zeros((2, nb, RATES + 1), jnp.uint32).at[:, pos // S, rate + 1].add(bit)
   kept_at = [exact[..., RATES]]  # kept at rate r: R >= r, an OR over levels (cumsum is slow on CPU)
   for r in range(RATES - 1, 0, -1):
     kept_at.append(kept_at[-1] | exact[..., r])

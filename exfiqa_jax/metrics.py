@@ -52,6 +52,5 @@ def evaluate_quality(ds: PairSet, quality: jax.Array) -> Metrics:
   """ERC and EDC of per-image quality scores [N] on the dataset's pairs (jit-able)."""
   pq = pair_quality(ds, quality)
   order = stable_order(pq)
-  rank = jnp.zeros_like(order).at[order].set(jnp.arange(order.shape[0], dtype=order.dtype))
-  fnmr, area = erc(ds.erc, rank, ds.count, ds.fmr_num, ds.fmr_den)
+  fnmr, area = erc(ds.erc, order, ds.count, ds.fmr_num, ds.fmr_den)
   return Metrics(fnmr, area, edc(order, pq, ds.erc_genuine, ds.edc_error, ds.limits))

@@ -52,7 +52,7 @@ def _score_order(scores: np.ndarray, genuine: np.ndarray, p: int) -> ErcData:
   end = np.minimum.accumulate(np.where(np.r_[new[1:], True], np.arange(n), n)[::-1])[::-1]
   pad = np.arange(n, p)
   g = np.r_[genuine[perm], np.zeros(p - n, bool)]
-  return ErcData(np.r_[perm, pad].astype(np.int32), g, np.r_[~genuine[perm], g[n:]],
+  return ErcData(np.argsort(np.r_[perm, pad]).astype(np.int32), g, np.r_[~genuine[perm], g[n:]],
                  np.r_[start, pad].astype(np.int32), np.r_[end, pad].astype(np.int32))
 
 
