@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import pkgutil
 import sys
+
+import jax
 
 from exfiqa_jax import commands
 
@@ -17,6 +20,15 @@ from exfiqa_jax import commands
 def _command_names() -> list[str]:
   return sorted(m.name for m in pkgutil.iter_modules(commands.__path__)
                 if not m.name.startswith("_"))
+
+
+def compilation_cache() -> None:
+  """Keep compiled programs between runs (a sweep compiles in about 3 s and loads
+  from the cache in about 1 s): in $JAX_COMPILATION_CACHE_DIR when set (empty: no
+  cache), else in $XDG_CACHE_HOME/exfiqa-jax/xla (default ~/.cache/exfiqa-jax/xla)."""
+  if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    home = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    jax.config.update("jax_compilation_cache_dir", os.path.join(home, "exfiqa-jax", "xla"))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
       sub.add_parser(name)
   args = parser.parse_args(argv)
+  compilation_cache()
   try:
     return int(args._run(args) or 0)
   except (ValueError, FileNotFoundError, FileExistsError, KeyError) as e:

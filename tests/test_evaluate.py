@@ -1,6 +1,8 @@
 """The evaluation job end to end: the demo, `evaluate`, `sweep`, their reports and errors."""
 import csv
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -80,9 +82,15 @@ def test_evaluate_with_overrides_reproduces_the_demo(demo, tmp_path):
 
 
 def test_sweep_on_saved_inputs_and_on_score_files(demo, tmp_path):
+  """`exfiqa sweep` as a fresh process, which keeps its compiled programs in the cache."""
   z = read_npz(str(demo / "inputs" / "demo_self.npz"))
-  assert main(["sweep", "--quiet", "--inputs", str(demo / "inputs" / "demo_self.npz"),
-               "--out", str(tmp_path / "s")]) == 0
+  env = {k: v for k, v in os.environ.items() if k != "JAX_COMPILATION_CACHE_DIR"}
+  env["XDG_CACHE_HOME"] = str(tmp_path / "cache")
+  run = subprocess.run([sys.executable, "-m", "exfiqa_jax.cli", "sweep", "--quiet", "--inputs",
+                        str(demo / "inputs" / "demo_self.npz"), "--out", str(tmp_path / "s")],
+                       env=env, capture_output=True, text=True)
+  assert run.returncode == 0, run.stderr
+  assert os.listdir(tmp_path / "cache" / "exfiqa-jax" / "xla")
   table = _csv(tmp_path / "s" / "demo_self_subsets.csv")
   assert len(table) == 4095 * 5  # default sweep: no config, plain scores only
   ps = pairset(z["exit_scores"], z["a"], z["b"], z["labels"], z["comparison"])
