@@ -12,8 +12,6 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from exfiqa_jax.prefix import prefix_sum
-
 RATES = 20  # discard rates i / 20, i = 0..19; the last is 0.95, no point at 1
 S = 32  # positions per block: the bits of a uint32 word
 
@@ -38,8 +36,7 @@ def blocked(impostor: jax.Array, genuine: jax.Array, pos: jax.Array, rate: jax.A
     kept_at.append(kept_at[-1] | exact[..., r])
   bits = jnp.stack(kept_at[::-1], -1)
   per_block = jax.lax.population_count(bits).astype(jnp.int32)
-  upto = jnp.moveaxis(prefix_sum(jnp.moveaxis(per_block, 1, -1)), -1, 1)
-  before = jnp.concatenate([jnp.zeros((2, 1, RATES), jnp.int32), upto], 1)
+  before = jnp.concatenate([jnp.zeros((2, 1, RATES), jnp.int32), jnp.cumsum(per_block, 1)], 1)
   return Kept(bits, before)
 
 
