@@ -39,12 +39,14 @@ def _fnmr(data: ErcData, kb: kept.Kept, r, num, den):
   p = data.position.shape[0]
   n_imp, n_gen = kb.before[0, -1, r], kb.before[1, -1, r]
   q, rem = (num * n_imp) // den, (num * n_imp) % den
-  ends_at = lambda pos: kept.count(kb, 0, r, data.end[pos] + 1)  # kept impostors >= score at pos
-  first = kept.nth(kb, 0, r, 1)
+  # independent queries share one vmapped call each (fewer ops to compile)
+  nth = jax.vmap(lambda n: kept.nth(kb, 0, r, n))
+  first, at_hi, at_q = nth(jnp.stack([1, q + (rem > 0), jnp.maximum(q, 1)]))
   zero_ok = kept.count(kb, 1, r, data.start[first]) > 0  # a kept genuine above every kept impostor
-  hi = ends_at(kept.nth(kb, 0, r, q + (rem > 0)))
-  at_q = kept.nth(kb, 0, r, jnp.maximum(q, 1))
-  lo_group = jnp.where(ends_at(at_q) == q, q, kept.count(kb, 0, r, data.start[at_q]))
+  # kept impostors >= the scores at at_hi and at_q, and > the score at at_q
+  hi, q_end, q_start = jax.vmap(lambda x: kept.count(kb, 0, r, x))(
+      jnp.stack([data.end[at_hi] + 1, data.end[at_q] + 1, data.start[at_q]]))
+  lo_group = jnp.where(q_end == q, q, q_start)
   lo = jnp.where(q >= 1, lo_group, 0)
   lo = jnp.where((lo > 0) | zero_ok, lo, -1)
   delta = jnp.clip((q - lo) - (hi - q), -2, 1)  # sign of |lo - c*| - |hi - c*| is exact here
