@@ -6,8 +6,6 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from exfiqa_jax.prefix import prefix_sum
-
 
 class Edc(NamedTuple):
   """EDC of one quality ranking. Curve arrays are per position of the quality order.
@@ -23,6 +21,17 @@ class Edc(NamedTuple):
   discard: jax.Array
   error: jax.Array
   point: jax.Array
+
+
+def prefix_sum(x: jax.Array, block: int = 128) -> jax.Array:
+  """Inclusive prefix sum of int32 x [P]: block sums by matmul, exact in int32."""
+  n = x.shape[0]
+  s = min(block, n)
+  nb = -(-n // s)
+  y = jnp.pad(x, (0, nb * s - n)).reshape(nb, s)
+  inner = (y.astype(jnp.float32) @ jnp.triu(jnp.ones((s, s), jnp.float32))).astype(jnp.int32)
+  offset = jnp.cumsum(inner[:, -1]) - inner[:, -1]
+  return (inner + offset[:, None]).reshape(-1)[:n]
 
 
 def edc(order: jax.Array, pq: jax.Array, genuine: jax.Array, error: jax.Array,

@@ -31,10 +31,7 @@ def blocked(impostor: jax.Array, genuine: jax.Array, pos: jax.Array, rate: jax.A
   cls = jnp.stack([impostor[pos], genuine[pos]])
   bit = jnp.where(cls, jnp.uint32(1) << (pos.astype(jnp.uint32) % S), jnp.uint32(0))
   exact = jnp.zeros((2, nb, RATES + 1), jnp.uint32).at[:, pos // S, rate + 1].add(bit)
-  kept_at = [exact[..., RATES]]  # kept at rate r: R >= r, an OR over levels (cumsum is slow on CPU)
-  for r in range(RATES - 1, 0, -1):
-    kept_at.append(kept_at[-1] | exact[..., r])
-  bits = jnp.stack(kept_at[::-1], -1)
+  bits = jnp.cumsum(exact[..., ::-1], -1)[..., ::-1][..., 1:]  # kept at rate r: R >= r
   per_block = jax.lax.population_count(bits).astype(jnp.int32)
   before = jnp.concatenate([jnp.zeros((2, 1, RATES), jnp.int32), jnp.cumsum(per_block, 1)], 1)
   return Kept(bits, before)

@@ -84,12 +84,3 @@ def test_bad_input_is_a_clear_error(change, message):
   change(d)
   with pytest.raises(ValueError, match=message):
     make_pairset(d["exits"], d["a"], d["b"], d["labels"], d["scores"])
-
-
-@pytest.mark.parametrize("shape,block", [((3, 20_000), 128), ((2, 5, 37), 4), ((1,), 128)])
-def test_prefix_sum_is_exact(shape, block):
-  """Blocked matmul prefix sums equal numpy's cumsum, over several recursion levels."""
-  from exfiqa_jax.prefix import prefix_sum
-  x = np.random.default_rng(0).integers(0, 300, shape).astype(np.int32)
-  got = jax.jit(prefix_sum, static_argnums=1)(x, block)
-  np.testing.assert_array_equal(np.asarray(got), np.cumsum(x, -1))
