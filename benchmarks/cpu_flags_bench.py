@@ -139,7 +139,8 @@ def main() -> None:
   if not args.no_model:
     print(f"Full pass, batch {args.batch}, medians of {args.rounds} rounds; "
           "differences against the default program in the same dtype.\n")
-    print(model_table(config, names, args.dtypes.split(","), args.batch, args.rounds), f"\n\nload {common.load()} at the end")
+    print(model_table(config, names, args.dtypes.split(","), args.batch, args.rounds),
+          f"\n\nload {common.load()} at the end")
 
 
 if __name__ == "__main__":
