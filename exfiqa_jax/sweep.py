@@ -18,7 +18,7 @@ import numpy as np
 from tqdm import tqdm
 
 from exfiqa_jax.config import ViTConfig
-from exfiqa_jax.engine import score_variants
+from exfiqa_jax.chunks import score_variants
 from exfiqa_jax.flops import exit_gflops
 from exfiqa_jax.fusion import RULES
 from exfiqa_jax.metrics import PairSet

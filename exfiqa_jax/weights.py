@@ -6,7 +6,7 @@ from typing import Sequence
 import numpy as np
 
 from exfiqa_jax.config import ViTConfig
-from exfiqa_jax.engine import score_variants
+from exfiqa_jax.chunks import score_variants
 from exfiqa_jax.metrics import PairSet
 from exfiqa_jax.sweep import table
 

@@ -86,6 +86,7 @@ def test_sweep_on_saved_inputs_and_on_score_files(demo, tmp_path):
   z = read_npz(str(demo / "inputs" / "demo_self.npz"))
   env = {k: v for k, v in os.environ.items() if k != "JAX_COMPILATION_CACHE_DIR"}
   env["XDG_CACHE_HOME"] = str(tmp_path / "cache")
+  env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"  # store even quick compiles
   run = subprocess.run([sys.executable, "-m", "exfiqa_jax.cli", "sweep", "--quiet", "--inputs",
                         str(demo / "inputs" / "demo_self.npz"), "--out", str(tmp_path / "s")],
                        env=env, capture_output=True, text=True)
