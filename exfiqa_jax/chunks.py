@@ -13,6 +13,7 @@ from exfiqa_jax.fusion import NORMS, RULES
 from exfiqa_jax.metrics import PairSet
 from exfiqa_jax.pairset import bucket
 
+
 def chunk_size(ps: PairSet, memory_mb: float) -> int:
   """Variants per compiled call: a power of two whose working set fits memory_mb."""
   n, depth = ps.exits.shape
@@ -20,26 +21,25 @@ def chunk_size(ps: PairSet, memory_mb: float) -> int:
   return 1 << max(0, int(memory_mb * 2 ** 20 // per_variant).bit_length() - 1)
 
 
-CPU_CHUNK = 32  # variants per chunk on CPU: 16-32 ran faster per variant than 128-256
-
-
-def workers() -> int:
-  """Chunks scored at once: one per CPU core on the host (one compiled chunk keeps
-  about one core busy there: its sort runs on a single thread), one on accelerators."""
-  return (os.cpu_count() or 1) if jax.default_backend() == "cpu" else 1
+def parallelism() -> tuple[int, int]:
+  """(threads, most variants per chunk). On the host: one thread per core (a
+  compiled chunk keeps about one core busy: its sort runs on a single thread) and
+  at most 32 variants (16-32 ran faster per variant than 128-256). On
+  accelerators: one thread, chunks as large as memory allows."""
+  if jax.default_backend() == "cpu":
+    return os.cpu_count() or 1, 32
+  return 1, 2 ** 31
 
 
 def score_variants(ps: PairSet, masks, weights, rule: str, norm: str = "none",
                    memory_mb: float = 256) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
   """Areas of every variant: masks, weights [V, L] -> ([V, F], [V, K], [V, K]).
 
-  Chunks run on `workers()` threads at once, memory_mb shared between them; on
-  CPU a chunk holds at most CPU_CHUNK variants.
+  Chunks run on `parallelism()` threads at once, memory_mb shared between them.
   """
   masks, weights = np.asarray(masks, bool), np.asarray(weights, np.float32)
   values, order = prepare(ps, NORMS.index(norm))
-  v, n = len(masks), workers()
-  cap = CPU_CHUNK if jax.default_backend() == "cpu" else v
+  (n, cap), v = parallelism(), len(masks)
   b = min(chunk_size(ps, memory_mb / n), bucket(v, 1), cap)
   pad = (-v) % b
   masks, weights = np.r_[masks, masks[:1].repeat(pad, 0)], np.r_[weights, weights[:1].repeat(pad, 0)]
