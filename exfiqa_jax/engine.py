@@ -21,9 +21,11 @@ from exfiqa_jax.metrics import PairSet, evaluate_quality
 jit_engine = partial(jax.jit, compiler_options={"xla_cpu_use_fusion_emitters": False})
 
 
-@jit_engine
-def prepare(ps: PairSet, norm: jax.Array) -> tuple[jax.Array, jax.Array]:
-  """Normalised exit scores [N, L] and their row-wise argsort [N, L] (for the median)."""
+@partial(jit_engine, static_argnums=1)
+def prepare(ps: PairSet, norm: int) -> tuple[jax.Array, jax.Array]:
+  """Normalised exit scores [N, L] and their row-wise argsort [N, L] (for the median).
+  norm: an index into NORMS, static: each compiles only its own branch (0.45 s for
+  all four at once, cold)."""
   values = normalize(ps.exits, norm, ps.image_valid)
   return values, jnp.argsort(values, axis=1)
 

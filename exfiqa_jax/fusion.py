@@ -21,7 +21,8 @@ def normalize(scores: jax.Array, norm: int | str, valid: jax.Array | None = None
 
   zscore: (x - mean) / std; minmax: (x - min) / (max - min); a constant exit
   becomes 0 under both. rank: #{valid scores below x} / (n - 1) in [0, 1], equal
-  scores equal values, order-preserving. `norm` is a name or an index into NORMS.
+  scores equal values, order-preserving. `norm` is a name or an index into NORMS
+  (a Python value: only that normalisation is traced and compiled).
   """
   norm = NORMS.index(norm) if isinstance(norm, str) else norm
   valid = jnp.ones(scores.shape[0], bool) if valid is None else valid
@@ -42,7 +43,7 @@ def normalize(scores: jax.Array, norm: int | str, valid: jax.Array | None = None
     below = jax.vmap(lambda col, q: jnp.searchsorted(col, q), in_axes=1, out_axes=1)(s, x)
     return below / jnp.maximum(n - 1, 1)
 
-  return jax.lax.switch(norm, [lambda x: x, zscore, minmax, rank], scores)
+  return [lambda x: x, zscore, minmax, rank][norm](scores)
 
 
 def fuse(scores: jax.Array, mask: jax.Array, rule: int | str, weights: jax.Array | None = None,
