@@ -57,35 +57,45 @@ def median_time(fn, repeats=3):
   return np.median(np.array(times), axis=0)
 
 
+def run_child(*flags) -> list[str]:
+  """This script in a fresh process with `flags` -> the words it prints."""
+  out = subprocess.run([sys.executable, __file__, *flags], capture_output=True, text=True)
+  if out.returncode:
+    raise SystemExit(out.stderr)
+  return out.stdout.split()
+
+
 def ijbc_child():
+  """One fused variant on an IJB-C-sized list -> 'seconds peak_rss_gib'."""
   from exfiqa_jax.engine import evaluate
   exits, a, b, genuine, scores = synthetic(470_000, 15_700_000, seed=1)
   t0 = time.perf_counter()
   ps = make_pairset(exits, a, b, genuine, scores, fmrs=FMRS, limits=LIMITS)
   del a, b, genuine, scores
-  out = evaluate(ps, np.ones(12, bool), "weighted")
-  print(f"{time.perf_counter() - t0:.1f} {out['erc_area'][0]:.4f} {out['edc_area'][0]:.4f}")
+  evaluate(ps, np.ones(12, bool), "weighted")
+  print(f"{time.perf_counter() - t0:.1f}", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20)
+
+
+def timed_sweep(data):
+  """The full sweep of synthetic `data`, pair set included -> (ps, table, [wall, cpu])."""
+  t0, c0 = time.perf_counter(), time.process_time()
+  ps = make_pairset(*data, fmrs=FMRS, limits=LIMITS)
+  table = sweep(ps)
+  return ps, table, np.array([time.perf_counter() - t0, time.process_time() - c0])
 
 
 def sweep_child(cache_dir):
   """The full sweep in a fresh process with a persistent compilation cache -> 'wall cpu'."""
   import jax
   jax.config.update("jax_compilation_cache_dir", cache_dir)
-  exits, a, b, genuine, scores = synthetic(12_000, 6_000)
-  t0, c0 = time.perf_counter(), time.process_time()
-  sweep(make_pairset(exits, a, b, genuine, scores, fmrs=FMRS, limits=LIMITS))
-  print(time.perf_counter() - t0, time.process_time() - c0)
+  print(*timed_sweep(synthetic(12_000, 6_000))[2])
 
 
 def warm_cache_sweep():
   """[wall, cpu] of a fresh process's full sweep once a first one filled the cache."""
   with tempfile.TemporaryDirectory() as cache:
-    for _ in range(2):
-      out = subprocess.run([sys.executable, __file__, "--sweep-child", cache], capture_output=True,
-                           text=True)
-      if out.returncode:
-        raise SystemExit(out.stderr)
-  return np.array(out.stdout.split(), float)
+    run_child("--sweep-child", cache)
+    return np.array(run_child("--sweep-child", cache), float)
 
 
 def profile(ps, masks, chunk=64):
@@ -138,10 +148,7 @@ def main():
     return profile(make_pairset(exits, a, b, genuine, scores, fmrs=FMRS, limits=LIMITS), masks)
   weights = np.broadcast_to(np.arange(1, 13, dtype=np.float32), masks.shape)
 
-  t0, c0 = time.perf_counter(), time.process_time()
-  ps = make_pairset(exits, a, b, genuine, scores, fmrs=FMRS, limits=LIMITS)
-  table = sweep(ps)
-  t_full = np.array([time.perf_counter() - t0, time.process_time() - c0])
+  ps, table, t_full = timed_sweep((exits, a, b, genuine, scores))
   t_steady = median_time(lambda: sweep(ps, masks=masks[:512]), 3) / (512 * len(RULES)) * total
   t_warm = warm_cache_sweep()
 
@@ -186,14 +193,10 @@ def main():
   print(f"\nnumpy and JAX areas agree to {diff:.1e} on {chunk} median-rule variants.")
   if not args.skip_ijbc:
     t0 = time.perf_counter()
-    out = subprocess.run([sys.executable, __file__, "--ijbc-child"], capture_output=True, text=True)
+    secs, rss = run_child("--ijbc-child")
     wall = time.perf_counter() - t0
-    if out.returncode:
-      raise SystemExit(out.stderr)
-    secs, erc, edc = out.stdout.split()
-    rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2 ** 20
     print(f"\n| IJB-C-sized: 15.7 M pairs, 470 k images, one fused variant | value |\n| --- | --- |\n"
-          f"| peak RSS of the process (GiB) | {rss:.2f} |\n| pair set + evaluation (s) | {secs} |\n"
+          f"| peak RSS of the process (GiB) | {float(rss):.2f} |\n| pair set + evaluation (s) | {secs} |\n"
           f"| process wall time incl. data generation (s) | {wall:.1f} |")
 
 
