@@ -3,6 +3,7 @@
 Importing this module puts the repository root on `sys.path`, so every script
 runs as `python benchmarks/<name>.py` from a plain checkout.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -31,15 +32,17 @@ def load() -> str:
 
 def machine_info(threads: int | None = None) -> str:
   """Markdown lines: date, command, CPU, cores, threads, library versions, load now."""
-  versions = ", ".join(f"{name} {metadata.version(name)}" for name in LIBRARIES
-                       if _installed(name))
+  versions = ", ".join(f"{name} {metadata.version(name)}" for name in LIBRARIES if _installed(name))
   used = f", {threads} threads used by each library" if threads else ""
-  return "\n".join([
+  return "\n".join(
+    [
       f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
       f"- command: `python {' '.join(sys.argv)}`",
       f"- CPU: {cpu_model()}, {os.cpu_count()} cores{used}",
       f"- Python {platform.python_version()}, {versions}",
-      f"- load average (1 min) at start: {load()}"])
+      f"- load average (1 min) at start: {load()}",
+    ]
+  )
 
 
 def _installed(name: str) -> bool:
@@ -52,12 +55,14 @@ def _installed(name: str) -> bool:
 def use_threads(threads: int) -> None:
   """Both libraries on the same `threads` cores (XLA sizes its pool from the affinity)."""
   import torch
+
   os.sched_setaffinity(0, range(threads))
   torch.set_num_threads(threads)
 
 
-def interleaved(fns: dict[str, Callable[[], object]], rounds: int,
-                warmup: int = 1) -> dict[str, dict[str, list[float]]]:
+def interleaved(
+  fns: dict[str, Callable[[], object]], rounds: int, warmup: int = 1
+) -> dict[str, dict[str, list[float]]]:
   """Per function, seconds per call: {"wall": [...], "cpu": [...]} (process CPU time).
 
   Calls go round-robin after `warmup` calls each; each function must block until
@@ -84,6 +89,9 @@ def median(xs: list[float]) -> float:
 
 def table(header: list[str], rows: list[list]) -> str:
   """A Markdown table; floats to 3 significant digits (whole numbers from 100)."""
-  cell = lambda v: (f"{v:.0f}" if abs(v) >= 100 else f"{v:.3g}") if isinstance(v, float) else str(v)
+
+  def cell(v):
+    return (f"{v:.0f}" if abs(v) >= 100 else f"{v:.3g}") if isinstance(v, float) else str(v)
+
   lines = [header, ["---"] * len(header)] + [[cell(v) for v in row] for row in rows]
   return "\n".join("| " + " | ".join(line) + " |" for line in lines)

@@ -7,6 +7,7 @@ each command `--repeats` times in a fresh process, reading its wall time and
 peak resident memory (the process's own, from `os.wait4`). Prints a Markdown
 table of medians.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,7 +21,7 @@ import time
 
 import torch
 
-from convert.torch_reference import ViTFIQAReference, randomize_
+from exfiqa_jax.convert.torch_reference import ViTFIQAReference, randomize_
 
 
 def measure(cmd: list[str]) -> tuple[float, float]:
@@ -41,15 +42,19 @@ def main() -> None:
   src, dst, back = (os.path.join(tmp, n) for n in ("vit_s.pt", "vit_s_ckpt", "back.pt"))
   torch.save(randomize_(ViTFIQAReference(), seed=0).state_dict(), src)
   py = [sys.executable, "-m"]
-  runs = {"exfiqa convert": py + ["convert", src, dst, "--force"],
-          "exfiqa convert --verify": py + ["convert", src, dst, "--force", "--verify"],
-          "exfiqa export": py + ["exfiqa_jax.cli", "export", dst, back, "--force"]}
-  print(f"checkpoint: {os.path.getsize(src) / 2**20:.0f} MiB, {args.repeats} runs each, "
-        f"{os.cpu_count()} CPUs")
+  runs = {
+    "exfiqa convert": py + ["convert", src, dst, "--force"],
+    "exfiqa convert --verify": py + ["convert", src, dst, "--force", "--verify"],
+    "exfiqa export": py + ["exfiqa_jax.cli", "export", dst, back, "--force"],
+  }
+  print(
+    f"checkpoint: {os.path.getsize(src) / 2**20:.0f} MiB, {args.repeats} runs each, "
+    f"{os.cpu_count()} CPUs"
+  )
   print("| command | median wall (s) | median peak RSS (MiB) |")
   print("| --- | ---: | ---: |")
   for name, cmd in runs.items():
-    times, rss = zip(*(measure(cmd) for _ in range(args.repeats)))
+    times, rss = zip(*(measure(cmd) for _ in range(args.repeats)), strict=True)
     print(f"| {name} | {statistics.median(times):.1f} | {statistics.median(rss):.0f} |")
   shutil.rmtree(tmp)
 

@@ -11,39 +11,46 @@ images (2320 rows) in float32 and bfloat16 (float32 accumulation); the full
 pass at `--batch` (images/s, medians) with its largest difference from the
 default program's outputs; which library fusions the compiled model contains.
 """
+
 from __future__ import annotations
 
 import argparse
 import os
 import re
 
+import common
 import jax
 import jax.numpy as jnp
 import numpy as np
-
-import common
 import workloads
+
 from exfiqa_jax import ViTConfig, apply, create, split
 
 YNN, ONEDNN = "xla_cpu_experimental_ynn_fusion_type", "xla_cpu_experimental_onednn_fusion_type"
-TYPES = lambda *t: ",".join(f"LIBRARY_FUSION_TYPE_{x}" for x in t)
+
+
+def TYPES(*t):
+  return ",".join(f"LIBRARY_FUSION_TYPE_{x}" for x in t)
+
+
 ONEDNN_ON = {YNN: "", "xla_cpu_use_onednn": True}
 CANDIDATES = {
-    "default": {},
-    "ynn off (plain dot thunks)": {YNN: ""},
-    "ynn individual dot": {YNN: TYPES("INDIVIDUAL_DOT")},
-    "ynn dot": {YNN: TYPES("DOT")},
-    "ynn dot+eltwise": {YNN: TYPES("DOT", "ELTWISE")},
-    "ynn dot+eltwise+reduce": {YNN: TYPES("DOT", "ELTWISE", "REDUCE")},
-    "onednn dot": {**ONEDNN_ON, ONEDNN: TYPES("DOT")},
-    "onednn dot+eltwise": {**ONEDNN_ON, ONEDNN: TYPES("DOT", "ELTWISE")},
-    "onednn custom call": {**ONEDNN_ON, "xla_cpu_experimental_onednn_custom_call": True},
-    "xnn dot": {YNN: "", "xla_cpu_experimental_xnn_fusion_type": TYPES("DOT")},
-    "xnn graph greedy": {"xla_cpu_experimental_xnn_graph_fusion_mode":
-                         "XNN_GRAPH_FUSION_MODE_GREEDY"},
-    "fast math": {"xla_cpu_enable_fast_math": True},
-    "vector width 512": {"xla_cpu_prefer_vector_width": 512},
-    "fusion emitters off": {"xla_cpu_use_fusion_emitters": False},
+  "default": {},
+  "ynn off (plain dot thunks)": {YNN: ""},
+  "ynn individual dot": {YNN: TYPES("INDIVIDUAL_DOT")},
+  "ynn dot": {YNN: TYPES("DOT")},
+  "ynn dot+eltwise": {YNN: TYPES("DOT", "ELTWISE")},
+  "ynn dot+eltwise+reduce": {YNN: TYPES("DOT", "ELTWISE", "REDUCE")},
+  "onednn dot": {**ONEDNN_ON, ONEDNN: TYPES("DOT")},
+  "onednn dot+eltwise": {**ONEDNN_ON, ONEDNN: TYPES("DOT", "ELTWISE")},
+  "onednn custom call": {**ONEDNN_ON, "xla_cpu_experimental_onednn_custom_call": True},
+  "xnn dot": {YNN: "", "xla_cpu_experimental_xnn_fusion_type": TYPES("DOT")},
+  "xnn graph greedy": {
+    "xla_cpu_experimental_xnn_graph_fusion_mode": "XNN_GRAPH_FUSION_MODE_GREEDY"
+  },
+  "fast math": {"xla_cpu_enable_fast_math": True},
+  "vector width 512": {"xla_cpu_prefer_vector_width": 512},
+  "fusion emitters off": {"xla_cpu_use_fusion_emitters": False},
 }
 # Not run on the full model: these fusions take the elementwise producer of a dot
 # (a norm's multiply, the softmax) in with it, the library fails to compile that
@@ -62,7 +69,10 @@ def gemm(m: int, k: int, n: int, dtype, options: dict):
   """A blocking call of one compiled [m, k] @ [k, n] product (float32 accumulation)."""
   rng = np.random.default_rng(0)
   a, b = (jnp.asarray(rng.standard_normal(s), dtype) for s in ((m, k), (k, n)))
-  dot = lambda x, y: jnp.dot(x, y, preferred_element_type=jnp.float32)
+
+  def dot(x, y):
+    return jnp.dot(x, y, preferred_element_type=jnp.float32)
+
   fn = jax.jit(dot).lower(a, b).compile(compiler_options=options)
   return lambda: fn(a, b).block_until_ready()
 
@@ -74,6 +84,7 @@ def fusion_kinds(compiled) -> str:
 
 def gemm_table(config: ViTConfig, names: list[str], reps: int) -> str:
   import torch
+
   shapes = gemm_shapes(config, 16 * (config.num_patches + 1))
   fns, cols = {}, [f"{s} {d}" for d in DTYPES for s in shapes]
   for name in names:
@@ -85,22 +96,32 @@ def gemm_table(config: ViTConfig, names: list[str], reps: int) -> str:
       a, b = torch.randn(m, k, dtype=dtype), torch.randn(k, n, dtype=dtype)
       fns["torch (same shapes)", f"{s} {d}"] = lambda a=a, b=b: a @ b
   times = common.interleaved(fns, reps)
-  flop = lambda col: 2.0 * np.prod(shapes[col.split()[0]])
+
+  def flop(col):
+    return 2.0 * np.prod(shapes[col.split()[0]])
+
   rates = {key: flop(key[1]) / min(t["wall"]) / 1e9 for key, t in times.items()}
   rows = [[name] + [rates[name, c] for c in cols] for name in names + ["torch (same shapes)"]]
   return common.table(["GFLOP/s, best of %d" % reps] + cols, rows)
 
 
-def model_table(config: ViTConfig, names: list[str], dtypes: list[str], batch: int,
-                rounds: int) -> str:
+def model_table(
+  config: ViTConfig, names: list[str], dtypes: list[str], batch: int, rounds: int
+) -> str:
   graphdef, params, batch_stats = split(create(config))
   x = jnp.asarray(workloads.images(config, batch))
   names = [n for n in names if n not in ABORTS]
-  programs = {(name, d): apply.lower(graphdef, params, batch_stats, x, dtype=dtype).compile(
-      compiler_options=CANDIDATES[name]) for name in names for d in dtypes
-      for dtype in [DTYPES[d]]}
-  fns = {key: lambda c=c: jax.block_until_ready(c(params, batch_stats, x))
-         for key, c in programs.items()}
+  programs = {
+    (name, d): apply.lower(graphdef, params, batch_stats, x, dtype=dtype).compile(
+      compiler_options=CANDIDATES[name]
+    )
+    for name in names
+    for d in dtypes
+    for dtype in [DTYPES[d]]
+  }
+  fns = {
+    key: lambda c=c: jax.block_until_ready(c(params, batch_stats, x)) for key, c in programs.items()
+  }
   times = common.interleaved(fns, rounds)
   outs = {key: c(params, batch_stats, x) for key, c in programs.items()}
   rows = []
@@ -109,13 +130,23 @@ def model_table(config: ViTConfig, names: list[str], dtypes: list[str], batch: i
     for d in dtypes:
       out, ref = outs[name, d], outs[names[0], d]
       emb = float(jnp.abs(out.embedding - ref.embedding).max() / jnp.abs(ref.embedding).max())
-      row += [batch / common.median(times[name, d]["wall"]), common.median(times[name, d]["cpu"]),
-              f"{float(jnp.abs(out.exits - ref.exits).max()):.1e}", f"{emb:.1e}"]
+      row += [
+        batch / common.median(times[name, d]["wall"]),
+        common.median(times[name, d]["cpu"]),
+        f"{float(jnp.abs(out.exits - ref.exits).max()):.1e}",
+        f"{emb:.1e}",
+      ]
     rows.append(row + [fusion_kinds(programs[name, d]) for d in dtypes])
   return common.table(
-      ["candidate"] + [f"{d} {c}" for d in dtypes for c in (
-          "images/s", "CPU s/call", "max exit diff", "embedding diff (rel.)")] + [
-          f"{d} library fusions" for d in dtypes], rows)
+    ["candidate"]
+    + [
+      f"{d} {c}"
+      for d in dtypes
+      for c in ("images/s", "CPU s/call", "max exit diff", "embedding diff (rel.)")
+    ]
+    + [f"{d} library fusions" for d in dtypes],
+    rows,
+  )
 
 
 def main() -> None:
@@ -137,10 +168,14 @@ def main() -> None:
   if not args.no_gemm:
     print(gemm_table(config, names, args.reps), f"\n\nload {common.load()} after the GEMMs\n")
   if not args.no_model:
-    print(f"Full pass, batch {args.batch}, medians of {args.rounds} rounds; "
-          "differences against the default program in the same dtype.\n")
-    print(model_table(config, names, args.dtypes.split(","), args.batch, args.rounds),
-          f"\n\nload {common.load()} at the end")
+    print(
+      f"Full pass, batch {args.batch}, medians of {args.rounds} rounds; "
+      "differences against the default program in the same dtype.\n"
+    )
+    print(
+      model_table(config, names, args.dtypes.split(","), args.batch, args.rounds),
+      f"\n\nload {common.load()} at the end",
+    )
 
 
 if __name__ == "__main__":

@@ -10,18 +10,19 @@ noise floor. All calls alternate round-robin (the machine may be shared);
 medians after warm-up. Targets: t(k)/t(12) within 5% of k/12, and all 12 exits
 at most 2% dearer than the last one only.
 """
+
 from __future__ import annotations
 
 import argparse
 import os
 
+import common
 import jax
 import jax.numpy as jnp
-
-import common
 import workloads
+
 from exfiqa_jax import ViTConfig, apply, create, split
-from exfiqa_jax.flops import exit_gflops
+from exfiqa_jax.models.flops import exit_gflops
 
 
 def main() -> None:
@@ -38,29 +39,80 @@ def main() -> None:
   print(common.machine_info(args.threads), "\n")
   variables = split(create(config))
   x = jnp.asarray(workloads.images(config, batch))
-  run = lambda k, every: lambda: jax.block_until_ready(
-      apply(*variables, x, num_layers=k, embedding=False, all_exits=every, dtype=dtype))
+
+  def run(k, every):
+    return lambda: jax.block_until_ready(
+      apply(*variables, x, num_layers=k, embedding=False, all_exits=every, dtype=dtype)
+    )
+
   last = run(config.depth, False)
   fns = {"last again": last, **{k: run(k, True) for k in range(1, config.depth + 1)}, "last": last}
   times = common.interleaved(fns, rounds)
   wall = {k: common.median(t["wall"]) for k, t in times.items()}
   cpu = {k: common.median(t["cpu"]) for k, t in times.items()}
   depth, gflops = config.depth, exit_gflops(config)
-  vs = lambda t, k: f"{100 * (t[k] / t[depth] * depth / k - 1):+.1f}%"
-  rows = [[k, gflops[k - 1], 1e3 * wall[k], wall[k] / wall[depth], vs(wall, k), 1e3 * cpu[k],
-           cpu[k] / cpu[depth], vs(cpu, k), k / depth, gflops[k - 1] / gflops[-1]]
-          for k in range(1, depth + 1)]
-  print(f"Quality only, batch {batch}, {args.dtype}; medians of {rounds} rounds; "
-        f"load {common.load()} at the end. CPU = process CPU time per call.\n")
-  print(common.table(["k", "GFLOP/image", "wall ms", "wall t(k)/t(12)", "vs k/12", "CPU ms",
-                      "CPU t(k)/t(12)", "vs k/12", "k/12", "FLOP ratio"], rows))
-  over = lambda t, k=depth: f"{100 * (t[k] / t['last'] - 1):+.1f}%"
-  print("\n" + common.table(
+
+  def vs(t, k):
+    return f"{100 * (t[k] / t[depth] * depth / k - 1):+.1f}%"
+
+  rows = [
+    [
+      k,
+      gflops[k - 1],
+      1e3 * wall[k],
+      wall[k] / wall[depth],
+      vs(wall, k),
+      1e3 * cpu[k],
+      cpu[k] / cpu[depth],
+      vs(cpu, k),
+      k / depth,
+      gflops[k - 1] / gflops[-1],
+    ]
+    for k in range(1, depth + 1)
+  ]
+  print(
+    f"Quality only, batch {batch}, {args.dtype}; medians of {rounds} rounds; "
+    f"load {common.load()} at the end. CPU = process CPU time per call.\n"
+  )
+  print(
+    common.table(
+      [
+        "k",
+        "GFLOP/image",
+        "wall ms",
+        "wall t(k)/t(12)",
+        "vs k/12",
+        "CPU ms",
+        "CPU t(k)/t(12)",
+        "vs k/12",
+        "k/12",
+        "FLOP ratio",
+      ],
+      rows,
+    )
+  )
+
+  def over(t, k=depth):
+    return f"{100 * (t[k] / t['last'] - 1):+.1f}%"
+
+  print(
+    "\n"
+    + common.table(
       ["exits returned", "wall ms", "CPU ms", "overhead (wall)", "overhead (CPU)"],
-      [["last only (all_exits=False)", 1e3 * wall["last"], 1e3 * cpu["last"], "", ""],
-       ["all 12", 1e3 * wall[depth], 1e3 * cpu[depth], over(wall), over(cpu)],
-       ["last only, second series (noise floor)", 1e3 * wall["last again"],
-        1e3 * cpu["last again"], over(wall, "last again"), over(cpu, "last again")]]))
+      [
+        ["last only (all_exits=False)", 1e3 * wall["last"], 1e3 * cpu["last"], "", ""],
+        ["all 12", 1e3 * wall[depth], 1e3 * cpu[depth], over(wall), over(cpu)],
+        [
+          "last only, second series (noise floor)",
+          1e3 * wall["last again"],
+          1e3 * cpu["last again"],
+          over(wall, "last again"),
+          over(cpu, "last again"),
+        ],
+      ],
+    )
+  )
+
 
 if __name__ == "__main__":
   main()

@@ -11,17 +11,18 @@ bfloat16 exits against float32 on the same images, and the accelerator's
 float32 exits against the CPU's at full precision. Random weights; needs JAX
 only. Stops timing new batch sizes once `--budget` seconds have passed.
 """
+
 from __future__ import annotations
 
 import argparse
 import time
 
+import common
 import jax
 import jax.numpy as jnp
 import numpy as np
-
-import common
 import workloads
+
 from exfiqa_jax import ViTConfig, apply, create, split
 
 NOMINAL_BF16_TFLOPS = {"H200": 989, "H100": 989, "A100": 312, "L4": 121, "A10": 125}  # dense
@@ -46,15 +47,23 @@ def timed(fn, min_s: float, rounds: int) -> float:
 def matmul_tflops(n: int, dtype, rounds: int) -> float:
   a = jnp.asarray(np.random.default_rng(0).standard_normal((n, n)), dtype)
   mm = jax.jit(lambda x: jnp.dot(x, x, preferred_element_type=jnp.float32))
-  return 2 * n ** 3 / timed(lambda: mm(a), 0.2, rounds) / 1e12
+  return 2 * n**3 / timed(lambda: mm(a), 0.2, rounds) / 1e12
 
 
 def exit_agreement(ours, ref) -> list[list]:
   """Per exit: max |difference| over max |reference|, and Spearman rank correlation."""
-  rank = lambda v: np.argsort(np.argsort(v))
-  return [[k + 1, float(np.abs(ours[:, k] - ref[:, k]).max() / np.abs(ref[:, k]).max()),
-           float(np.corrcoef(rank(ours[:, k]), rank(ref[:, k]))[0, 1])]
-          for k in range(ref.shape[1])]
+
+  def rank(v):
+    return np.argsort(np.argsort(v))
+
+  return [
+    [
+      k + 1,
+      float(np.abs(ours[:, k] - ref[:, k]).max() / np.abs(ref[:, k]).max()),
+      float(np.corrcoef(rank(ours[:, k]), rank(ref[:, k]))[0, 1]),
+    ]
+    for k in range(ref.shape[1])
+  ]
 
 
 def main() -> None:
@@ -63,15 +72,21 @@ def main() -> None:
   p.add_argument("--budget", type=float, default=240, help="seconds for the speed table")
   args = p.parse_args()
   begin, device = time.perf_counter(), jax.devices()[0]
-  batches, n, rounds, check = ([1, 2], 256, 2, 8) if args.smoke else (
-      [1, 16, 64, 256, 1024], 8192, 5, 256)
+  batches, n, rounds, check = (
+    ([1, 2], 256, 2, 8) if args.smoke else ([1, 16, 64, 256, 1024], 8192, 5, 256)
+  )
   print(common.machine_info())
   print(f"- device: {device.device_kind} ({device.platform}), {jax.device_count()} visible\n")
-  peak = {"float32": matmul_tflops(n, jnp.float32, rounds),
-          "bfloat16": matmul_tflops(n, jnp.bfloat16, rounds)}
+  peak = {
+    "float32": matmul_tflops(n, jnp.float32, rounds),
+    "bfloat16": matmul_tflops(n, jnp.bfloat16, rounds),
+  }
   nominal = next((v for k, v in NOMINAL_BF16_TFLOPS.items() if k in device.device_kind), None)
-  print(common.table([f"[{n}, {n}] matmul (XLA default precision)", "TFLOP/s"],
-                     [[k, v] for k, v in peak.items()]))
+  print(
+    common.table(
+      [f"[{n}, {n}] matmul (XLA default precision)", "TFLOP/s"], [[k, v] for k, v in peak.items()]
+    )
+  )
   config = ViTConfig()
   variables = split(create(config))
   gflop, rows = workloads.full_pass_gflops(config), []
@@ -86,21 +101,39 @@ def main() -> None:
       mfu = f"{100 * tflops / nominal:.1f}%" if nominal and name == "bfloat16" else ""
       rows.append([batch, name, batch / t, tflops, f"{100 * tflops / peak[name]:.0f}%", mfu])
   print(f"\nFull pass, {gflop:.2f} GFLOP per image; medians of {rounds} samples.\n")
-  print(common.table(["batch", "dtype", "images/s", "TFLOP/s", "% measured peak",
-                      f"% nominal bf16 peak ({nominal or 'unknown'} TFLOP/s)"], rows))
+  print(
+    common.table(
+      [
+        "batch",
+        "dtype",
+        "images/s",
+        "TFLOP/s",
+        "% measured peak",
+        f"% nominal bf16 peak ({nominal or 'unknown'} TFLOP/s)",
+      ],
+      rows,
+    )
+  )
   x = workloads.images(config, check, seed=1)
   f32 = np.asarray(apply(*variables, jnp.asarray(x)).exits)
   bf16 = np.asarray(apply(*variables, jnp.asarray(x), dtype=jnp.bfloat16).exits)
   cpu = jax.devices("cpu")[0]
   with jax.default_matmul_precision("highest"):
     host = np.asarray(apply(*jax.device_put(variables, cpu), jax.device_put(x, cpu)).exits)
-  for title, ours, ref in [("bfloat16 vs float32", bf16, f32),
-                           (f"{device.platform} float32 vs CPU float32 (highest)", f32, host)]:
+  for title, ours, ref in [
+    ("bfloat16 vs float32", bf16, f32),
+    (f"{device.platform} float32 vs CPU float32 (highest)", f32, host),
+  ]:
     worst = float(np.abs(ours - ref).max() / np.abs(ref).max())  # the model tests' measure
-    print(f"\n{title}, {check} images: max|diff| over all exits / max|ref| = {worst:.2e} "
-          f"({'PASS' if worst <= 2e-2 else 'FAIL'} at 2e-2)\n")
-    print(common.table(["exit", "max|diff|/max|ref| of the exit", "Spearman"],
-                       exit_agreement(ours, ref)))
+    print(
+      f"\n{title}, {check} images: max|diff| over all exits / max|ref| = {worst:.2e} "
+      f"({'PASS' if worst <= 2e-2 else 'FAIL'} at 2e-2)\n"
+    )
+    print(
+      common.table(
+        ["exit", "max|diff|/max|ref| of the exit", "Spearman"], exit_agreement(ours, ref)
+      )
+    )
   print(f"\nTotal {time.perf_counter() - begin:.0f} s")
 
 

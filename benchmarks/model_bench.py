@@ -10,17 +10,18 @@ round-robin within a batch size (the machine may be shared); medians after
 warm-up. "% peak" is the model's GFLOP/s over the best [2048, 2048] matmul this
 run measured in the same dtype; ratios compare JAX with PyTorch in that dtype.
 """
+
 from __future__ import annotations
 
 import argparse
 import os
 
+import common
 import jax
 import jax.numpy as jnp
 import torch
-
-import common
 import workloads
+
 from exfiqa_jax import ViTConfig, apply
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
@@ -31,8 +32,12 @@ def engines(config: ViTConfig, batch: int, compiled: bool) -> dict[str, object]:
   ref, (graphdef, params, batch_stats) = workloads.reference_pair(config)
   x = workloads.images(config, batch)
   xj, xt = jnp.asarray(x), torch.from_numpy(x).permute(0, 3, 1, 2).contiguous()
-  fns = {f"JAX jit {name}": (lambda d=d: jax.block_until_ready(
-      apply(graphdef, params, batch_stats, xj, dtype=d))) for name, d in DTYPES.items()}
+  fns = {
+    f"JAX jit {name}": (
+      lambda d=d: jax.block_until_ready(apply(graphdef, params, batch_stats, xj, dtype=d))
+    )
+    for name, d in DTYPES.items()
+  }
   modes = {"eager": ref}
   if compiled:
     modes["compile"] = torch.compile(ref, dynamic=False)
@@ -55,8 +60,9 @@ def main() -> None:
   p.add_argument("--no-compile", action="store_true", help="skip torch.compile")
   p.add_argument("--quick", action="store_true", help="batch 16 only, 2 rounds")
   args = p.parse_args()
-  batches, rounds = ([16], 2) if args.quick else (
-      [int(b) for b in args.batches.split(",")], args.rounds)
+  batches, rounds = (
+    ([16], 2) if args.quick else ([int(b) for b in args.batches.split(",")], args.rounds)
+  )
   common.use_threads(args.threads)
   config = ViTConfig()  # the released ViT-S: 112x112, patch 9, width 512, depth 12
   print(common.machine_info(args.threads), "\n")
@@ -70,13 +76,42 @@ def main() -> None:
     ips = {name: batch / common.median(t["wall"]) for name, t in times.items()}
     for name, rate in ips.items():
       dtype = name.split()[-1]
-      ratio = lambda mode: (f"{rate / ips[f'torch {mode} {dtype}']:.2f}x"
-                            if name.startswith("JAX") and f"torch {mode} {dtype}" in ips else "")
-      rows.append([batch, name, rate, rate * gflop, f"{100 * rate * gflop / peak[dtype]:.0f}%",
-                   ratio("eager"), ratio("compile"), common.load()])
+
+      def ratio(mode):
+        return (
+          f"{rate / ips[f'torch {mode} {dtype}']:.2f}x"
+          if name.startswith("JAX") and f"torch {mode} {dtype}" in ips
+          else ""
+        )
+
+      rows.append(
+        [
+          batch,
+          name,
+          rate,
+          rate * gflop,
+          f"{100 * rate * gflop / peak[dtype]:.0f}%",
+          ratio("eager"),
+          ratio("compile"),
+          common.load(),
+        ]
+      )
   print(f"\nFull pass, {gflop:.2f} GFLOP per image; medians of {rounds} rounds.\n")
-  print(common.table(["batch", "engine", "images/s", "GFLOP/s", "% peak", "vs torch eager",
-                      "vs torch.compile", "load"], rows))
+  print(
+    common.table(
+      [
+        "batch",
+        "engine",
+        "images/s",
+        "GFLOP/s",
+        "% peak",
+        "vs torch eager",
+        "vs torch.compile",
+        "load",
+      ],
+      rows,
+    )
+  )
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ each FMR and the EDC partial areas with numpy inside, called in a Python loop.
 `vectorised_chunk` does the same work for a chunk of variants at once, as [B, ...]
 arrays. Both follow SPEC section 3 (stable quality order, exact FMR choice).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -24,19 +25,25 @@ def erc_areas(order, scores, genuine, fmrs):
   b, p = order.shape
   fnmr = np.zeros((b, 20, len(fmrs)))
   for i in range(20):
-    kept = order[:, i * p // 20:]
+    kept = order[:, i * p // 20 :]
     by_score = np.argsort(-scores[kept], axis=1, kind="stable")
-    s, g = np.take_along_axis(scores[kept], by_score, 1), np.take_along_axis(genuine[kept], by_score, 1)
+    s, g = (
+      np.take_along_axis(scores[kept], by_score, 1),
+      np.take_along_axis(genuine[kept], by_score, 1),
+    )
     ci, cg = np.cumsum(~g, 1), np.cumsum(g, 1)
     n_imp, n_gen = ci[:, -1:], cg[:, -1:]
     end = np.c_[s[:, 1:] != s[:, :-1], np.ones((b, 1), bool)]
-    start_cg = np.maximum.accumulate(np.where(np.c_[np.ones((b, 1), bool), end[:, :-1]],
-                                              cg - g, 0), 1)
+    start_cg = np.maximum.accumulate(
+      np.where(np.c_[np.ones((b, 1), bool), end[:, :-1]], cg - g, 0), 1
+    )
     for f, fmr in enumerate(fmrs):
       den = round(1 / fmr)
       dist = np.where(end, np.abs(ci * den - n_imp), np.iinfo(np.int64).max)
       t = dist.shape[1] - 1 - np.argmin(dist[:, ::-1], 1)  # the smallest score among minimisers
-      fnmr[:, i, f] = (n_gen[:, 0] - np.take_along_axis(start_cg, t[:, None], 1)[:, 0]) / n_gen[:, 0]
+      fnmr[:, i, f] = (n_gen[:, 0] - np.take_along_axis(start_cg, t[:, None], 1)[:, 0]) / n_gen[
+        :, 0
+      ]
   return (fnmr.sum(1) - (fnmr[:, 0] + fnmr[:, -1]) / 2) / 20
 
 
@@ -64,5 +71,6 @@ def vectorised_chunk(exits, a, b, genuine, scores, masks, weights, rule, fmrs, e
 
 def loop_variant(exits, a, b, genuine, scores, mask, weights, rule, fmrs, error, limits):
   """One variant at a time: a [1, ...] call of the same numpy code."""
-  return vectorised_chunk(exits, a, b, genuine, scores, mask[None], weights[None], rule, fmrs,
-                          error, limits)
+  return vectorised_chunk(
+    exits, a, b, genuine, scores, mask[None], weights[None], rule, fmrs, error, limits
+  )

@@ -4,13 +4,14 @@
 
 Pipeline: a `face_images` dataset of JPEG files built with TFDS, read with
 `tfds.data_source`, decoded on background threads, scored by
-`exfiqa_jax.scoring.score` into a resumable run folder (chunks + merge).
+`exfiqa_jax.scoring.score.score` into a resumable run folder (chunks + merge).
 Bare: the jitted model on batches already normalised and on the device.
 Also timed: reading and decoding alone, to show the cost of keeping images
 encoded (random-noise faces are a worst case for JPEG size and decode time).
 Both use the full-size `vit_s` config with random weights, float32; rounds
 alternate between the two (the machine is shared), and medians are reported.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,8 +25,8 @@ import numpy as np
 from PIL import Image
 
 from exfiqa_jax import ViTConfig, apply, create, data, preprocess, split
-from exfiqa_jax.config import load_config_file
-from exfiqa_jax.scoring import score
+from exfiqa_jax.configs import load_config_file
+from exfiqa_jax.scoring.score import score
 
 
 def main() -> None:
@@ -42,7 +43,7 @@ def main() -> None:
   for i, x in enumerate(faces):
     Image.fromarray(x).save(f"{tmp}/jpg/{i:05d}.jpg", quality=95)
   ds = data.load(data.build("face_images", "bench", f"{tmp}/jpg", f"{tmp}/tfds"), f"{tmp}/tfds")
-  batches = [jax.device_put(preprocess(faces[i:i + b])) for i in range(0, n - n % b, b)]
+  batches = [jax.device_put(preprocess(faces[i : i + b])) for i in range(0, n - n % b, b)]
 
   def bare() -> float:
     t = time.perf_counter()
@@ -67,19 +68,26 @@ def main() -> None:
     rates["pipeline"].append(pipeline(r))
     rates["bare model"].append(bare())
     rates["read + decode only, 1 thread"].append(decode_only())
-    print(f"round {r}: pipeline {rates['pipeline'][-1]:.2f} img/s, "
-          f"bare {rates['bare model'][-1]:.2f} img/s", flush=True)
+    print(
+      f"round {r}: pipeline {rates['pipeline'][-1]:.2f} img/s, "
+      f"bare {rates['bare model'][-1]:.2f} img/s",
+      flush=True,
+    )
   base = statistics.median(rates["bare model"])
-  print(f"\nvit_s float32, {n} images, batch {b}, {jax.device_count()} device(s), "
-        f"{args.rounds} interleaved rounds\n")
+  print(
+    f"\nvit_s float32, {n} images, batch {b}, {jax.device_count()} device(s), "
+    f"{args.rounds} interleaved rounds\n"
+  )
   jpeg = sum(os.path.getsize(f"{tmp}/jpg/{f}") for f in os.listdir(f"{tmp}/jpg")) / n
   print(f"stored JPEG: {jpeg / 1024:.1f} KiB/image (raw uint8: {faces[0].nbytes / 1024:.1f} KiB)\n")
   print("| path | images/s (median) | vs bare |\n| --- | ---: | ---: |")
   for name, v in rates.items():
     print(f"| {name} | {statistics.median(v):.2f} | {statistics.median(v) / base:.1%} |")
-  ratios = [p / q for p, q in zip(rates["pipeline"], rates["bare model"])]
-  print(f"\npipeline / bare within each round: median {statistics.median(ratios):.1%} "
-        f"(rounds: {', '.join(f'{r:.1%}' for r in ratios)})")
+  ratios = [p / q for p, q in zip(rates["pipeline"], rates["bare model"], strict=True)]
+  print(
+    f"\npipeline / bare within each round: median {statistics.median(ratios):.1%} "
+    f"(rounds: {', '.join(f'{r:.1%}' for r in ratios)})"
+  )
 
 
 if __name__ == "__main__":

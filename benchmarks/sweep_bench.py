@@ -12,6 +12,7 @@ in a fresh process with a warm persistent compilation cache. Then one fused
 variant on an IJB-C-sized pair list (15.7 M pairs) in a subprocess, peak RSS.
 Prints Markdown tables; --profile-only times each stage of one chunk.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,9 +27,9 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks import numpy_engine  # noqa: E402
-from exfiqa_jax.fusion import RULES  # noqa: E402
+from exfiqa_jax.fusion.rules import RULES  # noqa: E402
+from exfiqa_jax.fusion.sweep import subset_masks, sweep  # noqa: E402
 from exfiqa_jax.metrics import make_pairset  # noqa: E402
-from exfiqa_jax.sweep import subset_masks, sweep  # noqa: E402
 
 FMRS, LIMITS = (1e-3, 1e-4), (0.2, 0.3)
 
@@ -67,13 +68,16 @@ def run_child(*flags) -> list[str]:
 
 def ijbc_child():
   """One fused variant on an IJB-C-sized list -> 'seconds peak_rss_gib'."""
-  from exfiqa_jax.engine import evaluate
+  from exfiqa_jax.fusion.engine import evaluate_variant
+
   exits, a, b, genuine, scores = synthetic(470_000, 15_700_000, seed=1)
   t0 = time.perf_counter()
   ps = make_pairset(exits, a, b, genuine, scores, fmrs=FMRS, limits=LIMITS)
   del a, b, genuine, scores
-  evaluate(ps, np.ones(12, bool), "weighted")
-  print(f"{time.perf_counter() - t0:.1f}", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20)
+  evaluate_variant(ps, np.ones(12, bool), "weighted")
+  print(
+    f"{time.perf_counter() - t0:.1f}", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+  )
 
 
 def timed_sweep(data):
@@ -87,6 +91,7 @@ def timed_sweep(data):
 def sweep_child(cache_dir):
   """The full sweep in a fresh process with a persistent compilation cache -> 'wall cpu'."""
   import jax
+
   jax.config.update("jax_compilation_cache_dir", cache_dir)
   print(*timed_sweep(synthetic(12_000, 6_000))[2])
 
@@ -102,26 +107,39 @@ def profile(ps, masks, chunk=64):
   """Per-variant wall time of each stage on one chunk of the sweep (median of 3)."""
   import jax
   import jax.numpy as jnp
-  from exfiqa_jax.edc import edc
-  from exfiqa_jax.engine import jit_engine, prepare
-  from exfiqa_jax.erc import erc
-  from exfiqa_jax.fusion import fuse
+
+  from exfiqa_jax.fusion.engine import jit_engine, prepare
+  from exfiqa_jax.fusion.rules import fuse
   from exfiqa_jax.metrics import pair_quality, stable_order
+  from exfiqa_jax.metrics.edc import edc
+  from exfiqa_jax.metrics.erc import erc
+
   values, order = prepare(ps, 0)
   m, w = jnp.asarray(masks[:chunk]), jnp.ones((chunk, masks.shape[1]))
-  stages = {f"fusion, {r}": (jax.vmap(lambda m, w, r=r: fuse(values, m, r, w, order)), (m, w))
-            for r in RULES}
+  stages = {
+    f"fusion, {r}": (jax.vmap(lambda m, w, r=r: fuse(values, m, r, w, order)), (m, w))
+    for r in RULES
+  }
   f = stages["fusion, mean"][0](m, w)
   pq = jax.vmap(lambda f: pair_quality(ps, f))(f)
   o = jax.vmap(stable_order)(pq)
-  stages.update({
+  stages.update(
+    {
       "pair quality": (jax.vmap(lambda f: pair_quality(ps, f)), (f,)),
       "stable quality order (one int64 sort)": (jax.vmap(stable_order), (pq,)),
-      "ERC, 20 rates x 2 FMRs": (jax.vmap(
-          lambda o: erc(ps.erc, o, ps.count, ps.fmr_num, ps.fmr_den)[1]), (o,)),
-      "EDC, 2 limits": (jax.vmap(lambda o, q: edc(o, q, ps.erc_genuine, ps.edc_error,
-                                                  ps.limits).area), (o, pq))})
-  print(f"\n| stage (chunk of {chunk} variants) | ms per variant, wall | CPU |\n| --- | --- | --- |")
+      "ERC, 20 rates x 2 FMRs": (
+        jax.vmap(lambda o: erc(ps.erc, o, ps.count, ps.fmr_num, ps.fmr_den)[1]),
+        (o,),
+      ),
+      "EDC, 2 limits": (
+        jax.vmap(lambda o, q: edc(o, q, ps.erc_genuine, ps.edc_error, ps.limits).area),
+        (o, pq),
+      ),
+    }
+  )
+  print(
+    f"\n| stage (chunk of {chunk} variants) | ms per variant, wall | CPU |\n| --- | --- | --- |"
+  )
   for name, (fn, xs) in stages.items():
     fn = jit_engine(fn)
     jax.block_until_ready(fn(*xs))
@@ -132,7 +150,9 @@ def profile(ps, masks, chunk=64):
 def main():
   ap = argparse.ArgumentParser()
   ap.add_argument("--loop-sample", type=int, default=100, help="variants timed in the Python loop")
-  ap.add_argument("--vector-sample", type=int, default=256, help="variants timed in numpy, vectorised")
+  ap.add_argument(
+    "--vector-sample", type=int, default=256, help="variants timed in numpy, vectorised"
+  )
   ap.add_argument("--skip-ijbc", action="store_true")
   ap.add_argument("--profile-only", action="store_true", help="only the per-stage profile")
   ap.add_argument("--ijbc-child", action="store_true", help=argparse.SUPPRESS)
@@ -152,7 +172,7 @@ def main():
   t_steady = median_time(lambda: sweep(ps, masks=masks[:512]), 3) / (512 * len(RULES)) * total
   t_warm = warm_cache_sweep()
 
-  error = np.asarray(ps.edc_error)[:len(a)]
+  error = np.asarray(ps.edc_error)[: len(a)]
   rng = np.random.default_rng(0)
   pick = rng.choice(4095, size=args.loop_sample // len(RULES) or 1, replace=False)
   args_np = (exits, a, b, genuine, scores)
@@ -168,25 +188,34 @@ def main():
 
   def vectorised():
     for rule in RULES:
-      numpy_engine.vectorised_chunk(*args_np, masks[:chunk], weights[:chunk], rule, FMRS, error,
-                                    LIMITS)
+      numpy_engine.vectorised_chunk(
+        *args_np, masks[:chunk], weights[:chunk], rule, FMRS, error, LIMITS
+      )
 
   t_vec = median_time(vectorised, 3) / (chunk * len(RULES)) * total
   # the numpy code computes the same numbers
-  erc_np, edc_np = numpy_engine.vectorised_chunk(*args_np, masks[:chunk], weights[:chunk], "median",
-                                                 FMRS, error, LIMITS)
+  erc_np, edc_np = numpy_engine.vectorised_chunk(
+    *args_np, masks[:chunk], weights[:chunk], "median", FMRS, error, LIMITS
+  )
   rows = slice(2 * 4095, 2 * 4095 + chunk)  # the median rows of the table
-  diff = max(np.nanmax(np.abs(erc_np - np.c_[table["erc_area@0.001"][rows], table["erc_area@0.0001"][rows]])),
-             np.nanmax(np.abs(edc_np - np.c_[table["edc_area@0.2"][rows], table["edc_area@0.3"][rows]])))
+  diff = max(
+    np.nanmax(
+      np.abs(erc_np - np.c_[table["erc_area@0.001"][rows], table["erc_area@0.0001"][rows]])
+    ),
+    np.nanmax(np.abs(edc_np - np.c_[table["edc_area@0.2"][rows], table["edc_area@0.3"][rows]])),
+  )
 
   rows_out = [
-      ("JAX sweep, first call in the process (incl. compilation)", t_full),
-      ("JAX sweep, a fresh process with a warm compilation cache", t_warm),
-      ("JAX sweep, compiled (median of 3 x 2,560 variants, extrapolated)", t_steady),
-      (f"numpy, Python loop over variants ({n_loop} sampled, extrapolated)", t_loop),
-      (f"numpy, vectorised over variants (median of 3 x {chunk * len(RULES)}, extrapolated)", t_vec)]
-  print(f"| LFW-sized full sweep, {total} variants (4,095 subsets x 5 rules) | wall s | CPU s "
-        "| wall time / JAX first call |")
+    ("JAX sweep, first call in the process (incl. compilation)", t_full),
+    ("JAX sweep, a fresh process with a warm compilation cache", t_warm),
+    ("JAX sweep, compiled (median of 3 x 2,560 variants, extrapolated)", t_steady),
+    (f"numpy, Python loop over variants ({n_loop} sampled, extrapolated)", t_loop),
+    (f"numpy, vectorised over variants (median of 3 x {chunk * len(RULES)}, extrapolated)", t_vec),
+  ]
+  print(
+    f"| LFW-sized full sweep, {total} variants (4,095 subsets x 5 rules) | wall s | CPU s "
+    "| wall time / JAX first call |"
+  )
   print("| --- | --- | --- | --- |")
   for name, (wall, cpu) in rows_out:
     print(f"| {name} | {wall:.1f} | {cpu:.1f} | {wall / t_full[0]:.2f}x |")
@@ -195,9 +224,12 @@ def main():
     t0 = time.perf_counter()
     secs, rss = run_child("--ijbc-child")
     wall = time.perf_counter() - t0
-    print(f"\n| IJB-C-sized: 15.7 M pairs, 470 k images, one fused variant | value |\n| --- | --- |\n"
-          f"| peak RSS of the process (GiB) | {float(rss):.2f} |\n| pair set + evaluation (s) | {secs} |\n"
-          f"| process wall time incl. data generation (s) | {wall:.1f} |")
+    print(
+      f"\n| IJB-C-sized: 15.7 M pairs, 470 k images, one fused variant | value |\n| --- | --- |\n"
+      f"| peak RSS of the process (GiB) | {float(rss):.2f} |\n"
+      f"| pair set + evaluation (s) | {secs} |\n"
+      f"| process wall time incl. data generation (s) | {wall:.1f} |"
+    )
 
 
 if __name__ == "__main__":

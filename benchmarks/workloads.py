@@ -1,21 +1,23 @@
 """What the benchmarks run: the reference model with its weights in Flax, and matmul peaks."""
+
 from __future__ import annotations
 
 import time
 
+import common  # noqa: F401  (puts the repository root on sys.path)
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-import common  # noqa: F401  (puts the repository root on sys.path)
 from exfiqa_jax import ViTConfig, abstract_variables
-from exfiqa_jax.flops import embedding_head_flops, exit_gflops, head_qs_flops
+from exfiqa_jax.models.flops import embedding_head_flops, exit_gflops, head_qs_flops
 
 
 def reference_pair(config: ViTConfig, seed: int = 0):
   """(PyTorch reference in eval mode, (graphdef, params, batch_stats)): identical weights."""
-  from convert import from_torch  # PyTorch only where a benchmark compares with it
-  from convert.torch_reference import ViTFIQAReference, randomize_
+  from exfiqa_jax.convert import from_torch  # PyTorch only where a benchmark compares with it
+  from exfiqa_jax.convert.torch_reference import ViTFIQAReference, randomize_
+
   ref = randomize_(ViTFIQAReference(**config.to_dict()), seed)
   _, params, batch_stats = from_torch(ref.state_dict(), config.num_heads, config.image_size)
   return ref, (abstract_variables(config)[0], params, batch_stats)
@@ -50,12 +52,15 @@ def matmul_gflops(n: int = 2048, reps: int = 5) -> dict[str, float]:
   the model's matmuls do; PyTorch's bfloat16 product is the one autocast runs.
   """
   import torch
+
   a = jnp.asarray(np.random.default_rng(0).standard_normal((n, n)), jnp.float32)
   f32 = jax.jit(lambda x: x @ x)
   bf16 = jax.jit(lambda x: jnp.dot(x, x, preferred_element_type=jnp.float32))
   a16, t = a.astype(jnp.bfloat16), torch.from_numpy(np.array(a))
-  t16, flop = t.bfloat16(), 2.0 * n ** 3
-  return {"XLA float32": _best_rate(lambda: f32(a).block_until_ready(), flop, reps),
-          "XLA bfloat16": _best_rate(lambda: bf16(a16).block_until_ready(), flop, reps),
-          "torch float32": _best_rate(lambda: t @ t, flop, reps),
-          "torch bfloat16": _best_rate(lambda: t16 @ t16, flop, reps)}
+  t16, flop = t.bfloat16(), 2.0 * n**3
+  return {
+    "XLA float32": _best_rate(lambda: f32(a).block_until_ready(), flop, reps),
+    "XLA bfloat16": _best_rate(lambda: bf16(a16).block_until_ready(), flop, reps),
+    "torch float32": _best_rate(lambda: t @ t, flop, reps),
+    "torch bfloat16": _best_rate(lambda: t16 @ t16, flop, reps),
+  }

@@ -1,4 +1,5 @@
 """Atomic file output: write to a temporary sibling, rename when complete."""
+
 from __future__ import annotations
 
 import contextlib

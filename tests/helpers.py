@@ -1,13 +1,14 @@
 """Test helpers: random-weight PyTorch reference models and their outputs, and the
 converter's (graphdef, params, batch_stats) for a reference state_dict."""
+
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from convert import from_torch
-from convert.torch_reference import ViTFIQAReference, randomize_
 from exfiqa_jax import ViTConfig, abstract_variables
+from exfiqa_jax.convert import from_torch
+from exfiqa_jax.convert.torch_reference import ViTFIQAReference, randomize_
 
 
 def reference(cfg: ViTConfig, seed: int, batch: int = 5):

@@ -1,4 +1,5 @@
 """Shared by the data, scoring and comparison tests: a tiny model with random weights."""
+
 from __future__ import annotations
 
 import jax

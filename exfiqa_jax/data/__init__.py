@@ -6,9 +6,21 @@ Builders (`build(builder, name, manual_dir, data_dir)`): `verification_bin`
 data_dir)` gives a `Dataset` of images, ids and, where present, pairs and
 templates.
 """
+
 from exfiqa_jax.data.build import BUILDERS, build
 from exfiqa_jax.data.dataset import Dataset, Pairs, Templates, from_files, load
 from exfiqa_jax.data.sources import ArraySource, FileSource, ImageSource, RecordSource
 
-__all__ = ["BUILDERS", "Dataset", "Pairs", "Templates", "build", "load", "from_files",
-           "ImageSource", "ArraySource", "FileSource", "RecordSource"]
+__all__ = [
+  "BUILDERS",
+  "Dataset",
+  "Pairs",
+  "Templates",
+  "build",
+  "load",
+  "from_files",
+  "ImageSource",
+  "ArraySource",
+  "FileSource",
+  "RecordSource",
+]

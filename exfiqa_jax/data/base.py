@@ -4,6 +4,7 @@ Every builder writes one split, `images`, of records `{index, id, image}` in
 input order (`image` holds the file's encoded PNG/JPEG bytes, decoded only when
 read), and beside them the `ArraysMetadata` files. Reading needs no TensorFlow.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -14,8 +15,8 @@ import numpy as np
 import tensorflow_datasets as tfds
 from etils import epath
 
+from exfiqa_jax.data.images import decode, stack
 from exfiqa_jax.data.metadata import ArraysMetadata
-from exfiqa_jax.images import decode, stack
 
 SPLIT = "images"
 
@@ -48,6 +49,7 @@ def id_index(ids: np.ndarray, wanted: Sequence[str], where: str) -> np.ndarray:
 
 class FaceBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   """A builder over local files; subclasses implement `_read(manual_dir)`."""
+
   VERSION = tfds.core.Version("1.0.0")
   MANUAL_DOWNLOAD_INSTRUCTIONS = "Pass the folder holding the dataset's files as manual_dir."
 
@@ -58,11 +60,20 @@ class FaceBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     return epath.Path(inspect.getfile(cls))
 
   def _info(self) -> tfds.core.DatasetInfo:
-    features = tfds.features.FeaturesDict({
-        "index": np.int64, "id": tfds.features.Text(),
-        "image": tfds.features.Image(shape=(None, None, 3))})
-    return tfds.core.DatasetInfo(builder=self, description=self.__doc__, features=features,
-                                 metadata=ArraysMetadata(), disable_shuffling=True)
+    features = tfds.features.FeaturesDict(
+      {
+        "index": np.int64,
+        "id": tfds.features.Text(),
+        "image": tfds.features.Image(shape=(None, None, 3)),
+      }
+    )
+    return tfds.core.DatasetInfo(
+      builder=self,
+      description=self.__doc__,
+      features=features,
+      metadata=ArraysMetadata(),
+      disable_shuffling=True,
+    )
 
   def _read(self, manual_dir: epath.Path) -> tuple[np.ndarray, Iterable[bytes], dict]:
     """-> (ids [N], encoded images in id order, metadata); raises on bad files."""

@@ -1,7 +1,8 @@
 """Build a dataset from its local files once (`<data_dir>/<builder>/<name>/1.0.0/`).
 
-    build("verification_bin", "lfw", manual_dir="bins/", data_dir="tfds/")
+build("verification_bin", "lfw", manual_dir="bins/", data_dir="tfds/")
 """
+
 from __future__ import annotations
 
 import os
@@ -17,8 +18,14 @@ BUILDERS = {c.name: c for c in (VerificationBin, CrFiqaFolder, Ijbc1to1, FaceIma
 _ORDERED = {CrFiqaFolder: CrFiqaConfig, FaceImages: FolderConfig}
 
 
-def build(builder: str, name: str, manual_dir: str, data_dir: str,
-          channel_order: str | None = None, image_root: str | None = None) -> str:
+def build(
+  builder: str,
+  name: str,
+  manual_dir: str,
+  data_dir: str,
+  channel_order: str | None = None,
+  image_root: str | None = None,
+) -> str:
   """Prepares `<data_dir>/<builder>/<name>/` from local files; returns `builder/name`.
 
   channel_order: of the stored files (`cr_fiqa_folder`, required; `face_images`).
@@ -39,11 +46,13 @@ def build(builder: str, name: str, manual_dir: str, data_dir: str,
       manual_dir, options["list_file"] = os.path.split(os.path.abspath(manual_dir))
     config = _ORDERED[cls](name=name, **options)
   elif channel_order is not None:
-    raise ValueError(f"{builder} stores RGB images; channel_order applies only to "
-                     f"{sorted(c.name for c in _ORDERED)}")
+    raise ValueError(
+      f"{builder} stores RGB images; channel_order applies only to "
+      f"{sorted(c.name for c in _ORDERED)}"
+    )
   else:
     config = tfds.core.BuilderConfig(name=name)
   cls(config=config, data_dir=data_dir).download_and_prepare(
-      file_format="array_record", download_config=tfds.download.DownloadConfig(
-          manual_dir=manual_dir))
+    file_format="array_record", download_config=tfds.download.DownloadConfig(manual_dir=manual_dir)
+  )
   return f"{builder}/{name}"

@@ -12,6 +12,7 @@ swapped (BGR) channels. There is no default: the config names the order of
 the stored files, `bgr` for such extracted files, `rgb` for ordinary ones, and
 scoring swaps `bgr` back to RGB.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -22,7 +23,7 @@ import tensorflow_datasets as tfds
 from etils import epath
 
 from exfiqa_jax.data.base import FaceBuilder, file_bytes, id_index, unique_ids
-from exfiqa_jax.preprocess import CHANNEL_ORDERS
+from exfiqa_jax.data.preprocess import check_channel_order
 
 
 @dataclasses.dataclass(eq=False)
@@ -39,28 +40,36 @@ def _lines(path: epath.Path) -> list[str]:
 
 class CrFiqaFolder(FaceBuilder):
   """A CR-FIQA dataset folder: images by stem and labelled pairs."""
+
   name = "cr_fiqa_folder"
 
   def _read(self, manual_dir: epath.Path):
     order = getattr(self.builder_config, "channel_order", "")
-    if order not in CHANNEL_ORDERS:
-      raise ValueError(f"cr_fiqa_folder needs channel_order in {CHANNEL_ORDERS}, got {order!r} "
-                       "(bgr for files extracted from .bin by the CR-FIQA tools)")
+    check_channel_order(
+      order, "cr_fiqa_folder", " (bgr for files extracted from .bin by the CR-FIQA tools)"
+    )
     listed = _lines(manual_dir / "image_path_list.txt")
     root = self.builder_config.image_root or str(manual_dir)
     paths = [os.path.join(root, p) for p in listed]
-    ids = unique_ids([os.path.splitext(os.path.basename(p))[0] for p in listed],
-                     str(manual_dir / "image_path_list.txt"))
+    ids = unique_ids(
+      [os.path.splitext(os.path.basename(p))[0] for p in listed],
+      str(manual_dir / "image_path_list.txt"),
+    )
     pair_file = manual_dir / "pair_list.txt"
     rows = [line.split() for line in _lines(pair_file)]
     bad = [r for r in rows if len(r) != 3 or r[2] not in ("0", "1")]
     if bad:
-      raise ValueError(f"{pair_file}: lines must be 'idA idB label' with label 0 or 1; got {bad[0]}")
-    pairs = dict(pair_a=id_index(ids, [r[0] for r in rows], str(pair_file)),
-                 pair_b=id_index(ids, [r[1] for r in rows], str(pair_file)),
-                 pair_label=np.asarray([r[2] == "1" for r in rows], dtype=bool))
+      raise ValueError(
+        f"{pair_file}: lines must be 'idA idB label' with label 0 or 1; got {bad[0]}"
+      )
+    pairs = dict(
+      pair_a=id_index(ids, [r[0] for r in rows], str(pair_file)),
+      pair_b=id_index(ids, [r[1] for r in rows], str(pair_file)),
+      pair_label=np.asarray([r[2] == "1" for r in rows], dtype=bool),
+    )
     missing = [p for p in paths if not os.path.isfile(p)]
     if missing:
-      raise FileNotFoundError(f"{missing[0]}: listed image does not exist "
-                              f"({len(missing)} missing in all)")
+      raise FileNotFoundError(
+        f"{missing[0]}: listed image does not exist ({len(missing)} missing in all)"
+      )
     return ids, (file_bytes(p) for p in paths), dict(channel_order=order, **pairs)

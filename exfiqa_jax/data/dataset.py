@@ -1,9 +1,10 @@
 """A built dataset loaded as images, ids, pairs and templates.
 
-    ds = load("verification_bin/lfw", data_dir="tfds/")
-    ds.images.ids, ds.images.read([0, 1])       # uint8 [2, 112, 112, 3]
-    ds.pairs.a, ds.pairs.b, ds.pairs.labels      # pair k: images a[k], b[k]
+ds = load("verification_bin/lfw", data_dir="tfds/")
+ds.images.ids, ds.images.read([0, 1])       # uint8 [2, 112, 112, 3]
+ds.pairs.a, ds.pairs.b, ds.pairs.labels      # pair k: images a[k], b[k]
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -15,9 +16,9 @@ import tensorflow_datasets as tfds
 
 from exfiqa_jax.data.base import SPLIT
 from exfiqa_jax.data.build import BUILDERS
+from exfiqa_jax.data.images import list_images
 from exfiqa_jax.data.metadata import ArraysMetadata
 from exfiqa_jax.data.sources import FileSource, ImageSource, RecordSource
-from exfiqa_jax.images import list_images
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,16 +47,21 @@ def load(name: str, data_dir: str) -> Dataset:
   """A built dataset, read through `tfds.data_source` (no TensorFlow)."""
   builder, _, config = name.partition("/")
   if builder not in BUILDERS or not glob.glob(
-      os.path.join(glob.escape(data_dir), builder, glob.escape(config), "*", "dataset_info.json")):
+    os.path.join(glob.escape(data_dir), builder, glob.escape(config), "*", "dataset_info.json")
+  ):
     raise FileNotFoundError(f"dataset {name!r} is not built under {data_dir}")
-  records = tfds.data_source(name, data_dir=data_dir, split=SPLIT,
-                             decoders={"image": tfds.decode.SkipDecoding()})
+  records = tfds.data_source(
+    name, data_dir=data_dir, split=SPLIT, decoders={"image": tfds.decode.SkipDecoding()}
+  )
   meta = ArraysMetadata()
   meta.load_metadata(records.dataset_info.data_dir)
   images = RecordSource(records, meta["ids"], meta["channel_order"])
   pairs = Pairs(meta["pair_a"], meta["pair_b"], meta["pair_label"]) if "pair_a" in meta else None
-  templates = (Templates(meta["template_ids"], meta["template_of_image"], meta["media"])
-               if "template_ids" in meta else None)
+  templates = (
+    Templates(meta["template_ids"], meta["template_of_image"], meta["media"])
+    if "template_ids" in meta
+    else None
+  )
   return Dataset(name, images, pairs, templates)
 
 

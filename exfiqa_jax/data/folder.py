@@ -1,4 +1,5 @@
 """A plain folder of images, or a text file listing them: images only, for scoring."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -7,8 +8,8 @@ import tensorflow_datasets as tfds
 from etils import epath
 
 from exfiqa_jax.data.base import FaceBuilder, file_bytes, unique_ids
-from exfiqa_jax.images import list_images
-from exfiqa_jax.preprocess import CHANNEL_ORDERS
+from exfiqa_jax.data.images import list_images
+from exfiqa_jax.data.preprocess import check_channel_order
 
 
 @dataclasses.dataclass(eq=False)
@@ -19,12 +20,12 @@ class FolderConfig(tfds.core.BuilderConfig):
 
 class FaceImages(FaceBuilder):
   """The images of `manual_dir` (sorted), or of a list file in it; ids: names as listed."""
+
   name = "face_images"
 
   def _read(self, manual_dir: epath.Path):
     order = getattr(self.builder_config, "channel_order", "rgb")
-    if order not in CHANNEL_ORDERS:
-      raise ValueError(f"channel_order must be one of {CHANNEL_ORDERS}; got {order!r}")
+    check_channel_order(order)
     source = str(manual_dir / self.builder_config.list_file)
     names, paths = list_images(source)
     ids = unique_ids(names, source)

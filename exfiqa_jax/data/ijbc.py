@@ -5,6 +5,7 @@ and `ijbc_template_pair_label.txt` (`templateA templateB label`), either at
 its top or under `meta/`, and the aligned 112x112 crops under `images/`,
 named as in the first column. Pairs index the sorted template ids.
 """
+
 from __future__ import annotations
 
 import os
@@ -40,6 +41,7 @@ def _int_table(path: epath.Path) -> np.ndarray:
 
 class Ijbc1to1(FaceBuilder):
   """IJB-C 1:1: aligned crops, their template and media ids, labelled template pairs."""
+
   name = "ijbc_1to1"
 
   def _read(self, manual_dir: epath.Path):
@@ -55,13 +57,19 @@ class Ijbc1to1(FaceBuilder):
     pos = np.searchsorted(template_ids, table[:, :2]).clip(0, len(template_ids) - 1)
     unknown = table[:, :2][template_ids[pos] != table[:, :2]]
     if unknown.size:
-      raise KeyError(f"{pair_file}: pairs name unknown template ids {np.unique(unknown)[:5].tolist()}")
+      raise KeyError(
+        f"{pair_file}: pairs name unknown template ids {np.unique(unknown)[:5].tolist()}"
+      )
     paths = [os.path.join(str(manual_dir), "images", i) for i in ids.tolist()]
     missing = [p for p in paths if not os.path.isfile(p)]
     if missing:
       raise FileNotFoundError(f"{missing[0]}: image does not exist ({len(missing)} missing in all)")
-    arrays = dict(template_ids=template_ids, template_of_image=of_image.astype(np.int64),
-                  media=np.asarray([int(r[2]) for r in rows], dtype=np.int64),
-                  pair_a=pos[:, 0].astype(np.int64), pair_b=pos[:, 1].astype(np.int64),
-                  pair_label=table[:, 2] == 1)
+    arrays = dict(
+      template_ids=template_ids,
+      template_of_image=of_image.astype(np.int64),
+      media=np.asarray([int(r[2]) for r in rows], dtype=np.int64),
+      pair_a=pos[:, 0].astype(np.int64),
+      pair_b=pos[:, 1].astype(np.int64),
+      pair_label=table[:, 2] == 1,
+    )
     return ids, (file_bytes(p) for p in paths), dict(channel_order="rgb", **arrays)

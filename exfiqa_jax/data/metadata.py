@@ -4,6 +4,7 @@
 (`pair_a`, `pair_b`, `pair_label`), templates and media; `metadata.json`
 holds plain settings such as the channel order.
 """
+
 from __future__ import annotations
 
 import json

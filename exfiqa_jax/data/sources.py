@@ -4,6 +4,7 @@ Scoring reads through this small interface only, so a built dataset, a list
 of files and an in-memory array are scored the same way. `read` is called
 from background threads; every source here is safe for that.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -12,7 +13,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from exfiqa_jax.images import decode, read_image, stack
+from exfiqa_jax.data.images import decode, read_image, stack
 
 
 class ImageSource(Protocol):
@@ -28,6 +29,7 @@ class ImageSource(Protocol):
 @dataclasses.dataclass(frozen=True)
 class RecordSource:
   """A built dataset's `images` split, read with `tfds.data_source` (encoded records)."""
+
   records: Any
   ids: np.ndarray
   channel_order: str
@@ -38,16 +40,17 @@ class RecordSource:
   def read(self, indices: Sequence[int]) -> np.ndarray:
     indices = [int(i) for i in indices]
     records = self.records.__getitems__(indices)
-    wrong = [i for i, r in zip(indices, records) if int(r["index"]) != i]
+    wrong = [i for i, r in zip(indices, records, strict=True) if int(r["index"]) != i]
     if wrong:
       raise ValueError(f"record order is broken: position {wrong[0]} holds another image")
     names = [str(self.ids[i]) for i in indices]
-    return stack([decode(r["image"], n) for r, n in zip(records, names)], names)
+    return stack([decode(r["image"], n) for r, n in zip(records, names, strict=True)], names)
 
 
 @dataclasses.dataclass(frozen=True)
 class FileSource:
   """Image files read on demand; ids are the names as listed."""
+
   paths: Sequence[str]
   ids: np.ndarray
   channel_order: str = "rgb"
@@ -63,6 +66,7 @@ class FileSource:
 @dataclasses.dataclass(frozen=True)
 class ArraySource:
   """Decoded images in memory: images uint8 [N, S, S, 3]."""
+
   images: np.ndarray
   ids: np.ndarray
   channel_order: str = "rgb"

@@ -1,4 +1,5 @@
 """PNG plots of the evaluation job (matplotlib, no display needed)."""
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -18,9 +19,15 @@ def _save(fig, path: str) -> None:
   plt.close(fig)
 
 
-def curves(path: str, series: Mapping[str, tuple[Sequence[float], Sequence[float]]], *,
-           title: str, xlabel: str = "fraction of comparisons discarded",
-           ylabel: str = "FNMR", step: bool = False) -> None:
+def curves(
+  path: str,
+  series: Mapping[str, tuple[Sequence[float], Sequence[float]]],
+  *,
+  title: str,
+  xlabel: str = "fraction of comparisons discarded",
+  ylabel: str = "FNMR",
+  step: bool = False,
+) -> None:
   """Error-versus-discard curves: series maps a label to (x [K], y [K]).
 
   `step` draws a step-wise curve (EDC); otherwise points are joined (ERC).
@@ -37,8 +44,7 @@ def curves(path: str, series: Mapping[str, tuple[Sequence[float], Sequence[float
   _save(fig, path)
 
 
-def per_exit(path: str, values: Mapping[str, Sequence[float]], *, title: str,
-             ylabel: str) -> None:
+def per_exit(path: str, values: Mapping[str, Sequence[float]], *, title: str, ylabel: str) -> None:
   """A metric against exit depth 1..L, one line per metric name."""
   fig, ax = plt.subplots(figsize=(5.5, 4))
   for label, v in values.items():
@@ -49,8 +55,15 @@ def per_exit(path: str, values: Mapping[str, Sequence[float]], *, title: str,
   _save(fig, path)
 
 
-def pareto(path: str, cost: Sequence[float], metric: Sequence[float],
-           front: tuple[Sequence[float], Sequence[float]], *, title: str, ylabel: str) -> None:
+def pareto(
+  path: str,
+  cost: Sequence[float],
+  metric: Sequence[float],
+  front: tuple[Sequence[float], Sequence[float]],
+  *,
+  title: str,
+  ylabel: str,
+) -> None:
   """All variants as dots, the front (best metric per cost) as a line."""
   fig, ax = plt.subplots(figsize=(5.5, 4))
   ax.scatter(cost, metric, s=4, alpha=0.25, label="variants")
@@ -87,8 +100,9 @@ def attention_grid(path: str, image: np.ndarray, maps: np.ndarray, *, title: str
     ax.axis("off")
     if i < depth:
       ax.imshow(image[:seen, :seen])
-      ax.imshow(maps[i], cmap="inferno", alpha=0.6, extent=(0, seen, seen, 0),
-                interpolation="nearest")
+      ax.imshow(
+        maps[i], cmap="inferno", alpha=0.6, extent=(0, seen, seen, 0), interpolation="nearest"
+      )
       ax.set_title(f"block {i + 1}", fontsize=8)
   fig.suptitle(title, fontsize=9)
   _save(fig, path)

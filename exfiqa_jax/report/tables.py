@@ -1,4 +1,5 @@
 """Tables as Markdown, CSV and JSON, written atomically."""
+
 from __future__ import annotations
 
 import csv
@@ -57,4 +58,5 @@ def write_json(path: str, obj: Any) -> None:
     if out is v:
       raise TypeError(f"cannot write {type(v).__name__} to JSON")
     return out
+
   write_text(path, json.dumps(obj, indent=1, default=default, allow_nan=True) + "\n")

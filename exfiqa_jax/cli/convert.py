@@ -1,0 +1,47 @@
+"""`exfiqa convert`: a PyTorch ViT-FIQA checkpoint to an orbax checkpoint, exactly."""
+
+from __future__ import annotations
+
+import argparse
+
+NAME = "convert"
+HELP = "convert a PyTorch ViT-FIQA checkpoint (.pt) to an orbax checkpoint folder"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+  p.add_argument("src", metavar="SRC", help="PyTorch checkpoint, loaded weights-only")
+  p.add_argument("dst", metavar="DST", help="output checkpoint folder (see exfiqa_jax.load)")
+  p.add_argument(
+    "--num-heads",
+    type=int,
+    default=8,
+    help="attention heads; not readable from the shapes (default 8, as released)",
+  )
+  p.add_argument(
+    "--image-size",
+    type=int,
+    default=None,
+    help="input size; default: the smallest multiple of 8 giving the checkpoint's "
+    "patch grid (112 for the released model)",
+  )
+  p.add_argument("--force", action="store_true", help="overwrite an existing DST")
+  p.add_argument(
+    "--verify",
+    action="store_true",
+    help="compare with the PyTorch reference model on test images first",
+  )
+
+
+def run(args: argparse.Namespace) -> int:
+  from exfiqa_jax.convert import convert_file
+
+  config = convert_file(
+    args.src,
+    args.dst,
+    num_heads=args.num_heads,
+    image_size=args.image_size,
+    force=args.force,
+    check=args.verify,
+  )
+  print(f"wrote {args.dst}: {config.to_dict()}")
+  return 0

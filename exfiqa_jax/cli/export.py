@@ -1,0 +1,22 @@
+"""`exfiqa export`: an orbax checkpoint back to a PyTorch state_dict file."""
+
+from __future__ import annotations
+
+import argparse
+
+NAME = "export"
+HELP = "write an orbax checkpoint folder as a PyTorch ViT-FIQA state_dict (.pt)"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+  p.add_argument("src", metavar="SRC_CKPT", help="checkpoint folder written by convert or save")
+  p.add_argument("dst", metavar="DST.pt", help="output file, for torch.load(weights_only=True)")
+  p.add_argument("--force", action="store_true", help="overwrite an existing DST.pt")
+
+
+def run(args: argparse.Namespace) -> int:
+  from exfiqa_jax.convert import export_file
+
+  config = export_file(args.src, args.dst, force=args.force)
+  print(f"wrote {args.dst}: {config.to_dict()}")
+  return 0

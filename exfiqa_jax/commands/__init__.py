@@ -1,1 +1,0 @@
-"""Sub-commands of the `exfiqa` command line (see `exfiqa_jax.cli`)."""

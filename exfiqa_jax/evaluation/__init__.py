@@ -1,0 +1,1 @@
+"""Evaluation jobs: config, benchmark inputs, comparison scores, analysis, the run."""

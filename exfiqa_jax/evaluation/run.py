@@ -1,0 +1,98 @@
+"""Runs an evaluation job: build or load each dataset, score it (cached), evaluate
+every FR model's pairs, write the report. Also what `exfiqa sweep` reads back."""
+
+from __future__ import annotations
+
+import datetime
+import os
+from typing import Any
+
+import jax.numpy as jnp
+import numpy as np
+
+from exfiqa_jax import data
+from exfiqa_jax.evaluation.analysis import Analysis, analyse
+from exfiqa_jax.evaluation.inputs import benchmark_inputs
+from exfiqa_jax.evaluation.job_config import embeddings_path
+from exfiqa_jax.models.checkpoint import load
+from exfiqa_jax.models.flops import exit_gflops
+from exfiqa_jax.report.summary import write_report
+from exfiqa_jax.scoring.run_folder import read_npz, save_npz
+
+INPUT_KEYS = ("exit_scores", "a", "b", "labels", "comparison")
+
+
+def open_dataset(name: str, ds: dict, data_dir: str) -> data.Dataset:
+  """The built dataset, building it from its files on first use."""
+  full = f"{ds['builder']}/{name}"
+  try:
+    return data.load(full, data_dir)
+  except FileNotFoundError:
+    data.build(ds["builder"], name, ds["files"], data_dir, ds.get("channel_order"))
+    return data.load(full, data_dir)
+
+
+def inputs_path(out_dir: str, dataset: str, fr: str) -> str:
+  return os.path.join(out_dir, "inputs", f"{dataset}_{fr}.npz")
+
+
+def read_inputs(path: str) -> dict[str, np.ndarray]:
+  """Saved evaluation inputs: exit_scores [N, L], a, b, labels, comparison [P], cost [L]."""
+  z = read_npz(path)
+  missing = [k for k in (*INPUT_KEYS, "cost") if k not in z]
+  if missing:
+    raise KeyError(f"{path}: not an evaluation inputs file; missing {missing}")
+  return z
+
+
+def analyse_inputs(
+  z: dict[str, np.ndarray], cfg: dict[str, Any], progress: bool = False
+) -> Analysis:
+  return analyse(
+    *(z[k] for k in INPUT_KEYS),
+    cost=z["cost"],
+    progress=progress,
+    **cfg.get("metrics", {}),
+    **cfg.get("sweep", {}),
+  )
+
+
+def evaluate_job(
+  cfg: dict[str, Any], header: str = "", progress: bool = True
+) -> tuple[str, list[tuple[str, str, Analysis]]]:
+  """Runs the whole job of a checked config -> (path of summary.md, the analyses)."""
+  ckpt = load(cfg["checkpoint"])
+  cost = np.asarray(exit_gflops(ckpt.config))
+  out, scoring = cfg["out_dir"], cfg.get("scoring", {})
+  results = []
+  for name, ds in cfg["datasets"].items():
+    dataset = open_dataset(name, ds, cfg["data_dir"])
+    for fr in cfg["fr_models"]:
+      x = benchmark_inputs(
+        dataset,
+        ckpt[1:],
+        os.path.join(out, "scores", name),
+        fr_embeddings=embeddings_path(cfg, fr, name),
+        batch_size=scoring.get("batch_size", 32),
+        dtype=jnp.dtype(scoring.get("dtype", "float32")),
+        progress=progress,
+      )
+      z = dict(
+        ids=x.ids,
+        exit_scores=x.exit_scores,
+        a=x.a,
+        b=x.b,
+        labels=x.labels,
+        comparison=x.comparison,
+        cost=cost,
+      )
+      save_npz(inputs_path(out, name, fr), z)
+      results.append((name, fr, analyse_inputs(z, cfg, progress)))
+  when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+  head = header or "# EX-FIQA evaluation"
+  head += (
+    f"\n\nCheckpoint `{cfg['checkpoint']}` ({ckpt.config.depth} blocks, width "
+    f"{ckpt.config.width}); {len(cfg['datasets'])} dataset(s) x "
+    f"{len(cfg['fr_models'])} FR model(s); written {when}. Areas: lower is better.\n"
+  )
+  return write_report(out, head, results, cfg), results

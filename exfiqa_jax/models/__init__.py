@@ -1,0 +1,1 @@
+"""ViT-FIQA in Flax NNX: the model, its config and cost, inference, checkpoints, attention maps."""

@@ -1,0 +1,136 @@
+"""The pure evaluation path: functions of `(params, batch_stats, images)`.
+
+    model = create(get_model_config("vit_s"))
+    graphdef, params, batch_stats = split(model)
+    out = apply(graphdef, params, batch_stats, images, num_layers=6, embedding=False)
+
+`apply` is jit-compiled with `graphdef`, `num_layers`, `embedding`, `all_exits`,
+`dtype` and `micro_batch` static, so it composes with `jax.vmap`, sharded inputs and `jax.jit`
+callers. Each new batch size compiles a new program (seconds for ViT-S);
+`apply_bucketed` pads batches to a few fixed sizes so a stream of ragged
+batches compiles at most `len(buckets)` programs.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from exfiqa_jax.backend import jit_options
+from exfiqa_jax.models.config import ViTConfig
+from exfiqa_jax.models.vit import Outputs, ViTFIQA
+
+Variables = tuple[nnx.GraphDef, nnx.State, nnx.State]
+# Rows per pass through the blocks on CPU: there a batch of 64 in one pass ran
+# 30% slower than the same images as 4 passes of 16 in one program (the
+# activations of a big batch fall out of cache); accelerators take the batch whole.
+CPU_MICRO_BATCH = 16
+BUCKETS = (1, 2, 4, 8, 16, 32, 64)  # at most 2x padding, at most 7 programs
+
+
+def create(config: ViTConfig, seed: int = 0) -> ViTFIQA:
+  """A randomly initialised model (float32 parameters).
+
+  Initialisation runs as one compiled program, unoptimised: it runs once, and
+  XLA spends seconds optimising the random-number code of every initializer
+  (eagerly, each initializer call compiles on its own).
+  """
+
+  def make():
+    return nnx.split(ViTFIQA(config, rngs=nnx.Rngs(seed)))
+
+  def params():
+    return make()[1]
+
+  graphdef, _ = nnx.eval_shape(make)
+  init = (
+    jax.jit(params)
+    .lower()
+    .compile(compiler_options=jit_options({"xla_backend_optimization_level": 0}))
+  )
+  return nnx.merge(graphdef, init())
+
+
+def split(model: ViTFIQA) -> Variables:
+  """(graphdef, params, batch_stats) of a model."""
+  return nnx.split(model, nnx.Param, nnx.BatchStat)
+
+
+def abstract_variables(config: ViTConfig) -> Variables:
+  """The same as `split(create(config))` as shapes only, allocating nothing."""
+  return split(nnx.eval_shape(lambda: ViTFIQA(config, rngs=nnx.Rngs(0))))
+
+
+@functools.partial(
+  jax.jit,
+  static_argnames=("graphdef", "num_layers", "embedding", "all_exits", "dtype", "micro_batch"),
+)
+def apply(
+  graphdef: nnx.GraphDef,
+  params: nnx.State,
+  batch_stats: nnx.State,
+  images: jax.Array,
+  *,
+  num_layers: int | None = None,
+  embedding: bool = True,
+  all_exits: bool = True,
+  dtype=jnp.float32,
+  micro_batch: int | str | None = "auto",
+) -> Outputs:
+  """images: float [B, H, W, 3] in [-1, 1] -> Outputs (exits [B, k], quality [B], embedding).
+
+  `all_exits=False` computes the quality head once, after block k: exits [B, 1].
+  `micro_batch` rows go through the model at a time, in one program (`lax.map`);
+  "auto" means `CPU_MICRO_BATCH` on CPU and the whole batch elsewhere; None, the
+  whole batch. Rows never interact, so results agree to rounding.
+  """
+  m = micro_batch
+  if m == "auto":
+    m = CPU_MICRO_BATCH if jax.default_backend() == "cpu" else None
+
+  def run(x):
+    return nnx.merge(graphdef, params, batch_stats)(
+      x, num_layers=num_layers, embedding=embedding, all_exits=all_exits, dtype=dtype
+    )
+
+  b = images.shape[0]
+  if m is None or b <= m:
+    return run(images)
+  n = b - b % m
+  head = jax.lax.map(run, images[:n].reshape(n // m, m, *images.shape[1:]))
+  head = jax.tree.map(lambda a: a.reshape(n, *a.shape[2:]), head)
+  if n == b:
+    return head
+  return jax.tree.map(lambda h, t: jnp.concatenate([h, t]), head, run(images[n:]))
+
+
+def apply_bucketed(
+  graphdef: nnx.GraphDef,
+  params: nnx.State,
+  batch_stats: nnx.State,
+  images: np.ndarray,
+  *,
+  buckets: Sequence[int] = BUCKETS,
+  **kwargs,
+) -> Outputs:
+  """`apply` on any batch size B, run in chunks padded to sizes taken from `buckets`.
+
+  images: [B, H, W, 3] -> Outputs of B rows as host numpy arrays. Chunks are the
+  largest bucket; the last is zero-padded to the smallest bucket that holds it,
+  and the padded rows are dropped (rows never interact in inference mode).
+  """
+  images, top, outs = np.asarray(images), max(buckets), []
+  if not len(images):
+    raise ValueError("apply_bucketed: empty batch of images")
+  for start in range(0, len(images), top):
+    chunk = images[start : start + top]
+    size = min(s for s in buckets if s >= len(chunk))
+    padded = np.pad(chunk, [(0, size - len(chunk))] + [(0, 0)] * (chunk.ndim - 1))
+    out = jax.device_get(apply(graphdef, params, batch_stats, padded, **kwargs))
+    outs.append(jax.tree.map(lambda a, n=len(chunk): a[:n], out))
+  return jax.tree.map(lambda *a: np.concatenate(a), *outs)

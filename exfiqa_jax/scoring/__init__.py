@@ -1,0 +1,1 @@
+"""Scoring images: every exit score and the embedding, sharded, resumable, multi-host."""

@@ -1,0 +1,102 @@
+"""Batch-axis sharding over this host's devices, and the pure split/gather rules.
+
+Inference needs no communication between hosts, so each host runs the model
+on a mesh of its own local devices (every one busy) over its own chunks of
+the data: chunk k belongs to host `k % process_count`. Results are put back
+in input order by chunk index. Splitting and gathering are pure functions.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from exfiqa_jax import backend
+from exfiqa_jax.backend import AXIS
+from exfiqa_jax.data.preprocess import check_channel_order, normalize
+from exfiqa_jax.models.inference import apply
+
+
+def chunk_bounds(n: int, chunk_size: int) -> list[tuple[int, int]]:
+  """[start, stop) of each chunk of `chunk_size` images (the last may be short)."""
+  if chunk_size < 1:
+    raise ValueError(f"chunk_size must be positive; got {chunk_size}")
+  return [(s, min(s + chunk_size, n)) for s in range(0, n, chunk_size)]
+
+
+def host_chunks(num_chunks: int, process_index: int, process_count: int) -> list[int]:
+  """The chunks host `process_index` of `process_count` scores (round robin)."""
+  if not 0 <= process_index < process_count:
+    raise ValueError(f"process_index {process_index} not in [0, {process_count})")
+  return list(range(process_index, num_chunks, process_count))
+
+
+def gather_in_order(
+  parts: Mapping[int, Mapping[str, np.ndarray]], num_chunks: int
+) -> dict[str, np.ndarray]:
+  """Per-chunk arrays {k: {name: [n_k, ...]}} -> {name: [sum n_k, ...]} in chunk order."""
+  missing = sorted(set(range(num_chunks)) - set(parts))
+  if missing:
+    raise ValueError(f"chunks {missing[:5]} of {num_chunks} are missing")
+  names = parts[0].keys() if num_chunks else ()
+  return {k: np.concatenate([parts[i][k] for i in range(num_chunks)]) for k in names}
+
+
+def pad_rows(x: np.ndarray, rows: int) -> np.ndarray:
+  """x: [n, ...] -> [rows, ...], zero rows appended (n <= rows)."""
+  return (
+    np.concatenate([x, np.zeros((rows - len(x), *x.shape[1:]), x.dtype)]) if len(x) < rows else x
+  )
+
+
+def local_mesh(devices: Sequence[jax.Device] | None = None) -> jax.sharding.Mesh:
+  """A 1-D mesh over this host's devices (default: all of them), axis `batch`."""
+  return backend.mesh(devices or jax.local_devices())
+
+
+def replicate(tree, mesh: jax.sharding.Mesh):
+  """Copies every leaf onto each device of `mesh` (from one local copy of a replicated array)."""
+  sharding = jax.NamedSharding(mesh, jax.P())
+  return jax.device_put(jax.tree.map(_local_copy, tree), sharding)
+
+
+def _local_copy(a):
+  return a.addressable_data(0) if isinstance(a, jax.Array) else a
+
+
+@functools.lru_cache(maxsize=8)
+def make_step(
+  graphdef,
+  mesh: jax.sharding.Mesh,
+  *,
+  num_layers: int | None = None,
+  embedding: bool = True,
+  dtype=jnp.float32,
+  channel_order: str = "rgb",
+):
+  """jit of (params, batch_stats, uint8 [B, S, S, 3]) -> (exits [B, k], embedding [B, D] | None).
+
+  Images cross to the devices as uint8, split on the batch axis; B must be a
+  multiple of the mesh size. Normalisation runs inside the compiled step.
+  Cached, so repeated scoring with the same model and mesh compiles once.
+  """
+  check_channel_order(channel_order)
+  data, rep = jax.NamedSharding(mesh, jax.P(AXIS)), jax.NamedSharding(mesh, jax.P())
+
+  def step(params, batch_stats, images):
+    out = apply(
+      graphdef,
+      params,
+      batch_stats,
+      normalize(images, channel_order),
+      num_layers=num_layers,
+      embedding=embedding,
+      dtype=dtype,
+    )
+    return out.exits, out.embedding
+
+  return jax.jit(step, in_shardings=(rep, rep, data), out_shardings=data)

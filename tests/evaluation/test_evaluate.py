@@ -1,0 +1,195 @@
+"""The evaluation job end to end: the demo, `evaluate`, `sweep`, their reports and errors."""
+
+import csv
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from exfiqa_jax.cli import main
+from exfiqa_jax.evaluation.analysis import pairset
+from exfiqa_jax.evaluation.pairs_file import inputs_from_files
+from exfiqa_jax.fusion.engine import evaluate_variant
+from exfiqa_jax.scoring.run_folder import read_npz
+
+PAIRS = 80
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+  out = tmp_path_factory.mktemp("demo")
+  assert main(["demo", "--out", str(out), "--pairs", str(PAIRS), "--quiet"]) == 0
+  return out
+
+
+def _csv(path):
+  with open(path, newline="") as f:
+    return list(csv.DictReader(f))
+
+
+def _mask(exits, depth=12):
+  return [i + 1 in exits for i in range(depth)]
+
+
+def test_demo_writes_report_plots_and_says_what_it_ran_on(demo):
+  summary = (demo / "summary.md").read_text()
+  assert "a *generated* verification benchmark (80 pairs" in summary
+  assert "*untrained* model" in summary
+  assert "| weighted(all) | paper fusion |" in summary
+  pngs = sorted((demo / "plots").iterdir()) + sorted((demo / "sweep").glob("*.png"))
+  assert len(pngs) == 7
+  for p in pngs:
+    with Image.open(p) as im:
+      assert im.format == "PNG" and im.size[0] > 100
+  assert (demo / "sweep" / "demo_self.md").read_text().startswith("# Fusion sweep: demo_self")
+
+
+def test_report_numbers_equal_library_calls(demo):
+  z = read_npz(str(demo / "inputs" / "demo_self.npz"))
+  assert z["exit_scores"].shape == (2 * PAIRS, 12) and len(z["a"]) == PAIRS
+  ps = pairset(
+    z["exit_scores"],
+    z["a"],
+    z["b"],
+    z["labels"],
+    z["comparison"],
+    fmrs=(1e-2, 1e-3),
+    edc_fmr=1e-2,
+    edc_limits=(0.2, 0.3),
+  )
+  rows = {r["variant"]: r for r in _csv(demo / "results.csv")}
+  for variant, exits, rule in [
+    ("exit 1", [1], "mean"),
+    ("exit 12", [12], "mean"),
+    ("mean(all)", range(1, 13), "mean"),
+    ("weighted(all)", range(1, 13), "weighted"),
+  ]:
+    want = evaluate_variant(ps, _mask(exits), rule)
+    got = rows[variant]
+    np.testing.assert_allclose(
+      [float(got["erc_area@0.01"]), float(got["erc_area@0.001"])], want["erc_area"], atol=1e-7
+    )
+    np.testing.assert_allclose(
+      [float(got["edc_area@0.2"]), float(got["edc_area@0.3"])], want["edc_area"], atol=1e-7
+    )
+  best = [r for r in rows.values() if r["kind"].startswith("best by")][0]
+  exits = [int(e) for e in best["exits"].split()]
+  want = evaluate_variant(ps, _mask(exits), best["rule"], best["norm"])
+  np.testing.assert_allclose(float(best["edc_area@0.2"]), want["edc_area"][0], atol=1e-7)
+  assert all(float(r["edc_area@0.2"]) >= float(best["edc_area@0.2"]) for r in rows.values())
+
+
+def test_evaluate_with_overrides_reproduces_the_demo(demo, tmp_path):
+  out = tmp_path / "again"
+  args = [
+    "evaluate",
+    "--config",
+    "demo",
+    "--quiet",
+    f"checkpoint={demo}/checkpoint",
+    f"out_dir={out}",
+    f"data_dir={demo}/tfds",
+    f"datasets.demo.files={demo}/files",
+    "sweep.top_k=1",
+    "sweep.norms=('none',)",
+  ]
+  assert main(args) == 0
+  again = {r["variant"]: r for r in _csv(out / "results.csv")}
+  first = {r["variant"]: r for r in _csv(demo / "results.csv")}
+  assert [r["kind"] for r in again.values()].count("best by edc_area@0.2") == 1
+  for v in ("exit 3", "weighted(all)"):
+    assert again[v]["edc_area@0.2"] == first[v]["edc_area@0.2"]
+
+
+def test_sweep_on_saved_inputs_and_on_score_files(demo, tmp_path):
+  """`exfiqa sweep` as a fresh process, which keeps its compiled programs in the cache."""
+  z = read_npz(str(demo / "inputs" / "demo_self.npz"))
+  env = {k: v for k, v in os.environ.items() if k != "JAX_COMPILATION_CACHE_DIR"}
+  env["XDG_CACHE_HOME"] = str(tmp_path / "cache")
+  env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"  # store even quick compiles
+  run = subprocess.run(
+    [
+      sys.executable,
+      "-m",
+      "exfiqa_jax.cli",
+      "sweep",
+      "--quiet",
+      "--inputs",
+      str(demo / "inputs" / "demo_self.npz"),
+      "--out",
+      str(tmp_path / "s"),
+    ],
+    env=env,
+    capture_output=True,
+    text=True,
+  )
+  assert run.returncode == 0, run.stderr
+  assert os.listdir(tmp_path / "cache" / "exfiqa-jax" / "xla")
+  table = _csv(tmp_path / "s" / "demo_self_subsets.csv")
+  assert len(table) == 4095 * 5  # default sweep: no config, plain scores only
+  ps = pairset(z["exit_scores"], z["a"], z["b"], z["labels"], z["comparison"])
+  row = next(r for r in table if r["variant"] == "median({2,5,9})")
+  want = evaluate_variant(ps, _mask([2, 5, 9]), "median")
+  np.testing.assert_allclose(float(row["erc_area@0.001"]), want["erc_area"][0], atol=1e-7)
+  # The same inputs from an `exfiqa score`-style file and a text pair list.
+  ids = np.array([f"img{i}.png" for i in range(len(z["exit_scores"]))])
+  np.savez(tmp_path / "scores.npz", paths=ids, exit_scores=z["exit_scores"])
+  with open(tmp_path / "pairs.txt", "w") as f:
+    for a, b, label, c in zip(z["a"], z["b"], z["labels"], z["comparison"], strict=True):
+      f.write(f"{ids[a]} {ids[b]} {int(label)} {float(c)!r}\n")
+  got = inputs_from_files(str(tmp_path / "scores.npz"), str(tmp_path / "pairs.txt"), z["cost"])
+  for k in ("exit_scores", "a", "b", "labels", "comparison", "cost"):
+    np.testing.assert_array_equal(got[k], z[k])
+
+
+def test_errors_name_the_file_or_key(demo, tmp_path, capsys):
+  base = [
+    "evaluate",
+    "--config",
+    "demo",
+    f"checkpoint={demo}/checkpoint",
+    f"out_dir={tmp_path}/o",
+    f"data_dir={demo}/tfds",
+    f"datasets.demo.files={demo}/files",
+  ]
+  cases = [
+    (["checkpoint=nowhere/ckpt"], "checkpoint nowhere/ckpt does not exist"),
+    (["datasets.demo.files=nowhere"], "datasets.demo needs nowhere/demo.bin, which does not"),
+    (["fr_models=['ArcFace']"], "unknown FR model 'ArcFace' in fr_models"),
+    (
+      ["fr_models=['ArcFace']", "embeddings={'ArcFace': 'nowhere'}"],
+      "embeddings of ArcFace for demo: nowhere/demo_ArcFace does not exist",
+    ),
+    (["datasets.demo.builder='face_images'"], "a plain image folder has no pairs"),
+    (["nosuchkey=1"], "unknown key 'nosuchkey'"),
+  ]
+  for extra, msg in cases:
+    assert main(base + extra) == 2
+    assert msg in capsys.readouterr().err
+  assert not (tmp_path / "o").exists()
+  # Score and pair files that do not match.
+  np.savez(
+    tmp_path / "s.npz",
+    paths=np.array(["a.png", "b.png"]),
+    exit_scores=np.zeros((2, 12), np.float32),
+  )
+  (tmp_path / "p.txt").write_text("a.png b.png 1 0.5\na.png c.png 0 0.1\n")
+  assert (
+    main(
+      [
+        "sweep",
+        "--scores",
+        str(tmp_path / "s.npz"),
+        "--pairs",
+        str(tmp_path / "p.txt"),
+        "--out",
+        str(tmp_path / "x"),
+      ]
+    )
+    == 2
+  )
+  assert "p.txt:2: pair names image 'c.png', which is not in the scores" in capsys.readouterr().err
+  assert not (tmp_path / "x").exists()

@@ -1,0 +1,70 @@
+"""The quality token's attention per block against the PyTorch reference's own softmax."""
+
+import jax.numpy as jnp
+import numpy as np
+import torch
+
+from exfiqa_jax import ViTConfig
+from exfiqa_jax.convert.torch_reference import ViTFIQAReference, randomize_
+from exfiqa_jax.models.attention_maps import quality_token_attention
+from tests.helpers import torch_to_flax
+
+
+def test_matches_reference_attention_rows():
+  cfg = ViTConfig(image_size=40, patch_size=9, width=48, depth=3, num_heads=6, mlp_dim=80)
+  ref = randomize_(ViTFIQAReference(**cfg.to_dict()), seed=5)
+  x = np.random.default_rng(0).uniform(-1, 1, (2, 40, 40, 3)).astype(np.float32)
+  rows = []
+  with torch.no_grad():  # recompute each block's softmax by hand from its qkv
+    h = ref.patch_embed(torch.from_numpy(x).permute(0, 3, 1, 2))
+    h = torch.cat([ref.qs_token.expand(2, -1, -1), h], 1) + ref.pos_embed
+    for blk in ref.blocks:
+      qkv = blk.attn.qkv(blk.norm1(h)).reshape(2, 17, 3, 6, 8).permute(2, 0, 3, 1, 4)
+      attn = (qkv[0] @ qkv[1].transpose(-2, -1) * 8**-0.5).softmax(-1)
+      rows.append(attn[:, :, 0, 1:].numpy())
+      h = blk(h)
+  got = quality_token_attention(*torch_to_flax(ref.state_dict(), cfg), jnp.asarray(x))
+  assert got.shape == (2, 3, 6, 16)
+  np.testing.assert_allclose(got, np.stack(rows, 1), atol=1e-6)
+
+
+def test_attention_command_writes_maps(tmp_path):
+  from PIL import Image
+
+  from exfiqa_jax import create, preprocess, save, split
+  from exfiqa_jax.cli import main
+
+  cfg = ViTConfig(image_size=40, patch_size=9, width=48, depth=3, num_heads=6, mlp_dim=80)
+  graphdef, params, batch_stats = split(create(cfg, seed=2))
+  save(str(tmp_path / "ckpt"), cfg, params, batch_stats)
+  imgs = np.random.default_rng(1).integers(0, 256, (2, 40, 40, 3), dtype=np.uint8)
+  (tmp_path / "faces").mkdir()
+  for i, im in enumerate(imgs):
+    Image.fromarray(im).save(tmp_path / "faces" / f"f{i}.png")
+  assert (
+    main(
+      [
+        "attention",
+        "--checkpoint",
+        str(tmp_path / "ckpt"),
+        "--images",
+        str(tmp_path / "faces"),
+        "--out",
+        str(tmp_path / "att"),
+      ]
+    )
+    == 0
+  )
+  assert sorted(p.name for p in (tmp_path / "att").iterdir()) == [
+    "attention.npz",
+    "f0.png",
+    "f1.png",
+  ]
+  for name in ("f0.png", "f1.png"):
+    assert (tmp_path / "att" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with Image.open(tmp_path / "att" / name) as im:
+      im.verify()
+  saved = np.load(tmp_path / "att" / "attention.npz")
+  want = quality_token_attention(graphdef, params, batch_stats, preprocess(imgs, 40))
+  np.testing.assert_allclose(saved["attention"], want, atol=1e-6)
+  assert list(saved["names"]) == ["f0.png", "f1.png"]
