@@ -3,7 +3,7 @@
 `loop_variant` is what a per-variant script does: fuse one variant, then ERC at
 each FMR and the EDC partial areas with numpy inside, called in a Python loop.
 `vectorised_chunk` does the same work for a chunk of variants at once, as [B, ...]
-arrays. Both follow SPEC section 3 (stable quality order, exact FMR choice).
+arrays. Both follow docs/protocol.md §3-5 (stable quality order, exact FMR choice).
 """
 
 from __future__ import annotations

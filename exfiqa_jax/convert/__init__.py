@@ -1,4 +1,4 @@
-"""Exact import of ViT-FIQA PyTorch checkpoints (SPEC section 5) into exfiqa-jax, and back.
+"""Exact import of ViT-FIQA PyTorch checkpoints (docs/protocol.md §9) into exfiqa-jax, and back.
 
     from exfiqa_jax.convert import from_torch, to_torch_state_dict, convert_file
     config, params, batch_stats = from_torch(state_dict, num_heads=8)

@@ -15,7 +15,7 @@ from exfiqa_jax.models.config import ViTConfig
 def to_torch_state_dict(
   config: ViTConfig, params: nnx.State, batch_stats: nnx.State
 ) -> dict[str, torch.Tensor]:
-  """The released PyTorch layout (SPEC section 5), float32 on the CPU.
+  """The released PyTorch layout (docs/protocol.md §9), float32 on the CPU.
 
   Written beside the model's variables: `mask_token` as zeros (training only;
   no output depends on it) and every `num_batches_tracked` as 0, as a freshly

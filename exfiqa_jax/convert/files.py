@@ -55,7 +55,7 @@ def convert_file(
 
 
 def export_file(src: str, dst: str, *, force: bool = False) -> ViTConfig:
-  """Writes the orbax checkpoint `src` as a PyTorch state_dict file (SPEC section 5)."""
+  """Writes the orbax checkpoint `src` as a PyTorch state_dict file (docs/protocol.md §9)."""
   _refuse_existing(dst, force)
   config, _, params, batch_stats = load(src)
   state_dict = to_torch_state_dict(config, params, batch_stats)

@@ -1,4 +1,4 @@
-"""The one table between PyTorch `state_dict` keys (SPEC section 5) and Flax paths.
+"""The one table between PyTorch `state_dict` keys (docs/protocol.md §9) and Flax paths.
 
 Each `Entry` maps a PyTorch key to a (collection, path) of the Flax model's
 pure dicts (`params` or `batch_stats`), with a `Hook` converting the array

@@ -1,8 +1,8 @@
-"""An independent PyTorch implementation of ViT-FIQA (SPEC section 1).
+"""An independent PyTorch implementation of ViT-FIQA (docs/protocol.md §7).
 
-Written from the SPEC, not from the Flax code; the tests and `convert --verify`
+Written from docs/protocol.md, not from the Flax code; the tests and `convert --verify`
 compare the Flax model against it. Its `state_dict` keys and shapes
-follow SPEC section 5, so checkpoints written from it look like released ones.
+follow docs/protocol.md §9, so checkpoints written from it look like released ones.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The CR-FIQA folder layout (SPEC section 4), used for XQLFW and Adience.
+"""The CR-FIQA folder layout (docs/protocol.md §8), used for XQLFW and Adience.
 
 `<manual_dir>/image_path_list.txt` lists one image path a line;
 `<manual_dir>/pair_list.txt` holds `idA idB label` lines whose ids are image

@@ -1,4 +1,4 @@
-"""IJB-C 1:1 verification (SPEC section 4): images, template and media ids, template pairs.
+"""IJB-C 1:1 verification (docs/protocol.md §8): images, template and media ids, template pairs.
 
 `manual_dir` holds `ijbc_face_tid_mid.txt` (`image template media` a line)
 and `ijbc_template_pair_label.txt` (`templateA templateB label`), either at

@@ -3,7 +3,7 @@
 Each identity is a smooth random colour pattern; each image is its identity's
 pattern with its own variation, then blurred and noised by a per-image
 degradation level. The result is written in the InsightFace verification .bin
-format of SPEC section 4: a pickle of (list of JPEG bytes, list of bool), images
+format of docs/protocol.md §8: a pickle of (list of JPEG bytes, list of bool), images
 2k and 2k+1 forming pair k.
 """
 

@@ -1,4 +1,4 @@
-"""Verification `.bin` files (SPEC section 4): a pickle of (encoded images, issame).
+"""Verification `.bin` files (docs/protocol.md §8): a pickle of (encoded images, issame).
 
 Images 2k and 2k+1 form pair k. The pickle is read by an unpickler that admits
 only the plain values these files hold (bytes, str, bool, int, lists, tuples,

@@ -1,4 +1,4 @@
-"""Comparison scores (SPEC section 3) and IJB-C template aggregation (SPEC section 4).
+"""Comparison scores (docs/protocol.md §3) and IJB-C template aggregation (§6).
 
 A comparison score is the cosine similarity of two embeddings: the model's
 own embedding head, or any face recognition model's embeddings stored as the

@@ -1,4 +1,4 @@
-"""Fusion of per-exit quality scores over an exit subset (SPEC section 2), pure JAX.
+"""Fusion of per-exit quality scores over an exit subset (docs/protocol.md §2), pure JAX.
 
 Every function works on one subset mask and one weight vector; vmap over them.
 """

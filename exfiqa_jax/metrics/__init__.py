@@ -1,4 +1,4 @@
-"""ERC and EDC of one pair-quality vector (SPEC section 3); re-exports erc and edc.
+"""ERC and EDC of one pair-quality vector (docs/protocol.md §3-5); re-exports erc and edc.
 
 Pair quality is the minimum of the two images' quality scores. Pairs of equal
 quality are ordered by their position in the pair list (a stable sort), so

@@ -1,4 +1,4 @@
-"""EDC of ISO/IEC 29794-1 (SPEC section 3) over genuine comparisons, pure JAX."""
+"""EDC of ISO/IEC 29794-1 (docs/protocol.md §5) over genuine comparisons, pure JAX."""
 
 from __future__ import annotations
 

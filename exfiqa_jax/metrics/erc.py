@@ -1,4 +1,4 @@
-"""ERC protocol of SPEC section 3 in exact integer arithmetic, pure JAX.
+"""ERC protocol of docs/protocol.md §4 in exact integer arithmetic, pure JAX.
 
 Pairs are held in descending comparison-score order (built once per dataset by
 `exfiqa_jax.metrics.pairset.make_pairset`). Pair i is kept at discard rates 0..R_i. The

@@ -1,4 +1,4 @@
-"""Plain numpy/Python references for ERC and EDC, written from SPEC section 3.
+"""Plain numpy/Python references for ERC and EDC, written from docs/protocol.md §3-5.
 
 Deliberately slow and literal: loops over rates, candidate thresholds and curve
 points, exact fractions for the FMR comparison. Used only by the tests.

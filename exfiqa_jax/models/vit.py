@@ -3,7 +3,7 @@
 Parameter paths keep PyTorch's names (`patch_embed/proj`, `qs_token`,
 `pos_embed`, `blocks/attn/qkv`, `norm`, `feature/0`, `head_qs/1`, ...), so the
 converter only renames and transposes. `blocks` is one stacked tree with the
-layer axis first; exit k (SPEC section 2) is the quality token after block k
+layer axis first; exit k (docs/protocol.md §1) is the quality token after block k
 through the shared final `norm` and `head_qs`.
 """
 

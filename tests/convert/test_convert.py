@@ -1,4 +1,4 @@
-"""Converting PyTorch ViT-FIQA checkpoints (SPEC section 5) written by the independent
+"""Converting PyTorch ViT-FIQA checkpoints (docs/protocol.md §9) written by the independent
 reference model: numbers, wrappers, fp16, config inference, round trip (refusals:
 test_convert_refusals.py)."""
 

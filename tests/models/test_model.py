@@ -1,4 +1,4 @@
-"""The Flax model against the independent PyTorch reference (SPEC section 1), its
+"""The Flax model against the independent PyTorch reference (docs/protocol.md §7), its
 weights moved over by the converter (`convert.from_torch`)."""
 
 import jax
