@@ -16,8 +16,8 @@ HEADER = """# EX-FIQA demo report
 **What this ran on:** a *generated* verification benchmark ({pairs} pairs of synthetic
 112x112 images whose identities are random colour patterns, degraded by random blur
 and noise) and an *untrained* model (random weights, width {width}, {depth} blocks),
-written in the released PyTorch layout and converted. The numbers show that the
-pipeline runs end to end; they say nothing about the method. Run
+written in the released PyTorch layout and converted (when torch is installed). The
+numbers show that the pipeline runs end to end; they say nothing about the method. Run
 `exfiqa evaluate --config paper` on real weights and benchmark files for that.
 """
 
@@ -28,17 +28,35 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
   p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
-def run(args: argparse.Namespace) -> int:
+def _write_checkpoint(model_cfg, params, batch_stats, files: str, checkpoint: str) -> str:
+  """The weights through the released PyTorch layout and the converter when torch is
+  installed (the `convert` extra), else straight to an orbax checkpoint."""
+  import importlib.util
+
+  from exfiqa_jax import save
+
+  if importlib.util.find_spec("torch") is None:
+    save(checkpoint, model_cfg, params, batch_stats, force=True)
+    return "saving random weights (torch not installed: no PyTorch round trip)"
   import torch
 
+  from exfiqa_jax.convert import convert_file, to_torch_state_dict
+  from exfiqa_jax.fileio import atomic_path
+
+  pt = os.path.join(files, "vit_fiqa_demo.pt")
+  with atomic_path(pt) as tmp:
+    torch.save(to_torch_state_dict(model_cfg, params, batch_stats), tmp)
+  convert_file(pt, checkpoint, num_heads=model_cfg.num_heads, force=True)
+  return "wrote random weights in the released PyTorch layout and converted them"
+
+
+def run(args: argparse.Namespace) -> int:
   from exfiqa_jax import ViTConfig, create, split
   from exfiqa_jax.configs import config_path, load_config_file
-  from exfiqa_jax.convert import convert_file, to_torch_state_dict
   from exfiqa_jax.data.synthetic import make_verification_bin
   from exfiqa_jax.evaluation.job_config import check_job
   from exfiqa_jax.evaluation.run import evaluate_job, inputs_path, read_inputs
   from exfiqa_jax.evaluation.saved_sweep import sweep_inputs
-  from exfiqa_jax.fileio import atomic_path
 
   demo = config_path("demo")
   cfg = load_config_file(demo)
@@ -51,13 +69,9 @@ def run(args: argparse.Namespace) -> int:
   cfg["datasets"]["demo"]["files"] = files
   print(f"1/4 generating {args.pairs} pairs in {files}/demo.bin")
   make_verification_bin(os.path.join(files, "demo.bin"), num_pairs=args.pairs)
-  print("2/4 writing random weights in the released PyTorch layout, converting")
   model_cfg = ViTConfig.from_dict(cfg["model"])
   _, params, batch_stats = split(create(model_cfg, seed=0))
-  pt = os.path.join(files, "vit_fiqa_demo.pt")
-  with atomic_path(pt) as tmp:
-    torch.save(to_torch_state_dict(model_cfg, params, batch_stats), tmp)
-  convert_file(pt, cfg["checkpoint"], num_heads=model_cfg.num_heads, force=True)
+  print("2/4 " + _write_checkpoint(model_cfg, params, batch_stats, files, cfg["checkpoint"]))
   print("3/4 scoring and evaluating")
   check_job(cfg, demo)
   header = HEADER.format(pairs=args.pairs, width=model_cfg.width, depth=model_cfg.depth)

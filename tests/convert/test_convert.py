@@ -8,7 +8,10 @@ import sys
 import jax.numpy as jnp
 import numpy as np
 import pytest
-import torch
+
+from tests.helpers import import_torch
+
+torch = import_torch()
 
 import exfiqa_jax
 from exfiqa_jax import ViTConfig, abstract_variables, apply

@@ -4,7 +4,10 @@ import os
 
 import numpy as np
 import pytest
-import torch
+
+from tests.helpers import import_torch
+
+torch = import_torch()
 
 from exfiqa_jax import ViTConfig
 from exfiqa_jax.cli import main

@@ -2,15 +2,18 @@
 
 import jax.numpy as jnp
 import numpy as np
-import torch
 
 from exfiqa_jax import ViTConfig
-from exfiqa_jax.convert.torch_reference import ViTFIQAReference, randomize_
 from exfiqa_jax.models.attention_maps import quality_token_attention
-from tests.helpers import torch_to_flax
+from tests.helpers import requires_torch, torch_to_flax
 
 
+@requires_torch
 def test_matches_reference_attention_rows():
+  import torch
+
+  from exfiqa_jax.convert.torch_reference import ViTFIQAReference, randomize_
+
   cfg = ViTConfig(image_size=40, patch_size=9, width=48, depth=3, num_heads=6, mlp_dim=80)
   ref = randomize_(ViTFIQAReference(**cfg.to_dict()), seed=5)
   x = np.random.default_rng(0).uniform(-1, 1, (2, 40, 40, 3)).astype(np.float32)

@@ -9,7 +9,7 @@ from flax import nnx
 
 from exfiqa_jax import ViTConfig, apply, create, split
 from exfiqa_jax.models.inference import apply_bucketed
-from tests.helpers import reference, torch_to_flax
+from tests.helpers import reference, requires_torch, torch_to_flax
 
 CONFIGS = {
   # heads != 8, MLP ratio != 4, image not a multiple of the patch
@@ -21,6 +21,7 @@ CONFIGS = {
 
 
 @pytest.mark.parametrize("name", sorted(CONFIGS))
+@requires_torch
 def test_matches_pytorch_reference(name):
   cfg = CONFIGS[name]
   ref, x, emb, exits = reference(cfg, seed=1)
@@ -86,6 +87,7 @@ def test_num_layers_out_of_range():
     apply(graphdef, params, batch_stats, jnp.zeros((1, 40, 40, 3)), num_layers=4)
 
 
+@requires_torch
 def test_bfloat16_close_to_float32():
   """bf16 matmuls (float32 accumulation, norms and softmax) stay within 2e-2 of float32."""
   cfg = CONFIGS["vit_s_shape"]
