@@ -54,10 +54,11 @@ def _installed(name: str) -> bool:
 
 def use_threads(threads: int) -> None:
   """Both libraries on the same `threads` cores (XLA sizes its pool from the affinity)."""
-  import torch
-
   os.sched_setaffinity(0, range(threads))
-  torch.set_num_threads(threads)
+  if _installed("torch"):
+    import torch
+
+    torch.set_num_threads(threads)
 
 
 def interleaved(

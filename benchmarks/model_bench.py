@@ -1,6 +1,6 @@
 """Images/s of the JAX model against the PyTorch reference model on identical weights.
 
-    python benchmarks/model_bench.py [--batches 1,16,64] [--rounds 5] [--quick]
+    python benchmarks/model_bench.py [--batches 1,16,64] [--rounds 5] [--quick] [--jax-only]
 
 Full pass (all exits and the embedding) of the released ViT-S shape, random
 weights copied by the converter. Engines: JAX float32 and bfloat16 (bf16
@@ -9,6 +9,8 @@ float32 and in bfloat16 autocast; all on the same cores. Calls alternate
 round-robin within a batch size (the machine may be shared); medians after
 warm-up. "% peak" is the model's GFLOP/s over the best [2048, 2048] matmul this
 run measured in the same dtype; ratios compare JAX with PyTorch in that dtype.
+`--jax-only` needs no torch (random weights from `create`): for comparing jax
+releases, e.g. the lowest and the newest supported stack.
 """
 
 from __future__ import annotations
@@ -19,25 +21,32 @@ import os
 import common
 import jax
 import jax.numpy as jnp
-import torch
 import workloads
 
-from exfiqa_jax import ViTConfig, apply
+from exfiqa_jax import ViTConfig, apply, create, split
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
-def engines(config: ViTConfig, batch: int, compiled: bool) -> dict[str, object]:
+def engines(config: ViTConfig, batch: int, compiled: bool, torch_too: bool = True) -> dict:
   """name -> blocking call; names are 'library mode dtype'."""
-  ref, (graphdef, params, batch_stats) = workloads.reference_pair(config)
+  if torch_too:
+    ref, (graphdef, params, batch_stats) = workloads.reference_pair(config)
+  else:
+    graphdef, params, batch_stats = split(create(config))
   x = workloads.images(config, batch)
-  xj, xt = jnp.asarray(x), torch.from_numpy(x).permute(0, 3, 1, 2).contiguous()
+  xj = jnp.asarray(x)
   fns = {
     f"JAX jit {name}": (
       lambda d=d: jax.block_until_ready(apply(graphdef, params, batch_stats, xj, dtype=d))
     )
     for name, d in DTYPES.items()
   }
+  if not torch_too:
+    return fns
+  import torch
+
+  xt = torch.from_numpy(x).permute(0, 3, 1, 2).contiguous()
   modes = {"eager": ref}
   if compiled:
     modes["compile"] = torch.compile(ref, dynamic=False)
@@ -48,6 +57,8 @@ def engines(config: ViTConfig, batch: int, compiled: bool) -> dict[str, object]:
 
 
 def _torch_call(model, x, bf16: bool):
+  import torch
+
   with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16, enabled=bf16):
     return model(x)
 
@@ -59,6 +70,7 @@ def main() -> None:
   p.add_argument("--threads", type=int, default=os.cpu_count())
   p.add_argument("--no-compile", action="store_true", help="skip torch.compile")
   p.add_argument("--quick", action="store_true", help="batch 16 only, 2 rounds")
+  p.add_argument("--jax-only", action="store_true", help="JAX rows only (no torch needed)")
   args = p.parse_args()
   batches, rounds = (
     ([16], 2) if args.quick else ([int(b) for b in args.batches.split(",")], args.rounds)
@@ -66,13 +78,14 @@ def main() -> None:
   common.use_threads(args.threads)
   config = ViTConfig()  # the released ViT-S: 112x112, patch 9, width 512, depth 12
   print(common.machine_info(args.threads), "\n")
-  peaks = workloads.matmul_gflops()
+  peaks = workloads.matmul_gflops(torch_too=not args.jax_only)
   print(common.table(["[2048, 2048] matmul", "GFLOP/s"], [[k, v] for k, v in peaks.items()]))
   peak = {d: max(v for k, v in peaks.items() if k.endswith(d)) for d in DTYPES}
   gflop = workloads.full_pass_gflops(config)
   rows = []
   for batch in batches:
-    times = common.interleaved(engines(config, batch, not args.no_compile), rounds, warmup=2)
+    fns = engines(config, batch, not args.no_compile, torch_too=not args.jax_only)
+    times = common.interleaved(fns, rounds, warmup=2)
     ips = {name: batch / common.median(t["wall"]) for name, t in times.items()}
     for name, rate in ips.items():
       dtype = name.split()[-1]

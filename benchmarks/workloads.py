@@ -45,22 +45,25 @@ def _best_rate(fn, flop: float, reps: int) -> float:
   return flop / best / 1e9
 
 
-def matmul_gflops(n: int = 2048, reps: int = 5) -> dict[str, float]:
+def matmul_gflops(n: int = 2048, reps: int = 5, torch_too: bool = True) -> dict[str, float]:
   """Best GFLOP/s of an [n, n] @ [n, n] product: XLA and PyTorch, float32 and bfloat16.
 
   XLA's bfloat16 product accumulates in float32 (`preferred_element_type`), as
   the model's matmuls do; PyTorch's bfloat16 product is the one autocast runs.
   """
-  import torch
-
   a = jnp.asarray(np.random.default_rng(0).standard_normal((n, n)), jnp.float32)
   f32 = jax.jit(lambda x: x @ x)
   bf16 = jax.jit(lambda x: jnp.dot(x, x, preferred_element_type=jnp.float32))
-  a16, t = a.astype(jnp.bfloat16), torch.from_numpy(np.array(a))
-  t16, flop = t.bfloat16(), 2.0 * n**3
-  return {
+  a16, flop = a.astype(jnp.bfloat16), 2.0 * n**3
+  rates = {
     "XLA float32": _best_rate(lambda: f32(a).block_until_ready(), flop, reps),
     "XLA bfloat16": _best_rate(lambda: bf16(a16).block_until_ready(), flop, reps),
-    "torch float32": _best_rate(lambda: t @ t, flop, reps),
-    "torch bfloat16": _best_rate(lambda: t16 @ t16, flop, reps),
   }
+  if torch_too:
+    import torch
+
+    t = torch.from_numpy(np.array(a))
+    t16 = t.bfloat16()
+    rates["torch float32"] = _best_rate(lambda: t @ t, flop, reps)
+    rates["torch bfloat16"] = _best_rate(lambda: t16 @ t16, flop, reps)
+  return rates
