@@ -82,12 +82,18 @@ def _row(table: dict, i: int, depth: int, kind: str) -> dict[str, Any]:
 
 
 def ranked(table: dict, metric: str, variants: int | None = None) -> list[int]:
-  """Row indices of `table` by ascending `metric`, NaN rows left out, ties in table
-  order; with `variants`, the first row of each of the best that many distinct
-  variant names (a single exit is one variant under every rule and norm)."""
+  """Row indices of `table` by ascending `metric`; rows whose `metric` is NaN left
+  out, rows with a NaN in another metric column after all complete rows, ties in
+  table order. With `variants`: the first row of each of the best that many
+  distinct variant names (a single exit is one variant under every rule and norm)."""
   depth = int(np.max(table["deepest"]))
   values = np.asarray(table[metric], float)
-  order = [int(i) for i in np.argsort(values, kind="stable") if not np.isnan(values[i])]
+  incomplete = np.zeros(len(values), bool)
+  for k in metric_columns(table):
+    incomplete |= np.isnan(np.asarray(table[k], float))
+  order = [
+    int(i) for i in np.lexsort((values, incomplete)) if not np.isnan(values[i])
+  ]  # lexsort is stable: ties keep table order
   if variants is None:
     return order
   seen, out = set(), []
@@ -100,6 +106,19 @@ def ranked(table: dict, metric: str, variants: int | None = None) -> list[int]:
       out.append(i)
       if len(out) == variants:
         break
+  return out
+
+
+def nan_warnings(table: dict) -> list[str]:
+  """A line per metric column that is NaN for some variants."""
+  out = []
+  for k in metric_columns(table):
+    bad = int(np.isnan(np.asarray(table[k], float)).sum())
+    if bad:
+      out.append(
+        f"{k} is NaN for {bad} of {len(table[k])} variants: at some discard rate no genuine "
+        "or no impostor comparison remains (too few pairs); such rows rank last"
+      )
   return out
 
 
@@ -235,7 +254,7 @@ def analyse(
   best_erc = np.stack(
     [erc_best(any_curve["fine_fnmr"][0, j], n_gen, len(labels)) for j in range(len(fmrs))], 1
   )
-  warnings = resolution_warnings(fmrs, counts["impostor"])
+  warnings = resolution_warnings(fmrs, counts["impostor"]) + nan_warnings(table)
   if not best:
     warnings.append(f"every variant's {select} is NaN: nothing to rank")
   return Analysis(

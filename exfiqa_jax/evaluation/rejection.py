@@ -117,6 +117,9 @@ def erc_best(fnmr0: float, n_genuine: int, n_pairs: int, steps: int = STEPS, las
 
   Rejecting only genuine pairs leaves the impostors, and so the threshold, as
   they were: FNMR(k) = max(0, FN0 - D) / (G - D) with D = floor(k P / steps).
+  A quality reaches it by ranking the false non-matches first, lowest comparison
+  score first (the threshold, the lowest remaining score above the next impostor
+  group, then stays where it was).
   """
   fn0 = round(fnmr0 * n_genuine)
   d = np.arange(last + 1) * n_pairs // steps

@@ -33,20 +33,17 @@ def require_chromium() -> str:
   return path
 
 
-def _move_fds(read_end: int, write_end: int) -> None:
-  """In the child: the command pipe on fd 3, the reply pipe on fd 4."""
-  r, w = os.dup(read_end), os.dup(write_end)  # above 4, so neither dup2 clobbers the other
-  os.dup2(r, 3)
-  os.dup2(w, 4)
-
-
 class _Pipe:
   def __init__(self, binary: str, profile: str):
     to_r, self._to_w = os.pipe()
     self._from_r, from_w = os.pipe()
-    # The child reads commands on fd 3 and writes replies on fd 4.
+    # The child reads commands on fd 3 and writes replies on fd 4 (bash moves them
+    # there: no preexec function, so no fork of this multithreaded process).
     self.proc = subprocess.Popen(
       [
+        "bash",
+        "-c",
+        f'exec "$0" "$@" 3<&{to_r} 4>&{from_w} {to_r}<&- {from_w}>&-',
         binary,
         "--headless",
         "--no-sandbox",
@@ -57,8 +54,7 @@ class _Pipe:
         "--remote-debugging-pipe",
         "about:blank",
       ],
-      pass_fds=(3, 4),
-      preexec_fn=lambda: _move_fds(to_r, from_w),
+      pass_fds=(to_r, from_w),
       stdout=subprocess.DEVNULL,
       stderr=subprocess.DEVNULL,
     )
