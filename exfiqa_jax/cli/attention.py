@@ -6,13 +6,15 @@ import argparse
 import os
 
 NAME = "attention"
-HELP = "save the quality token's attention over the patches at every block as PNG images"
+HELP = "save the quality token's attention over the patches at every block (PNG and SVG)"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
   p.add_argument("--checkpoint", required=True, help="a checkpoint written by `exfiqa convert`")
   p.add_argument("--images", required=True, help="a folder of images or a list file")
-  p.add_argument("--out", required=True, help="folder for one PNG per image and attention.npz")
+  p.add_argument(
+    "--out", required=True, help="folder for one PNG and SVG per image and attention.npz"
+  )
   p.add_argument("--channel-order", choices=("rgb", "bgr"), default="rgb")
   p.add_argument("--max-images", type=int, default=16)
 
@@ -23,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
   from exfiqa_jax import load, preprocess
   from exfiqa_jax.data.images import list_images, read_images
   from exfiqa_jax.fileio import atomic_path
-  from exfiqa_jax.models.attention_maps import quality_token_attention
+  from exfiqa_jax.models.attention_maps import attention_and_exits
   from exfiqa_jax.report import plots
 
   ckpt = load(args.checkpoint)
@@ -31,19 +33,21 @@ def run(args: argparse.Namespace) -> int:
   names, paths = names[: args.max_images], paths[: args.max_images]
   images = read_images(paths, ckpt.config.image_size)
   x = preprocess(images, ckpt.config.image_size, args.channel_order)
-  rows = np.asarray(quality_token_attention(ckpt.graphdef, ckpt.params, ckpt.batch_stats, x))
+  rows, exits = attention_and_exits(ckpt.graphdef, ckpt.params, ckpt.batch_stats, x)
+  rows, exits = np.asarray(rows), np.asarray(exits)
   g = ckpt.config.grid
   maps = rows.mean(axis=2).reshape(len(names), ckpt.config.depth, g, g)  # mean over heads
   shown = images[..., ::-1] if args.channel_order == "bgr" else images
   with atomic_path(args.out, directory=True) as tmp:
     for i, name in enumerate(names):
       stem = os.path.splitext(name)[0].replace(os.sep, "_")
-      plots.attention_grid(
-        os.path.join(tmp, f"{stem}.png"),
+      fig = plots.attention_figure(
         shown[i],
         maps[i],
-        title=f"{name}: quality-token attention (mean over heads)",
+        exits[i],
+        title=f"{name}: quality-token attention (mean over heads) and exit scores",
       )
-    np.savez(os.path.join(tmp, "attention.npz"), names=np.array(names), attention=rows)
+      plots.save(fig, os.path.join(tmp, f"{stem}.png"))
+    np.savez(os.path.join(tmp, "attention.npz"), names=np.array(names), attention=rows, exits=exits)
   print(f"wrote {len(names)} attention maps ({ckpt.config.depth} blocks each) to {args.out}")
   return 0

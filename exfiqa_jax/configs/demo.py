@@ -31,5 +31,7 @@ def get_config() -> dict:
       top_k=3,
       memory_mb=512,
     ),
+    # exits to plot besides the last one, the depth-weighted fusion and the best subset
+    report=dict(exits=(6,)),
     weights=dict(powers=(0.0, 0.5, 1.0, 2.0, 4.0), simplex=64, learn_steps=100, seed=0),
   )

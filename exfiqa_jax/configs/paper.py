@@ -41,5 +41,7 @@ def get_config() -> dict:
       top_k=3,
       memory_mb=2048,
     ),
+    # exits to plot besides the last one, the depth-weighted fusion and the best subset
+    report=dict(exits=()),
     weights=dict(powers=(0.0, 0.5, 1.0, 2.0, 4.0), simplex=256, learn_steps=200, seed=0),
   )

@@ -1,9 +1,12 @@
 """The evaluation of one pair set: every single exit, the paper's fusions, the sweep.
 
 `analyse` returns the rows a report prints (named variants with their ERC and
-EDC areas and GFLOPs), the full sweep table, the Pareto front, the two-exit
-heat map and the curves of the last exit, the depth-weighted fusion and the
-best subset. Every number comes from `exfiqa_jax.fusion.sweep` / `exfiqa_jax.fusion.engine`.
+EDC areas, GFLOPs and the FNMR-after-rejection figures of
+`exfiqa_jax.evaluation.rejection`), the full sweep table, the Pareto front, the
+two-exit heat map, the curves of the quality assessors a report plots (the best
+subset, the last exit, the depth-weighted fusion of all exits, any exit the
+config names) and warnings about what the pairs cannot resolve. Every area comes
+from `exfiqa_jax.fusion.sweep` / `exfiqa_jax.fusion.engine`.
 """
 
 from __future__ import annotations
@@ -13,10 +16,27 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from exfiqa_jax.evaluation.rejection import (
+  erc_best,
+  fnmr_rejected,
+  summarize,
+  variant_pair_quality,
+)
 from exfiqa_jax.fusion.engine import evaluate_variant
 from exfiqa_jax.fusion.subsets import exits_of, mask_of
 from exfiqa_jax.fusion.sweep import metric_columns, pareto_front, sweep
 from exfiqa_jax.metrics import PairSet, make_pairset
+
+# The defaults of a job's `metrics` options (also those of make_pairset).
+DEFAULT_METRICS = {"fmrs": (1e-3, 1e-4), "edc_fmr": 1e-3, "edc_limits": (0.2, 0.3)}
+# Row columns of the FNMR after rejection, per ERC FMR: <prefix><fmr:g>.
+FATE_PREFIXES = ("fnmr@", "fnmr_1pct@", "fnmr_5pct@", "halve@")
+LAST_EXIT, DEPTH_WEIGHTED = "last exit", "depth-weighted (all exits)"
+
+
+def fate_columns(names) -> list[str]:
+  """The FNMR-after-rejection columns among `names`, in their order."""
+  return [k for k in names if k.startswith(FATE_PREFIXES)]
 
 
 @dataclasses.dataclass
@@ -27,7 +47,15 @@ class Analysis:
   select: str  # the metric that ranks variants (lower is better)
   front: np.ndarray  # row indices of the Pareto front in `table`
   pairs_grid: np.ndarray  # [L, L] select metric of the weighted fusion of exits i, j
-  curves: dict[str, dict[str, np.ndarray]]  # variant name -> engine.evaluate_variant output
+  # assessor label -> engine.evaluate_variant output plus `variant` (its name) and
+  # `fine_fnmr` [96, F] (FNMR after rejecting 0, 1, ..., 95% of the pairs) and `row`
+  # (its row in `table`)
+  curves: dict[str, dict[str, Any]]
+  metrics: dict[str, Any]  # the settings used: fmrs, edc_fmr, edc_limits
+  counts: dict[str, int]  # pairs, genuine, impostor
+  erc_best: np.ndarray  # [96, F] theoretical best FNMR after rejection (rejection.erc_best)
+  edc_start: float  # EDC error fraction before any discard (e0)
+  warnings: list[str]
 
 
 def variant_name(subset: int, rule: str, norm: str, depth: int) -> str:
@@ -53,6 +81,71 @@ def _row(table: dict, i: int, depth: int, kind: str) -> dict[str, Any]:
   return row
 
 
+def ranked(table: dict, metric: str, variants: int | None = None) -> list[int]:
+  """Row indices of `table` by ascending `metric`; rows whose `metric` is NaN left
+  out, rows with a NaN in another metric column after all complete rows, ties in
+  table order. With `variants`: the first row of each of the best that many
+  distinct variant names (a single exit is one variant under every rule and norm)."""
+  depth = int(np.max(table["deepest"]))
+  values = np.asarray(table[metric], float)
+  incomplete = np.zeros(len(values), bool)
+  for k in metric_columns(table):
+    incomplete |= np.isnan(np.asarray(table[k], float))
+  order = [
+    int(i) for i in np.lexsort((values, incomplete)) if not np.isnan(values[i])
+  ]  # lexsort is stable: ties keep table order
+  if variants is None:
+    return order
+  seen, out = set(), []
+  for i in order:
+    name = variant_name(
+      int(table["subset"][i]), str(table["rule"][i]), str(table["norm"][i]), depth
+    )
+    if name not in seen:
+      seen.add(name)
+      out.append(i)
+      if len(out) == variants:
+        break
+  return out
+
+
+def nan_warnings(table: dict) -> list[str]:
+  """A line per metric column that is NaN for some variants."""
+  out = []
+  for k in metric_columns(table):
+    bad = int(np.isnan(np.asarray(table[k], float)).sum())
+    if bad:
+      out.append(
+        f"{k} is NaN for {bad} of {len(table[k])} variants: at some discard rate no genuine "
+        "or no impostor comparison remains (too few pairs); such rows rank last"
+      )
+  return out
+
+
+def resolve_metrics(given: dict | None, saved: dict | None = None) -> dict[str, Any]:
+  """The metric settings: those given (a config's `metrics`), else those saved with
+  the inputs, else the defaults; missing keys from the defaults."""
+  chosen = given if given else (saved or {})
+  return {**DEFAULT_METRICS, **chosen}
+
+
+def resolution_warnings(fmrs: Sequence[float], n_impostor: int) -> list[str]:
+  """A line per ERC FMR that `n_impostor` impostor comparisons cannot resolve."""
+  out, coarse = [], [float(f) for f in fmrs if n_impostor * float(f) < 1]
+  for f in coarse:
+    out.append(
+      f"ERC at FMR {f:g} is not resolvable: {n_impostor} impostor comparisons give FMR "
+      f"steps of {1 / n_impostor:.3g} (at least {int(np.ceil(1 / f))} needed); its threshold "
+      "is the top impostor score"
+    )
+  if len(coarse) > 1:
+    out.append(
+      "ERC at FMRs " + ", ".join(f"{f:g}" for f in coarse) + " use the same threshold "
+      "(the top impostor score) and give the same curve"
+    )
+  return out
+
+
 def pairset(
   exit_scores,
   a,
@@ -70,6 +163,15 @@ def pairset(
   )
 
 
+def _with_rejection(ps, comparison, labels, fmrs, mask, rule, norm) -> tuple[dict, np.ndarray]:
+  """The FNMR-after-rejection columns of one variant, and its fine curve [96, F]."""
+  pq = variant_pair_quality(ps, mask, rule, norm)
+  fine = fnmr_rejected(pq, comparison, labels, fmrs)
+  s = summarize(fine)
+  cols = {f"{name}@{f:g}": float(s[name][j]) for j, f in enumerate(fmrs) for name in s}
+  return cols, fine
+
+
 def analyse(
   exit_scores,
   a,
@@ -84,14 +186,22 @@ def analyse(
   top_k: int = 3,
   memory_mb: float = 1024,
   progress: bool = False,
+  exits: Sequence[int] = (),
   **metrics,
 ) -> Analysis:
   """exit_scores: [N, L]; a, b, labels, comparison: [P] -> Analysis.
 
-  metrics: the options of `pairset`.
+  metrics: the options of `pairset`; exits: exits (1-based) to plot besides the
+  last one and the fusions.
   """
+  metrics = resolve_metrics(metrics)
   ps = pairset(exit_scores, a, b, labels, comparison, **metrics)
   depth = np.shape(exit_scores)[1]
+  bad = [e for e in exits if not 1 <= int(e) <= depth]
+  if bad:
+    raise ValueError(f"report.exits {bad} are not exits of a depth-{depth} model (1..{depth})")
+  fmrs = [float(f) for f in metrics["fmrs"]]
+  labels = np.asarray(labels).astype(bool)
   rules = tuple(dict.fromkeys(("mean", "weighted", *rules)))  # the paper's two always
   norms = tuple(dict.fromkeys(("none", *norms)))
   table = sweep(ps, rules, norms, cost, memory_mb=memory_mb, progress=progress)
@@ -108,21 +218,45 @@ def analyse(
   full = (1 << depth) - 1
   rows = [_row(table, find(1 << i, "mean"), depth, "exit") for i in range(depth)]
   rows += [_row(table, find(full, r), depth, "paper fusion") for r in ("mean", "weighted")]
-  best = np.argsort(table[select], kind="stable")[:top_k]
-  rows += [_row(table, int(i), depth, f"best by {select}") for i in best]
+  best = ranked(table, select, top_k)
+  rows += [_row(table, i, depth, f"best by {select}") for i in best]
+  for r in rows:
+    mask = [i + 1 in r["exits"] for i in range(depth)]
+    r.update(_with_rejection(ps, comparison, labels, fmrs, mask, r["rule"], r["norm"])[0])
   grid = np.array(
     [
       [table[select][find((1 << i) | (1 << j), "weighted")] for j in range(depth)]
       for i in range(depth)
     ]
   )  # i == j: exit i alone
-  curves = {
-    "last exit": evaluate_variant(ps, mask_of(1 << (depth - 1), depth), "mean"),
-    "weighted(all)": evaluate_variant(ps, mask_of(full, depth), "weighted"),
-  }
-  top = rows[depth + 2]
-  curves[f"best: {top['variant']}"] = evaluate_variant(
-    ps, mask_of(int(table["subset"][best[0]]), depth), top["rule"], top["norm"]
-  )
+  chosen = {}  # label -> row of `table`
+  if best:
+    chosen[f"best subset: {_row(table, best[0], depth, '')['variant']}"] = best[0]
+  chosen[DEPTH_WEIGHTED] = find(full, "weighted")
+  chosen[f"{LAST_EXIT} (exit {depth})"] = find(1 << (depth - 1), "mean")
+  for e in dict.fromkeys(int(e) for e in exits):
+    if e != depth:
+      chosen[f"exit {e}"] = find(1 << (e - 1), "mean")
+  curves = {}
+  for label, i in chosen.items():
+    subset, rule, norm = int(table["subset"][i]), str(table["rule"][i]), str(table["norm"][i])
+    mask = mask_of(subset, depth)
+    c = evaluate_variant(ps, mask, rule, norm)
+    _, c["fine_fnmr"] = _with_rejection(ps, comparison, labels, fmrs, mask, rule, norm)
+    c["variant"] = variant_name(subset, rule, norm, depth)
+    c["row"] = i
+    curves[label] = c
   front = pareto_front(table["gflops"], table[select])
-  return Analysis(ps, rows, table, select, front, grid, curves)
+  n_gen = int(labels.sum())
+  counts = {"pairs": len(labels), "genuine": n_gen, "impostor": len(labels) - n_gen}
+  any_curve = next(iter(curves.values()))
+  e0 = float(any_curve["edc_error"][0])
+  best_erc = np.stack(
+    [erc_best(any_curve["fine_fnmr"][0, j], n_gen, len(labels)) for j in range(len(fmrs))], 1
+  )
+  warnings = resolution_warnings(fmrs, counts["impostor"]) + nan_warnings(table)
+  if not best:
+    warnings.append(f"every variant's {select} is NaN: nothing to rank")
+  return Analysis(
+    ps, rows, table, select, front, grid, curves, metrics, counts, best_erc, e0, warnings
+  )

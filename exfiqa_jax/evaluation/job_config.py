@@ -9,6 +9,7 @@ A job config is a dict (see exfiqa_jax/configs/paper.py for every key):
   embeddings   {FR model: root} holding `<root>/<dataset>_<FRModel>/<stem>.npy`, or a
                path with "{dataset}" naming one aligned .npy matrix per dataset
   scoring, metrics, sweep   options of scoring, ERC/EDC and the fusion sweep
+  report       exits: exits to plot besides the last one and the fusions
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from exfiqa_jax import data
-from exfiqa_jax.evaluation.analysis import Analysis, analyse
+from exfiqa_jax.evaluation.analysis import Analysis, analyse, resolve_metrics
 from exfiqa_jax.evaluation.inputs import benchmark_inputs
 from exfiqa_jax.evaluation.job_config import embeddings_path
 from exfiqa_jax.models.checkpoint import load
@@ -20,6 +20,13 @@ from exfiqa_jax.report.summary import write_report
 from exfiqa_jax.scoring.run_folder import read_npz, save_npz
 
 INPUT_KEYS = ("exit_scores", "a", "b", "labels", "comparison")
+# The job's metric settings, saved with the inputs so that `exfiqa sweep` on them
+# computes what the job's summary.md reports.
+METRIC_KEYS = {
+  "fmrs": "metrics_fmrs",
+  "edc_fmr": "metrics_edc_fmr",
+  "edc_limits": "metrics_edc_limits",
+}
 
 
 def open_dataset(name: str, ds: dict, data_dir: str) -> data.Dataset:
@@ -45,6 +52,26 @@ def read_inputs(path: str) -> dict[str, np.ndarray]:
   return z
 
 
+def metrics_arrays(metrics: dict[str, Any]) -> dict[str, np.ndarray]:
+  """A job's metric settings as arrays to save beside the inputs."""
+  m = resolve_metrics(metrics)
+  return {name: np.asarray(m[k], np.float64) for k, name in METRIC_KEYS.items()}
+
+
+def saved_metrics(z: dict[str, np.ndarray]) -> dict[str, Any] | None:
+  """The metric settings saved with inputs `z` (None for inputs saved without them)."""
+  if not all(name in z for name in METRIC_KEYS.values()):
+    return None
+  out = {k: tuple(float(x) for x in np.ravel(z[name])) for k, name in METRIC_KEYS.items()}
+  out["edc_fmr"] = out["edc_fmr"][0]
+  return out
+
+
+def input_metrics(z: dict[str, np.ndarray], cfg: dict[str, Any]) -> dict[str, Any]:
+  """The metric settings for inputs `z`: the config's, else those saved with z."""
+  return resolve_metrics(cfg.get("metrics"), saved_metrics(z))
+
+
 def analyse_inputs(
   z: dict[str, np.ndarray], cfg: dict[str, Any], progress: bool = False
 ) -> Analysis:
@@ -52,7 +79,8 @@ def analyse_inputs(
     *(z[k] for k in INPUT_KEYS),
     cost=z["cost"],
     progress=progress,
-    **cfg.get("metrics", {}),
+    exits=cfg.get("report", {}).get("exits", ()),
+    **input_metrics(z, cfg),
     **cfg.get("sweep", {}),
   )
 
@@ -85,6 +113,7 @@ def evaluate_job(
         labels=x.labels,
         comparison=x.comparison,
         cost=cost,
+        **metrics_arrays(cfg.get("metrics", {})),
       )
       save_npz(inputs_path(out, name, fr), z)
       results.append((name, fr, analyse_inputs(z, cfg, progress)))

@@ -10,13 +10,14 @@ from flax import nnx
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef",))
-def quality_token_attention(
+def attention_and_exits(
   graphdef: nnx.GraphDef, params: nnx.State, batch_stats: nnx.State, images: jax.Array
-) -> jax.Array:
-  """images: [B, H, W, 3] in [-1, 1] -> attention of token 0 over patches [B, L, heads, N].
+) -> tuple[jax.Array, jax.Array]:
+  """images: [B, H, W, 3] in [-1, 1] -> (attention of token 0 over the patches
+  [B, L, heads, N], the quality score at each exit [B, L]), in one pass.
 
-  Each row is the softmax over all N+1 keys restricted to the N patch keys, so
-  a row sums to one minus the token's attention to itself.
+  Each attention row is the softmax over all N+1 keys restricted to the N patch
+  keys, so a row sums to one minus the token's attention to itself.
   """
   model = nnx.merge(graphdef, params, batch_stats)
   block_def, stacked = nnx.split(model.blocks)
@@ -24,7 +25,15 @@ def quality_token_attention(
   def body(x, block_state):
     block = nnx.merge(block_def, block_state)
     attn, _ = block.attn.weights(block.norm1(x))  # [B, heads, N+1, N+1]
-    return block(x), attn[:, :, 0, 1:]
+    x = block(x)
+    return x, (attn[:, :, 0, 1:], model.score(x))
 
-  _, rows = jax.lax.scan(body, model.tokens(images), stacked)  # [L, B, heads, N]
-  return jnp.swapaxes(rows, 0, 1)
+  _, (rows, exits) = jax.lax.scan(body, model.tokens(images), stacked)  # [L, B, ...]
+  return jnp.swapaxes(rows, 0, 1), exits.T
+
+
+def quality_token_attention(
+  graphdef: nnx.GraphDef, params: nnx.State, batch_stats: nnx.State, images: jax.Array
+) -> jax.Array:
+  """images: [B, H, W, 3] in [-1, 1] -> attention of token 0 over patches [B, L, heads, N]."""
+  return attention_and_exits(graphdef, params, batch_stats, images)[0]

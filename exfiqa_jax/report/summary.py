@@ -1,113 +1,227 @@
-"""Writes an evaluation report: summary.md, results.csv/json, sweep tables and plots."""
+"""Writes an evaluation report: summary.md, report.html, results.csv/json, the
+cross-benchmark table, sweep tables and figures (PNG and SVG)."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from exfiqa_jax.evaluation.analysis import Analysis, variant_name
+from exfiqa_jax.evaluation.analysis import Analysis, fate_columns, variant_name
+from exfiqa_jax.evaluation.rejection import LAST, STEPS
 from exfiqa_jax.fileio import write_text
 from exfiqa_jax.fusion.sweep import metric_columns
-from exfiqa_jax.metrics.erc import RATES
-from exfiqa_jax.report import plots
-from exfiqa_jax.report.tables import markdown, write_csv, write_json
+from exfiqa_jax.report import cross, plots
+from exfiqa_jax.report.document import (
+  Block,
+  Figures,
+  Heading,
+  Text,
+  from_markdown,
+  table,
+  to_markdown,
+)
+from exfiqa_jax.report.html import write_html
+from exfiqa_jax.report.labels import metric_label
+from exfiqa_jax.report.tables import write_csv, write_json
 
 Result = tuple[str, str, Analysis]  # (dataset, FR model, analysis)
+ROLE_COLORS = {"best subset": "C3", "depth-weighted": "C0", "last exit": "C1"}
+REJECTED = np.arange(LAST + 1) / STEPS  # the fine ERC grid: 0, 0.01, ..., 0.95
 
 
-def _metric_columns(rows: list[dict]) -> list[str]:
-  return metric_columns(rows[0])
+def colors(labels: Sequence[str]) -> dict[str, str]:
+  """Label prefix -> colour: the three standard assessors fixed, named exits after."""
+  out = dict(ROLE_COLORS)
+  spare = iter(["C2", "C4", "C5", "C6", "C8", "C9"] * 4)
+  for label in labels:
+    if not label.startswith(tuple(ROLE_COLORS)) and label not in out:
+      out[label] = next(spare)
+  return out
 
 
-def _plots(out_dir: str, key: str, an: Analysis) -> list[str]:
-  """The five plots of one pair set; returns their paths relative to out_dir."""
-  rel = {
-    n: os.path.join("plots", f"{key}_{n}.png")
-    for n in ("edc", "erc", "per_exit", "pareto", "pairs")
+def _short(columns: Sequence[str]) -> list[str]:
+  return [metric_label(c, short=True) for c in columns]
+
+
+def figures(dataset: str, group: Sequence[tuple[str, Analysis]]) -> dict[str, Any]:
+  """The figures of one benchmark, one panel per FR model: name -> Figure."""
+  an0 = group[0][1]
+  fmrs = [float(f) for f in an0.metrics["fmrs"]]
+  palette = colors([label for _, an in group for label in an.curves])
+  figs = {
+    "edc": plots.edc_figure(
+      [
+        plots.EdcPanel(
+          fr,
+          {n: (c["edc_discard"], c["edc_error"]) for n, c in an.curves.items()},
+          an.edc_start,
+          [float(x) for x in an.metrics["edc_limits"]],
+        )
+        for fr, an in group
+      ],
+      title=f"{dataset}: EDC (ISO/IEC 29794-1), threshold fixed at FMR = "
+      f"{float(an0.metrics['edc_fmr']):g}",
+      fmr=float(an0.metrics["edc_fmr"]),
+      colors=palette,
+    )
   }
+  for j, f in enumerate(fmrs):
+    figs[f"erc_fmr{f:g}"] = plots.erc_figure(
+      [
+        plots.ErcPanel(
+          fr,
+          {n: (REJECTED, c["fine_fnmr"][:, j]) for n, c in an.curves.items()},
+          (REJECTED, an.erc_best[:, j]),
+          next((w.split(":")[0] for w in an.warnings if f"FMR {f:g} is not" in w), ""),
+        )
+        for fr, an in group
+      ],
+      title=f"{dataset}: FNMR at FMR = {f:g} against the fraction rejected",
+      fmr=f,
+      colors=palette,
+    )
+  panels = []
+  for fr, an in group:
+    exits = [r for r in an.rows if r["kind"] == "exit"]
+    cols = metric_columns(exits[0])
+    pick = {
+      p: {m: [r[m] for r in exits] for m in cols if m.startswith(p)}
+      for p in ("erc_area@", "edc_area@", "edc_best@")
+    }
+    panels.append(plots.PerExitPanel(fr, pick["erc_area@"], pick["edc_area@"], pick["edc_best@"]))
+  figs["per_exit"] = plots.per_exit_figure(panels, title=f"{dataset}: each exit alone")
+  sel = an0.select
+  figs["pareto"] = plots.pareto_figure(
+    [
+      plots.ParetoPanel(
+        fr,
+        an.table["gflops"],
+        an.table[sel],
+        an.front,
+        {
+          n if n.startswith("best") else f"{n}: {c['variant']}": (
+            float(an.table["gflops"][c["row"]]),
+            float(an.table[sel][c["row"]]),
+          )
+          for n, c in an.curves.items()
+        },
+      )
+      for fr, an in group
+    ],
+    title=f"{dataset}: quality against compute, every fused variant (lower is better)",
+    metric=sel,
+  )
+  figs["pairs"] = plots.heatmap_figure(
+    [plots.HeatPanel(fr, an.pairs_grid) for fr, an in group],
+    title=f"{dataset}: fusion of two exits i, j by the weighted mean (depth weights "
+    "w_i = i); diagonal: exit i alone",
+    metric=sel,
+  )
+  return figs
 
-  def path(n):
-    return os.path.join(out_dir, rel[n])
 
-  plots.curves(
-    path("edc"),
-    {n: (c["edc_discard"], c["edc_error"]) for n, c in an.curves.items()},
-    title=f"{key}: EDC",
-    step=True,
+def _pair_set_blocks(dataset: str, fr: str, an: Analysis) -> list[Block]:
+  depth = an.pairs_grid.shape[0]
+  m, n = an.metrics, an.counts
+  metric_cols = metric_columns(an.rows[0])
+  fate = fate_columns(an.rows[0])
+  front = [
+    {
+      "variant": variant_name(
+        int(an.table["subset"][i]), str(an.table["rule"][i]), str(an.table["norm"][i]), depth
+      ),
+      "gflops": float(an.table["gflops"][i]),
+      an.select: float(an.table[an.select][i]),
+    }
+    for i in an.front
+  ]
+  out: list[Block] = [
+    Heading(f"{dataset} / {fr}", 2),
+    Text(
+      f"{n['pairs']} comparisons ({n['genuine']} genuine, {n['impostor']} impostor). ERC at "
+      f"FMR {', '.join(f'{float(f):g}' for f in m['fmrs'])} (threshold re-set on the kept "
+      f"comparisons; area over rejection 0..0.95); EDC with the threshold fixed at FMR "
+      f"{float(m['edc_fmr']):g}, partial areas (pAUC) to discard "
+      f"{', '.join(f'{float(x):g}' for x in m['edc_limits'])}. Lower is better."
+    ),
+  ]
+  if an.warnings:
+    out.append(Text("\n".join(f"- **Warning:** {w}" for w in an.warnings)))
+  cols = ["variant", "kind", "gflops", *metric_cols]
+  out.append(table(an.rows, cols, ["variant", "kind", "GFLOPs", *_short(metric_cols)]))
+  out.append(
+    Text(
+      "FNMR after rejecting the lowest-quality comparisons (as quality reports quote it): "
+      "none, the lowest 1% and 5% rejected, and the smallest fraction rejected (1% steps) "
+      "that halves the FNMR (nan: not reached by 95%)."
+    )
   )
-  rates = np.arange(RATES) / 20
-  plots.curves(
-    path("erc"),
-    {n: (rates, c["erc_fnmr"][:, 0]) for n, c in an.curves.items()},
-    title=f"{key}: ERC, FNMR at the first FMR",
+  out.append(table(an.rows, ["variant", *fate], ["variant", *_short(fate)]))
+  out.append(Text(f"Pareto front (the lowest {metric_label(an.select)} for each cost):"))
+  out.append(
+    table(
+      front, ["variant", "gflops", an.select], ["variant", "GFLOPs", metric_label(an.select, True)]
+    )
   )
-  exits = [r for r in an.rows if r["kind"] == "exit"]
-  plots.per_exit(
-    path("per_exit"),
-    {m: [r[m] for r in exits] for m in _metric_columns(exits)},
-    title=f"{key}: each exit alone",
-    ylabel="area (lower is better)",
-  )
-  t = an.table
-  plots.pareto(
-    path("pareto"),
-    t["gflops"],
-    t[an.select],
-    (t["gflops"][an.front], t[an.select][an.front]),
-    title=f"{key}: quality against compute",
-    ylabel=an.select,
-  )
-  plots.heatmap(
-    path("pairs"), an.pairs_grid, title=f"{key}: two-exit weighted fusion", label=an.select
-  )
-  return list(rel.values())
+  return out
+
+
+def _by_dataset(results: Sequence[Result]) -> dict[str, list[tuple[str, Analysis]]]:
+  groups: dict[str, list[tuple[str, Analysis]]] = {}
+  for dataset, fr, an in results:
+    groups.setdefault(dataset, []).append((fr, an))
+  return groups
 
 
 def write_report(out_dir: str, header: str, results: list[Result], config: dict[str, Any]) -> str:
   """Writes every file of the report under out_dir; returns the summary's path."""
-  lines, all_rows, js = [header.rstrip() + "\n"], [], {"config": config, "results": []}
-  for dataset, fr, an in results:
-    key = f"{dataset}_{fr}"
-    depth = len(an.pairs_grid)
-    cols = ["variant", "kind", "gflops", *_metric_columns(an.rows)]
-    front = [
-      {
-        "variant": variant_name(
-          int(an.table["subset"][i]), str(an.table["rule"][i]), str(an.table["norm"][i]), depth
-        ),
-        "gflops": float(an.table["gflops"][i]),
-        an.select: float(an.table[an.select][i]),
-      }
-      for i in an.front
-    ]
-    pics = _plots(out_dir, key, an)
-    lines += [
-      f"\n## {dataset} / {fr}\n",
-      markdown(an.rows, cols),
-      f"\nPareto front (best {an.select} for each cost):\n",
-      markdown(front),
-      "\n" + " ".join(f"![{os.path.basename(p)}]({p})" for p in pics) + "\n",
-    ]
-    all_rows += [{"dataset": dataset, "fr_model": fr, **r} for r in an.rows]
-    write_csv(
-      os.path.join(out_dir, "tables", f"{key}_sweep.csv"),
-      [dict(zip(an.table, v, strict=True)) for v in zip(*an.table.values(), strict=True)],
+  blocks: list[Block] = from_markdown(header)
+  all_rows, js = [], {"config": config, "results": []}
+  for dataset, group in _by_dataset(results).items():
+    for fr, an in group:
+      key = f"{dataset}_{fr}"
+      blocks += _pair_set_blocks(dataset, fr, an)
+      all_rows += [{"dataset": dataset, "fr_model": fr, **r} for r in an.rows]
+      write_csv(
+        os.path.join(out_dir, "tables", f"{key}_sweep.csv"),
+        [dict(zip(an.table, v, strict=True)) for v in zip(*an.table.values(), strict=True)],
+      )
+      js["results"].append(
+        {
+          "dataset": dataset,
+          "fr_model": fr,
+          "metrics": an.metrics,
+          "counts": an.counts,
+          "warnings": an.warnings,
+          "rows": an.rows,
+          "select": an.select,
+          "pairs_grid": an.pairs_grid,
+          "curves": an.curves,
+        }
+      )
+    pics = []
+    for name, fig in figures(dataset, group).items():
+      pics.append(os.path.join("plots", f"{dataset}_{name}.png"))
+      plots.save(fig, os.path.join(out_dir, pics[-1]))
+    blocks += [Heading(f"Figures: {dataset}", 3), Figures(pics)]
+  crosses = cross.cross_tables(results)
+  blocks += cross.blocks(crosses)
+  files = cross.write(out_dir, crosses)
+  blocks.append(
+    Text(
+      "Files: `results.csv` / `results.json` (these rows), `tables/*_sweep.csv` (every "
+      "variant), "
+      + ", ".join(f"`{os.path.relpath(f, out_dir)}`" for f in files)
+      + "; every figure also as SVG beside its PNG."
     )
-    js["results"].append(
-      {
-        "dataset": dataset,
-        "fr_model": fr,
-        "rows": an.rows,
-        "front": front,
-        "select": an.select,
-        "pairs_grid": an.pairs_grid,
-        "curves": an.curves,
-      }
-    )
+  )
   write_csv(os.path.join(out_dir, "results.csv"), all_rows)
   write_json(os.path.join(out_dir, "results.json"), js)
   summary = os.path.join(out_dir, "summary.md")
-  write_text(summary, "".join(lines))
+  write_text(summary, to_markdown(blocks))
+  title = next((b.text for b in blocks if isinstance(b, Heading)), "EX-FIQA evaluation")
+  write_html(os.path.join(out_dir, "report.html"), blocks, title)
   return summary

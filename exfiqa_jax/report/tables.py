@@ -25,7 +25,8 @@ def _plain(v: Any) -> Any:
   return v
 
 
-def _cell(v: Any, digits: int) -> str:
+def cell(v: Any, digits: int = 4) -> str:
+  """A table cell: floats with `digits` decimals (nan as nan), lists space-separated."""
   v = _plain(v)
   if isinstance(v, float):
     return "nan" if math.isnan(v) else f"{v:.{digits}f}"
@@ -38,7 +39,7 @@ def markdown(rows: Sequence[Row], columns: Sequence[str] | None = None, digits: 
   """A Markdown table of `rows` (dicts), columns in the given or first row's order."""
   columns = list(columns or (rows[0].keys() if rows else []))
   lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-  lines += ["| " + " | ".join(_cell(r.get(c, ""), digits) for c in columns) + " |" for r in rows]
+  lines += ["| " + " | ".join(cell(r.get(c, ""), digits) for c in columns) + " |" for r in rows]
   return "\n".join(lines) + "\n"
 
 
@@ -48,7 +49,7 @@ def write_csv(path: str, rows: Sequence[Row], columns: Sequence[str] | None = No
   writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
   writer.writeheader()
   for r in rows:
-    writer.writerow({c: _cell(r.get(c, ""), 10) for c in columns})
+    writer.writerow({c: cell(r.get(c, ""), 10) for c in columns})
   write_text(path, buf.getvalue())
 
 

@@ -14,6 +14,7 @@ from exfiqa_jax.evaluation.analysis import pairset
 from exfiqa_jax.evaluation.pairs_file import inputs_from_files
 from exfiqa_jax.fusion.engine import evaluate_variant
 from exfiqa_jax.scoring.run_folder import read_npz
+from tests.report.browser import open_page
 
 PAIRS = 80
 
@@ -39,12 +40,35 @@ def test_demo_writes_report_plots_and_says_what_it_ran_on(demo):
   assert "a *generated* verification benchmark (80 pairs" in summary
   assert "*untrained* model" in summary
   assert "| weighted(all) | paper fusion |" in summary
-  pngs = sorted((demo / "plots").iterdir()) + sorted((demo / "sweep").glob("*.png"))
-  assert len(pngs) == 7
+  pngs = sorted((demo / "plots").glob("*.png")) + sorted((demo / "sweep").glob("*.png"))
+  assert [p.name for p in pngs] == [
+    "demo_edc.png",
+    "demo_erc_fmr0.001.png",
+    "demo_erc_fmr0.01.png",
+    "demo_pairs.png",
+    "demo_pareto.png",
+    "demo_per_exit.png",
+    "demo_self_pairs.png",
+    "demo_self_pareto.png",
+  ]
   for p in pngs:
     with Image.open(p) as im:
       assert im.format == "PNG" and im.size[0] > 100
+    assert p.with_suffix(".svg").read_text().startswith("<?xml")
   assert (demo / "sweep" / "demo_self.md").read_text().startswith("# Fusion sweep: demo_self")
+  assert "ERC at FMR 0.001 is not resolvable: 40 impostor comparisons" in summary
+  assert "| exit 6 | 0.0" in summary and "rej. to halve FNMR@0.01" in summary
+  for name in ("md", "csv", "tex"):
+    assert (demo / f"cross_benchmark.{name}").stat().st_size > 100
+  assert "## Cross-benchmark comparison" in summary
+
+
+def test_demo_report_html_opens_from_disk(demo):
+  for path, figures in ((demo / "report.html", 6), (demo / "sweep" / "demo_self.html", 2)):
+    page = open_page(str(path))
+    assert len(page["images"]) == figures
+    assert all(done and width > 100 for _, done, width in page["images"])
+    assert page["errors"] == []
 
 
 def test_report_numbers_equal_library_calls(demo):
@@ -130,10 +154,30 @@ def test_sweep_on_saved_inputs_and_on_score_files(demo, tmp_path):
   assert os.listdir(tmp_path / "cache" / "exfiqa-jax" / "xla")
   table = _csv(tmp_path / "s" / "demo_self_subsets.csv")
   assert len(table) == 4095 * 5  # default sweep: no config, plain scores only
-  ps = pairset(z["exit_scores"], z["a"], z["b"], z["labels"], z["comparison"])
+  # the metric settings saved with the inputs (the demo's), not the defaults
+  ps = pairset(
+    z["exit_scores"], z["a"], z["b"], z["labels"], z["comparison"], fmrs=(1e-2, 1e-3), edc_fmr=1e-2
+  )
   row = next(r for r in table if r["variant"] == "median({2,5,9})")
   want = evaluate_variant(ps, _mask([2, 5, 9]), "median")
-  np.testing.assert_allclose(float(row["erc_area@0.001"]), want["erc_area"][0], atol=1e-7)
+  np.testing.assert_allclose(
+    [float(row["erc_area@0.01"]), float(row["erc_area@0.001"])], want["erc_area"], atol=1e-7
+  )
+  np.testing.assert_allclose(float(row["edc_area@0.2"]), want["edc_area"][0], atol=1e-7)
+  job = {r["variant"]: r for r in _csv(demo / "results.csv")}
+  sub = {r["variant"]: r for r in table if r["rule"] == "weighted" and r["norm"] == "none"}
+  assert sub["weighted(all)"]["edc_area@0.2"] == job["weighted(all)"]["edc_area@0.2"]
+  assert "warning: demo_self: ERC at FMR 0.01 is not resolvable: 40 impostor" in run.stderr
+  assert "ERC at FMRs 0.01, 0.001 use the same threshold" in run.stderr
+  md = (tmp_path / "s" / "demo_self.md").read_text()
+  top = md.split("Top 10")[1].split("Power-law")[0]
+  names = [
+    ln.split(" | ")[0][2:] for ln in top.splitlines() if ln.startswith("| ") and "---" not in ln
+  ][1:]
+  assert len(names) == 10 and len(set(names)) == 10
+  assert "erc_area@0.001 is NaN for" in md  # 80 pairs: said, and those rows rank last
+  powers = [r["variant"] for r in _csv(tmp_path / "s" / "demo_self_power_law.csv")]
+  assert powers == [f"weighted(all) w_i ~ i^{p}" for p in ("0", "0.5", "1", "2", "4")]
   # The same inputs from an `exfiqa score`-style file and a text pair list.
   ids = np.array([f"img{i}.png" for i in range(len(z["exit_scores"]))])
   np.savez(tmp_path / "scores.npz", paths=ids, exit_scores=z["exit_scores"])

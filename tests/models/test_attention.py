@@ -5,6 +5,7 @@ import numpy as np
 
 from exfiqa_jax import ViTConfig
 from exfiqa_jax.models.attention_maps import quality_token_attention
+from exfiqa_jax.models.inference import apply
 from tests.helpers import requires_torch, torch_to_flax
 
 
@@ -61,7 +62,9 @@ def test_attention_command_writes_maps(tmp_path):
   assert sorted(p.name for p in (tmp_path / "att").iterdir()) == [
     "attention.npz",
     "f0.png",
+    "f0.svg",
     "f1.png",
+    "f1.svg",
   ]
   for name in ("f0.png", "f1.png"):
     assert (tmp_path / "att" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -71,3 +74,6 @@ def test_attention_command_writes_maps(tmp_path):
   want = quality_token_attention(graphdef, params, batch_stats, preprocess(imgs, 40))
   np.testing.assert_allclose(saved["attention"], want, atol=1e-6)
   assert list(saved["names"]) == ["f0.png", "f1.png"]
+  # the exit scores in the block titles are the model's own exits
+  got = apply(graphdef, params, batch_stats, preprocess(imgs, 40)).exits
+  np.testing.assert_allclose(saved["exits"], got, atol=1e-5)
