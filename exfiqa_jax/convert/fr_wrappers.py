@@ -8,7 +8,7 @@
   `features.module.` with the classifier `parallel_fc.weight` [classes, 512]
   (distributed training), or under `module.features.` with `module.fc.weight`.
   The classifier and the training entries are ignored by name; a bare
-  state_dict of either prefix is accepted too.
+  state_dict (either prefix, or none) is accepted too.
 """
 
 from __future__ import annotations
@@ -37,11 +37,8 @@ def _magface(obj: Any) -> StateDict:
   if not isinstance(obj, Mapping):
     raise ValueError(f"holds a {type(obj).__name__}, not a MagFace checkpoint")
   prefix = next((p for p in MAGFACE_LAYOUTS if any(str(k).startswith(p) for k in obj)), None)
-  if prefix is None:
-    raise ValueError(
-      "a MagFace checkpoint's state_dict keys start with 'features.module.' or "
-      f"'module.features.'; found keys such as {sorted(map(str, obj))[:4]}"
-    )
+  if prefix is None:  # a backbone state_dict saved on its own
+    return unwrap(obj)
   head = MAGFACE_LAYOUTS[prefix]
   outside = sorted(k for k in obj if not k.startswith(prefix) and k != head)
   if outside:
