@@ -1,18 +1,21 @@
 """An evaluation job whose fr_models name converted FR checkpoints: one scoring pass, the
 flip rules, IJB-C templates over FR embeddings, and the job's config errors."""
 
+import os
+
 import numpy as np
 import pytest
 import torch
 
 import exfiqa_jax
 from exfiqa_jax import data
+from exfiqa_jax.configs import load_config_file
 from exfiqa_jax.convert import convert_file
 from exfiqa_jax.data import ArraySource, Dataset, Pairs, Templates
 from exfiqa_jax.data.synthetic import make_verification_bin
 from exfiqa_jax.evaluation.comparison import cosine, template_embeddings
 from exfiqa_jax.evaluation.inputs import fr_embeddings, pair_inputs
-from exfiqa_jax.evaluation.job_config import check_job
+from exfiqa_jax.evaluation.job_config import check_job, fr_checkpoints
 from exfiqa_jax.evaluation.run import evaluate_job, inputs_path, read_inputs
 from exfiqa_jax.models.checkpoint import load
 from exfiqa_jax.scoring.score import FRModel, score
@@ -126,3 +129,23 @@ def test_a_vit_checkpoint_named_as_fr_model_is_refused(job):
   check_job(bad, "job.py")
   with pytest.raises(ValueError, match="holds a ViT-FIQA model, not a face-recognition backbone"):
     evaluate_job(bad, progress=False)
+
+
+def test_paper_job_needs_raw_files_and_five_checkpoints(tmp_path, monkeypatch):
+  cfg = load_config_file("paper")
+  monkeypatch.chdir(tmp_path)
+  specs = fr_checkpoints(cfg)
+  assert sorted(specs) == ["ArcFace", "CurricularFace", "ElasticFace", "MagFace"]
+  for d in [cfg["checkpoint"], *(s["checkpoint"] for s in specs.values()), "data/IJBC"]:
+    os.makedirs(d)
+  for name, ds in cfg["datasets"].items():
+    if ds["builder"] == "verification_bin":
+      os.makedirs(ds["files"], exist_ok=True)
+      open(os.path.join(ds["files"], f"{name}.bin"), "w").close()
+    elif ds["builder"] == "cr_fiqa_folder":
+      os.makedirs(ds["files"])
+      open(os.path.join(ds["files"], "pair_list.txt"), "w").close()
+  check_job(cfg, "paper")  # every file the job needs is there: no precomputed embeddings
+  os.rmdir(specs["MagFace"]["checkpoint"])
+  with pytest.raises(FileNotFoundError, match="fr_models.MagFace.checkpoint weights/magface"):
+    check_job(cfg, "paper")
