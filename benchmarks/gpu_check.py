@@ -8,8 +8,13 @@ the full pass (every exit and the embedding) of the released ViT-S shape in
 float32 and bfloat16 for batches up to 1024, model FLOP utilisation against
 the measured peak and, for known devices, the nominal dense peak; then the
 bfloat16 exits against float32 on the same images, and the accelerator's
-float32 exits against the CPU's at full precision. Random weights; needs JAX
-only. Stops timing new batch sizes once `--budget` seconds have passed.
+float32 exits against the CPU's at full precision. Then the face-recognition
+rows: images/s of the full-size iresnet100 in Flax float32 and bfloat16 and,
+where PyTorch is installed, of the PyTorch reference on identical weights
+(eager and `torch.compile`, float32 and bfloat16 autocast, on the GPU when
+PyTorch sees one), and the bfloat16 embeddings against float32. Random
+weights; needs JAX only (PyTorch rows are skipped without it). Stops timing
+new batch sizes once `--budget` seconds have passed.
 """
 
 from __future__ import annotations
@@ -18,12 +23,15 @@ import argparse
 import time
 
 import common
+import fr_workloads
 import jax
 import jax.numpy as jnp
 import numpy as np
 import workloads
 
 from exfiqa_jax import ViTConfig, apply, create, split
+from exfiqa_jax.models.fr_config import FRConfig
+from exfiqa_jax.models.fr_inference import apply_fr
 
 NOMINAL_BF16_TFLOPS = {"H200": 989, "H100": 989, "A100": 312, "L4": 121, "A10": 125}  # dense
 
@@ -134,7 +142,70 @@ def main() -> None:
         ["exit", "max|diff|/max|ref| of the exit", "Spearman"], exit_agreement(ours, ref)
       )
     )
+  fr_rows(args, batches, rounds, begin)
   print(f"\nTotal {time.perf_counter() - begin:.0f} s")
+
+
+def _torch_engines(ref, x: np.ndarray, smoke: bool) -> dict:
+  """PyTorch reference engines on the GPU if PyTorch sees one (else the CPU); {} without torch."""
+  try:
+    import torch
+  except ImportError:
+    return {}
+  dev = "cuda" if torch.cuda.is_available() else "cpu"
+  model, xt = ref.to(dev), torch.from_numpy(x).permute(0, 3, 1, 2).contiguous().to(dev)
+  modes = {"eager": model} if smoke else {"eager": model, "compile": torch.compile(model)}
+
+  def call(m, bf16):
+    with torch.inference_mode(), torch.autocast(dev, torch.bfloat16, enabled=bf16):
+      out = m(xt)
+    if dev == "cuda":
+      torch.cuda.synchronize()
+    return out
+
+  return {
+    f"torch {mode} ({dev}) {name}": (lambda m=m, b=b: call(m, b))
+    for mode, m in modes.items()
+    for name, b in (("float32", False), ("bfloat16", True))
+  }
+
+
+def fr_rows(args, batches: list[int], rounds: int, begin: float) -> None:
+  """The face-recognition rows: Flax iresnet100 vs the PyTorch reference, bf16 vs f32."""
+  config = FRConfig.for_family("arcface")  # iresnet100, 24 GFLOP per image
+  if args.smoke:
+    config = FRConfig.for_family("arcface", layers=(1, 1, 1, 1))
+  try:
+    ref, variables = fr_workloads.reference_pair(config)
+  except ImportError:  # no PyTorch: random Flax weights only
+    from exfiqa_jax.models.fr_inference import create_fr
+
+    ref, variables = None, create_fr(config)
+  gflop, rows = fr_workloads.fr_gflops(config), []
+  for batch in batches:
+    if time.perf_counter() - begin > 2 * args.budget:
+      rows.append([batch, "skipped: over 2 x --budget", "", ""])
+      continue
+    x = np.random.default_rng(0).uniform(-1, 1, (batch, 112, 112, 3)).astype(np.float32)
+    xj = jnp.asarray(x)
+    fns = {
+      f"Flax jit {n}": (lambda d=d: jax.block_until_ready(apply_fr(*variables, xj, dtype=d)))
+      for n, d in (("float32", jnp.float32), ("bfloat16", jnp.bfloat16))
+    }
+    if ref is not None:
+      fns.update(_torch_engines(ref, x, args.smoke))
+    for name, fn in fns.items():
+      t = timed(fn, 0.2, rounds)
+      rows.append([batch, name, batch / t, batch * gflop / t / 1e3])
+  print(f"\n{config.name}: {gflop:.1f} GFLOP per image; medians of {rounds} samples.\n")
+  print(common.table(["batch", "engine", "images/s", "TFLOP/s"], rows))
+  x = jnp.asarray(np.random.default_rng(1).uniform(-1, 1, (8, 112, 112, 3)).astype(np.float32))
+  f32 = np.asarray(apply_fr(*variables, x))
+  bf16 = np.asarray(apply_fr(*variables, x, dtype=jnp.bfloat16))
+  worst = float(np.abs(bf16 - f32).max() / np.abs(f32).max())
+  print(
+    f"\n{config.name} bfloat16 vs float32 embeddings, 8 images: max|diff|/max|ref| = {worst:.2e}"
+  )
 
 
 if __name__ == "__main__":

@@ -26,9 +26,10 @@ def run(args: argparse.Namespace) -> int:
   from exfiqa_jax.data.images import list_images, read_images
   from exfiqa_jax.fileio import atomic_path
   from exfiqa_jax.models.attention_maps import attention_and_exits
+  from exfiqa_jax.models.config import ViTConfig
   from exfiqa_jax.report import plots
 
-  ckpt = load(args.checkpoint)
+  ckpt = load(args.checkpoint, expect=ViTConfig)
   names, paths = list_images(args.images)
   names, paths = names[: args.max_images], paths[: args.max_images]
   images = read_images(paths, ckpt.config.image_size)

@@ -1,11 +1,17 @@
-"""`exfiqa convert`: a PyTorch ViT-FIQA checkpoint to an orbax checkpoint, exactly."""
+"""`exfiqa convert`: a PyTorch ViT-FIQA checkpoint, or with --family a face-recognition
+backbone, to an orbax checkpoint, exactly."""
 
 from __future__ import annotations
 
 import argparse
 
+from exfiqa_jax.models.fr_config import FAMILIES
+
 NAME = "convert"
-HELP = "convert a PyTorch ViT-FIQA checkpoint (.pt) to an orbax checkpoint folder"
+HELP = (
+  "convert a PyTorch ViT-FIQA checkpoint (.pt), or with --family a face-recognition "
+  "backbone, to an orbax checkpoint folder"
+)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -23,6 +29,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     default=None,
     help="input size; default: the smallest multiple of 8 giving the checkpoint's "
     "patch grid (112 for the released model)",
+  )
+  p.add_argument(
+    "--family",
+    choices=tuple(FAMILIES),
+    default=None,
+    help="the source is that release's face-recognition backbone (its wrapper, BatchNorm "
+    "eps, input channel order and scaling); default: a ViT-FIQA checkpoint",
   )
   p.add_argument("--force", action="store_true", help="overwrite an existing DST")
   p.add_argument(
@@ -42,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
     image_size=args.image_size,
     force=args.force,
     check=args.verify,
+    family=args.family,
   )
   print(f"wrote {args.dst}: {config.to_dict()}")
   return 0

@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 
 NAME = "export"
-HELP = "write an orbax checkpoint folder as a PyTorch ViT-FIQA state_dict (.pt)"
+HELP = (
+  "write an orbax checkpoint folder as a PyTorch file in its release's layout (ViT-FIQA "
+  "state_dict, or the face-recognition release's)"
+)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -64,10 +64,11 @@ def run(args: argparse.Namespace) -> int:
 
   from exfiqa_jax.data import from_files
   from exfiqa_jax.models.checkpoint import load
+  from exfiqa_jax.models.config import ViTConfig
   from exfiqa_jax.scoring.run_folder import save_npz
   from exfiqa_jax.scoring.score import score
 
-  loaded = load(args.checkpoint)
+  loaded = load(args.checkpoint, expect=ViTConfig)
   images = from_files(args.images, args.channel_order).images
   s = score(
     loaded[1:],

@@ -1,22 +1,35 @@
-"""The EX-FIQA paper protocol: 8 benchmarks x 4 FR models (files not shipped).
+"""The EX-FIQA paper protocol: 8 benchmarks x 4 FR models, from raw files and five checkpoints.
 
-    exfiqa evaluate --config paper checkpoint=weights/vit_fiqa
+    exfiqa convert vit_fiqa.pt weights/vit_fiqa
+    exfiqa convert ms1mv2_arcface_r100_fp16/backbone.pth weights/arcface --family arcface
+    exfiqa convert 295672backbone.pth weights/elasticface --family elasticface
+    exfiqa convert magface_epoch_00025.pth weights/magface --family magface
+    exfiqa convert CurricularFace_Backbone.pth weights/curricularface --family curricularface
+    exfiqa evaluate --config paper
 
-expects the converted ViT-FIQA checkpoint (`exfiqa convert model.pt
-weights/vit_fiqa`), the verification .bin files under data/bins, XQLFW and
-Adience in the CR-FIQA folder layout, IJB-C under data/IJBC, and each FR
-model's embeddings as `data/embeddings/<dataset>_<FRModel>/<stem>.npy`. It prints
+The released files: ViT-FIQA's model, insightface arcface_torch's ResNet100
+(MS1MV2) `backbone.pth`, ElasticFace-Arc's `295672backbone.pth`, MagFace's
+iResNet100 `magface_epoch_00025.pth` and CurricularFace's IR-101
+`CurricularFace_Backbone.pth`. Beside them: the verification .bin files under
+data/bins, XQLFW and Adience in the CR-FIQA folder layout, IJB-C under
+data/IJBC. The four FR networks run in the same pass over each dataset as
+ViT-FIQA. Each FR embedding is CR-FIQA's: the L2-normalised embeddings of the
+image and of its mirror side by side (flip "concat"), the network fed BGR
+(CR-FIQA's extraction fed BGR to all four models; set an entry's
+channel_order to None for the release's own order). It prints
 `wrote out/paper/summary.md`; the summary holds, for each dataset x FR model,
 the ERC areas at FMR 1e-3 and 1e-4 and the EDC partial areas at 0.2 and 0.3 of
 every exit, of the mean and depth-weighted fusions of all exits, and of the best
 subsets of the sweep. A missing file is reported before any work starts.
+Precomputed embeddings work too: an entry {"embeddings": "data/embeddings"}
+reads `data/embeddings/<dataset>_<FRModel>/<stem>.npy`.
 """
 
 
 def get_config() -> dict:
   bins = "data/bins"
   crfiqa = dict(builder="cr_fiqa_folder", channel_order="bgr")  # JPEGs written BGR
-  fr_models = ["ArcFace", "ElasticFace", "MagFace", "CurricularFace"]
+  fr = dict(flip="concat", channel_order="bgr")
   return dict(
     checkpoint="weights/vit_fiqa",
     out_dir="out/paper",
@@ -31,8 +44,13 @@ def get_config() -> dict:
       adience=dict(crfiqa, files="data/quality_data/adience"),
       ijbc=dict(builder="ijbc_1to1", files="data/IJBC"),
     ),
-    fr_models=fr_models,
-    embeddings={fr: "data/embeddings" for fr in fr_models},
+    fr_models=dict(
+      ArcFace=dict(fr, checkpoint="weights/arcface"),
+      ElasticFace=dict(fr, checkpoint="weights/elasticface"),
+      MagFace=dict(fr, checkpoint="weights/magface"),
+      CurricularFace=dict(fr, checkpoint="weights/curricularface"),
+    ),
+    embeddings={},
     scoring=dict(batch_size=64, dtype="float32"),
     metrics=dict(fmrs=(1e-3, 1e-4), edc_fmr=1e-3, edc_limits=(0.2, 0.3)),
     sweep=dict(

@@ -31,12 +31,16 @@ def _torch_shapes(trees: Trees, depth: int) -> dict[str, tuple]:
   return out
 
 
-def _check_keys(sd: StateDict, expected: dict[str, tuple]) -> None:
+def _check_keys(
+  sd: StateDict, expected: dict[str, tuple], ignored: tuple[str, ...] = IGNORED
+) -> None:
+  """Every expected key present with its shape and a float dtype; no key outside
+  `expected` and `ignored`. One ValueError lists the first 8 problems."""
   problems = [f"missing key '{k}' (expected shape {s})" for k, s in expected.items() if k not in sd]
   problems += [
     f"unexpected key '{k}' of shape {tuple(a.shape)}"
     for k, a in sd.items()
-    if k not in expected and k not in IGNORED
+    if k not in expected and k not in ignored
   ]
   problems += [
     f"key '{k}' has shape {tuple(sd[k].shape)}, expected {s}"
@@ -53,7 +57,7 @@ def _check_keys(sd: StateDict, expected: dict[str, tuple]) -> None:
     raise ValueError("; ".join(problems[:8]) + more)
 
 
-def _check_filled(trees: Trees) -> None:
+def _check_filled(trees: Trees, table: str = "convert/mapping.py") -> None:
   """Every Flax variable got an array: the table covers the whole model."""
   leaves = jax.tree_util.tree_leaves_with_path(trees)
   unfilled = [
@@ -62,7 +66,7 @@ def _check_filled(trees: Trees) -> None:
     if isinstance(a, jax.ShapeDtypeStruct)
   ]
   if unfilled:
-    raise ValueError(f"Flax variables {unfilled} have no entry in convert/mapping.py")
+    raise ValueError(f"Flax variables {unfilled} have no entry in {table}")
 
 
 def from_torch(

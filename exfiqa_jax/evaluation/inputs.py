@@ -7,6 +7,11 @@
 Scoring is cached and resumable in `out_dir` (`exfiqa_jax.scoring.run_folder`): a second
 call, or one after a crash, only scores what is missing. Comparison scores are
 recomputed on each call (one pass over the pairs).
+
+Face-recognition checkpoints (`fr_models`) run in the same scoring pass as
+the ViT-FIQA model; `pair_inputs` then pairs up one dataset's scores with any
+of the embeddings: the model's own, an FR model's (`fr_embeddings`, with its
+flip rule), or precomputed ones.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from exfiqa_jax.evaluation.comparison import (
   template_embeddings,
   template_scores,
 )
-from exfiqa_jax.scoring.score import score
+from exfiqa_jax.scoring.score import FRModel, Scores, score
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,12 +45,45 @@ class BenchmarkInputs:
   comparison: np.ndarray  # [P] float64 cosine similarity of embeddings[a], embeddings[b]
 
 
+def fr_embeddings(scores: Scores, name: str, flip: str = "none") -> np.ndarray:
+  """The comparison embeddings of FR model `name` from a scoring pass: [N, D], or [N, 2D]
+  for "concat" (the L2-normalised embeddings of the image and of its mirror side by
+  side); "sum" adds the raw two; "none" is the embedding alone."""
+  z = scores.fr[name]
+  if flip == "none":
+    return z["embeddings"]
+  if "embeddings_flip" not in z:
+    raise ValueError(f"FR model {name!r} ran without flip; flip rule {flip!r} needs it")
+  e, f = (np.asarray(z[k], np.float64) for k in ("embeddings", "embeddings_flip"))
+  if flip == "sum":
+    return (e + f).astype(np.float32)
+  if flip == "concat":
+    unit = [x / np.linalg.norm(x, axis=1, keepdims=True) for x in (e, f)]
+    return np.concatenate(unit, axis=1).astype(np.float32)
+  raise ValueError(f"flip rule {flip!r} is not one of none, concat, sum")
+
+
+def pair_inputs(dataset: Dataset, scores: Scores, emb: np.ndarray) -> BenchmarkInputs:
+  """One dataset's scores and comparison embeddings [N, D] (aligned to its images) ->
+  BenchmarkInputs; IJB-C images are first aggregated into templates."""
+  if dataset.pairs is None:
+    raise ValueError(f"dataset {dataset.name!r} has no pairs to evaluate")
+  ids, exits, t = scores.ids, scores.exit_scores, dataset.templates
+  if t is not None:
+    ids = t.ids
+    exits = template_scores(exits, t.of_image, len(t.ids)).astype(np.float32)
+    emb = template_embeddings(emb, t.of_image, t.media, len(t.ids)).astype(np.float32)
+  p = dataset.pairs
+  return BenchmarkInputs(dataset.name, ids, exits, emb, p.a, p.b, p.labels, cosine(emb, p.a, p.b))
+
+
 def benchmark_inputs(
   dataset: Dataset,
   variables,
   out_dir: str,
   *,
   fr_embeddings: str | None = None,
+  fr_models: tuple[FRModel, ...] = (),
   batch_size: int = 32,
   dtype=jnp.float32,
   progress: bool = True,
@@ -54,18 +92,19 @@ def benchmark_inputs(
 
   variables: (graphdef, params, batch_stats). fr_embeddings: a
   `<dataset>_<FRModel>` folder or an aligned `.npy` matrix; by default the
-  model's own embedding head gives the comparison scores.
+  model's own embedding head gives the comparison scores. `fr_models` run in
+  the same pass (see `pair_inputs` and `fr_embeddings` for using them).
   """
   if dataset.pairs is None:
     raise ValueError(f"dataset {dataset.name!r} has no pairs to evaluate")
   scores = score(
-    variables, dataset.images, out_dir, batch_size=batch_size, dtype=dtype, progress=progress
+    variables,
+    dataset.images,
+    out_dir,
+    fr_models=fr_models,
+    batch_size=batch_size,
+    dtype=dtype,
+    progress=progress,
   )
   emb = scores.embeddings if fr_embeddings is None else load_embeddings(fr_embeddings, scores.ids)
-  ids, exits, t = scores.ids, scores.exit_scores, dataset.templates
-  if t is not None:
-    ids = t.ids
-    exits = template_scores(exits, t.of_image, len(t.ids)).astype(np.float32)
-    emb = template_embeddings(emb, t.of_image, t.media, len(t.ids)).astype(np.float32)
-  p = dataset.pairs
-  return BenchmarkInputs(dataset.name, ids, exits, emb, p.a, p.b, p.labels, cosine(emb, p.a, p.b))
+  return pair_inputs(dataset, scores, emb)

@@ -4,8 +4,13 @@ A job config is a dict (see exfiqa_jax/configs/paper.py for every key):
   checkpoint   a checkpoint folder written by `exfiqa convert`
   out_dir, data_dir   where reports/caches and the built datasets go
   datasets     {name: {builder, files[, channel_order]}} (builders: exfiqa_jax.data.BUILDERS)
-  fr_models    names whose comparison scores to evaluate; "self" is the model's own
-               embedding head, any other name needs an entry in `embeddings`
+  fr_models    the FR models whose comparison scores to evaluate: a list of names, where
+               "self" is the model's own embedding head and any other name needs an
+               entry in `embeddings`; or a dict {name: spec}, a spec being "self",
+               {"embeddings": root} (as in `embeddings`), or {"checkpoint": folder
+               written by `exfiqa convert --family ...`, "flip": "none" | "concat" |
+               "sum", "channel_order": "rgb" | "bgr" (the order fed to the network;
+               default: its release's)}. Checkpoints run in the scoring pass itself.
   embeddings   {FR model: root} holding `<root>/<dataset>_<FRModel>/<stem>.npy`, or a
                path with "{dataset}" naming one aligned .npy matrix per dataset
   scoring, metrics, sweep   options of scoring, ERC/EDC and the fusion sweep
@@ -20,6 +25,11 @@ from typing import Any
 from exfiqa_jax.configs import apply_overrides, load_config_file
 
 SELF = "self"
+# Flip rules for FR checkpoints: the embedding alone; the two L2-normalised embeddings of
+# the image and its mirror side by side (CR-FIQA's extraction); their raw sum
+# (CurricularFace's evaluation).
+FLIP_RULES = ("none", "concat", "sum")
+SPEC_KEYS = {"checkpoint": ("checkpoint", "flip", "channel_order"), "embeddings": ("embeddings",)}
 _FILES = {
   "verification_bin": lambda name, files: os.path.join(files, f"{name}.bin"),
   "cr_fiqa_folder": lambda name, files: os.path.join(files, "pair_list.txt"),
@@ -34,11 +44,38 @@ def load_job(path: str, overrides: list[str] = ()) -> dict[str, Any]:
   return cfg
 
 
+def fr_specs(cfg: dict) -> dict[str, dict]:
+  """The job's FR models as {name: {"kind": "self" | "embeddings" | "checkpoint", ...}}:
+  checkpoints with "checkpoint", "flip" (default "none"), "channel_order" (default None)."""
+  fr = cfg["fr_models"]
+  items = fr.items() if isinstance(fr, dict) else [(name, None) for name in fr]
+  out = {}
+  for name, spec in items:
+    if spec == SELF or (spec is None and name == SELF):
+      out[name] = {"kind": SELF}
+    elif spec is None:
+      out[name] = {"kind": "embeddings", "embeddings": cfg.get("embeddings", {}).get(name)}
+    elif isinstance(spec, dict) and "checkpoint" in spec:
+      out[name] = {"kind": "checkpoint", "flip": "none", "channel_order": None, **spec}
+    elif isinstance(spec, dict) and "embeddings" in spec:
+      out[name] = {"kind": "embeddings", **spec}
+    else:
+      out[name] = {"kind": None, "spec": spec}
+  return out
+
+
+def fr_checkpoints(cfg: dict) -> dict[str, dict]:
+  """The FR models of the job that run from a converted checkpoint."""
+  return {k: v for k, v in fr_specs(cfg).items() if v["kind"] == "checkpoint"}
+
+
 def embeddings_path(cfg: dict, fr_model: str, dataset: str) -> str | None:
-  """Where FR model embeddings of `dataset` live; None for the model's own head."""
-  if fr_model == SELF:
+  """Where precomputed FR model embeddings of `dataset` live; None for the model's own
+  head and for FR checkpoints (their embeddings come from the scoring pass)."""
+  spec = fr_specs(cfg)[fr_model]
+  if spec["kind"] != "embeddings":
     return None
-  root = cfg["embeddings"][fr_model]
+  root = spec["embeddings"]
   return (
     root.format(dataset=dataset)
     if "{dataset}" in root
@@ -66,13 +103,40 @@ def check_job(cfg: dict, path: str) -> None:
     if not os.path.exists(needed):
       raise FileNotFoundError(f"{path}: datasets.{name} needs {needed}, which does not exist")
   known = {SELF, *cfg.get("embeddings", {})}
-  for fr in cfg["fr_models"]:
-    if fr not in known:
-      raise KeyError(
-        f"{path}: unknown FR model {fr!r} in fr_models; known: {sorted(known)} "
-        "(add its embedding folder under `embeddings`)"
-      )
+  for fr, spec in fr_specs(cfg).items():
+    _check_spec(path, fr, spec, known)
     for name in cfg["datasets"]:
       emb = embeddings_path(cfg, fr, name)
       if emb is not None and not os.path.exists(emb):
         raise FileNotFoundError(f"{path}: embeddings of {fr} for {name}: {emb} does not exist")
+
+
+def _check_spec(path: str, fr: str, spec: dict, known: set[str]) -> None:
+  kind = spec["kind"]
+  if kind is None:
+    raise ValueError(
+      f"{path}: fr_models.{fr} is {spec['spec']!r}; expected 'self', {{'embeddings': root}} "
+      "or {'checkpoint': folder, 'flip': ..., 'channel_order': ...}"
+    )
+  if kind == "embeddings" and spec["embeddings"] is None:
+    raise KeyError(
+      f"{path}: unknown FR model {fr!r} in fr_models; known: {sorted(known)} "
+      "(add its embedding folder under `embeddings`, or name its checkpoint)"
+    )
+  if kind in SPEC_KEYS:
+    unknown = sorted(set(spec) - {"kind", *SPEC_KEYS[kind]})
+    if unknown:
+      raise KeyError(f"{path}: fr_models.{fr} has unknown keys {unknown}")
+  if kind != "checkpoint":
+    return
+  if spec["flip"] not in FLIP_RULES:
+    raise ValueError(f"{path}: fr_models.{fr}.flip {spec['flip']!r} is not one of {FLIP_RULES}")
+  if spec["channel_order"] not in (None, "rgb", "bgr"):
+    raise ValueError(
+      f"{path}: fr_models.{fr}.channel_order {spec['channel_order']!r} is not 'rgb' or 'bgr'"
+    )
+  if not os.path.isdir(spec["checkpoint"]):
+    raise FileNotFoundError(
+      f"{path}: fr_models.{fr}.checkpoint {spec['checkpoint']} does not exist (write one with "
+      "`exfiqa convert SRC DST --family ...`)"
+    )

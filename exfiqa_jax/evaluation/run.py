@@ -1,5 +1,6 @@
-"""Runs an evaluation job: build or load each dataset, score it (cached), evaluate
-every FR model's pairs, write the report. Also what `exfiqa sweep` reads back."""
+"""Runs an evaluation job: build or load each dataset, score it (cached; ViT-FIQA and
+every FR checkpoint in one pass over the images), evaluate every FR model's pairs,
+write the report. Also what `exfiqa sweep` reads back."""
 
 from __future__ import annotations
 
@@ -12,12 +13,16 @@ import numpy as np
 
 from exfiqa_jax import data
 from exfiqa_jax.evaluation.analysis import Analysis, analyse, resolve_metrics
-from exfiqa_jax.evaluation.inputs import benchmark_inputs
-from exfiqa_jax.evaluation.job_config import embeddings_path
+from exfiqa_jax.evaluation.comparison import load_embeddings
+from exfiqa_jax.evaluation.inputs import fr_embeddings, pair_inputs
+from exfiqa_jax.evaluation.job_config import embeddings_path, fr_checkpoints, fr_specs
 from exfiqa_jax.models.checkpoint import load
+from exfiqa_jax.models.config import ViTConfig
 from exfiqa_jax.models.flops import exit_gflops
+from exfiqa_jax.models.fr_config import FRConfig
 from exfiqa_jax.report.summary import write_report
 from exfiqa_jax.scoring.run_folder import read_npz, save_npz
+from exfiqa_jax.scoring.score import FRModel, score
 
 INPUT_KEYS = ("exit_scores", "a", "b", "labels", "comparison")
 # The job's metric settings, saved with the inputs so that `exfiqa sweep` on them
@@ -89,22 +94,36 @@ def evaluate_job(
   cfg: dict[str, Any], header: str = "", progress: bool = True
 ) -> tuple[str, list[tuple[str, str, Analysis]]]:
   """Runs the whole job of a checked config -> (path of summary.md, the analyses)."""
-  ckpt = load(cfg["checkpoint"])
+  ckpt = load(cfg["checkpoint"], expect=ViTConfig)
   cost = np.asarray(exit_gflops(ckpt.config))
   out, scoring = cfg["out_dir"], cfg.get("scoring", {})
+  fr_models = []
+  for fr, spec in fr_checkpoints(cfg).items():
+    c = load(spec["checkpoint"], expect=FRConfig)
+    flip = spec["flip"] != "none"
+    fr_models.append(FRModel(fr, c.config, c[1:], flip, spec["channel_order"]))
   results = []
   for name, ds in cfg["datasets"].items():
     dataset = open_dataset(name, ds, cfg["data_dir"])
-    for fr in cfg["fr_models"]:
-      x = benchmark_inputs(
-        dataset,
-        ckpt[1:],
-        os.path.join(out, "scores", name),
-        fr_embeddings=embeddings_path(cfg, fr, name),
-        batch_size=scoring.get("batch_size", 32),
-        dtype=jnp.dtype(scoring.get("dtype", "float32")),
-        progress=progress,
-      )
+    if dataset.pairs is None:
+      raise ValueError(f"dataset {dataset.name!r} has no pairs to evaluate")
+    scores = score(  # one pass over the images for every model
+      ckpt[1:],
+      dataset.images,
+      os.path.join(out, "scores", name),
+      fr_models=fr_models,
+      batch_size=scoring.get("batch_size", 32),
+      dtype=jnp.dtype(scoring.get("dtype", "float32")),
+      progress=progress,
+    )
+    for fr, spec in fr_specs(cfg).items():
+      if spec["kind"] == "checkpoint":
+        emb = fr_embeddings(scores, fr, spec["flip"])
+      elif spec["kind"] == "embeddings":
+        emb = load_embeddings(embeddings_path(cfg, fr, name), scores.ids)
+      else:
+        emb = scores.embeddings
+      x = pair_inputs(dataset, scores, emb)
       z = dict(
         ids=x.ids,
         exit_scores=x.exit_scores,

@@ -6,7 +6,8 @@
 
 Layout: an orbax composite checkpoint with items `variables` (`{"params": ...,
 "batch_stats": ...}`; the int keys of `nnx.List` entries such as `feature/0`
-are stored as the strings "0", "1", ...) and `config` (the `ViTConfig` as JSON).
+are stored as the strings "0", "1", ...) and `config` (the `ViTConfig`, or the
+`FRConfig` of a face-recognition backbone, as JSON; an FR config has an "arch").
 Writing is atomic: into a hidden sibling folder, renamed into place when done.
 """
 
@@ -22,11 +23,15 @@ from flax import nnx
 from exfiqa_jax import backend
 from exfiqa_jax.fileio import atomic_path
 from exfiqa_jax.models.config import ViTConfig
+from exfiqa_jax.models.fr_config import FRConfig
+from exfiqa_jax.models.fr_inference import abstract_fr_variables
 from exfiqa_jax.models.inference import abstract_variables
+
+KINDS = {ViTConfig: "a ViT-FIQA model", FRConfig: "a face-recognition backbone"}
 
 
 class Loaded(NamedTuple):
-  config: ViTConfig
+  config: ViTConfig | FRConfig
   graphdef: nnx.GraphDef
   params: nnx.State
   batch_stats: nnx.State
@@ -44,7 +49,12 @@ def _to_int(key: str):
 
 
 def save(
-  path: str, config: ViTConfig, params: nnx.State, batch_stats: nnx.State, *, force: bool = False
+  path: str,
+  config: ViTConfig | FRConfig,
+  params: nnx.State,
+  batch_stats: nnx.State,
+  *,
+  force: bool = False,
 ) -> None:
   """Writes `path` atomically; an existing `path` is replaced only with `force`."""
   variables = {"params": nnx.to_pure_dict(params), "batch_stats": nnx.to_pure_dict(batch_stats)}
@@ -66,8 +76,15 @@ def _target(state: nnx.State, sharding: jax.sharding.Sharding) -> dict:
   return _keys(jax.tree.map(sds, nnx.to_pure_dict(state)), str)
 
 
-def load(path: str) -> Loaded:
-  """Restores config and variables, replicated over every available device."""
+def config_from_dict(d: dict) -> ViTConfig | FRConfig:
+  return FRConfig.from_dict(d) if "arch" in d else ViTConfig.from_dict(d)
+
+
+def load(path: str, expect: type | None = None) -> Loaded:
+  """Restores config and variables, replicated over every available device.
+
+  `expect` (ViTConfig or FRConfig): refuse a checkpoint of the other kind, saying what it holds.
+  """
   if not os.path.isdir(path):
     raise FileNotFoundError(f"{path}: no such checkpoint folder (one written by exfiqa convert)")
   path = os.path.abspath(path)  # orbax takes absolute paths only
@@ -76,8 +93,14 @@ def load(path: str) -> Loaded:
       meta = ckptr.restore(path, args=ocp.args.Composite(config=ocp.args.JsonRestore()))
     except (FileNotFoundError, ValueError, KeyError) as e:
       raise ValueError(f"{path}: not an exfiqa checkpoint ({e})") from e
-    config = ViTConfig.from_dict(meta["config"])
-    graphdef, params, batch_stats = abstract_variables(config)
+    config = config_from_dict(meta["config"])
+    if expect is not None and not isinstance(config, expect):
+      hint = "exfiqa embed" if isinstance(config, FRConfig) else "exfiqa score"
+      raise ValueError(
+        f"{path} holds {KINDS[type(config)]}, not {KINDS[expect]} (use it with {hint})"
+      )
+    abstract = abstract_fr_variables if isinstance(config, FRConfig) else abstract_variables
+    graphdef, params, batch_stats = abstract(config)
     replicated = jax.NamedSharding(backend.mesh(), jax.P())  # every device of every host
     target = {
       "params": _target(params, replicated),

@@ -1,7 +1,15 @@
-"""Score every image of a source: all exit scores and, if asked, the embedding.
+"""Score every image of a source: all exit scores and, if asked, the embedding,
+and the embeddings of any face-recognition backbones, in one pass over the data.
 
     scores = score(exfiqa_jax.load("ckpt")[1:], dataset.images, "runs/lfw")
     scores.exit_scores  # float32 [N, L]; scores.ids [N]; scores.embeddings [N, D]
+    arc = exfiqa_jax.load("arcface_ckpt")  # written by `exfiqa convert --family arcface`
+    fr = [FRModel("arcface", arc.config, arc[1:], flip=True)]
+    scores = score(vit, images, out, fr_models=fr)  # scores.fr["arcface"]["embeddings"]
+
+Each batch is read, decoded and sent to the devices once; every model runs its
+own compiled step on it (the same program `exfiqa score` / `exfiqa embed` runs
+alone, so each model's outputs are bit for bit the same as alone).
 
 Batches are split over this host's devices (`sharding.make_step`); the last
 partial batch is padded and trimmed. Reading and decoding run on background
@@ -15,7 +23,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, TypeVar
 
@@ -25,6 +33,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 from tqdm import tqdm
 
+from exfiqa_jax.models.fr_config import FRConfig
 from exfiqa_jax.scoring import run_folder as resume
 from exfiqa_jax.scoring.sharding import (
   AXIS,
@@ -32,6 +41,7 @@ from exfiqa_jax.scoring.sharding import (
   gather_in_order,
   host_chunks,
   local_mesh,
+  make_fr_step,
   make_step,
   pad_rows,
   replicate,
@@ -61,8 +71,7 @@ def prefetch(
 
 
 def run_chunks(
-  step,
-  variables,
+  steps: list[tuple[str, Callable, tuple]],
   images,
   bounds: list[tuple[int, int]],
   todo: list[int],
@@ -71,10 +80,12 @@ def run_chunks(
   out_dir: str | None,
   progress: bool,
 ):
-  """Scores chunks `todo` of `images` with `step(*variables, uint8 batch)`.
+  """Scores chunks `todo` of `images` with every `(prefix, step, variables)` of `steps`:
+  `step(*variables, uint8 batch) -> {name: [B, ...]}`, stored as `prefix + name`.
 
-  Writes each finished chunk to `out_dir` (`resume.write_chunk`), or, with no
-  `out_dir`, returns {"exit_scores", "embeddings"} of all chunks in order.
+  Each batch is read and put on the devices once, for all steps. Writes each
+  finished chunk to `out_dir` (`resume.write_chunk`), or, with no `out_dir`,
+  returns {name: array} of all chunks in order.
   """
   sharding = jax.NamedSharding(mesh, jax.P(AXIS))
   items = [
@@ -90,22 +101,28 @@ def run_chunks(
 
   def finish(item, out, bar):
     k, s, e, last = item
-    rows.append([np.asarray(o)[: e - s] for o in out if o is not None])
+    rows.append({name: np.asarray(o)[: e - s] for name, o in out.items()})
     bar.update(e - s)
     if last:
-      names = ("exit_scores", "embeddings")[: len(rows[0])]
-      arrays = {n: np.concatenate([r[i] for r in rows]) for i, n in enumerate(names)}
+      arrays = {n: np.concatenate([r[n] for r in rows]) for n in rows[0]}
       rows.clear()
       if out_dir is None:
         parts[k] = arrays
       else:
         resume.write_chunk(out_dir, k, arrays)
 
+  def dispatch(x):
+    return {
+      prefix + name: o
+      for prefix, step, variables in steps
+      for name, o in step(*variables, x).items()
+    }
+
   total = sum(b - a for a, b in (bounds[k] for k in todo))
   with tqdm(total=total, unit="img", disable=not progress, desc="scoring") as bar:
     pending = None
     for item, x in prefetch(load, items):
-      out = step(*variables, x)  # dispatched; the previous batch is collected meanwhile
+      out = dispatch(x)  # dispatched; the previous batch is collected meanwhile
       if pending:
         finish(*pending, bar)
       pending = (item, out)
@@ -114,20 +131,49 @@ def run_chunks(
   return gather_in_order(parts, len(bounds)) if out_dir is None else None
 
 
+@dataclasses.dataclass(frozen=True)
+class FRModel:
+  """A face-recognition backbone to run in the scoring pass (`exfiqa_jax.load(path)`)."""
+
+  name: str
+  config: FRConfig
+  variables: tuple  # (graphdef, params, batch_stats)
+  flip: bool = False  # also embed the mirrored images
+  channel_order: str | None = None  # the channel order the network takes; default its family's
+
+  @property
+  def model_order(self) -> str:
+    return self.channel_order or self.config.channel_order
+
+
 if TYPE_CHECKING:
   from exfiqa_jax.data.sources import ImageSource
+
+
+FR_PREFIX = "fr/"  # stored arrays of FR model m: "fr/<m>/embeddings", "fr/<m>/embeddings_flip"
 
 
 @dataclasses.dataclass(frozen=True)
 class Scores:
   ids: np.ndarray  # [N] str
-  exit_scores: np.ndarray  # [N, L] float32: exit 1..L
+  exit_scores: np.ndarray | None  # [N, L] float32: exit 1..L (None: no ViT-FIQA model ran)
   embeddings: np.ndarray | None  # [N, D] float32, before L2 normalisation
+  # FR model name -> {"embeddings": [N, D] raw, "embeddings_flip": [N, D] with flip}
+  fr: dict[str, dict[str, np.ndarray]] = dataclasses.field(default_factory=dict)
+
+  @classmethod
+  def from_arrays(cls, ids: np.ndarray, z: dict[str, np.ndarray]) -> "Scores":
+    fr: dict[str, dict[str, np.ndarray]] = {}
+    for key, value in z.items():
+      if key.startswith(FR_PREFIX):
+        name, _, what = key[len(FR_PREFIX) :].rpartition("/")
+        fr.setdefault(name, {})[what] = value
+    return cls(ids, z.get("exit_scores"), z.get("embeddings"), fr)
 
   @classmethod
   def read(cls, path: str) -> "Scores":
     z = resume.read_npz(path)
-    return cls(z["ids"], z["exit_scores"], z.get("embeddings"))
+    return cls.from_arrays(z["ids"], z)
 
 
 def _sync(name: str) -> None:
@@ -140,6 +186,7 @@ def score(
   images: ImageSource,
   out_dir: str | None = None,
   *,
+  fr_models: Sequence[FRModel] = (),
   batch_size: int = 32,
   chunk_size: int | None = None,
   num_layers: int | None = None,
@@ -148,12 +195,12 @@ def score(
   progress: bool = True,
   devices=None,
 ) -> Scores:
-  """variables: (graphdef, params, batch_stats), e.g. `exfiqa_jax.load(path)[1:]`.
+  """variables: (graphdef, params, batch_stats), e.g. `exfiqa_jax.load(path)[1:]`, or
+  None to run only `fr_models` (all in the same pass; `dtype` is every model's).
 
   `chunk_size` (default 32 batches) must be a multiple of `batch_size`, and
   `batch_size` a multiple of the number of local devices.
   """
-  graphdef, params, batch_stats = variables
   mesh = local_mesh(devices)
   chunk_size = chunk_size or 32 * batch_size
   if batch_size % mesh.size or chunk_size % batch_size:
@@ -163,39 +210,59 @@ def score(
     )
   if len(images) == 0:
     raise ValueError("no images to score")
+  if variables is None and not fr_models:
+    raise ValueError("nothing to run: no ViT-FIQA variables and no face-recognition models")
+  if len({m.name for m in fr_models}) < len(fr_models) or any("/" in m.name for m in fr_models):
+    raise ValueError(f"FR model names must be unique, without '/': {[m.name for m in fr_models]}")
   if out_dir is None and jax.process_count() > 1:
     raise ValueError("scoring on several hosts needs out_dir on a shared file system")
-  step = make_step(
-    graphdef,
-    mesh,
-    num_layers=num_layers,
-    embedding=embedding,
-    dtype=dtype,
-    channel_order=images.channel_order,
+  order = images.channel_order
+  run = dict(
+    num_images=len(images),
+    chunk_size=chunk_size,
+    batch_size=batch_size,
+    dtype=jnp.dtype(dtype).name,
+    channel_order=order,
   )
-  params, batch_stats = replicate((params, batch_stats), mesh)
-  bounds = chunk_bounds(len(images), chunk_size)
-  done = set()
-  if out_dir is not None:
-    run = dict(
-      num_images=len(images),
-      chunk_size=chunk_size,
-      batch_size=batch_size,
-      num_layers=num_layers,
-      embedding=embedding,
-      dtype=jnp.dtype(dtype).name,
-      channel_order=images.channel_order,
-      **resume.fingerprint(images.ids, (params, batch_stats)),
+  steps = []
+  if variables is not None:
+    graphdef, params, batch_stats = variables
+    step = make_step(
+      graphdef, mesh, num_layers=num_layers, embedding=embedding, dtype=dtype, channel_order=order
     )
-    done = resume.start(out_dir, run)
+    replicated = replicate((params, batch_stats), mesh)
+    steps.append(("", step, replicated))
+    run.update(num_layers=num_layers, embedding=embedding)
+    run.update(resume.fingerprint(images.ids, replicated))
+  for m in fr_models:
+    graphdef, params, batch_stats = m.variables
+    step = make_fr_step(
+      graphdef,
+      mesh,
+      m.config,
+      flip=m.flip,
+      dtype=dtype,
+      channel_order=order,
+      model_order=m.model_order,
+    )
+    replicated = replicate((params, batch_stats), mesh)
+    steps.append((f"{FR_PREFIX}{m.name}/", step, replicated))
+    fp = resume.fingerprint(images.ids, replicated)
+    run["ids_sha256"] = fp["ids_sha256"]
+    run.setdefault("fr_models", {})[m.name] = dict(
+      config=m.config.to_dict(),
+      flip=m.flip,
+      model_channel_order=m.model_order,
+      weights_sha256=fp["weights_sha256"],
+    )
+  bounds = chunk_bounds(len(images), chunk_size)
+  done = resume.start(out_dir, run) if out_dir is not None else set()
   todo = [
     k for k in host_chunks(len(bounds), jax.process_index(), jax.process_count()) if k not in done
   ]
-  parts = run_chunks(
-    step, (params, batch_stats), images, bounds, todo, batch_size, mesh, out_dir, progress
-  )
+  parts = run_chunks(steps, images, bounds, todo, batch_size, mesh, out_dir, progress)
   if out_dir is None:
-    return Scores(images.ids, parts["exit_scores"], parts.get("embeddings"))
+    return Scores.from_arrays(images.ids, parts)
   _sync("exfiqa-score-chunks")
   if jax.process_index() == 0:
     chunks = {k: resume.read_npz(resume.chunk_path(out_dir, k)) for k in range(len(bounds))}

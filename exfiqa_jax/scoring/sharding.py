@@ -18,6 +18,8 @@ import numpy as np
 from exfiqa_jax import backend
 from exfiqa_jax.backend import AXIS
 from exfiqa_jax.data.preprocess import check_channel_order, normalize
+from exfiqa_jax.models.fr_config import FRConfig
+from exfiqa_jax.models.fr_inference import apply_fr, fr_input
 from exfiqa_jax.models.inference import apply
 
 
@@ -78,7 +80,8 @@ def make_step(
   dtype=jnp.float32,
   channel_order: str = "rgb",
 ):
-  """jit of (params, batch_stats, uint8 [B, S, S, 3]) -> (exits [B, k], embedding [B, D] | None).
+  """jit of (params, batch_stats, uint8 [B, S, S, 3]) -> {"exit_scores": [B, k],
+  "embeddings": [B, D] (only with `embedding`)}.
 
   Images cross to the devices as uint8, split on the batch axis; B must be a
   multiple of the mesh size. Normalisation runs inside the compiled step.
@@ -97,6 +100,44 @@ def make_step(
       embedding=embedding,
       dtype=dtype,
     )
-    return out.exits, out.embedding
+    return (
+      {"exit_scores": out.exits, "embeddings": out.embedding}
+      if embedding
+      else {"exit_scores": out.exits}
+    )
+
+  return jax.jit(step, in_shardings=(rep, rep, data), out_shardings=data)
+
+
+@functools.lru_cache(maxsize=16)
+def make_fr_step(
+  graphdef,
+  mesh: jax.sharding.Mesh,
+  config: FRConfig,
+  *,
+  flip: bool = False,
+  dtype=jnp.float32,
+  channel_order: str = "rgb",
+  model_order: str | None = None,
+):
+  """jit of (params, batch_stats, uint8 [B, S, S, 3] stored in `channel_order`) ->
+  {"embeddings": [B, D], "embeddings_flip": [B, D] (only with `flip`)}, raw (not L2-normalised).
+
+  The flipped images (mirrored left-right) go through the network as a second
+  call of the same shape, so `embeddings` is bit for bit the same with and
+  without `flip`. `model_order` overrides the channel order the network takes.
+  """
+  check_channel_order(channel_order)
+  data, rep = jax.NamedSharding(mesh, jax.P(AXIS)), jax.NamedSharding(mesh, jax.P())
+
+  def embed(params, batch_stats, images):
+    x = fr_input(images, channel_order, config, model_order)
+    return apply_fr(graphdef, params, batch_stats, x, dtype=dtype)
+
+  def step(params, batch_stats, images):
+    out = {"embeddings": embed(params, batch_stats, images)}
+    if flip:
+      out["embeddings_flip"] = embed(params, batch_stats, images[:, :, ::-1])
+    return out
 
   return jax.jit(step, in_shardings=(rep, rep, data), out_shardings=data)

@@ -1,0 +1,147 @@
+"""Face-recognition backbones: images/s of Flax vs the PyTorch reference, and converting one.
+
+    python benchmarks/fr_bench.py [--batch 64] [--rounds 2] [--no-compile] [--skip-convert]
+
+Speed: full-size iresnet100 (ArcFace/ElasticFace/MagFace shape), random
+weights copied by the converter, the same float32 input on the same cores.
+Engines: Flax jit float32 and bfloat16 (bf16 convolutions accumulating in
+float32), PyTorch eager and `torch.compile`, each float32 and bfloat16
+autocast. Calls alternate round-robin (the machine may be shared); medians
+and ranges after one warm-up call each.
+
+Conversion: a random iresnet100 `backbone.pth` converted by `exfiqa convert
+--family arcface` (and exported back) in a fresh process each: wall time and
+peak resident memory (`os.wait4`), imports included.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+import common
+import fr_workloads
+import jax
+import jax.numpy as jnp
+import numpy as np
+import torch
+
+from exfiqa_jax.models.fr_config import FRConfig
+from exfiqa_jax.models.fr_inference import apply_fr
+
+
+def measure(cmd: list[str]) -> tuple[float, float]:
+  """(wall seconds, peak RSS in MiB) of one fresh-process run of `cmd`."""
+  start = time.perf_counter()
+  proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
+  _, status, usage = os.wait4(proc.pid, 0)
+  if os.waitstatus_to_exitcode(status):
+    raise RuntimeError(f"{cmd} failed")
+  return time.perf_counter() - start, usage.ru_maxrss / 1024  # Linux: KiB
+
+
+def conversion(config: FRConfig, repeats: int) -> None:
+  from exfiqa_jax.convert.fr_torch_reference import randomize_fr_, reference_for
+
+  tmp = tempfile.mkdtemp(prefix="fr_convert_bench_")
+  src, dst, back = (os.path.join(tmp, n) for n in ("backbone.pth", "ckpt", "back.pth"))
+  sd = randomize_fr_(reference_for(config)).state_dict()
+  torch.save(sd, src)
+  params = sum(v.numel() for k, v in sd.items() if not k.endswith("num_batches_tracked"))
+  cli = [sys.executable, "-m", "exfiqa_jax.cli"]
+  runs = {
+    "exfiqa convert --family arcface": cli
+    + ["convert", src, dst, "--family", "arcface", "--force"],
+    "exfiqa convert --family arcface --verify": cli
+    + ["convert", src, dst, "--family", "arcface", "--force", "--verify"],
+    "exfiqa export": cli + ["export", dst, back, "--force"],
+  }
+  print(
+    f"\n{config.name}: {params / 1e6:.1f} M parameters, checkpoint "
+    f"{os.path.getsize(src) / 2**20:.0f} MiB; {repeats} fresh process(es) each\n"
+  )
+  rows = []
+  for name, cmd in runs.items():
+    times, rss = zip(*(measure(cmd) for _ in range(repeats)), strict=True)
+    rows.append(
+      [name, common.median(times), f"{min(times):.1f}-{max(times):.1f}", common.median(rss)]
+    )
+  print(common.table(["command", "median wall (s)", "range (s)", "median peak RSS (MiB)"], rows))
+  shutil.rmtree(tmp)
+
+
+def _torch_call(model, x, bf16: bool):
+  with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16, enabled=bf16):
+    return model(x)
+
+
+def speed(config: FRConfig, batch: int, rounds: int, compiled: bool) -> None:
+  ref, (graphdef, params, stats) = fr_workloads.reference_pair(config)
+  x = np.random.default_rng(0).uniform(-1, 1, (batch, 112, 112, 3)).astype(np.float32)
+  xj, xt = jnp.asarray(x), torch.from_numpy(x).permute(0, 3, 1, 2).contiguous()
+  fns = {
+    f"Flax jit {n}": (
+      lambda d=d: jax.block_until_ready(apply_fr(graphdef, params, stats, xj, dtype=d))
+    )
+    for n, d in {"float32": jnp.float32, "bfloat16": jnp.bfloat16}.items()
+  }
+  modes = {"eager": ref}
+  if compiled:
+    modes["compile"] = torch.compile(ref, dynamic=False)
+  for mode, model in modes.items():
+    fns[f"torch {mode} float32"] = lambda m=model: _torch_call(m, xt, False)
+    fns[f"torch {mode} bfloat16"] = lambda m=model: _torch_call(m, xt, True)
+  with torch.inference_mode():
+    want = ref(xt).numpy()
+  got = np.asarray(apply_fr(graphdef, params, stats, xj))
+  gap = float(np.abs(got - want).max() / np.abs(want).max())
+  times = common.interleaved(fns, rounds, warmup=1)
+  gflop = fr_workloads.fr_gflops(config)
+  ips = {name: batch / common.median(t["wall"]) for name, t in times.items()}
+  rows = []
+  for name, t in times.items():
+    dtype = name.split()[-1]
+    rate = ips[name]
+    lo, hi = batch / max(t["wall"]), batch / min(t["wall"])
+    vs = [
+      f"{rate / ips[k]:.2f}x" if name.startswith("Flax") and k in ips else ""
+      for k in (f"torch eager {dtype}", f"torch compile {dtype}")
+    ]
+    rows.append([name, rate, f"{lo:.2f}-{hi:.2f}", rate * gflop, *vs])
+  print(
+    f"\n{config.name}, batch {batch}, {gflop:.1f} GFLOP per image; medians (range) of "
+    f"{rounds} rounds; Flax float32 vs torch float32: max|diff|/max|ref| = {gap:.1e}\n"
+  )
+  print(
+    common.table(
+      ["engine", "images/s", "range", "GFLOP/s", "vs torch eager", "vs torch.compile"], rows
+    )
+  )
+
+
+def main() -> None:
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p.add_argument("--batch", type=int, default=64)
+  p.add_argument("--rounds", type=int, default=2)
+  p.add_argument("--repeats", type=int, default=1, help="fresh processes per conversion command")
+  p.add_argument("--threads", type=int, default=os.cpu_count())
+  p.add_argument("--no-compile", action="store_true", help="skip torch.compile")
+  p.add_argument("--skip-convert", action="store_true")
+  p.add_argument("--skip-speed", action="store_true")
+  args = p.parse_args()
+  common.use_threads(args.threads)
+  print(common.machine_info(args.threads))
+  config = FRConfig.for_family("arcface")  # iresnet100
+  if not args.skip_convert:
+    conversion(config, args.repeats)
+  if not args.skip_speed:
+    speed(config, args.batch, args.rounds, not args.no_compile)
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,62 @@
+"""`exfiqa embed`: face-recognition embeddings of face image files, to one .npz.
+
+Output (`np.load`): `paths` [N] as listed (a folder: its images in sorted
+order), `embeddings` float32 [N, D], the network's raw output before L2
+normalisation, and with --flip `embeddings_flip` [N, D] of the mirrored
+images. The checkpoint is one written by `exfiqa convert --family ...`; its
+config holds the channel order and scaling of the release's evaluation.
+Sharded, resumable (--work-dir) and multi-host exactly as `exfiqa score`.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from exfiqa_jax.cli import score as score_cli
+
+NAME = "embed"
+HELP = "embed aligned 112x112 face images with a converted face-recognition backbone"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+  score_cli.add_arguments(p)  # the same inputs, output, batching, resuming and hosts
+  p.add_argument("--flip", action="store_true", help="also embed the mirrored images")
+  p.add_argument(
+    "--model-channel-order",
+    choices=("rgb", "bgr"),
+    default=None,
+    help="the channel order fed to the network; default: its release's (in the checkpoint)",
+  )
+
+
+def run(args: argparse.Namespace) -> int:
+  import jax
+
+  if args.distributed:
+    jax.distributed.initialize()
+  import jax.numpy as jnp
+
+  from exfiqa_jax.data import from_files
+  from exfiqa_jax.models.checkpoint import load
+  from exfiqa_jax.models.fr_config import FRConfig
+  from exfiqa_jax.scoring.run_folder import save_npz
+  from exfiqa_jax.scoring.score import FRModel, score
+
+  loaded = load(args.checkpoint, expect=FRConfig)
+  images = from_files(args.images, args.channel_order).images
+  model = FRModel("model", loaded.config, loaded[1:], args.flip, args.model_channel_order)
+  s = score(
+    None,
+    images,
+    args.work_dir,
+    fr_models=[model],
+    batch_size=args.batch_size,
+    dtype=jnp.dtype(args.dtype),
+    progress=not args.quiet,
+  )
+  if jax.process_index() == 0:
+    save_npz(args.out, dict(paths=s.ids, **s.fr["model"]))
+    emb = s.fr["model"]["embeddings"]
+    name = loaded.config.name
+    print(f"wrote {args.out}: {emb.shape[0]} images, {emb.shape[1]}-d {name} embeddings")
+  return 0

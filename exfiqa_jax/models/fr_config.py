@@ -1,0 +1,136 @@
+"""Face-recognition backbone configuration, and what each released family fixes.
+
+    config = FRConfig.for_family("magface", layers=(3, 13, 30, 3))   # iresnet100, eps 2e-5, BGR
+
+A checkpoint's weights give the architecture and its sizes; they cannot tell
+the BatchNorm eps (not stored in a state_dict), nor the channel order and
+input scaling the network was trained on. Those come from the family: the
+values below are read from each release's model definition and its own
+evaluation code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, NamedTuple
+
+from exfiqa_jax.data.preprocess import check_channel_order
+
+ARCHS = ("iresnet", "irse")
+# "half": (x / 255 - 0.5) / 0.5, in [-1, 1]; "unit": x / 255, in [0, 1].
+INPUT_SCALES = ("half", "unit")
+# Blocks per stage of the released iResNet depths (insightface `iresnet.py`).
+IRESNET_DEPTHS = {
+  18: (2, 2, 2, 2),
+  34: (3, 4, 6, 3),
+  50: (3, 4, 14, 3),
+  100: (3, 13, 30, 3),
+  200: (6, 26, 60, 6),
+}
+
+
+class Family(NamedTuple):
+  arch: str  # "iresnet" (insightface IBasicBlock) or "irse" (CurricularFace model_irse.py, IR)
+  bn_eps: float  # every BatchNorm's eps: PyTorch's default is 1e-5, MagFace sets 2e-5
+  channel_order: str  # the order of the network's input channels in its release's evaluation
+  input_scale: str  # one of INPUT_SCALES
+  where: str  # the release files these values are read from
+
+
+FAMILIES = {
+  "arcface": Family(
+    "iresnet", 1e-5, "rgb", "half", "insightface arcface_torch backbones/iresnet.py, inference.py"
+  ),
+  "elasticface": Family("iresnet", 1e-5, "rgb", "half", "ElasticFace backbones/iresnet.py, eval"),
+  "magface": Family(
+    "iresnet", 2e-5, "bgr", "unit", "MagFace models/iresnet.py, inference/gen_feat.py (cv2, /255)"
+  ),
+  "curricularface": Family(
+    "irse", 1e-5, "rgb", "half", "CurricularFace backbone/model_irse.py (BatchNorm defaults)"
+  ),
+}
+
+
+def check_family(family: str) -> Family:
+  if family not in FAMILIES:
+    raise ValueError(f"unknown face-recognition family {family!r}; one of {', '.join(FAMILIES)}")
+  return FAMILIES[family]
+
+
+@dataclasses.dataclass(frozen=True)
+class FRConfig:
+  """A face-recognition backbone: 112x112 face -> [embedding_size] embedding.
+
+  Stage s has `layers[s]` blocks of `widths[s]` channels; its first block has
+  stride 2, so the final map is image_size / 2**len(layers) pixels a side
+  (7 at 112) and the fc takes widths[-1] * grid**2 inputs.
+  """
+
+  family: str = "arcface"
+  arch: str = "iresnet"
+  layers: tuple[int, ...] = IRESNET_DEPTHS[100]
+  widths: tuple[int, ...] = (64, 128, 256, 512)
+  stem_width: int = 64
+  embedding_size: int = 512
+  image_size: int = 112
+  bn_eps: float = 1e-5
+  channel_order: str = "rgb"
+  input_scale: str = "half"
+
+  def __post_init__(self):
+    object.__setattr__(self, "layers", tuple(int(n) for n in self.layers))
+    object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
+    check_family(self.family)
+    if self.arch not in ARCHS:
+      raise ValueError(f"arch {self.arch!r} is not one of {ARCHS}")
+    if self.input_scale not in INPUT_SCALES:
+      raise ValueError(f"input_scale {self.input_scale!r} is not one of {INPUT_SCALES}")
+    check_channel_order(self.channel_order)
+    if len(self.layers) != len(self.widths) or not self.layers or min(self.layers) < 1:
+      raise ValueError(f"layers {self.layers} and widths {self.widths}: one count >= 1 a stage")
+    if self.image_size % 2 ** len(self.layers):
+      raise ValueError(
+        f"image_size {self.image_size} is not a multiple of 2**{len(self.layers)} (one stride-2 "
+        "stage each)"
+      )
+
+  @classmethod
+  def for_family(cls, family: str, **sizes) -> "FRConfig":
+    """The family's architecture, eps, channel order and input scale, with `sizes`."""
+    f = check_family(family)
+    return cls(
+      family=family,
+      arch=f.arch,
+      bn_eps=f.bn_eps,
+      channel_order=f.channel_order,
+      input_scale=f.input_scale,
+      **sizes,
+    )
+
+  @property
+  def grid(self) -> int:
+    """Side of the final feature map (7 for 112x112 inputs and four stages)."""
+    return self.image_size // 2 ** len(self.layers)
+
+  @property
+  def fc_inputs(self) -> int:
+    return self.widths[-1] * self.grid**2
+
+  @property
+  def name(self) -> str:
+    """ "iresnet100", "ir101"-style names for the released depths, else the layer counts."""
+    depth = {v: k for k, v in IRESNET_DEPTHS.items()}.get(self.layers)
+    if depth is None:
+      return f"{self.arch}{list(self.layers)}"
+    return f"iresnet{depth}" if self.arch == "iresnet" else f"ir{depth + (depth == 100)}"
+
+  def to_dict(self) -> dict[str, Any]:
+    d = dataclasses.asdict(self)
+    return {**d, "layers": list(self.layers), "widths": list(self.widths)}
+
+  @classmethod
+  def from_dict(cls, d: dict[str, Any]) -> "FRConfig":
+    unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
+    if unknown:
+      raise KeyError(f"unknown face-recognition config keys {sorted(unknown)}")
+    return cls(**d)
