@@ -4,7 +4,10 @@ scoring tests: four stages of tiny widths at the real 112x112 input."""
 from __future__ import annotations
 
 import numpy as np
-import torch
+
+from tests.helpers import import_torch
+
+torch = import_torch()
 
 from exfiqa_jax.convert.fr_torch_reference import embedding, randomize_fr_, reference_for
 from exfiqa_jax.models.fr_config import FRConfig

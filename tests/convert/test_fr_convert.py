@@ -6,8 +6,11 @@ import os
 import jax
 import numpy as np
 import pytest
-import torch
 from PIL import Image
+
+from tests.helpers import import_torch
+
+torch = import_torch()
 
 from exfiqa_jax.cli import main
 from exfiqa_jax.convert.files import convert_file

@@ -4,7 +4,10 @@ import os
 import pickle
 
 import pytest
-import torch
+
+from tests.helpers import import_torch
+
+torch = import_torch()
 
 from exfiqa_jax.cli import main
 from exfiqa_jax.convert import convert_file

@@ -5,9 +5,12 @@ import os
 
 import numpy as np
 import pytest
-import torch
 
 import exfiqa_jax
+from tests.helpers import import_torch
+
+torch = import_torch()
+
 from exfiqa_jax import data
 from exfiqa_jax.configs import load_config_file
 from exfiqa_jax.convert import convert_file

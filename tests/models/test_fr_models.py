@@ -4,6 +4,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from tests.helpers import import_torch
+
+torch = import_torch()
+
 from exfiqa_jax.convert.fr_core import fr_variables
 from exfiqa_jax.models.fr_config import FAMILIES, FRConfig
 from exfiqa_jax.models.fr_inference import abstract_fr_variables, apply_fr, fr_input

@@ -9,10 +9,13 @@ import textwrap
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 import exfiqa_jax
+from tests.helpers import import_torch
+
+torch = import_torch()
+
 from exfiqa_jax.convert import convert_file
 from exfiqa_jax.data import ArraySource
 from exfiqa_jax.models.checkpoint import load
