@@ -97,11 +97,10 @@ class EdcPanel:
 
 
 def edc_best_curve(e0: float, points: int = 201) -> tuple[np.ndarray, np.ndarray]:
-  """The theoretical best EDC: errors discarded first, (e0 - d) / (1 - d) until d = e0."""
+  """The theoretical best EDC line max(0, e0 - d), whose partial area the tables report
+  as `edc_best` (docs/protocol.md §5)."""
   d = np.linspace(0, 1, points)
-  with np.errstate(divide="ignore", invalid="ignore"):
-    e = np.where(d < e0, (e0 - d) / (1 - d), 0.0)
-  return d, e
+  return d, np.maximum(0.0, e0 - d)
 
 
 def edc_figure(
@@ -112,7 +111,7 @@ def edc_figure(
   fig, axes = _panels(len(panels), title)
   for ax, p in zip(axes[0], panels, strict=True):
     _lines(ax, p.curves, step=True, colors=colors)
-    ax.plot(*edc_best_curve(p.e0), label="theoretical best (errors discarded first)", **BEST_STYLE)
+    ax.plot(*edc_best_curve(p.e0), label="theoretical best, max(0, e0 - d)", **BEST_STYLE)
     for j, limit in enumerate(p.limits):
       ax.axvline(
         limit,

@@ -44,7 +44,7 @@ def test_edc_figure_marks_limits_best_and_fmr():
     assert _legend(ax) == [
       "best subset: mean({1,2})",
       "depth-weighted (all exits) = last exit (exit 2)",
-      "theoretical best (errors discarded first)",
+      "theoretical best, max(0, e0 - d)",
       "pAUC discard limits 0.2, 0.3",
     ]
     lines = ax.get_lines()
@@ -53,7 +53,7 @@ def test_edc_figure_marks_limits_best_and_fmr():
     assert limits == [0.2, 0.3]
     best = next(ln for ln in lines if ln.get_label().startswith("theoretical"))
     d, e = best.get_xdata(), best.get_ydata()
-    np.testing.assert_allclose(e[d < 0.3], (0.3 - d[d < 0.3]) / (1 - d[d < 0.3]))
+    np.testing.assert_allclose(e[d < 0.3], 0.3 - d[d < 0.3])  # the line the tables integrate
     assert (e[d >= 0.3] == 0).all()
     assert _below_axes(fig, ax)
 
