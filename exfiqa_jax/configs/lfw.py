@@ -7,22 +7,16 @@ needs data/bins/lfw.bin and a converted checkpoint; prints
 subsets at ERC FMR 1e-3/1e-4 and EDC 0.2/0.3.
 """
 
+from exfiqa_jax.configs import paper
+
 
 def get_config() -> dict:
-  return dict(
-    checkpoint="weights/vit_fiqa",
+  cfg = paper.get_config()  # the paper's metric, sweep and weight options
+  cfg.update(
     out_dir="out/lfw",
-    data_dir="out/tfds",
-    datasets=dict(lfw=dict(builder="verification_bin", files="data/bins")),
+    datasets={"lfw": cfg["datasets"]["lfw"]},
     fr_models=["self"],
     embeddings={},
-    scoring=dict(batch_size=64, dtype="float32"),
-    metrics=dict(fmrs=(1e-3, 1e-4), edc_fmr=1e-3, edc_limits=(0.2, 0.3)),
-    sweep=dict(
-      rules=("mean", "weighted", "median", "min", "max"),
-      norms=("none", "zscore"),
-      top_k=3,
-      memory_mb=1024,
-    ),
-    weights=dict(powers=(0.0, 0.5, 1.0, 2.0, 4.0), simplex=256, learn_steps=200, seed=0),
   )
+  cfg["sweep"]["memory_mb"] = 1024
+  return cfg
