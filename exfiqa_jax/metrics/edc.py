@@ -41,6 +41,18 @@ def prefix_sum(x: jax.Array, block: int = 128) -> jax.Array:
   return (inner + offset[:, None]).reshape(-1)[:n]
 
 
+def tree_sum(x: jax.Array) -> jax.Array:
+  """Sum over the last axis as a fixed pairwise tree of elementwise adds: the same
+  float32 rounding in every program (a reduction's order depends on the batch
+  shape XLA compiles it for)."""
+  n = 1 << max(0, (x.shape[-1] - 1).bit_length())
+  x = jnp.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, n - x.shape[-1])])
+  while x.shape[-1] > 1:
+    half = x.shape[-1] // 2
+    x = x[..., :half] + x[..., half:]
+  return x[..., 0]
+
+
 def _groups(gen_keys: jax.Array, error: jax.Array, shift: int, n_err):
   """gen_keys: [Q] the genuine pairs' keys ascending -> (first [Q] index of each
   one's quality-tie group, frac [Q] error fraction remaining at it, new [Q])."""
@@ -67,7 +79,7 @@ def edc(gen_keys: jax.Array, error: jax.Array, n_gen, width: jax.Array, limits, 
   n = n_gen.astype(jnp.float32)
   real = jnp.arange(first.shape[0]) < n_gen  # padding keys: no width, no 0 / 0
   frac = jnp.where(real, (n_err - e_start) / jnp.where(real, n - first, 1.0), 0.0)
-  area = jnp.sum(width * frac, axis=1)
+  area = tree_sum(width * frac)
   e0 = n_err / n
   best = e0**2 / 2 - jnp.maximum(e0 - limits, 0.0) ** 2 / 2
   return Edc(area, best)

@@ -189,5 +189,10 @@ def erc(ps, keys: jax.Array, gen: jax.Array, imp: jax.Array, top: int):
     )
   )
   fnmr, overflow = per_rate(imp_bits, gen_bits, n_imp_r, n_gen_r)
-  area = (jnp.sum(fnmr, 0) - (fnmr[0] + fnmr[-1]) / 2) / RATES  # trapezoid, step 0.05
+  # trapezoid, step 0.05, summed in rate order by elementwise adds: a reduction's
+  # order (and float32 rounding) would depend on the batch shape of the program
+  inner = fnmr[1]
+  for r in range(2, RATES - 1):
+    inner = inner + fnmr[r]
+  area = (inner + (fnmr[0] + fnmr[-1]) / 2) / RATES
   return fnmr, area, jnp.any(overflow)
