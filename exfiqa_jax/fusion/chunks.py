@@ -22,7 +22,22 @@ import jax.numpy as jnp
 import numpy as np
 
 from exfiqa_jax.backend import AXIS, mesh
-from exfiqa_jax.fusion.engine import chunk_fn, host_keys, keys_fn, plan, score_chunk, score_keys
+from exfiqa_jax.fusion.engine import (
+  chunk_fn,
+  finish_fn,
+  host_keys,
+  host_sort,
+  keys_fn,
+  numpy_sort,
+  plan,
+  prepare_fn,
+  prepare_keys_fn,
+  score_chunk,
+  score_finish,
+  score_keys,
+  score_prepare,
+  score_prepare_keys,
+)
 from exfiqa_jax.fusion.rules import RULES
 from exfiqa_jax.metrics import PairSet, bucket, default_top
 
@@ -44,17 +59,15 @@ def parallelism(devices: int) -> tuple[int, int]:
 
 
 @functools.lru_cache(maxsize=16)
-def sharded(kind: str, devices: tuple, **static):
-  """The chunk function over a mesh of `devices`: variants split, dataset replicated."""
+def sharded(fn, devices: tuple, specs: tuple, **static):
+  """jit(shard_map(fn)) over a mesh of `devices`: the variant axis split (specs:
+  True for a split argument, False for a replicated one), outputs split."""
   m = mesh(list(devices))
-  rep, split = jax.P(), jax.P(AXIS)
-  if kind == "integer":
-    fn = functools.partial(chunk_fn, **static)
-    specs = (rep, rep, split, split, rep)
-  else:
-    fn = functools.partial(keys_fn, **static)
-    specs = (rep, split)
-  return m, jax.jit(jax.shard_map(fn, mesh=m, in_specs=specs, out_specs=split, check_vma=False))
+  in_specs = tuple(jax.P(AXIS) if split else jax.P() for split in specs)
+  body = functools.partial(fn, **static)
+  return jax.jit(
+    jax.shard_map(body, mesh=m, in_specs=in_specs, out_specs=jax.P(AXIS), check_vma=False)
+  )
 
 
 def host_share(v: int) -> tuple[int, int]:
@@ -124,25 +137,50 @@ def _run(ps, p, masks, weights, rule, memory_mb, devices, top):
     np.r_[masks, masks[:1].repeat(pad, 0)],
     np.r_[weights, weights[:1].repeat(pad, 0)],
   )
-  static = {"top": top, **({"compress": p.compress} if p.integer else {})}
+  split = host_sort()  # CPU: the class sorts in numpy between two programs
   with jax.enable_x64(True):
     if len(devices) > 1:
-      m, fn = sharded("integer" if p.integer else "keys", devices, **static)
-      rep = jax.NamedSharding(m, jax.P())
+      rep = jax.NamedSharding(mesh(list(devices)), jax.P())
+
+      def on(fn, specs, **static):
+        return sharded(fn, devices, specs, **static)
     else:
-      fn, rep = None, devices[0]
+      rep = devices[0]
+      jitted = {
+        prepare_fn: score_prepare, prepare_keys_fn: score_prepare_keys, finish_fn: score_finish,
+        chunk_fn: score_chunk, keys_fn: score_keys,
+      }  # fmt: skip
+
+      def on(fn, specs, **static):
+        return functools.partial(jitted[fn], **static)
+
     ps_d = jax.device_put(ps, rep)
     fusion = jax.device_put(p.fusion, rep) if p.integer else None
+    if p.integer:
+      specs = (False, False, True, True, False)
+      first, whole = (prepare_fn, {"compress": p.compress}), (chunk_fn, {"compress": p.compress})
+    else:
+      specs = (False, True)
+      first, whole = (prepare_keys_fn, {}), (keys_fn, {})
+    if split:
+      prepare = on(first[0], specs, **first[1])
+      finish = on(finish_fn, (False, True, True, True), top=top)
+    else:
+      chunk = on(whole[0], specs, **whole[1], top=top)
 
   def run(i):
     mk, wk = masks[i : i + step], weights[i : i + step]
     with jax.enable_x64(True):
       if p.integer:
         args = (ps_d, fusion, jnp.asarray(mk), jnp.asarray(wk), RULES.index(rule))
-        out = fn(*args) if fn else score_chunk(*args, **static)
       else:
-        keys = jnp.asarray(host_keys(ps, p, mk, wk))
-        out = fn(ps_d, keys) if fn else score_keys(ps_d, keys, **static)
+        args = (ps_d, jnp.asarray(host_keys(ps, p, mk, wk)))
+      if split:
+        keys, g, k = prepare(*args)
+        g, k = numpy_sort(g, k)
+        out = finish(ps_d, keys, jnp.asarray(g), jnp.asarray(k))
+      else:
+        out = chunk(*args)
       return jax.device_get(out)
 
   starts = range(0, len(masks), step)

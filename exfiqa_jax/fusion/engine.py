@@ -29,8 +29,8 @@ from exfiqa_jax.fusion.exact import (
   normalised_float,
 )
 from exfiqa_jax.fusion.rules import RULES, fuse_integers
-from exfiqa_jax.metrics import PairSet, evaluate_keys
-from exfiqa_jax.metrics.keys import fits
+from exfiqa_jax.metrics import PairSet, metrics_of_sorted, prepare_keys
+from exfiqa_jax.metrics.keys import fits, sort_keys
 
 # XLA's older CPU loop emitters, not its fusion emitters: compiles faster and ran
 # faster on jaxlib 0.10 (same numbers); accelerators ignore it, and a jaxlib that no
@@ -138,41 +138,79 @@ def _areas(m):
   return m.erc_area, m.edc.area, m.edc.best, m.overflow
 
 
-def chunk_fn(ps, fusion, masks, weights, rule, *, compress: bool, top: int, sort: str = "auto"):
-  """Areas of B variants sharing a rule: masks [B, L], weights [B, L] int64 ->
-  (erc_area [B, F], edc_area [B, K], edc_best [B, K], overflow [B]; see
-  `metrics.evaluate_keys` for compress, top, sort). Not jitted (see score_chunk)."""
+def host_sort() -> bool:
+  """Whether the class sorts run in numpy between two programs (the CPU backend:
+  numpy's int64 sort is 10-15x faster than the compiled one there, and two
+  callback-free programs stay in the persistent compilation cache)."""
+  return jax.default_backend() == "cpu"
+
+
+def numpy_sort(gen, imp):
+  """Each class's keys [..., n] sorted on the host (int64 numpy arrays)."""
+  return np.sort(np.asarray(gen), axis=-1), np.sort(np.asarray(imp), axis=-1)
+
+
+def prepare_fn(ps, fusion, masks, weights, rule, *, compress: bool):
+  """B variants sharing a rule: masks [B, L], weights [B, L] int64 -> the pair keys
+  [B, P] and the unsorted class keys [B, G], [B, I] (metrics.prepare_keys)."""
   with jax.enable_x64(True):
 
     def one(mask, w):
-      f = fuse_integers(fusion, mask, rule, w)
-      return _areas(evaluate_keys(ps, f, compress=compress, sort=sort, top=top))
+      return prepare_keys(ps, fuse_integers(fusion, mask, rule, w), compress)
 
     return jax.vmap(one)(masks, weights)
 
 
-def keys_fn(ps, keys, *, top: int, sort: str = "auto"):
-  """Areas of B variants given as exact image keys [B, N] int64 (see host_keys)."""
+def prepare_keys_fn(ps, image_keys):
+  """The same for B variants given as exact image keys [B, N] int64 (host_keys)."""
   with jax.enable_x64(True):
-    return jax.vmap(lambda f: _areas(evaluate_keys(ps, f, sort=sort, top=top)))(keys)
+    return jax.vmap(lambda f: prepare_keys(ps, f))(image_keys)
 
 
-score_chunk = jit_engine(chunk_fn, static_argnames=("compress", "top", "sort"))
-score_keys = jit_engine(keys_fn, static_argnames=("top", "sort"))
+def finish_fn(ps, keys, gen, imp, *, top: int):
+  """Areas of B variants from their keys, each class sorted -> (erc_area [B, F],
+  edc_area [B, K], edc_best [B, K], overflow [B]) (metrics.metrics_of_sorted)."""
+  with jax.enable_x64(True):
+    return jax.vmap(lambda k, g, i: _areas(metrics_of_sorted(ps, k, g, i, top)))(keys, gen, imp)
+
+
+def chunk_fn(ps, fusion, masks, weights, rule, *, compress: bool, top: int):
+  """prepare_fn, the sort in the program (lax.sort), finish_fn: for accelerators."""
+  with jax.enable_x64(True):
+    keys, g, i = prepare_fn(ps, fusion, masks, weights, rule, compress=compress)
+    return finish_fn(ps, keys, *sort_keys(g, i, method="xla"), top=top)
+
+
+def keys_fn(ps, image_keys, *, top: int):
+  """prepare_keys_fn, lax.sort, finish_fn: for accelerators."""
+  with jax.enable_x64(True):
+    keys, g, i = prepare_keys_fn(ps, image_keys)
+    return finish_fn(ps, keys, *sort_keys(g, i, method="xla"), top=top)
+
+
+score_prepare = jit_engine(prepare_fn, static_argnames=("compress",))
+score_prepare_keys = jit_engine(prepare_keys_fn)
+score_finish = jit_engine(finish_fn, static_argnames=("top",))
+score_chunk = jit_engine(chunk_fn, static_argnames=("compress", "top"))
+score_keys = jit_engine(keys_fn, static_argnames=("top",))
 
 
 @partial(jit_engine, static_argnames=("compress",))
-def _evaluate(ps, fusion, mask, weights, rule, compress):
+def _prepare_one(ps, fusion, mask, weights, rule, compress):
   with jax.enable_x64(True):
-    return evaluate_keys(
-      ps, fuse_integers(fusion, mask, rule, weights), compress=compress, curve=True
-    )
+    return prepare_keys(ps, fuse_integers(fusion, mask, rule, weights), compress)
 
 
 @jit_engine
-def _evaluate_keys(ps, keys):
+def _prepare_one_keys(ps, image_keys):
   with jax.enable_x64(True):
-    return evaluate_keys(ps, keys, curve=True)
+    return prepare_keys(ps, image_keys)
+
+
+@jit_engine
+def _finish_one(ps, keys, gen, imp):
+  with jax.enable_x64(True):
+    return metrics_of_sorted(ps, keys, gen, imp, curve=True)
 
 
 def evaluate_variant(
@@ -191,11 +229,12 @@ def evaluate_variant(
   p = plan(ps, norm, rule, w[None], tables_ok=False)
   with jax.enable_x64(True):
     if p.integer:
-      m = _evaluate(
-        ps, p.fusion, jnp.asarray(mask), jnp.asarray(p.weights[0]), RULES.index(rule), p.compress
-      )
+      args = (ps, p.fusion, jnp.asarray(mask), jnp.asarray(p.weights[0]), RULES.index(rule))
+      keys, g, i = _prepare_one(*args, p.compress)
     else:
-      m = _evaluate_keys(ps, jnp.asarray(host_keys(ps, p, mask[None], p.weights)[0]))
+      keys, g, i = _prepare_one_keys(ps, jnp.asarray(host_keys(ps, p, mask[None], p.weights)[0]))
+    g, i = numpy_sort(g, i) if host_sort() else sort_keys(g, i, method="xla")
+    m = _finish_one(ps, keys, jnp.asarray(g), jnp.asarray(i))
     point = np.asarray(m.edc.point)
     return {
       "erc_fnmr": np.asarray(m.erc_fnmr),

@@ -38,6 +38,8 @@ __all__ = [
   "Edc",
   "RATES",
   "default_top",
+  "prepare_keys",
+  "metrics_of_sorted",
 ]
 
 
@@ -70,6 +72,39 @@ def class_keys(ds: PairSet, keys: jax.Array, sort: str = "auto") -> tuple[jax.Ar
   return sort_keys(g, i, method=sort)
 
 
+def prepare_keys(ds: PairSet, f: jax.Array, compress: bool = False):
+  """Exact integer image qualities f [N] >= 0 -> (keys [P] by score position, the
+  genuine [G] and impostor [I] keys unsorted). compress: dense-rank f first (where
+  its range would not pack beside the pair index, see `exfiqa_jax.metrics.keys`).
+  Call inside `jax.enable_x64(True)`."""
+  f = f.astype(jnp.int64)
+  if compress:
+    f = dense_rank(f, ds.image_valid, "xla")
+  # stage outputs materialised (optimization_barrier): fused into their gathers,
+  # XLA would recompute a whole fusion per element read
+  f = jax.lax.optimization_barrier(f)
+  keys = jax.lax.optimization_barrier(pair_keys(f, ds.sa, ds.sb, ds.sid, ds.valid))
+  g = jnp.where(jnp.arange(ds.gen_pos.shape[0]) < ds.n_gen, keys[ds.gen_pos], KEY_MAX)
+  i = jnp.where(jnp.arange(ds.imp_pos.shape[0]) < ds.n_imp, keys[ds.imp_pos], KEY_MAX)
+  return keys, g, i
+
+
+def metrics_of_sorted(
+  ds: PairSet, keys, gen, imp, top: int | None = None, curve: bool = False
+) -> Metrics:
+  """ERC and EDC from `prepare_keys`' keys with each class sorted ascending. top:
+  impostors the ERC looks at (static, default all: never an overflow); curve:
+  also the whole EDC curve. Call inside `jax.enable_x64(True)`."""
+  top = ds.imp_pos.shape[0] if top is None else top
+  fnmr, area, overflow = erc(ds, keys, gen, imp, top)
+  shift = index_bits(ds.sa.shape[0])
+  e = edc(gen, ds.edc_error, ds.n_gen, ds.edc_width, ds.limits, shift)
+  if curve:
+    parts = edc_curve(gen, ds.edc_error, ds.n_gen, shift)
+    e = e._replace(**dict(zip(("discard", "error", "point"), parts, strict=True)))
+  return Metrics(fnmr, area, e, overflow)
+
+
 def evaluate_keys(
   ds: PairSet,
   f: jax.Array,
@@ -79,37 +114,15 @@ def evaluate_keys(
   curve: bool = False,
   top: int | None = None,
 ) -> Metrics:
-  """ERC and EDC of exact integer image qualities f [N] >= 0 (jit-able; int64 inside x64).
-
-  compress: replace f by its dense rank first (where its range would not pack
-  beside the pair index, see `exfiqa_jax.metrics.keys`); sort: see `sort_keys`;
-  curve: also the whole EDC curve; top: impostors the ERC looks at (static,
-  default all: never an overflow).
-  """
+  """ERC and EDC of exact integer image qualities f [N] >= 0 in one program
+  (jit-able): `prepare_keys`, the sort of each class (`sort_keys`: numpy through a
+  callback, or XLA), `metrics_of_sorted`. (A program with a callback is not kept
+  in the persistent compilation cache: the engine runs the numpy sort between
+  two programs instead, see exfiqa_jax.fusion.engine.)"""
   with jax.enable_x64(True):
-    f = f.astype(jnp.int64)
-    if compress:
-      f = dense_rank(f, ds.image_valid, sort)
-    # stage outputs materialised (optimization_barrier): fused into their gathers,
-    # XLA would recompute a whole fusion per element read
-    f = jax.lax.optimization_barrier(f)
-    keys = jax.lax.optimization_barrier(pair_keys(f, ds.sa, ds.sb, ds.sid, ds.valid))
-    gen, imp = class_keys(ds, keys, sort)
-    top = ds.imp_pos.shape[0] if top is None else top
-    fnmr, area, overflow = erc(ds, keys, gen, imp, top)
-    shift = index_bits(ds.sa.shape[0])
-    e = edc(gen, ds.edc_error, ds.n_gen, ds.edc_width, ds.limits, shift)
-    if curve:
-      e = e._replace(
-        **dict(
-          zip(
-            ("discard", "error", "point"),
-            edc_curve(gen, ds.edc_error, ds.n_gen, shift),
-            strict=True,
-          )
-        )
-      )
-    return Metrics(fnmr, area, e, overflow)
+    keys, g, i = prepare_keys(ds, f, compress)
+    gen, imp = sort_keys(g, i, method=sort)
+    return metrics_of_sorted(ds, keys, gen, imp, top, curve)
 
 
 def evaluate_quality(ds: PairSet, quality: jax.Array, curve: bool = False) -> Metrics:
