@@ -78,6 +78,7 @@ def main() -> None:
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument("--smoke", action="store_true", help="batches 1 and 2, small matmuls")
   p.add_argument("--budget", type=float, default=240, help="seconds for the speed table")
+  p.add_argument("--ijbc-variants", type=int, default=200, help="variants of the IJB-C sweep")
   args = p.parse_args()
   begin, device = time.perf_counter(), jax.devices()[0]
   batches, n, rounds, check = (
@@ -143,6 +144,7 @@ def main() -> None:
       )
     )
   fr_rows(args, batches, rounds, begin)
+  sweep_check(args.smoke, args.ijbc_variants)
   print(f"\nTotal {time.perf_counter() - begin:.0f} s")
 
 
@@ -205,6 +207,59 @@ def fr_rows(args, batches: list[int], rounds: int, begin: float) -> None:
   worst = float(np.abs(bf16 - f32).max() / np.abs(f32).max())
   print(
     f"\n{config.name} bfloat16 vs float32 embeddings, 8 images: max|diff|/max|ref| = {worst:.2e}"
+  )
+
+
+def sweep_check(smoke: bool, ijbc_variants: int) -> None:
+  """The fusion sweep on the default device: LFW-sized (full grid) and IJB-C-sized."""
+  from sweep_bench import FMRS, LIMITS, synthetic
+
+  from exfiqa_jax.fusion.engine import evaluate_variant
+  from exfiqa_jax.fusion.subsets import subset_masks
+  from exfiqa_jax.fusion.sweep import sweep
+  from exfiqa_jax.metrics import make_pairset
+
+  n, p, big_n, big_p = (600, 300, 4_000, 40_000) if smoke else (12_000, 6_000, 470_000, 15_658_489)
+  ps = make_pairset(*synthetic(n, p), fmrs=FMRS, limits=LIMITS)
+  t0 = time.perf_counter()
+  table = sweep(ps)
+  cold = time.perf_counter() - t0
+  t0 = time.perf_counter()
+  sweep(ps)
+  warm = time.perf_counter() - t0
+  cpu = jax.devices("cpu")[0]
+  rows = np.random.default_rng(0).choice(len(table["subset"]), 8, replace=False)
+  worst = 0.0
+  for r in rows:
+    mask = (int(table["subset"][r]) >> np.arange(12)) & 1 == 1
+    with jax.default_device(cpu):
+      ref = evaluate_variant(jax.device_put(ps, cpu), mask, str(table["rule"][r]))
+    got = [table[f"erc_area@{f:g}"][r] for f in FMRS] + [
+      table[f"edc_area@{x:g}"][r] for x in LIMITS
+    ]
+    worst = max(worst, float(np.nanmax(np.abs(np.r_[ref["erc_area"], ref["edc_area"]] - got))))
+  print(
+    f"\nFusion sweep, {n} images x 12 exits, {p} pairs, {len(table['subset'])} variants on "
+    f"{jax.devices()[0].device_kind}: {cold:.1f} s cold, {warm:.1f} s compiled "
+    f"({warm / len(table['subset']) * 1e6:.0f} us per variant); 8 rows against the CPU "
+    f"engine: max |difference| {worst:.1e} ({'PASS' if worst <= 1e-6 else 'FAIL'} at 1e-6)"
+  )
+  frac = 19_557 / 15_658_489 if not smoke else 0.05
+  big = make_pairset(
+    *synthetic(big_n, big_p, seed=1, genuine_fraction=frac), fmrs=FMRS, limits=LIMITS
+  )
+  t0 = time.perf_counter()
+  evaluate_variant(big, np.ones(12, bool), "weighted")
+  one = time.perf_counter() - t0
+  k = 4 if smoke else ijbc_variants
+  masks = subset_masks(12)[np.linspace(0, 4094, k).astype(int)]
+  t0 = time.perf_counter()
+  sweep(big, rules=("weighted",), masks=masks)
+  many = time.perf_counter() - t0
+  print(
+    f"\nIJB-C-sized sweep, {big_n} images, {big_p} pairs: one variant {one:.1f} s (incl. "
+    f"compilation); {k} variants {many:.1f} s ({many / k:.3f} s per variant; full grid of "
+    f"20,475 projected {many / k * 20475 / 60:.1f} min)"
   )
 
 

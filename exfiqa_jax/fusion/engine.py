@@ -1,26 +1,40 @@
 """One compiled engine for fused variants: one evaluated with curves, or a chunk of many.
 
-A variant is (exit subset mask [L], rule, normalisation, weights [L]). The
-jitted functions take the padded PairSet as data, so datasets whose sizes fall in
-the same bucket (see `pairset.bucket`) reuse the same compiled code. Many variants
-go through `exfiqa_jax.fusion.chunks.score_variants`.
+A variant is (exit subset mask [L], rule, normalisation, weights [L]). Its fused
+qualities are exact (docs/protocol.md §2): integer fusion of the dataset's exact
+exit integers (`exfiqa_jax.fusion.exact`) on the device, or, for float weights,
+float64 fusion on the host handed over as dense ranks. Either way the metrics
+see exact integer keys (`exfiqa_jax.metrics.evaluate_keys`), so a variant gives
+the same numbers alone and in any chunk, on every backend. The jitted functions
+take the padded PairSet as data, so datasets whose sizes fall in the same bucket
+(see `pairset.bucket`) reuse the same compiled code. Many variants go through
+`exfiqa_jax.fusion.chunks.score_variants`.
 """
 
 from __future__ import annotations
 
 from functools import partial
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from exfiqa_jax.backend import jit_options
-from exfiqa_jax.fusion.rules import NORMS, RULES, depth_weights, fuse, normalize_exits
-from exfiqa_jax.metrics import PairSet, evaluate_quality
+from exfiqa_jax.fusion.exact import (
+  dense_ranks,
+  exit_integers,
+  float_fused,
+  integer_weights,
+  normalised_float,
+)
+from exfiqa_jax.fusion.rules import RULES, fuse_integers
+from exfiqa_jax.metrics import PairSet, metrics_of_sorted, prepare_keys
+from exfiqa_jax.metrics.keys import fits, sort_keys
 
-# XLA's older CPU loop emitters, not its fusion emitters: a sweep chunk compiled in
-# 3.3 s instead of 5.3 s and ran 17% faster on jaxlib 0.10 (same numbers); accelerators
-# ignore it, and a jaxlib that no longer knows the option compiles without it.
+# XLA's older CPU loop emitters, not its fusion emitters: compiles faster and ran
+# faster on jaxlib 0.10 (same numbers); accelerators ignore it, and a jaxlib that no
+# longer knows the option compiles without it.
 ENGINE_OPTIONS = {"xla_cpu_use_fusion_emitters": False}
 
 
@@ -31,30 +45,172 @@ def jit_engine(fn=None, **kwargs):
   return jax.jit(fn, compiler_options=jit_options(ENGINE_OPTIONS), **kwargs)
 
 
-@partial(jit_engine, static_argnums=1)
-def prepare(ps: PairSet, norm: int) -> tuple[jax.Array, jax.Array]:
-  """Normalised exit scores [N, L] and their row-wise argsort [N, L] (for the median).
-  norm: an index into NORMS, static: each compiles only its own branch (0.45 s for
-  all four at once, cold)."""
-  values = normalize_exits(ps.exits, norm, ps.image_valid)
-  return values, jnp.argsort(values, axis=1)
+class Fusion(NamedTuple):
+  """Exact non-negative exit integers on the device (see ExitIntegers), exits major:
+  columns, ascending, order [L, N]; lo [2^h, N], hi [2^(L-h), N] the rule's
+  half-subset tables (`half_tables`) or None."""
+
+  columns: jax.Array
+  ascending: jax.Array
+  order: jax.Array
+  lo: jax.Array | None = None
+  hi: jax.Array | None = None
+
+
+TABLE_BYTES = 1 << 30  # the largest half-subset tables built (IJB-C-sized: 2 x 64 x 470k x 8 B)
+
+
+def half_tables(values: np.ndarray, rule: str, weights: np.ndarray | None):
+  """The rule's aggregate over every subset of the first h = L // 2 exits and of the
+  last L - h: values [N, L] int64 >= 0 -> (lo [2^h, N], hi [2^(L-h), N]), or None
+  (median, too large). Row c aggregates the exits whose bits are set in c (empty
+  rows: the identity of the rule). Each row is one step from a row already built."""
+  n, depth = values.shape
+  h = depth // 2
+  if rule == "median" or ((1 << h) + (1 << (depth - h))) * n * 8 > TABLE_BYTES or depth < 2:
+    return None
+  cols = values.T * (weights[:, None] if rule == "weighted" else 1)
+  op, empty = {
+    "mean": (np.add, 0),
+    "weighted": (np.add, 0),
+    "min": (np.minimum, np.iinfo(np.int64).max),
+    "max": (np.maximum, -1),
+  }[rule]
+
+  def table(part):
+    t = np.empty((1 << len(part), n), np.int64)
+    t[0] = empty
+    for c in range(1, len(t)):
+      low = (c & -c).bit_length() - 1
+      t[c] = op(t[c & (c - 1)], part[low])
+    return t
+
+  return table(cols[:h]), table(cols[h:])
+
+
+class Plan(NamedTuple):
+  """How a group of variants of one rule and normalisation is evaluated.
+
+  integer: fusion on the device from `fusion` with int64 `weights` [B, L], the
+  fused keys rank-compressed first when `compress`; otherwise (float weights)
+  `floats` [N, L] float64 for `exact.float_fused` on the host."""
+
+  integer: bool
+  fusion: Fusion | None
+  weights: np.ndarray
+  compress: bool
+  floats: np.ndarray | None
+
+
+def plan(ps: PairSet, norm: str, rule: str, weights, tables_ok: bool = True) -> Plan:
+  """weights: [B, L] (ignored unless rule is weighted) -> the Plan (host work, once).
+  tables_ok: build half-subset tables (when every row has the same weights)."""
+  exits, valid = np.asarray(ps.exits), np.asarray(ps.image_valid)
+  depth = exits.shape[1]
+  weights = np.asarray(weights)
+  w = integer_weights(weights) if rule == "weighted" else np.ones(weights.shape, np.int64)
+  if w is None:
+    return Plan(
+      False, None, weights.astype(np.float32), False, normalised_float(exits, valid, norm)
+    )
+  multiplier = {"mean": depth, "weighted": int(w.sum(-1).max()), "median": 2}.get(rule, 1)
+  ints = exit_integers(exits, valid, norm, max(multiplier, 1))
+  low = int(ints.values[valid].min())
+  values = np.where(valid[:, None], ints.values - low, 0)  # >= 0: keys need no lower bound
+  asc = np.where(valid[:, None], ints.ascending - low, 0)
+  shared = len(w) and (w == w[:1]).all()
+  tables = half_tables(values, rule, w[0]) if tables_ok and shared else None
+  with jax.enable_x64(True):
+    put = jnp.asarray
+    fusion = Fusion(put(values.T), put(asc.T), put(ints.order.T.astype(np.int32)))
+    if tables is not None:
+      fusion = fusion._replace(lo=put(tables[0]), hi=put(tables[1]))
+  compress = not fits(ints.span * max(multiplier, 1), ps.sa.shape[0])
+  return Plan(True, fusion, w, compress, None)
+
+
+def host_keys(ps: PairSet, p: Plan, masks, weights) -> np.ndarray:
+  """Keys [B, N] int64 of float-weighted variants: float64 fusion, dense ranks."""
+  return dense_ranks(float_fused(p.floats, masks, weights), np.asarray(ps.image_valid))
+
+
+def _areas(m):
+  return m.erc_area, m.edc.area, m.edc.best, m.overflow
+
+
+def host_sort() -> bool:
+  """Whether the class sorts run in numpy between two programs (the CPU backend:
+  numpy's int64 sort is 10-15x faster than the compiled one there, and two
+  callback-free programs stay in the persistent compilation cache)."""
+  return jax.default_backend() == "cpu"
+
+
+def numpy_sort(gen, imp):
+  """Each class's keys [..., n] sorted on the host (int64 numpy arrays)."""
+  return np.sort(np.asarray(gen), axis=-1), np.sort(np.asarray(imp), axis=-1)
+
+
+def prepare_fn(ps, fusion, masks, weights, rule, *, compress: bool):
+  """B variants sharing a rule: masks [B, L], weights [B, L] int64 -> the pair keys
+  [B, P] and the unsorted class keys [B, G], [B, I] (metrics.prepare_keys)."""
+  with jax.enable_x64(True):
+
+    def one(mask, w):
+      return prepare_keys(ps, fuse_integers(fusion, mask, rule, w), compress)
+
+    return jax.vmap(one)(masks, weights)
+
+
+def prepare_keys_fn(ps, image_keys):
+  """The same for B variants given as exact image keys [B, N] int64 (host_keys)."""
+  with jax.enable_x64(True):
+    return jax.vmap(lambda f: prepare_keys(ps, f))(image_keys)
+
+
+def finish_fn(ps, keys, gen, imp, *, top: int):
+  """Areas of B variants from their keys, each class sorted -> (erc_area [B, F],
+  edc_area [B, K], edc_best [B, K], overflow [B]) (metrics.metrics_of_sorted)."""
+  with jax.enable_x64(True):
+    return jax.vmap(lambda k, g, i: _areas(metrics_of_sorted(ps, k, g, i, top)))(keys, gen, imp)
+
+
+def chunk_fn(ps, fusion, masks, weights, rule, *, compress: bool, top: int):
+  """prepare_fn, the sort in the program (lax.sort), finish_fn: for accelerators."""
+  with jax.enable_x64(True):
+    keys, g, i = prepare_fn(ps, fusion, masks, weights, rule, compress=compress)
+    return finish_fn(ps, keys, *sort_keys(g, i, method="xla"), top=top)
+
+
+def keys_fn(ps, image_keys, *, top: int):
+  """prepare_keys_fn, lax.sort, finish_fn: for accelerators."""
+  with jax.enable_x64(True):
+    keys, g, i = prepare_keys_fn(ps, image_keys)
+    return finish_fn(ps, keys, *sort_keys(g, i, method="xla"), top=top)
+
+
+score_prepare = jit_engine(prepare_fn, static_argnames=("compress",))
+score_prepare_keys = jit_engine(prepare_keys_fn)
+score_finish = jit_engine(finish_fn, static_argnames=("top",))
+score_chunk = jit_engine(chunk_fn, static_argnames=("compress", "top"))
+score_keys = jit_engine(keys_fn, static_argnames=("top",))
+
+
+@partial(jit_engine, static_argnames=("compress",))
+def _prepare_one(ps, fusion, mask, weights, rule, compress):
+  with jax.enable_x64(True):
+    return prepare_keys(ps, fuse_integers(fusion, mask, rule, weights), compress)
 
 
 @jit_engine
-def _evaluate(ps, values, order, mask, weights, rule):
-  return evaluate_quality(ps, fuse(values, mask, rule, weights, order))
+def _prepare_one_keys(ps, image_keys):
+  with jax.enable_x64(True):
+    return prepare_keys(ps, image_keys)
 
 
 @jit_engine
-def score_chunk(ps: PairSet, values, order, masks, weights, rule):
-  """Areas of B variants sharing a rule: masks, weights [B, L] ->
-  (erc_area [B, F], edc_area [B, K], edc_best [B, K])."""
-
-  def one(mask, w):
-    m = evaluate_quality(ps, fuse(values, mask, rule, w, order))
-    return m.erc_area, m.edc.area, m.edc.best
-
-  return jax.vmap(one)(masks, weights)
+def _finish_one(ps, keys, gen, imp):
+  with jax.enable_x64(True):
+    return metrics_of_sorted(ps, keys, gen, imp, curve=True)
 
 
 def evaluate_variant(
@@ -64,18 +220,27 @@ def evaluate_variant(
 
   Returns erc_fnmr [20, F] (rates i/20), erc_area [F], edc_area, edc_best [K]
   (the limits of `ps`), and the EDC curve points edc_discard, edc_error (ending
-  at (1, 0)). Memory is O(P + N L): an IJB-C-sized list fits in a few GB.
+  at (1, 0)). weights: [L] for the weighted rule, default the depth weights 1..L.
+  Memory is O(P + N L): an IJB-C-sized list fits in a few GB.
   """
   depth = ps.exits.shape[1]
-  w = depth_weights(depth) if weights is None else jnp.asarray(weights, jnp.float32)
-  values, order = prepare(ps, NORMS.index(norm))
-  m = _evaluate(ps, values, order, jnp.asarray(mask, bool), w, RULES.index(rule))
-  point = np.asarray(m.edc.point)
-  return {
-    "erc_fnmr": np.asarray(m.erc_fnmr),
-    "erc_area": np.asarray(m.erc_area),
-    "edc_area": np.asarray(m.edc.area),
-    "edc_best": np.asarray(m.edc.best),
-    "edc_discard": np.r_[np.asarray(m.edc.discard)[point], 1.0],
-    "edc_error": np.r_[np.asarray(m.edc.error)[point], 0.0],
-  }
+  mask = np.asarray(mask, bool)
+  w = np.arange(1, depth + 1) if weights is None else np.asarray(weights)
+  p = plan(ps, norm, rule, w[None], tables_ok=False)
+  with jax.enable_x64(True):
+    if p.integer:
+      args = (ps, p.fusion, jnp.asarray(mask), jnp.asarray(p.weights[0]), RULES.index(rule))
+      keys, g, i = _prepare_one(*args, p.compress)
+    else:
+      keys, g, i = _prepare_one_keys(ps, jnp.asarray(host_keys(ps, p, mask[None], p.weights)[0]))
+    g, i = numpy_sort(g, i) if host_sort() else sort_keys(g, i, method="xla")
+    m = _finish_one(ps, keys, jnp.asarray(g), jnp.asarray(i))
+    point = np.asarray(m.edc.point)
+    return {
+      "erc_fnmr": np.asarray(m.erc_fnmr),
+      "erc_area": np.asarray(m.erc_area),
+      "edc_area": np.asarray(m.edc.area),
+      "edc_best": np.asarray(m.edc.best),
+      "edc_discard": np.r_[np.asarray(m.edc.discard)[point], 1.0],
+      "edc_error": np.r_[np.asarray(m.edc.error)[point], 0.0],
+    }

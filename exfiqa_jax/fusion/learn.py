@@ -13,8 +13,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from exfiqa_jax.fusion.engine import evaluate_variant, prepare
-from exfiqa_jax.fusion.rules import NORMS
+from exfiqa_jax.fusion.engine import evaluate_variant
+from exfiqa_jax.fusion.rules import normalize_exits
 from exfiqa_jax.metrics import make_pairset
 
 
@@ -58,13 +58,13 @@ def learn_weights(
     for name, i in (("train", perm[:cut]), ("test", perm[cut:]))
   }
   train = parts["train"]
-  values, _ = prepare(train, NORMS.index(norm))
+  values = normalize_exits(train.exits, norm, train.image_valid)  # float32: training only
   g = np.flatnonzero(np.asarray(train.erc_genuine))
   ga, gb, err = train.a[g], train.b[g], train.edc_error[g]
 
   def loss(theta):
     w = jax.nn.softmax(jnp.where(mask, theta, -jnp.inf))
-    f = values @ w
+    f = jnp.matmul(values, w, precision=jax.lax.Precision.HIGHEST)
     return soft_edc_area(jnp.minimum(f[ga], f[gb]), err, limit, tau)
 
   opt = optax.adam(lr)

@@ -1,6 +1,9 @@
 """Fusion of per-exit quality scores over an exit subset (docs/protocol.md §2), pure JAX.
 
-Every function works on one subset mask and one weight vector; vmap over them.
+`fuse_integers` is what the engine evaluates: exact keys of the fused scores
+from exact integer exit values. `fuse` and `normalize_exits` are the plain
+float32 definitions (learned weights train through them; tests compare with
+them). Every function works on one subset mask and one weight vector; vmap over them.
 """
 
 from __future__ import annotations
@@ -71,7 +74,7 @@ def fuse(
 
   def mean(w):
     w = jnp.where(mask, w, 0)
-    return scores @ (w / jnp.sum(w))
+    return jnp.matmul(scores, w / jnp.sum(w), precision=jax.lax.Precision.HIGHEST)
 
   # a loop over the L exits of elementwise [N] accumulators: no [L, N] masked copy
   # per variant, and vmapped over masks it fuses into one pass over the images
@@ -107,3 +110,61 @@ def fuse(
       lambda: extreme(jnp.maximum, -jnp.inf),
     ],
   )
+
+
+def fuse_integers(fusion, mask: jax.Array, rule: int | jax.Array, weights: jax.Array) -> jax.Array:
+  """Exact fused keys [N] int64 from exact non-negative integer exit values
+  (docs/protocol.md §2; see exfiqa_jax.fusion.exact): one subset mask [L], integer
+  weights [L]. fusion: `exfiqa_jax.fusion.engine.Fusion` (columns, ascending,
+  order [L, N]; optional half-subset tables).
+
+  mean: sum over the subset; weighted: sum of w_i x_i; median: the middle value
+  (odd count) or the sum of the two middle values (even); min, max. A divisor
+  shared by all images of a variant is left out: the order and ties are those of
+  the fused scores. With tables (lo [2^h, N], hi [2^(L-h), N]: the rule's
+  aggregate of every subset of the first h exits and of the others, built once),
+  mean, weighted, min and max cost one operation per image: combine row
+  (code mod 2^h) of lo with row (code >> h) of hi. `rule` may be traced (one
+  program serves all five). Call inside `jax.enable_x64(True)`.
+  """
+  cols = fusion.columns  # [L, N]
+  depth = cols.shape[0]
+  big = jnp.iinfo(jnp.int64).max
+  w = jnp.where(mask, weights.astype(jnp.int64), 0)
+  code = code_of(mask, jnp)
+
+  def loop(op, init, term):
+    acc = jnp.full(cols.shape[1:], init, jnp.int64)
+    for i in range(depth):
+      acc = op(acc, term(i))
+    return acc
+
+  def direct(r):
+    return [
+      lambda: loop(jnp.add, 0, lambda i: jnp.where(mask[i], cols[i], 0)),
+      lambda: loop(jnp.add, 0, lambda i: w[i] * cols[i]),
+      median,
+      lambda: loop(jnp.minimum, big, lambda i: jnp.where(mask[i], cols[i], big)),
+      lambda: loop(jnp.maximum, -1, lambda i: jnp.where(mask[i], cols[i], -1)),
+    ][r]
+
+  def tabled(op):
+    h = (fusion.lo.shape[0] - 1).bit_length()
+    return lambda: op(fusion.lo[code & ((1 << h) - 1)], fusion.hi[code >> h])
+
+  def median():
+    k = jnp.sum(mask, dtype=jnp.int32)
+    count = jnp.zeros(cols.shape[1:], jnp.int32)
+    acc = jnp.zeros(cols.shape[1:], jnp.int64)
+    for j in range(depth):
+      sel = (code >> fusion.order[j]) & 1  # is the j-th smallest score of each image selected
+      count = count + sel
+      pick = (sel > 0) & ((count == (k + 1) // 2) | (count == k // 2 + 1))
+      acc = acc + jnp.where(pick, fusion.ascending[j], 0)
+    return acc
+
+  if fusion.lo is not None:
+    branches = [tabled(jnp.add), tabled(jnp.add), median, tabled(jnp.minimum), tabled(jnp.maximum)]
+  else:
+    branches = [direct(r) for r in range(5)]
+  return jax.lax.switch(rule, branches)

@@ -70,11 +70,13 @@ def sweep(
   weights=None,
   memory_mb: float = 256,
   progress: bool = False,
+  devices=None,
 ) -> dict:
   """Every subset (default all 2^L - 1) x rule x normalisation -> a table.
 
   weights: [L] for the weighted rule (default depth weights 1..L); progress: a
-  progress bar counting variants.
+  progress bar counting variants; devices: this host's devices (default all; the
+  variants are spread over every host, see exfiqa_jax.fusion.chunks).
   """
   depth = ps.exits.shape[1]
   masks = subset_masks(depth) if masks is None else np.asarray(masks, bool)
@@ -85,7 +87,7 @@ def sweep(
   ) as bar:
     for norm in norms:
       for rule in rules:
-        res = score_variants(ps, masks, w, rule, norm, memory_mb)
+        res = score_variants(ps, masks, w, rule, norm, memory_mb, devices)
         parts.append(
           table(
             ps, masks, *res, cost, rule=np.full(len(masks), rule), norm=np.full(len(masks), norm)

@@ -30,13 +30,15 @@ def sweep_weights(
   norm: str = "none",
   cost: ViTConfig | Sequence[float] | None = None,
   memory_mb: float = 256,
+  devices=None,
 ) -> dict:
   """The weighted rule for each weight row [W, L] over one subset (default all
-  exits) -> a table (see exfiqa_jax.fusion.sweep) with a `weights` column [W, L]."""
+  exits) -> a table (see exfiqa_jax.fusion.sweep) with a `weights` column [W, L].
+  Float weights fuse in float64 on the host (exfiqa_jax.fusion.exact.float_fused)."""
   weights = np.asarray(weights, np.float32)
   mask = np.ones(ps.exits.shape[1], bool) if mask is None else np.asarray(mask, bool)
   masks = np.broadcast_to(mask, weights.shape)
-  res = score_variants(ps, masks, weights, "weighted", norm, memory_mb)
+  res = score_variants(ps, masks, weights, "weighted", norm, memory_mb, devices)
   return table(
     ps,
     masks,

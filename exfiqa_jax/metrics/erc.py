@@ -1,10 +1,18 @@
 """ERC protocol of docs/protocol.md §4 in exact integer arithmetic, pure JAX.
 
-Pairs are held in descending comparison-score order (built once per dataset by
-`exfiqa_jax.metrics.pairset.make_pairset`). Pair i is kept at discard rates 0..R_i. The
-counts the protocol needs ("kept impostors above position x at rate r") come
-from per-block kept counts and bit masks (`Kept` below), so a variant costs
-O(P) and not O(20 P).
+Input: every pair's unique int64 quality key (`exfiqa_jax.metrics.keys`) by
+descending comparison-score position, and each class's keys sorted. A pair is
+kept at discard rate r exactly when its key is at least B_r, the key at quality
+position floor(r P / 20) (`boundaries`: a bisection over the two sorted classes),
+so no rank scatter and no sort of all pairs is needed.
+
+At FMR f the threshold at rate r depends on the first ~f * #impostors + 2 kept
+impostors in score order only, so only the `top` highest-scoring impostors are
+looked at (a cumulative count of kept ones over [top] per rate); where a variant
+would need more, `erc` says so (overflow) and the caller reruns it with every
+impostor. Genuine pairs become uint32 bit words over blocks of 32 (genuine index
+in score order) per rate; every genuine count the protocol needs is a popcount
+sum over [G / 32] words. Per variant: O(20 (top + G)) work, not O(20 P).
 """
 
 from __future__ import annotations
@@ -14,30 +22,71 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from exfiqa_jax.metrics.keys import KEY_MAX
+
 RATES = 20  # discard rates i / 20, i = 0..19; the last is 0.95, no point at 1
-S = 32  # positions per block: the bits of a uint32 word
+W = 32  # genuine pairs per bit word
 
 
-class Kept(NamedTuple):
-  """Blocked view of one variant: bits [2, nb, 20] uint32 kept impostors / genuines
-  of each block at each rate; before [2, nb + 1, 20] kept counts before each block."""
+def boundaries(gen: jax.Array, imp: jax.Array, n_gen, n_imp, count) -> jax.Array:
+  """The quality key at position floor(r count / 20) of the merged order, r = 0..19 -> [20].
 
-  bits: jax.Array
+  gen, imp: [G], [I] each class's keys ascending (padding KEY_MAX at the end).
+  For position k, the number i of genuine keys among the k smallest is the
+  smallest i with gen[i] > imp[k - i - 1] (monotone in i: a bisection of
+  log2(P) steps, all 20 rates at once); the key is min(gen[i], imp[k - i]).
+  """
+  k = (jnp.arange(RATES, dtype=jnp.int32) * count) // RATES
+
+  def g(i):
+    return jnp.where(i < n_gen, jnp.take(gen, jnp.clip(i, 0, gen.shape[0] - 1)), KEY_MAX)
+
+  def h(j):
+    x = jnp.where(j < n_imp, jnp.take(imp, jnp.clip(j, 0, imp.shape[0] - 1)), KEY_MAX)
+    return jnp.where(j < 0, -KEY_MAX, x)
+
+  def step(_, lohi):
+    lo, hi = lohi
+    mid = (lo + hi) // 2
+    ok = g(mid) > h(k - mid - 1)
+    return jnp.where(lo < hi, jnp.where(ok, lo, mid + 1), lo), jnp.where((lo < hi) & ok, mid, hi)
+
+  lo, hi = jnp.maximum(0, k - n_imp), jnp.minimum(k, n_gen)
+  steps = (gen.shape[0] + imp.shape[0]).bit_length() + 1
+  i, _ = jax.lax.fori_loop(0, steps, step, (lo, hi))
+  return jnp.minimum(g(i), h(k - i))
+
+
+def prefix(x: jax.Array) -> jax.Array:
+  """Inclusive prefix sums along the last axis by log2(n) shifted adds (XLA's CPU
+  cumsum costs 30-60x more on these small int arrays)."""
+  n, s = x.shape[-1], 1
+  while s < n:
+    x = x + jnp.pad(x[..., :-s], [(0, 0)] * (x.ndim - 1) + [(s, 0)])
+    s *= 2
+  return x
+
+
+class Bits(NamedTuple):
+  """The kept pairs of one class at one rate, by index in score order: words [nb]
+  uint32 (bit j of word b: pair 32 b + j kept), before [nb + 1] kept before each word."""
+
+  words: jax.Array
   before: jax.Array
 
 
-def kept_blocked(impostor: jax.Array, genuine: jax.Array, pos: jax.Array, rate: jax.Array) -> Kept:
-  """impostor, genuine: [P] bool by score position; pos: [P] a permutation of the
-  score positions; rate: [P] int32 rate index R of the pair at pos (-1: never kept)."""
-  n = pos.shape[0]
-  nb = -(-n // S)
-  cls = jnp.stack([impostor[pos], genuine[pos]])
-  bit = jnp.where(cls, jnp.uint32(1) << (pos.astype(jnp.uint32) % S), jnp.uint32(0))
-  exact = jnp.zeros((2, nb, RATES + 1), jnp.uint32).at[:, pos // S, rate + 1].add(bit)
-  bits = jnp.cumsum(exact[..., ::-1], -1)[..., ::-1][..., 1:]  # kept at rate r: R >= r
-  per_block = jax.lax.population_count(bits).astype(jnp.int32)
-  before = jnp.concatenate([jnp.zeros((2, 1, RATES), jnp.int32), jnp.cumsum(per_block, 1)], 1)
-  return Kept(bits, before)
+def kept_bits(keys: jax.Array, bounds: jax.Array, real: jax.Array) -> Bits:
+  """keys: [n] of one class in score order; bounds: [20]; real: [n] -> Bits with a
+  leading rate axis [20, ...] (kept at rate r: key >= B_r; one compare each,
+  straight into the bit words: XLA fuses the whole thing into one pass)."""
+  n = keys.shape[0]
+  nb = -(-n // W)
+  k = jnp.pad(jnp.where(real, keys, -1), (0, nb * W - n), constant_values=-1).reshape(nb, W)
+  kept = k[None] >= bounds[:, None, None]  # [20, nb, 32]
+  shifts = jnp.uint32(1) << jnp.arange(W, dtype=jnp.uint32)
+  words = jnp.sum(jnp.where(kept, shifts, jnp.uint32(0)), axis=2, dtype=jnp.uint32)  # disjoint bits
+  counts = jax.lax.population_count(words).astype(jnp.int32)
+  return Bits(words, jnp.pad(prefix(counts), [(0, 0), (1, 0)]))
 
 
 def _below(off):
@@ -45,96 +94,105 @@ def _below(off):
   return (jnp.uint32(1) << off.astype(jnp.uint32)) - 1
 
 
-def kept_count(kb: Kept, c: int, r, x):
-  """#{kept class-c pairs at positions < x} at rate r."""
-  blk = x // S
-  row = jnp.minimum(blk, kb.bits.shape[1] - 1)
-  inside = jax.lax.population_count(kb.bits[c, row, r] & _below(x - blk * S))
-  return kb.before[c, blk, r] + inside.astype(jnp.int32)
+def count_below(b: Bits, j):
+  """#{kept with index < j} (j may exceed the indices: all kept)."""
+  nb = b.words.shape[0]
+  blk = jnp.minimum(j // W, nb)
+  part = jax.lax.population_count(b.words[jnp.minimum(blk, nb - 1)] & _below(j - blk * W))
+  return b.before[blk] + jnp.where(blk < nb, part.astype(jnp.int32), 0)
 
 
-def kept_nth(kb: Kept, c: int, r, n):
-  """Position of the n-th (1-based) kept class-c pair at rate r (n <= their count)."""
-  blk = jnp.sum(kb.before[c, 1:, r] < n)
-  row = jnp.minimum(blk, kb.bits.shape[1] - 1)
-  upto = jnp.uint32(0xFFFFFFFF) >> (S - 1 - jnp.arange(S, dtype=jnp.uint32))  # bits 0..j
-  run = kb.before[c, row, r] + jax.lax.population_count(kb.bits[c, row, r] & upto).astype(jnp.int32)
-  return row * S + jnp.sum(run < n)
-
-
-def kept_last(kb: Kept, r, x):
-  """Largest kept position < x at rate r (-1: none)."""
-  nb = kb.bits.shape[1]
-  any_kept = kb.bits[0, :, r] | kb.bits[1, :, r]  # [nb]
-
-  def top(blk, w):
-    return blk * S + S - 1 - jax.lax.clz(w).astype(jnp.int32)
-
-  blk = x // S
+def nth(b: Bits, n):
+  """Index of the n-th (1-based) kept pair; nb * 32 or more when fewer are kept."""
+  nb = b.words.shape[0]
+  blk = jnp.sum(b.before[1:] < n)
   row = jnp.minimum(blk, nb - 1)
-  w = any_kept[row] & _below(x - blk * S)
-  prev = jnp.max(jnp.where((jnp.arange(nb) < blk) & (any_kept > 0), jnp.arange(nb), -1))
-  there = jnp.where(prev >= 0, top(prev, any_kept[jnp.maximum(prev, 0)]), -1)
-  return jnp.where(w > 0, top(row, w), there)
+  upto = jnp.uint32(0xFFFFFFFF) >> (W - 1 - jnp.arange(W, dtype=jnp.uint32))  # bits 0..j
+  run = b.before[row] + jax.lax.population_count(b.words[row] & upto).astype(jnp.int32)
+  return jnp.where(blk < nb, row * W + jnp.sum(run < n), nb * W)
 
 
-class ErcData(NamedTuple):
-  """Pairs in descending score order; padding sorts last and is neither class.
-
-  position: [P] score-order position of each pair (pair-list order).
-  genuine, impostor: [P] bool.
-  start, end: [P] int32 first and last position of each position's score-tie group.
-  """
-
-  position: jax.Array
-  genuine: jax.Array
-  impostor: jax.Array
-  start: jax.Array
-  end: jax.Array
+def last_below(b: Bits, j):
+  """The largest kept index < j (-1: none)."""
+  c = count_below(b, j)
+  return jnp.where(c > 0, nth(b, jnp.maximum(c, 1)), -1)
 
 
-def _fnmr(data: ErcData, kb: Kept, r, num, den):
-  """FNMR at rate r for FMR num/den: the threshold is the smallest remaining score t
+def _fnmr(ps, imp: Bits, gen: Bits, top, n_imp, n_gen, num, den):
+  """FNMR at one rate for FMR num/den -> (fnmr, overflow).
+
+  imp, gen: the kept impostors (the first `top` in score order) and genuines;
+  n_imp, n_gen: kept counts. The threshold is the smallest remaining score t
   minimising |FMR(t) - num/den| (FMR(t) = #{impostor >= t} / #impostors), chosen
   among the achievable impostor counts bracketing c* = num * n_imp / den, the
-  larger on an exact tie; a genuine score equal to t is a non-match."""
-  p = data.position.shape[0]
-  n_imp, n_gen = kb.before[0, -1, r], kb.before[1, -1, r]
+  larger on an exact tie; a genuine score equal to t is a non-match. Counts at a
+  score include its whole tie group.
+  """
   q, rem = (num * n_imp) // den, (num * n_imp) % den
-  # independent queries share one vmapped call each (fewer ops to compile)
-  nth = jax.vmap(lambda n: kept_nth(kb, 0, r, n))
-  first, at_hi, at_q = nth(jnp.stack([1, q + (rem > 0), jnp.maximum(q, 1)]))
-  zero_ok = kept_count(kb, 1, r, data.start[first]) > 0  # a kept genuine above every kept impostor
-  # kept impostors >= the scores at at_hi and at_q, and > the score at at_q
-  hi, q_end, q_start = jax.vmap(lambda x: kept_count(kb, 0, r, x))(
-    jnp.stack([data.end[at_hi] + 1, data.end[at_q] + 1, data.start[at_q]])
+  last = top - 1
+
+  def upto(i):  # kept impostors up to the end of impostor i's score-tie group
+    e = ps.imp_upto[jnp.minimum(i, last)]
+    return count_below(imp, e), e > top
+
+  first, at_hi, at_q = jax.vmap(lambda n: nth(imp, n))(
+    jnp.stack([1, q + (rem > 0), jnp.maximum(q, 1)])
   )
+  zero_ok = count_below(gen, ps.imp_gen[jnp.minimum(first, last)]) > 0
+  (hi, over_hi), (q_end, over_q) = upto(at_hi), upto(at_q)
+  q_start = count_below(imp, ps.imp_before[jnp.minimum(at_q, last)])
   lo_group = jnp.where(q_end == q, q, q_start)
   lo = jnp.where(q >= 1, lo_group, 0)
   lo = jnp.where((lo > 0) | zero_ok, lo, -1)
   delta = jnp.clip((q - lo) - (hi - q), -2, 1)  # sign of |lo - c*| - |hi - c*| is exact here
   sel = jnp.where((lo >= 0) & (den * delta < -2 * rem), lo, hi)
-  below = jnp.where(sel < n_imp, data.start[kept_nth(kb, 0, r, jnp.minimum(sel + 1, n_imp))], p)
-  t = kept_last(kb, r, below)  # the lowest remaining score above the next impostor group
-  non_match = n_gen - kept_count(kb, 1, r, data.start[jnp.maximum(t, 0)])
+  nxt, at_sel = jax.vmap(lambda n: nth(imp, n))(
+    jnp.stack([jnp.minimum(sel + 1, n_imp), jnp.maximum(sel, 1)])
+  )
+  # genuines above x (the start of the next kept impostor's group), or all of them
+  jx = jnp.where(sel < n_imp, ps.imp_gen[jnp.minimum(nxt, last)], ps.n_gen)
+  # t: the lowest kept score above x, an impostor (the sel-th kept) or a genuine
+  t_imp = jnp.where(sel >= 1, ps.imp_pos[jnp.minimum(at_sel, last)], -1)
+  i_gen = last_below(gen, jx)
+  t_gen = jnp.where(i_gen >= 0, ps.gen_pos[jnp.maximum(i_gen, 0)], -1)
+  j = jnp.where(
+    t_gen > t_imp, ps.gen_group[jnp.maximum(i_gen, 0)], ps.imp_gen[jnp.minimum(at_sel, last)]
+  )
+  non_match = n_gen - count_below(gen, j)
   fnmr = non_match.astype(jnp.float32) / n_gen.astype(jnp.float32)
-  return jnp.where((n_imp > 0) & (n_gen > 0), fnmr, jnp.nan)
+  ok = (n_imp > 0) & (n_gen > 0)
+  used = jnp.stack(
+    [first, at_hi, at_q, jnp.where(sel < n_imp, nxt, 0), jnp.where(sel >= 1, at_sel, 0)]
+  )
+  overflow = ok & (jnp.any(used >= top) | over_hi | over_q)
+  return jnp.where(ok, fnmr, jnp.nan), overflow
 
 
-def erc(
-  data: ErcData, order: jax.Array, n_valid: jax.Array, num: jax.Array, den: jax.Array
-) -> tuple[jax.Array, jax.Array]:
-  """ERC curves and areas -> (fnmr [20, F], area [F]).
+def erc(ps, keys: jax.Array, gen: jax.Array, imp: jax.Array, top: int):
+  """ERC curves and areas -> (fnmr [20, F], area [F], overflow []).
 
-  order: [P] pair-list indices by ascending pair quality, valid pairs first (a
-  stable sort: equal qualities keep pair-list order, so results never depend on
-  the machine). n_valid: [] valid pairs. Rate i/20 discards floor(i * n_valid / 20)
-  pairs: the pair at quality position j is kept at rates 0..R_j.
+  keys: [P] int64 unique quality keys by score position (padding KEY_MAX);
+  gen, imp: each class's keys ascending; top: impostors looked at (static; every
+  impostor when it is the padded impostor count). Rate i/20 discards the
+  floor(i P / 20) pairs of lowest key (P the real pair count). overflow: the
+  result needs more than `top` impostors (the numbers are then invalid).
   """
-  j = jnp.arange(order.shape[0])
-  rate = jnp.where(j < n_valid, jnp.minimum((RATES * (j + 1) - 1) // n_valid, RATES - 1), -1)
-  kb = kept_blocked(data.impostor, data.genuine, data.position[order], rate)
-  per_rate = jax.vmap(lambda r: jax.vmap(lambda n, d: _fnmr(data, kb, r, n, d))(num, den))
-  fnmr = per_rate(jnp.arange(RATES))
-  area = (jnp.sum(fnmr, 0) - (fnmr[0] + fnmr[-1]) / 2) / RATES  # trapezoid, step 0.05
-  return fnmr, area
+  bounds = boundaries(gen, imp, ps.n_gen, ps.n_imp, ps.count)
+  n_gen_r = ps.n_gen - jnp.searchsorted(gen, bounds, side="left").astype(jnp.int32)
+  n_imp_r = ps.n_imp - jnp.searchsorted(imp, bounds, side="left").astype(jnp.int32)
+  g_real = jnp.arange(ps.gen_pos.shape[0]) < ps.n_gen
+  gen_bits = kept_bits(keys[ps.gen_pos], bounds, g_real)
+  imp_bits = kept_bits(keys[ps.imp_pos[:top]], bounds, jnp.arange(top) < ps.n_imp)
+  per_rate = jax.vmap(
+    lambda ib, gb, ni, ng: jax.vmap(lambda n, d: _fnmr(ps, ib, gb, top, ni, ng, n, d))(
+      ps.fmr_num, ps.fmr_den
+    )
+  )
+  fnmr, overflow = per_rate(imp_bits, gen_bits, n_imp_r, n_gen_r)
+  # trapezoid, step 0.05, summed in rate order by elementwise adds: a reduction's
+  # order (and float32 rounding) would depend on the batch shape of the program
+  inner = fnmr[1]
+  for r in range(2, RATES - 1):
+    inner = inner + fnmr[r]
+  area = (inner + (fnmr[0] + fnmr[-1]) / 2) / RATES
+  return fnmr, area, jnp.any(overflow)

@@ -103,3 +103,21 @@ def test_pareto_front_is_the_lower_envelope():
     [False, True, False],
     [True, True, False],
   ]
+
+
+def test_accelerator_path_equals_the_cpu_path(ps, monkeypatch):
+  """One program with lax.sort (what GPUs and TPUs run) gives the CPU path's table."""
+  from exfiqa_jax.fusion import chunks, engine
+
+  w = simplex(L, 5, seed=2)
+  cpu = sweep(ps, norms=("none", "zscore")), sweep_weights(ps, w)
+  one = evaluate_variant(ps, [True, True, False, True], "median")
+  monkeypatch.setattr(chunks, "host_sort", lambda: False)
+  monkeypatch.setattr(engine, "host_sort", lambda: False)
+  xla = sweep(ps, norms=("none", "zscore")), sweep_weights(ps, w)
+  for a, b in zip(cpu, xla, strict=True):
+    for k in a:
+      np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+  again = evaluate_variant(ps, [True, True, False, True], "median")
+  for k in one:
+    np.testing.assert_array_equal(one[k], again[k], err_msg=k)

@@ -21,7 +21,7 @@ def tied_data(seed, n=160, p=300, levels=7):
   return quality, a, b, genuine, scores.astype(np.float32)
 
 
-_eval = jax.jit(evaluate_quality)
+_eval = jax.jit(evaluate_quality, static_argnames="curve")
 
 
 @pytest.mark.parametrize("seed,pad", [(0, True), (1, False), (2, True)])
@@ -30,7 +30,7 @@ def test_erc_and_edc_match_references(seed, pad):
   ds = make_pairset(
     quality[:, None], a, b, genuine, scores, fmrs=FMRS, limits=(0.2, 0.3, 1.0), pad=pad
   )
-  m = _eval(ds, ds.exits[:, 0])
+  m = _eval(ds, ds.exits[:, 0], curve=True)
   pq = np.minimum(quality[a], quality[b])
   for f, fmr in enumerate(FMRS):
     fnmr, area = erc_reference(pq, scores, genuine, fmr)
@@ -54,7 +54,7 @@ def test_continuous_data_and_starting_fnmr_threshold():
   ds = make_pairset(
     q[:, None], a, b, genuine, scores, fmrs=(1e-2, 1e-3), edc_fmr=None, edc_fnmr=0.3
   )
-  m = _eval(ds, ds.exits[:, 0])
+  m = _eval(ds, ds.exits[:, 0], curve=True)
   pq = np.minimum(q[a], q[b])
   thr = np.quantile(scores[genuine == 1].astype(np.float64), 0.3)
   _, areas, _ = edc_reference(pq, scores, genuine, thr, (0.2, 0.3))
