@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import os
 
+from exfiqa_jax.cli import add_force, positive_int
+
 NAME = "attention"
 HELP = "save the quality token's attention over the patches at every block as PNG images"
 
@@ -13,8 +15,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
   p.add_argument("--checkpoint", required=True, help="a checkpoint written by `exfiqa convert`")
   p.add_argument("--images", required=True, help="a folder of images or a list file")
   p.add_argument("--out", required=True, help="folder for one PNG per image and attention.npz")
+  add_force(p, "the --out folder")
   p.add_argument("--channel-order", choices=("rgb", "bgr"), default="rgb")
-  p.add_argument("--max-images", type=int, default=16)
+  p.add_argument("--max-images", type=positive_int, default=16)
+
+
+def png_names(names: list[str]) -> list[str]:
+  """One PNG file name per image name, all different: `<stem>.png` (path separators
+  as `_`) when the stems are all different, else the whole names with `%` and the
+  separator escaped, then `.png` (`a.jpg` and `a.png` -> `a.jpg.png`, `a.png.png`)."""
+  stems = [os.path.splitext(n)[0].replace(os.sep, "_") + ".png" for n in names]
+  if len(set(stems)) == len(stems):
+    return stems
+  return [n.replace("%", "%25").replace(os.sep, "%2F") + ".png" for n in names]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -22,10 +35,11 @@ def run(args: argparse.Namespace) -> int:
 
   from exfiqa_jax import load, preprocess
   from exfiqa_jax.data.images import list_images, read_images
-  from exfiqa_jax.fileio import atomic_path
+  from exfiqa_jax.fileio import atomic_path, check_output
   from exfiqa_jax.models.attention_maps import quality_token_attention
   from exfiqa_jax.report import plots
 
+  check_output(args.out, force=args.force, directory=True, kind="attention", option="--out")
   ckpt = load(args.checkpoint)
   names, paths = list_images(args.images)
   names, paths = names[: args.max_images], paths[: args.max_images]
@@ -35,11 +49,12 @@ def run(args: argparse.Namespace) -> int:
   g = ckpt.config.grid
   maps = rows.mean(axis=2).reshape(len(names), ckpt.config.depth, g, g)  # mean over heads
   shown = images[..., ::-1] if args.channel_order == "bgr" else images
-  with atomic_path(args.out, directory=True) as tmp:
-    for i, name in enumerate(names):
-      stem = os.path.splitext(name)[0].replace(os.sep, "_")
+  with atomic_path(
+    args.out, directory=True, force=args.force, kind="attention", option="--out"
+  ) as tmp:
+    for i, (name, png) in enumerate(zip(names, png_names(names), strict=True)):
       plots.attention_grid(
-        os.path.join(tmp, f"{stem}.png"),
+        os.path.join(tmp, png),
         shown[i],
         maps[i],
         title=f"{name}: quality-token attention (mean over heads)",

@@ -49,17 +49,25 @@ def benchmark_inputs(
   batch_size: int = 32,
   dtype=jnp.float32,
   progress: bool = True,
+  replace: bool = False,
 ) -> BenchmarkInputs:
   """Scores `dataset` (cached in `out_dir`) and pairs it up for evaluation.
 
   variables: (graphdef, params, batch_stats). fr_embeddings: a
   `<dataset>_<FRModel>` folder or an aligned `.npy` matrix; by default the
-  model's own embedding head gives the comparison scores.
+  model's own embedding head gives the comparison scores. replace: an `out_dir`
+  holding another run is cleared of it (`exfiqa_jax.scoring.score`).
   """
   if dataset.pairs is None:
     raise ValueError(f"dataset {dataset.name!r} has no pairs to evaluate")
   scores = score(
-    variables, dataset.images, out_dir, batch_size=batch_size, dtype=dtype, progress=progress
+    variables,
+    dataset.images,
+    out_dir,
+    batch_size=batch_size,
+    dtype=dtype,
+    progress=progress,
+    replace=replace,
   )
   emb = scores.embeddings if fr_embeddings is None else load_embeddings(fr_embeddings, scores.ids)
   ids, exits, t = scores.ids, scores.exit_scores, dataset.templates

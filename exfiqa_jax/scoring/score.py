@@ -126,7 +126,7 @@ class Scores:
 
   @classmethod
   def read(cls, path: str) -> "Scores":
-    z = resume.read_npz(path)
+    z = resume.read_npz(path, ["ids", "exit_scores"], optional=["embeddings"])
     return cls(z["ids"], z["exit_scores"], z.get("embeddings"))
 
 
@@ -147,11 +147,13 @@ def score(
   dtype=jnp.float32,
   progress: bool = True,
   devices=None,
+  replace: bool = False,
 ) -> Scores:
   """variables: (graphdef, params, batch_stats), e.g. `exfiqa_jax.load(path)[1:]`.
 
   `chunk_size` (default 32 batches) must be a multiple of `batch_size`, and
-  `batch_size` a multiple of the number of local devices.
+  `batch_size` a multiple of the number of local devices. replace: an `out_dir`
+  holding another run is cleared of it instead of refused (`run_folder.start`).
   """
   graphdef, params, batch_stats = variables
   mesh = local_mesh(devices)
@@ -185,9 +187,10 @@ def score(
       embedding=embedding,
       dtype=jnp.dtype(dtype).name,
       channel_order=images.channel_order,
+      content_id=getattr(images, "content_id", None),
       **resume.fingerprint(images.ids, (params, batch_stats)),
     )
-    done = resume.start(out_dir, run)
+    done = resume.start(out_dir, run, replace=replace)
   todo = [
     k for k in host_chunks(len(bounds), jax.process_index(), jax.process_count()) if k not in done
   ]
@@ -198,7 +201,7 @@ def score(
     return Scores(images.ids, parts["exit_scores"], parts.get("embeddings"))
   _sync("exfiqa-score-chunks")
   if jax.process_index() == 0:
-    chunks = {k: resume.read_npz(resume.chunk_path(out_dir, k)) for k in range(len(bounds))}
+    chunks = {k: resume.read_chunk(out_dir, k) for k in range(len(bounds))}
     resume.write_scores(out_dir, images.ids, gather_in_order(chunks, len(bounds)))
   _sync("exfiqa-score-merged")
   return Scores.read(os.path.join(out_dir, resume.SCORES_FILE))

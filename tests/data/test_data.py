@@ -19,7 +19,7 @@ def _png(array) -> bytes:
 
 
 def _built_dirs(data_dir):
-  return [r for r, _, files in os.walk(data_dir) if "dataset_info.json" in files]
+  return [r for r, _, files in os.walk(data_dir) if "build.json" in files]
 
 
 @pytest.mark.parametrize("protocol", [2, 4])
