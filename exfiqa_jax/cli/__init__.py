@@ -91,6 +91,15 @@ def _message(e: BaseException) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+  """Runs `exfiqa ARGV` -> exit status (argparse's own errors exit 2 from inside)."""
+  try:
+    return _main(argv)
+  except KeyboardInterrupt:  # before a command started (while parsing or importing)
+    print("exfiqa: interrupted", file=sys.stderr)
+    return EXIT_INTERRUPTED
+
+
+def _main(argv: list[str] | None) -> int:
   parser = argparse.ArgumentParser(prog="exfiqa", description=__doc__.splitlines()[0])
   parser.add_argument("--version", action="version", version=f"exfiqa {_version()}")
   sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
