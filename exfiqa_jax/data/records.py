@@ -19,7 +19,7 @@ _INDEX = struct.Struct("<q")
 
 def write_records(path: str, images: Iterable[bytes]) -> int:
   """Writes the encoded images in order; returns how many."""
-  writer = ArrayRecordWriter(path, "group_size:1")
+  writer = ArrayRecordWriter(path, "group_size:1,uncompressed")  # images are compressed
   n = 0
   try:
     for n, data in enumerate(images, 1):
