@@ -19,6 +19,7 @@ so memory does not grow with the dataset's size.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Iterable, Iterator
@@ -128,6 +129,7 @@ def build(
   """
   b = make_builder(builder, name, manual_dir, channel_order, image_root)
   target = dataset_dir(data_dir, builder, name)
+  made = [p for p in (data_dir, os.path.dirname(os.path.dirname(target))) if not os.path.isdir(p)]
   lock = FolderLock(os.path.dirname(target), f"building dataset {builder}/{name}")
   lock.acquire(wait=True)
   try:
@@ -145,6 +147,11 @@ def build(
       info = dict(params=params, num_images=n, **plain)
       with open(os.path.join(tmp, BUILD_FILE), "w", encoding="utf-8") as f:
         json.dump(info, f, indent=1, sort_keys=True)
+  except BaseException:
+    for p in (os.path.dirname(target), *reversed(made)):  # the folders this build made, if empty
+      with contextlib.suppress(OSError):
+        os.rmdir(p)
+    raise
   finally:
     lock.release()
   return f"{builder}/{name}"

@@ -501,3 +501,19 @@ def test_truncated_or_empty_chunks_are_scored_again(tmp_path):
   again = score(variables, source, str(tmp_path / "w"), batch_size=4, chunk_size=8, progress=False)
   np.testing.assert_array_equal(again.exit_scores, first.exit_scores)
   assert np.load(c0)["exit_scores"].shape == (8, TINY.depth)
+
+
+def test_embedding_files_refuse_shared_stems_and_lying_headers(tmp_path):
+  from exfiqa_jax.evaluation.comparison import load_embeddings
+
+  (tmp_path / "emb").mkdir()
+  np.save(tmp_path / "emb" / "a.npy", np.ones(4, np.float32))
+  with pytest.raises(ValueError, match=r"'a\.jpg' and 'a\.png' share the stem 'a'"):
+    load_embeddings(str(tmp_path / "emb"), np.array(["a.jpg", "a.png"]))
+  with open(tmp_path / "m.npy", "wb") as f:  # a header claiming 2^40 floats, 16 bytes of data
+    np.lib.format.write_array_header_1_0(
+      f, {"descr": "<f4", "fortran_order": False, "shape": (1 << 20, 1 << 20)}
+    )
+    f.write(bytes(16))
+  with pytest.raises(ValueError, match=r"m\.npy: header declares 4,398,046,511,104 bytes"):
+    load_embeddings(str(tmp_path / "m.npy"), np.array(["x"]))

@@ -41,7 +41,8 @@ def test_a_changed_source_is_built_again(tmp_path):
   ds = data.load("verification_bin/demo", str(tmp_path / "ds"))
   assert len(ds.images) == 4 and len(ds.pairs.a) == 2
   np.testing.assert_array_equal(ds.images.read([3, 0]), imgs[[3, 0]])
-  info = json.load(open(os.path.join(built, "build.json")))
+  with open(os.path.join(built, "build.json")) as f:
+    info = json.load(f)
   assert info["params"]["source"][0][0] == "demo.bin" and info["num_images"] == 4
   # Another option is another build too.
   (tmp_path / "f").mkdir()

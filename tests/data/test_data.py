@@ -185,6 +185,7 @@ def test_bad_inputs_give_clear_errors_and_no_dataset(tmp_path, case, error, mess
   with pytest.raises(error, match=message):
     data.build("cr_fiqa_folder", "x", str(root), str(tmp_path / "tfds"), "rgb")
   assert _built_dirs(tmp_path / "tfds") == []
+  assert not (tmp_path / "tfds").exists()  # issue 14: no empty folders left either
   with pytest.raises(FileNotFoundError, match="is not built"):
     data.load("cr_fiqa_folder/x", str(tmp_path / "tfds"))
 
