@@ -1,10 +1,26 @@
-"""exfiqa-jax: early-exit face image quality assessment (EX-FIQA) in JAX/Flax."""
+"""exfiqa-jax: early-exit face image quality assessment (EX-FIQA) in JAX/Flax.
 
-from exfiqa_jax.data.preprocess import normalize, preprocess
-from exfiqa_jax.models.checkpoint import load, save
-from exfiqa_jax.models.config import ViTConfig
-from exfiqa_jax.models.inference import abstract_variables, apply, create, split
-from exfiqa_jax.models.vit import Outputs, ViTFIQA
+The names below are imported on first use (PEP 562), so that importing a part of
+the package that needs no JAX (e.g. `exfiqa --help`) does not pay for it.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+_WHERE = {
+  "normalize": "exfiqa_jax.data.preprocess",
+  "preprocess": "exfiqa_jax.data.preprocess",
+  "load": "exfiqa_jax.models.checkpoint",
+  "save": "exfiqa_jax.models.checkpoint",
+  "ViTConfig": "exfiqa_jax.models.config",
+  "abstract_variables": "exfiqa_jax.models.inference",
+  "apply": "exfiqa_jax.models.inference",
+  "create": "exfiqa_jax.models.inference",
+  "split": "exfiqa_jax.models.inference",
+  "Outputs": "exfiqa_jax.models.vit",
+  "ViTFIQA": "exfiqa_jax.models.vit",
+}
 
 __all__ = [
   "ViTConfig",
@@ -19,3 +35,15 @@ __all__ = [
   "load",
   "save",
 ]
+
+
+def __getattr__(name: str):
+  if name not in _WHERE:
+    raise AttributeError(f"module 'exfiqa_jax' has no attribute {name!r}")
+  value = getattr(importlib.import_module(_WHERE[name]), name)
+  globals()[name] = value
+  return value
+
+
+def __dir__() -> list[str]:
+  return sorted([*globals(), *__all__])

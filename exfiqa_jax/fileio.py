@@ -1,52 +1,251 @@
-"""Atomic file output: write to a temporary sibling, rename when complete."""
+"""File output for every command: the output policy, atomic writes, folder locks.
+
+Output policy (one rule for every command, `check_output`): an existing output
+is kept unless `force`; with `force` a file output is replaced, and a folder
+output only when it is empty or its marker file (`.exfiqa-output.json`, written
+by `atomic_path(directory=True)`) shows that exfiqa wrote it as the same kind of
+output. An unrelated folder is never deleted, with or without `force`.
+
+Atomic writes (`atomic_path`): the output is written under a temporary sibling
+`.NAME.tmp-<host>-<pid>-<random>`, fsynced, renamed over NAME, and the parent
+folder fsynced. New files get mode 0666 & ~umask (folders 0777 & ~umask), as
+`open()` and `mkdir` would. On failure the temporary is removed; a temporary
+left by a process that died (same host, pid gone: a kill, a power cut) is
+removed by the next write of the same output (`remove_stale`).
+
+Locks (`FolderLock`): an exclusive `flock` on a folder itself (no lock file), so
+that two processes never write one run folder or one dataset at once.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
+import glob
+import json
 import os
+import re
+import secrets
 import shutil
-import tempfile
-from collections.abc import Iterator
+import socket
+import sys
+from collections.abc import Callable, Iterator
+
+MARKER = ".exfiqa-output.json"
+_HOST = re.sub(r"[^A-Za-z0-9_.]", "_", socket.gethostname()) or "host"
+_TAG = re.compile(r"\.(?:tmp|old)-([A-Za-z0-9_.]+)-(\d+)-[0-9a-f]{8}")
+
+
+def _tag(kind: str) -> str:
+  return f".{kind}-{_HOST}-{os.getpid()}-{secrets.token_hex(4)}"
+
+
+def _marker_kind(path: str) -> str | None:
+  try:
+    with open(os.path.join(path, MARKER), encoding="utf-8") as f:
+      return str(json.load(f).get("kind"))
+  except (OSError, ValueError, AttributeError):
+    return None
+
+
+def check_output(
+  path: str, *, force: bool, directory: bool = False, kind: str = "output", option: str = ""
+) -> None:
+  """Raises FileExistsError unless `path` may be written (the policy above).
+
+  kind: the kind of folder output (e.g. "checkpoint"); option: the command-line
+  option naming `path`, for the messages.
+  """
+  name = f"{option} {path}" if option else path
+  if not os.path.lexists(path):
+    return
+  if directory and not os.path.isdir(path):
+    raise FileExistsError(f"{name} is a file; this output is a folder")
+  if not directory and os.path.isdir(path):
+    raise FileExistsError(f"{name} is a folder; this output is a file (give a file path)")
+  if not force:
+    raise FileExistsError(f"{name} exists; pass --force to overwrite it")
+  if directory and os.listdir(path) and _marker_kind(path) != kind:
+    raise FileExistsError(
+      f"{name} exists and is not a {kind} written by exfiqa (no {MARKER} marker): "
+      "--force replaces only what exfiqa wrote, so it was left as it is; "
+      "remove it yourself or choose another path"
+    )
+
+
+def _alive(host: str, pid: int) -> bool:
+  if host != _HOST:
+    return True  # another machine's: cannot tell, keep it
+  try:
+    os.kill(pid, 0)
+  except ProcessLookupError:
+    return False
+  except PermissionError:
+    return True
+  return True
+
+
+def _remove(path: str) -> None:
+  if os.path.isdir(path) and not os.path.islink(path):
+    shutil.rmtree(path, ignore_errors=True)
+  else:
+    with contextlib.suppress(FileNotFoundError):
+      os.remove(path)
+
+
+def remove_stale(folder: str, name: str = "*") -> list[str]:
+  """Removes the temporaries of `name` (default: any) in `folder` whose writer
+  died; returns their paths. Temporaries of live processes are kept."""
+  pattern = os.path.join(glob.escape(folder), f".{name if name == '*' else glob.escape(name)}.*-*")
+  removed = []
+  for p in glob.glob(pattern):
+    m = _TAG.search(os.path.basename(p))
+    if m and not _alive(m.group(1), int(m.group(2))):
+      _remove(p)
+      removed.append(p)
+  return removed
+
+
+def fsync_tree(path: str) -> None:
+  """fsync a file, or every file and folder under a folder."""
+  if os.path.isdir(path):
+    for root, dirs, files in os.walk(path):
+      for f in files:
+        fsync_tree(os.path.join(root, f))
+      fsync_dir(root)
+    return
+  fd = os.open(path, os.O_RDONLY)
+  try:
+    os.fsync(fd)
+  finally:
+    os.close(fd)
+
+
+def fsync_dir(path: str) -> None:
+  fd = os.open(path, os.O_RDONLY)
+  try:
+    os.fsync(fd)
+  except OSError as e:  # some file systems cannot sync a folder
+    if e.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):
+      raise
+  finally:
+    os.close(fd)
 
 
 @contextlib.contextmanager
-def atomic_path(path: str, *, force: bool = True, directory: bool = False) -> Iterator[str]:
-  """Yields a temporary sibling of `path` to write; renames it to `path` on success.
+def atomic_path(
+  path: str,
+  *,
+  force: bool | None = None,
+  directory: bool = False,
+  kind: str = "output",
+  option: str = "",
+) -> Iterator[str]:
+  """Yields a temporary sibling of `path` to write; moves it to `path` on success.
 
-  On any exception the temporary file or folder is removed and `path` is left
-  as it was. With `force=False` an existing `path` is a FileExistsError.
+  force: may an existing `path` be replaced (`check_output`); default True for a
+  file (a part of an output its command already claimed) and False for a folder.
+  A folder output gets the marker of `kind`. On any exception the temporary is
+  removed and `path` is left as it was.
   """
   path = os.path.abspath(path)
-  if not force and os.path.exists(path):
-    raise FileExistsError(f"{path} exists; pass --force to overwrite it")
-  parent = os.path.dirname(path)
+  force = (not directory) if force is None else force
+  check_output(path, force=force, directory=directory, kind=kind, option=option)
+  parent, base = os.path.split(path)
   os.makedirs(parent, exist_ok=True)
-  prefix = f".{os.path.basename(path)}.tmp-"
+  remove_stale(parent, base)
+  tmp = os.path.join(parent, f".{base}{_tag('tmp')}")
   if directory:
-    tmp = tempfile.mkdtemp(dir=parent, prefix=prefix)
+    os.mkdir(tmp, 0o777)
   else:
-    fd, tmp = tempfile.mkstemp(dir=parent, prefix=prefix)
-    os.close(fd)
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
   try:
     yield tmp
+    if directory:
+      os.makedirs(tmp, exist_ok=True)  # a writer may have replaced the folder
+      with open(os.path.join(tmp, MARKER), "w", encoding="utf-8") as f:
+        json.dump({"kind": kind, "written_by": "exfiqa"}, f)
+    fsync_tree(tmp)
+    check_output(path, force=force, directory=directory, kind=kind, option=option)
     if directory and os.path.isdir(path):
-      shutil.rmtree(path)
-    os.replace(tmp, path)
+      old = os.path.join(parent, f".{base}{_tag('old')}")
+      os.rename(path, old)
+      os.rename(tmp, path)
+      _remove(old)
+    else:
+      os.replace(tmp, path)
+    fsync_dir(parent)
   except BaseException:
-    if os.path.isdir(tmp):
-      shutil.rmtree(tmp)
-    elif os.path.exists(tmp):
-      os.remove(tmp)
+    for p in glob.glob(glob.escape(tmp) + "*"):  # and what a writer put beside it
+      _remove(p)
     raise
 
 
 def write_text(path: str, text: str) -> None:
-  """Writes `text` to `path` atomically."""
+  """Writes `text` to `path` atomically (replacing it)."""
   with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
     f.write(text)
 
 
 def write_bytes(path: str, data: bytes) -> None:
-  """Writes `data` to `path` atomically."""
+  """Writes `data` to `path` atomically (replacing it)."""
   with atomic_path(path) as tmp, open(tmp, "wb") as f:
     f.write(data)
+
+
+class FolderBusy(RuntimeError):
+  """Another process holds the lock of a folder."""
+
+
+class FolderLock:
+  """An exclusive lock on a folder (created if missing), held by this process.
+
+  `flock` on the folder's own descriptor: no lock file, released by the kernel
+  when the process ends however it ends. On a network file system without
+  `flock` support the lock is not shared between machines. Re-entrant within a
+  process: acquiring a folder this process holds is a no-op, one release frees it.
+  """
+
+  _held: dict[str, int] = {}  # realpath -> descriptor
+
+  def __init__(self, path: str, what: str = "run"):
+    self.path, self.what = path, what
+
+  def acquire(self, wait: bool = False, notify: Callable[[str], None] | None = None) -> None:
+    os.makedirs(self.path, exist_ok=True)
+    key = os.path.realpath(self.path)
+    if key in self._held:
+      return
+    fd = os.open(key, os.O_RDONLY)
+    try:
+      try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+      except BlockingIOError:
+        if not wait:
+          raise FolderBusy(
+            f"{self.path}: another exfiqa process is using this folder ({self.what}); "
+            "wait for it to finish or use another folder"
+          ) from None
+        (notify or _stderr)(f"{self.path}: waiting for another exfiqa process ({self.what})")
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    except BaseException:
+      os.close(fd)
+      raise
+    self._held[key] = fd
+
+  def release(self) -> None:
+    fd = self._held.pop(os.path.realpath(self.path), None)
+    if fd is not None:
+      os.close(fd)  # closing the descriptor releases the flock
+
+  def __enter__(self) -> FolderLock:
+    self.acquire()
+    return self
+
+  def __exit__(self, *exc) -> None:
+    self.release()
+
+
+def _stderr(message: str) -> None:
+  print(message, file=sys.stderr, flush=True)

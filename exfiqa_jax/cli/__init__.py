@@ -1,8 +1,10 @@
 """The `exfiqa` command line: one sub-command per module of this package.
 
 Each module there defines `NAME`, `HELP`, `add_arguments(parser)` and
-`run(args) -> int`; modules are imported only when their command runs, so
-`exfiqa info` does not pay for torch or TFDS imports.
+`run(args) -> int`; modules are imported only when their command runs, and
+nothing imports JAX before the arguments are parsed, so `--help` is quick.
+Errors are one line on stderr (`exfiqa COMMAND: error: ...`, exit 2); Ctrl-C
+exits 130 with one line; a closed output pipe (`exfiqa info | head`) ends quietly.
 """
 
 from __future__ import annotations
@@ -13,11 +15,51 @@ import os
 import pkgutil
 import sys
 
-import jax
+EXIT_ERROR, EXIT_INTERRUPTED, EXIT_PIPE = 2, 130, 141
 
 
 def _command_names() -> list[str]:
   return sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_"))
+
+
+def positive_int(text: str) -> int:
+  """argparse type: an integer >= 1."""
+  try:
+    value = int(text)
+  except ValueError:
+    raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+  if value < 1:
+    raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+  return value
+
+
+def add_force(p: argparse.ArgumentParser, what: str = "the output") -> None:
+  p.add_argument(
+    "--force",
+    action="store_true",
+    help=f"replace {what} if it exists (only a file or folder exfiqa wrote; "
+    "an unrelated folder is never replaced)",
+  )
+
+
+def add_quiet(p: argparse.ArgumentParser) -> None:
+  p.add_argument("--quiet", action="store_true", help="no progress bars or library messages")
+
+
+def quiet_libraries() -> None:
+  """Silences the info and warning messages of the libraries (absl, orbax, TF-style C++ logs)."""
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+  import logging
+
+  logging.getLogger().setLevel(logging.ERROR)
+  for name in ("absl", "jax", "orbax", "jax._src.xla_bridge"):
+    logging.getLogger(name).setLevel(logging.ERROR)
+  try:
+    from absl import logging as absl_logging
+
+    absl_logging.set_verbosity(absl_logging.ERROR)
+  except ImportError:  # absl comes with orbax; nothing to silence without it
+    pass
 
 
 def compilation_cache() -> None:
@@ -25,12 +67,41 @@ def compilation_cache() -> None:
   from the cache in about 1 s): in $JAX_COMPILATION_CACHE_DIR when set (empty: no
   cache), else in $XDG_CACHE_HOME/exfiqa-jax/xla (default ~/.cache/exfiqa-jax/xla)."""
   if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    import jax
+
     home = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     jax.config.update("jax_compilation_cache_dir", os.path.join(home, "exfiqa-jax", "xla"))
 
 
+def _version() -> str:
+  from importlib.metadata import PackageNotFoundError, version
+
+  try:
+    return version("exfiqa-jax")
+  except PackageNotFoundError:
+    return "unknown (not installed)"
+
+
+def _message(e: BaseException) -> str:
+  if isinstance(e, KeyError) and e.args:
+    return str(e.args[0])
+  if isinstance(e, OSError) and e.strerror and e.filename:
+    return f"{e.filename}: {e.strerror}"
+  return str(e) or type(e).__name__
+
+
 def main(argv: list[str] | None = None) -> int:
+  """Runs `exfiqa ARGV` -> exit status (argparse's own errors exit 2 from inside)."""
+  try:
+    return _main(argv)
+  except KeyboardInterrupt:  # before a command started (while parsing or importing)
+    print("exfiqa: interrupted", file=sys.stderr)
+    return EXIT_INTERRUPTED
+
+
+def _main(argv: list[str] | None) -> int:
   parser = argparse.ArgumentParser(prog="exfiqa", description=__doc__.splitlines()[0])
+  parser.add_argument("--version", action="version", version=f"exfiqa {_version()}")
   sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
   argv = sys.argv[1:] if argv is None else argv
   names = _command_names()
@@ -39,18 +110,52 @@ def main(argv: list[str] | None = None) -> int:
   for name in names:
     if name in chosen:
       mod = importlib.import_module(f"{__name__}.{name}")
-      p = sub.add_parser(mod.NAME, help=mod.HELP, description=mod.HELP)
+      p = sub.add_parser(
+        mod.NAME,
+        help=mod.HELP,
+        description=mod.HELP,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+      )
       mod.add_arguments(p)
       p.set_defaults(_run=mod.run)
     else:
       sub.add_parser(name)
   args = parser.parse_args(argv)
-  compilation_cache()
+  if getattr(args, "quiet", False):
+    quiet_libraries()
+  prefix = f"exfiqa {args.command}: error:"
   try:
-    return int(args._run(args) or 0)
-  except (ValueError, FileNotFoundError, FileExistsError, KeyError) as e:
-    print(f"exfiqa {args.command}: error: {e}", file=sys.stderr)
-    return 2
+    compilation_cache()
+    code = int(args._run(args) or 0)
+    sys.stdout.flush()  # a closed pipe shows here, not at exit
+    return code
+  except KeyboardInterrupt:
+    print(f"exfiqa {args.command}: interrupted; completed outputs are kept", file=sys.stderr)
+    return EXIT_INTERRUPTED
+  except BrokenPipeError:
+    _quiet_stdout()
+    return EXIT_PIPE
+  except (ValueError, KeyError, OSError, RuntimeError, TypeError) as e:
+    print(f"{prefix} {_message(e)}", file=sys.stderr)
+    return EXIT_ERROR
+  except Exception as e:  # a bug: still one line, the traceback on request
+    if os.environ.get("EXFIQA_TRACEBACK"):
+      raise
+    print(
+      f"{prefix} unexpected {type(e).__name__}: {_message(e)} "
+      "(set EXFIQA_TRACEBACK=1 to see where)",
+      file=sys.stderr,
+    )
+    return EXIT_ERROR
+
+
+def _quiet_stdout() -> None:
+  """After a closed pipe: point stdout at /dev/null so that the exit flush is silent."""
+  try:
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+  except (OSError, ValueError):
+    pass
 
 
 if __name__ == "__main__":

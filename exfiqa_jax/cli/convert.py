@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 
+from exfiqa_jax.cli import add_force, add_quiet, positive_int
 from exfiqa_jax.models.fr_config import FAMILIES
 
 NAME = "convert"
@@ -19,16 +20,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
   p.add_argument("dst", metavar="DST", help="output checkpoint folder (see exfiqa_jax.load)")
   p.add_argument(
     "--num-heads",
-    type=int,
-    default=8,
-    help="attention heads; not readable from the shapes (default 8, as released)",
+    type=positive_int,
+    default=None,
+    help="attention heads; not readable from the shapes: from SRC.json when `exfiqa "
+    "export` wrote one, else 8, as released",
   )
   p.add_argument(
     "--image-size",
-    type=int,
+    type=positive_int,
     default=None,
-    help="input size; default: the smallest multiple of 8 giving the checkpoint's "
-    "patch grid (112 for the released model)",
+    help="input size; default: from SRC.json, else the smallest multiple of 8 giving "
+    "the checkpoint's patch grid (112 for the released model)",
   )
   p.add_argument(
     "--family",
@@ -37,12 +39,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     help="the source is that release's face-recognition backbone (its wrapper, BatchNorm "
     "eps, input channel order and scaling); default: a ViT-FIQA checkpoint",
   )
-  p.add_argument("--force", action="store_true", help="overwrite an existing DST")
+  add_force(p, "DST")
   p.add_argument(
     "--verify",
     action="store_true",
     help="compare with the PyTorch reference model on test images first",
   )
+  add_quiet(p)
 
 
 def run(args: argparse.Namespace) -> int:

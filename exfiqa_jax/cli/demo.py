@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import os
 
+from exfiqa_jax.cli import add_force, add_quiet, positive_int
+
 NAME = "demo"
 HELP = (
   "generate a benchmark and a checkpoint in the released PyTorch layout, convert, "
@@ -23,9 +25,10 @@ numbers show that the pipeline runs end to end; they say nothing about the metho
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-  p.add_argument("--out", default="out/demo", help="output folder (default out/demo)")
-  p.add_argument("--pairs", type=int, default=300, help="pairs in the generated benchmark")
-  p.add_argument("--quiet", action="store_true", help="no progress bars")
+  p.add_argument("--out", default="out/demo", help="output folder")
+  add_force(p, "an earlier demo in --out")
+  p.add_argument("--pairs", type=positive_int, default=300, help="pairs in the generated benchmark")
+  add_quiet(p)
 
 
 def _write_checkpoint(model_cfg, params, batch_stats, files: str, checkpoint: str) -> str:
@@ -57,7 +60,9 @@ def run(args: argparse.Namespace) -> int:
   from exfiqa_jax.evaluation.job_config import check_job
   from exfiqa_jax.evaluation.run import evaluate_job, inputs_path, read_inputs
   from exfiqa_jax.evaluation.saved_sweep import sweep_inputs
+  from exfiqa_jax.fileio import check_output
 
+  check_output(os.path.join(args.out, "summary.md"), force=args.force, option="--out")
   demo = config_path("demo")
   cfg = load_config_file(demo)
   files = os.path.join(args.out, "files")
@@ -75,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
   print("3/4 scoring and evaluating")
   check_job(cfg, demo)
   header = HEADER.format(pairs=args.pairs, width=model_cfg.width, depth=model_cfg.depth)
-  summary, [(_, _, analysis)] = evaluate_job(cfg, header, progress=not args.quiet)
+  summary, [(_, _, analysis)] = evaluate_job(cfg, header, progress=not args.quiet, force=args.force)
   print("4/4 sweeping weights")
   sweep = sweep_inputs(
     read_inputs(inputs_path(args.out, "demo", "self")),
@@ -83,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
     os.path.join(args.out, "sweep"),
     "demo_self",
     analysis,
+    progress=not args.quiet,
   )
   print(f"wrote {summary}\nwrote {sweep}")
   return 0

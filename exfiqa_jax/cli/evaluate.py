@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from exfiqa_jax.cli import add_force, add_quiet
+
 NAME = "evaluate"
 HELP = "run an evaluation job config: scores, ERC/EDC of every exit and fusion, report"
 
@@ -20,13 +22,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     metavar="KEY=VALUE",
     help="config overrides, e.g. out_dir=out/x sweep.top_k=5",
   )
-  p.add_argument("--quiet", action="store_true", help="no progress bars")
+  add_force(p, "the report in out_dir (and score caches there holding another run)")
+  add_quiet(p)
 
 
 def run(args: argparse.Namespace) -> int:
+  import os
+
   from exfiqa_jax.evaluation.job_config import load_job
   from exfiqa_jax.evaluation.run import evaluate_job
+  from exfiqa_jax.fileio import check_output
 
-  summary, _ = evaluate_job(load_job(args.config, args.overrides), progress=not args.quiet)
+  cfg = load_job(args.config, args.overrides)
+  check_output(os.path.join(cfg["out_dir"], "summary.md"), force=args.force, option="out_dir")
+  summary, _ = evaluate_job(cfg, progress=not args.quiet, force=args.force)
   print(f"wrote {summary}")
   return 0

@@ -4,10 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-import jax
-import numpy as np
-from flax import nnx
-
 NAME = "info"
 HELP = "print the parameter count and GFLOPs per image of every exit of a model config"
 
@@ -21,6 +17,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+  import jax
+  import numpy as np
+  from flax import nnx
+
   from exfiqa_jax import abstract_variables
   from exfiqa_jax.configs import load_config_file
   from exfiqa_jax.models.config import ViTConfig

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 
+from exfiqa_jax.cli import add_force, add_quiet, positive_int
+
 NAME = "score"
 HELP = "score aligned 112x112 face images (a folder or a list file) with a checkpoint"
 
@@ -23,9 +25,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     "(relative to the list file's folder)",
   )
   p.add_argument("--out", required=True, metavar="FILE.npz", help="output file")
+  add_force(p, "--out (and a --work-dir holding another run)")
   p.add_argument(
     "--batch-size",
-    type=int,
+    type=positive_int,
     default=32,
     help="global batch per host; a multiple of the local device count",
   )
@@ -52,7 +55,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     action="store_true",
     help="call jax.distributed.initialize() first (multi-host pods)",
   )
-  p.add_argument("--quiet", action="store_true", help="no progress bar")
+  add_quiet(p)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -63,11 +66,13 @@ def run(args: argparse.Namespace) -> int:
   import jax.numpy as jnp
 
   from exfiqa_jax.data import from_files
+  from exfiqa_jax.fileio import check_output
   from exfiqa_jax.models.checkpoint import load
   from exfiqa_jax.models.config import ViTConfig
   from exfiqa_jax.scoring.run_folder import save_npz
   from exfiqa_jax.scoring.score import score
 
+  check_output(args.out, force=args.force, option="--out")
   loaded = load(args.checkpoint, expect=ViTConfig)
   images = from_files(args.images, args.channel_order).images
   s = score(
@@ -77,8 +82,10 @@ def run(args: argparse.Namespace) -> int:
     batch_size=args.batch_size,
     dtype=jnp.dtype(args.dtype),
     progress=not args.quiet,
+    replace=args.force,
   )
   if jax.process_index() == 0:
+    check_output(args.out, force=args.force, option="--out")
     save_npz(
       args.out,
       dict(

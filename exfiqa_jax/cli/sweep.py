@@ -13,6 +13,8 @@ import copy
 import os
 import tempfile
 
+from exfiqa_jax.cli import add_force, add_quiet
+
 NAME = "sweep"
 HELP = "fusion sweep on saved scores: subsets, weights, learned weights, Pareto front"
 
@@ -43,7 +45,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     help="with --scores: cost = exit number instead of the vit_s GFLOPs",
   )
   p.add_argument("--out", help="output folder (default <out_dir>/sweep or out/sweep)")
-  p.add_argument("--quiet", action="store_true", help="no progress bar")
+  add_force(p, "sweep files of the same name in --out")
+  add_quiet(p)
   p.add_argument(
     "--distributed",
     action="store_true",
@@ -90,9 +93,11 @@ def sweep_config(overrides: list[str]) -> dict:
 def run(args: argparse.Namespace) -> int:
   import numpy as np
 
+  from exfiqa_jax.data.npz import describe
   from exfiqa_jax.evaluation.job_config import load_job
   from exfiqa_jax.evaluation.run import inputs_path, read_inputs
   from exfiqa_jax.evaluation.saved_sweep import sweep_inputs
+  from exfiqa_jax.fileio import check_output
 
   if args.config:
     cfg = load_job(args.config, args.overrides)
@@ -110,7 +115,8 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.pairs:
       raise ValueError("--scores needs --pairs (a list of `idA idB label score`)")
-    depth = np.load(args.scores)["exit_scores"].shape[1] if os.path.isfile(args.scores) else 0
+    shapes = describe(args.scores) if os.path.isfile(args.scores) else {}
+    depth = shapes["exit_scores"][0][-1] if len(shapes.get("exit_scores", ((),))[0]) == 2 else 0
     cost = np.arange(1, depth + 1.0) if args.depth_cost else exit_gflops(ViTConfig(depth=depth))
     work = {
       os.path.splitext(os.path.basename(args.scores))[0]: inputs_from_files(
@@ -125,6 +131,9 @@ def run(args: argparse.Namespace) -> int:
   out = args.out or os.path.join(cfg.get("out_dir", "out"), "sweep")
   import jax
 
+  if jax.process_index() == 0:
+    for key in work:
+      check_output(os.path.join(out, f"{key}.md"), force=args.force, option="--out")
   with tempfile.TemporaryDirectory() as scratch:
     where = out if jax.process_index() == 0 else scratch  # every host computes, host 0 writes
     for key, z in work.items():

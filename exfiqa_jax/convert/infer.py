@@ -11,7 +11,11 @@ from exfiqa_jax.models.config import ViTConfig
 def check_architecture(sd: StateDict) -> None:
   """Refuses state_dicts that are not a ViT-FIQA ("token" mode) backbone, saying what they are."""
   keys = set(sd)
-  if "blocks.0.attn.qkv.weight" in keys and ("qs_token" in keys or "head_qs.1.weight" in keys):
+  # The quality token or head and the blocks say ViT-FIQA; a key missing among
+  # them is then named by the key check, not taken for another architecture.
+  if ("qs_token" in keys or "head_qs.1.weight" in keys) and any(
+    k.startswith("blocks.") for k in keys
+  ):
     return
   found = []
   if "cls_token" in keys:

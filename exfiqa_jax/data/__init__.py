@@ -1,4 +1,4 @@
-"""Face benchmark data as TFDS builders over local files, read without TensorFlow.
+"""Face benchmark data: datasets built once from local files, read without TensorFlow.
 
 Builders (`build(builder, name, manual_dir, data_dir)`): `verification_bin`
 (lfw.bin, agedb_30.bin, ...), `cr_fiqa_folder` (XQLFW, Adience, ...),

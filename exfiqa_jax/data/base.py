@@ -1,24 +1,19 @@
-"""Shared parts of the face-data builders: records, array metadata, id checks.
+"""Shared parts of the face-data builders: the builder interface and id checks.
 
-Every builder writes one split, `images`, of records `{index, id, image}` in
-input order (`image` holds the file's encoded PNG/JPEG bytes, decoded only when
-read), and beside them the `ArraysMetadata` files. Reading needs no TensorFlow.
+A builder reads a dataset's local files (`read()`): the image ids in input
+order, the encoded images in that order, and the dataset's arrays and settings
+(pairs, templates, channel order). `manifest()` names the files whose change
+means the dataset must be built again (lists, pair files, the .bin).
 """
 
 from __future__ import annotations
 
-import inspect
 import os
 from collections.abc import Iterable, Sequence
 
 import numpy as np
-import tensorflow_datasets as tfds
-from etils import epath
 
-from exfiqa_jax.data.images import decode, stack
-from exfiqa_jax.data.metadata import ArraysMetadata
-
-SPLIT = "images"
+from exfiqa_jax.data.text import name_array
 
 
 def file_bytes(path: str) -> bytes:
@@ -31,7 +26,7 @@ def file_bytes(path: str) -> bytes:
 
 def unique_ids(ids: Sequence[str], where: str) -> np.ndarray:
   """ids as a str array [N]; a repeated id is a ValueError naming it."""
-  arr = np.asarray(list(ids), dtype=str)
+  arr = name_array(list(ids), where)
   values, counts = np.unique(arr, return_counts=True)
   if (counts > 1).any():
     raise ValueError(f"{where}: duplicate image ids {values[counts > 1][:5].tolist()}")
@@ -47,44 +42,32 @@ def id_index(ids: np.ndarray, wanted: Sequence[str], where: str) -> np.ndarray:
   return np.asarray([lookup[w] for w in wanted], dtype=np.int64)
 
 
-class FaceBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
-  """A builder over local files; subclasses implement `_read(manual_dir)`."""
+class FaceBuilder:
+  """A dataset over local files; subclasses set `name` and implement `_read`, `manifest`.
 
-  VERSION = tfds.core.Version("1.0.0")
-  MANUAL_DOWNLOAD_INSTRUCTIONS = "Pass the folder holding the dataset's files as manual_dir."
+  manual_dir: the folder holding the files; config: the dataset's name;
+  options: the builder's settings (recorded with the build).
+  """
 
-  @tfds.core.utils.classproperty
-  @classmethod
-  def code_path(cls) -> epath.Path:
-    """The builder's source file (the default lookup wants a package not installed)."""
-    return epath.Path(inspect.getfile(cls))
+  name = ""
+  OPTIONS: tuple[str, ...] = ()
 
-  def _info(self) -> tfds.core.DatasetInfo:
-    features = tfds.features.FeaturesDict(
-      {
-        "index": np.int64,
-        "id": tfds.features.Text(),
-        "image": tfds.features.Image(shape=(None, None, 3)),
-      }
-    )
-    return tfds.core.DatasetInfo(
-      builder=self,
-      description=self.__doc__,
-      features=features,
-      metadata=ArraysMetadata(),
-      disable_shuffling=True,
-    )
+  def __init__(self, config: str, manual_dir: str, **options: str):
+    unknown = sorted(set(options) - set(self.OPTIONS))
+    if unknown:
+      raise ValueError(f"{self.name} takes no option {unknown}")
+    self.config, self.manual_dir, self.options = config, os.path.abspath(manual_dir), options
 
-  def _read(self, manual_dir: epath.Path) -> tuple[np.ndarray, Iterable[bytes], dict]:
+  def manifest(self) -> list[str]:
+    """Files whose size or time of change is recorded with the build."""
+    raise NotImplementedError
+
+  def _read(self) -> tuple[np.ndarray, Iterable[bytes], dict]:
     """-> (ids [N], encoded images in id order, metadata); raises on bad files."""
     raise NotImplementedError
 
-  def _split_generators(self, dl_manager):
-    ids, images, metadata = self._read(epath.Path(dl_manager.manual_dir))
-    self.info.metadata.update(metadata, ids=ids)
-    return {SPLIT: self._generate_examples(ids, images)}
-
-  def _generate_examples(self, ids, images):
-    for i, (name, data) in enumerate(zip(ids.tolist(), images, strict=True)):
-      stack([decode(data, name)], [name])  # unreadable or not 112x112: fail the build
-      yield i, {"index": i, "id": name, "image": data}
+  def read(self) -> tuple[np.ndarray, Iterable[bytes], dict]:
+    ids, images, metadata = self._read()
+    if len(ids) == 0:
+      raise ValueError(f"{self.manual_dir}: dataset {self.config!r} holds no images")
+    return ids, images, metadata

@@ -1,21 +1,113 @@
-"""Build a dataset from its local files once (`<data_dir>/<builder>/<name>/1.0.0/`).
+"""Build a dataset from its local files once: `<data_dir>/<builder>/<name>/2.0.0/`.
 
-build("verification_bin", "lfw", manual_dir="bins/", data_dir="tfds/")
+build("verification_bin", "lfw", manual_dir="bins/", data_dir="datasets/")
+
+A built dataset is a folder holding `images.array_record` (`data.records`),
+`arrays.npz` (ids, pairs, templates) and `build.json`: the build parameters
+(builder, name, source folder, options) and the size and time of change of
+every file of the dataset's manifest (the .bin, the lists; every image of a
+plain folder). `build` returns at once when these still match, and builds again
+when any changed (e.g. a .bin rewritten with another number of pairs).
+
+The folder is written under a temporary name and renamed into place complete
+(`fileio.atomic_path`), so a kill at any point leaves either the previous build
+or the new one, never a part that loads; a lock on `<data_dir>/<builder>/<name>`
+makes a second build of the same dataset wait for the first. No TensorFlow is
+used: the images stream from the files to the array_record writer one by one,
+so memory does not grow with the dataset's size.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+from collections.abc import Iterable, Iterator
 
-import tensorflow_datasets as tfds
+import numpy as np
+from tqdm import tqdm
 
-from exfiqa_jax.data.cr_fiqa import CrFiqaConfig, CrFiqaFolder
-from exfiqa_jax.data.folder import FaceImages, FolderConfig
+from exfiqa_jax.data.base import FaceBuilder
+from exfiqa_jax.data.cr_fiqa import CrFiqaFolder
+from exfiqa_jax.data.folder import FaceImages
 from exfiqa_jax.data.ijbc import Ijbc1to1
+from exfiqa_jax.data.images import decode, stack
+from exfiqa_jax.data.records import write_records
 from exfiqa_jax.data.verification_bin import VerificationBin
+from exfiqa_jax.fileio import FolderLock, atomic_path
 
-BUILDERS = {c.name: c for c in (VerificationBin, CrFiqaFolder, Ijbc1to1, FaceImages)}
-_ORDERED = {CrFiqaFolder: CrFiqaConfig, FaceImages: FolderConfig}
+BUILDERS: dict[str, type[FaceBuilder]] = {
+  c.name: c for c in (VerificationBin, CrFiqaFolder, Ijbc1to1, FaceImages)
+}
+VERSION = "2.0.0"  # 1.0.0 was the layout of an earlier writer; left alone, never read
+FORMAT = "exfiqa-dataset-2"
+BUILD_FILE, ARRAYS_FILE, RECORDS_FILE = "build.json", "arrays.npz", "images.array_record"
+
+
+def dataset_dir(data_dir: str, builder: str, name: str) -> str:
+  return os.path.join(data_dir, builder, name, VERSION)
+
+
+def read_build(path: str) -> dict | None:
+  """The `build.json` of a built dataset folder, or None when there is none."""
+  try:
+    with open(os.path.join(path, BUILD_FILE), encoding="utf-8") as f:
+      return json.load(f)
+  except (OSError, ValueError):
+    return None
+
+
+def _params(b: FaceBuilder) -> dict:
+  source = []
+  for path in b.manifest():
+    try:
+      st = os.stat(path)
+    except FileNotFoundError:
+      raise FileNotFoundError(f"{path}: missing (needed by {b.name})") from None
+    source.append([os.path.relpath(path, b.manual_dir), st.st_size, st.st_mtime_ns])
+  return dict(
+    format=FORMAT,
+    builder=b.name,
+    name=b.config,
+    manual_dir=b.manual_dir,
+    options=dict(sorted(b.options.items())),
+    source=source,
+  )
+
+
+def _checked(ids: np.ndarray, images: Iterable[bytes], progress: bool) -> Iterator[bytes]:
+  """The images, each decoded once first: unreadable or not 112x112 fails the build."""
+  for name, data in tqdm(
+    zip(ids.tolist(), images, strict=True), total=len(ids), unit="img", disable=not progress
+  ):
+    stack([decode(data, name, 112)], [name])
+    yield data
+
+
+def make_builder(
+  builder: str,
+  name: str,
+  manual_dir: str,
+  channel_order: str | None = None,
+  image_root: str | None = None,
+) -> FaceBuilder:
+  """The builder of a dataset, its options checked (see `build`)."""
+  if builder not in BUILDERS:
+    raise KeyError(f"unknown dataset builder {builder!r}; known: {sorted(BUILDERS)}")
+  cls = BUILDERS[builder]
+  if not os.path.exists(manual_dir):
+    raise FileNotFoundError(f"{manual_dir}: no such folder or file")
+  if image_root is not None and cls is not CrFiqaFolder:
+    raise ValueError(f"image_root applies only to cr_fiqa_folder, not {builder}")
+  ordered = sorted(c.name for c in BUILDERS.values() if "channel_order" in c.OPTIONS)
+  if channel_order is not None and "channel_order" not in cls.OPTIONS:
+    raise ValueError(f"{builder} stores RGB images; channel_order applies only to {ordered}")
+  options = {} if channel_order is None else {"channel_order": channel_order}
+  if image_root is not None:
+    options["image_root"] = os.path.abspath(image_root)
+  if cls is FaceImages and os.path.isfile(manual_dir):  # a list file in its folder
+    manual_dir, options["list_file"] = os.path.split(os.path.abspath(manual_dir))
+  return cls(name, manual_dir, **options)
 
 
 def build(
@@ -25,34 +117,41 @@ def build(
   data_dir: str,
   channel_order: str | None = None,
   image_root: str | None = None,
+  *,
+  force: bool = False,
+  progress: bool = False,
 ) -> str:
   """Prepares `<data_dir>/<builder>/<name>/` from local files; returns `builder/name`.
 
   channel_order: of the stored files (`cr_fiqa_folder`, required; `face_images`).
   image_root: where relative paths of a `cr_fiqa_folder` list start (default manual_dir).
+  force: build again even when the recorded parameters still match.
   """
-  if builder not in BUILDERS:
-    raise KeyError(f"unknown dataset builder {builder!r}; known: {sorted(BUILDERS)}")
-  cls = BUILDERS[builder]
-  if not os.path.exists(manual_dir):
-    raise FileNotFoundError(f"{manual_dir}: no such folder or file")
-  if image_root is not None and cls is not CrFiqaFolder:
-    raise ValueError(f"image_root applies only to cr_fiqa_folder, not {builder}")
-  if cls in _ORDERED:
-    options = {} if channel_order is None else {"channel_order": channel_order}
-    if image_root is not None:
-      options["image_root"] = os.path.abspath(image_root)
-    if cls is FaceImages and os.path.isfile(manual_dir):  # a list file: TFDS wants a folder
-      manual_dir, options["list_file"] = os.path.split(os.path.abspath(manual_dir))
-    config = _ORDERED[cls](name=name, **options)
-  elif channel_order is not None:
-    raise ValueError(
-      f"{builder} stores RGB images; channel_order applies only to "
-      f"{sorted(c.name for c in _ORDERED)}"
-    )
-  else:
-    config = tfds.core.BuilderConfig(name=name)
-  cls(config=config, data_dir=data_dir).download_and_prepare(
-    file_format="array_record", download_config=tfds.download.DownloadConfig(manual_dir=manual_dir)
-  )
+  b = make_builder(builder, name, manual_dir, channel_order, image_root)
+  target = dataset_dir(data_dir, builder, name)
+  made = [p for p in (data_dir, os.path.dirname(os.path.dirname(target))) if not os.path.isdir(p)]
+  lock = FolderLock(os.path.dirname(target), f"building dataset {builder}/{name}")
+  lock.acquire(wait=True)
+  try:
+    params = _params(b)
+    old = read_build(target)
+    if not force and old is not None and old.get("params") == params:
+      return f"{builder}/{name}"
+    ids, images, metadata = b.read()
+    arrays = {"ids": ids, **{k: v for k, v in metadata.items() if isinstance(v, np.ndarray)}}
+    plain = {k: v for k, v in metadata.items() if k not in arrays}
+    with atomic_path(target, directory=True, force=True, kind="dataset") as tmp:
+      n = write_records(os.path.join(tmp, RECORDS_FILE), _checked(ids, images, progress))
+      with open(os.path.join(tmp, ARRAYS_FILE), "wb") as f:
+        np.savez(f, **arrays)
+      info = dict(params=params, num_images=n, **plain)
+      with open(os.path.join(tmp, BUILD_FILE), "w", encoding="utf-8") as f:
+        json.dump(info, f, indent=1, sort_keys=True)
+  except BaseException:
+    for p in (os.path.dirname(target), *reversed(made)):  # the folders this build made, if empty
+      with contextlib.suppress(OSError):
+        os.rmdir(p)
+    raise
+  finally:
+    lock.release()
   return f"{builder}/{name}"

@@ -1,6 +1,6 @@
 """A built dataset loaded as images, ids, pairs and templates.
 
-ds = load("verification_bin/lfw", data_dir="tfds/")
+ds = load("verification_bin/lfw", data_dir="datasets/")
 ds.images.ids, ds.images.read([0, 1])       # uint8 [2, 112, 112, 3]
 ds.pairs.a, ds.pairs.b, ds.pairs.labels      # pair k: images a[k], b[k]
 """
@@ -8,17 +8,23 @@ ds.pairs.a, ds.pairs.b, ds.pairs.labels      # pair k: images a[k], b[k]
 from __future__ import annotations
 
 import dataclasses
-import glob
 import os
 
 import numpy as np
-import tensorflow_datasets as tfds
 
-from exfiqa_jax.data.base import SPLIT
-from exfiqa_jax.data.build import BUILDERS
+from exfiqa_jax.data.build import (
+  ARRAYS_FILE,
+  BUILDERS,
+  FORMAT,
+  RECORDS_FILE,
+  dataset_dir,
+  read_build,
+)
 from exfiqa_jax.data.images import list_images
-from exfiqa_jax.data.metadata import ArraysMetadata
-from exfiqa_jax.data.sources import FileSource, ImageSource, RecordSource
+from exfiqa_jax.data.npz import read_npz
+from exfiqa_jax.data.records import Records
+from exfiqa_jax.data.sources import FileSource, ImageSource, RecordSource, content_id
+from exfiqa_jax.data.text import name_array
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,18 +50,21 @@ class Dataset:
 
 
 def load(name: str, data_dir: str) -> Dataset:
-  """A built dataset, read through `tfds.data_source` (no TensorFlow)."""
+  """A built dataset (`exfiqa_jax.data.build`), read with array_record (no TensorFlow)."""
   builder, _, config = name.partition("/")
-  if builder not in BUILDERS or not glob.glob(
-    os.path.join(glob.escape(data_dir), builder, glob.escape(config), "*", "dataset_info.json")
-  ):
+  path = dataset_dir(data_dir, builder, config) if builder in BUILDERS and config else ""
+  info = read_build(path) if path else None
+  if info is None:
     raise FileNotFoundError(f"dataset {name!r} is not built under {data_dir}")
-  records = tfds.data_source(
-    name, data_dir=data_dir, split=SPLIT, decoders={"image": tfds.decode.SkipDecoding()}
+  if info.get("params", {}).get("format") != FORMAT:
+    raise ValueError(f"{path}: not a dataset of this version; build it again")
+  meta = read_npz(os.path.join(path, ARRAYS_FILE))
+  records = Records(os.path.join(path, RECORDS_FILE))
+  if len(records) != len(meta["ids"]) or len(records) != info.get("num_images"):
+    raise ValueError(f"{path}: {len(records)} records for {len(meta['ids'])} ids; build it again")
+  images = RecordSource(
+    records, meta["ids"], info["channel_order"], content_id(repr(info["params"]))
   )
-  meta = ArraysMetadata()
-  meta.load_metadata(records.dataset_info.data_dir)
-  images = RecordSource(records, meta["ids"], meta["channel_order"])
   pairs = Pairs(meta["pair_a"], meta["pair_b"], meta["pair_label"]) if "pair_a" in meta else None
   templates = (
     Templates(meta["template_ids"], meta["template_of_image"], meta["media"])
@@ -68,4 +77,12 @@ def load(name: str, data_dir: str) -> Dataset:
 def from_files(source: str, channel_order: str = "rgb") -> Dataset:
   """A folder or list file read directly (no build step): images only."""
   names, paths = list_images(source)
-  return Dataset(source, FileSource(paths, np.asarray(names), channel_order))
+  stats = []
+  for p in paths:
+    try:
+      st = os.stat(p)
+    except FileNotFoundError:
+      raise FileNotFoundError(f"{p}: listed image does not exist") from None
+    stats.append((st.st_size, st.st_mtime_ns))
+  ids = name_array(names, source)
+  return Dataset(source, FileSource(paths, ids, channel_order, content_id(repr(stats))))

@@ -12,26 +12,27 @@ import os
 import warnings
 
 import numpy as np
-from etils import epath
 
 from exfiqa_jax.data.base import FaceBuilder, file_bytes, unique_ids
+from exfiqa_jax.data.text import inside, read_lines
 
 FACES, PAIRS = "ijbc_face_tid_mid.txt", "ijbc_template_pair_label.txt"
 
 
-def _find(manual_dir: epath.Path, name: str) -> epath.Path:
-  for path in (manual_dir / name, manual_dir / "meta" / name):
-    if path.exists():
+def _find(manual_dir: str, name: str) -> str:
+  for path in (os.path.join(manual_dir, name), os.path.join(manual_dir, "meta", name)):
+    if os.path.exists(path):
       return path
   raise FileNotFoundError(f"{manual_dir}: neither {name} nor meta/{name} exists")
 
 
-def _int_table(path: epath.Path) -> np.ndarray:
+def _int_table(path: str) -> np.ndarray:
   """`a b label` integer lines -> int64 [P, 3] (fast for the 15.7M pairs)."""
   try:
     with warnings.catch_warnings():
       warnings.simplefilter("error", DeprecationWarning)  # raised on a non-integer token
-      values = np.fromstring(path.read_text(), dtype=np.int64, sep=" ")
+      with open(path, encoding="utf-8", errors="replace") as f:
+        values = np.fromstring(f.read(), dtype=np.int64, sep=" ")
   except (ValueError, DeprecationWarning):
     values = np.zeros(1)
   if values.size % 3:
@@ -44,12 +45,16 @@ class Ijbc1to1(FaceBuilder):
 
   name = "ijbc_1to1"
 
-  def _read(self, manual_dir: epath.Path):
+  def manifest(self) -> list[str]:
+    return [_find(self.manual_dir, FACES), _find(self.manual_dir, PAIRS)]
+
+  def _read(self):
+    manual_dir = self.manual_dir
     faces = _find(manual_dir, FACES)
-    rows = [line.split() for line in faces.read_text().splitlines() if line.strip()]
+    rows = [line.split() for line in read_lines(faces, "IJB-C face list")]
     if any(len(r) != 3 or not (r[1].isdigit() and r[2].isdigit()) for r in rows):
       raise ValueError(f"{faces}: every line must be 'image template media' (integer ids)")
-    ids = unique_ids([r[0] for r in rows], str(faces))
+    ids = unique_ids([r[0] for r in rows], faces)
     template = np.asarray([int(r[1]) for r in rows], dtype=np.int64)
     template_ids, of_image = np.unique(template, return_inverse=True)
     pair_file = _find(manual_dir, PAIRS)
@@ -60,7 +65,8 @@ class Ijbc1to1(FaceBuilder):
       raise KeyError(
         f"{pair_file}: pairs name unknown template ids {np.unique(unknown)[:5].tolist()}"
       )
-    paths = [os.path.join(str(manual_dir), "images", i) for i in ids.tolist()]
+    images = os.path.join(manual_dir, "images")
+    paths = [inside(images, i, faces) for i in ids.tolist()]
     missing = [p for p in paths if not os.path.isfile(p)]
     if missing:
       raise FileNotFoundError(f"{missing[0]}: image does not exist ({len(missing)} missing in all)")

@@ -2,12 +2,15 @@
 
 Scoring reads through this small interface only, so a built dataset, a list
 of files and an in-memory array are scored the same way. `read` is called
-from background threads; every source here is safe for that.
+from background threads; every source here is safe for that. `content_id`
+(or None) changes when the stored images may have changed: a resumed scoring
+run compares it (`exfiqa_jax.scoring.run_folder`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -15,10 +18,17 @@ import numpy as np
 
 from exfiqa_jax.data.images import decode, read_image, stack
 
+IMAGE_SIZE = 112  # the aligned crop size every source reads
+
+
+def content_id(text: str) -> str:
+  return hashlib.sha256(text.encode()).hexdigest()
+
 
 class ImageSource(Protocol):
   ids: np.ndarray  # [N] str, unique
   channel_order: str  # "rgb" or "bgr": the order of the stored pixels
+  content_id: str | None
 
   def __len__(self) -> int: ...
 
@@ -28,11 +38,12 @@ class ImageSource(Protocol):
 
 @dataclasses.dataclass(frozen=True)
 class RecordSource:
-  """A built dataset's `images` split, read with `tfds.data_source` (encoded records)."""
+  """A built dataset's images (`exfiqa_jax.data.records.Records`, encoded records)."""
 
   records: Any
   ids: np.ndarray
   channel_order: str
+  content_id: str | None = None
 
   def __len__(self) -> int:
     return len(self.ids)
@@ -40,11 +51,13 @@ class RecordSource:
   def read(self, indices: Sequence[int]) -> np.ndarray:
     indices = [int(i) for i in indices]
     records = self.records.__getitems__(indices)
-    wrong = [i for i, r in zip(indices, records, strict=True) if int(r["index"]) != i]
+    wrong = [i for i, (stored, _) in zip(indices, records, strict=True) if stored != i]
     if wrong:
       raise ValueError(f"record order is broken: position {wrong[0]} holds another image")
     names = [str(self.ids[i]) for i in indices]
-    return stack([decode(r["image"], n) for r, n in zip(records, names, strict=True)], names)
+    return stack(
+      [decode(data, n, IMAGE_SIZE) for (_, data), n in zip(records, names, strict=True)], names
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,12 +67,13 @@ class FileSource:
   paths: Sequence[str]
   ids: np.ndarray
   channel_order: str = "rgb"
+  content_id: str | None = None
 
   def __len__(self) -> int:
     return len(self.ids)
 
   def read(self, indices: Sequence[int]) -> np.ndarray:
-    images = [read_image(self.paths[i]) for i in indices]
+    images = [read_image(self.paths[i], IMAGE_SIZE) for i in indices]
     return stack(images, [self.paths[i] for i in indices])
 
 
@@ -70,6 +84,7 @@ class ArraySource:
   images: np.ndarray
   ids: np.ndarray
   channel_order: str = "rgb"
+  content_id: str | None = None
 
   def __len__(self) -> int:
     return len(self.ids)

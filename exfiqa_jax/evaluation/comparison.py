@@ -17,6 +17,8 @@ import os
 
 import numpy as np
 
+from exfiqa_jax.data.npz import read_npy
+
 
 def cosine(
   embeddings: np.ndarray, a: np.ndarray, b: np.ndarray, block: int = 1 << 20
@@ -40,20 +42,28 @@ def load_embeddings(path: str, ids: np.ndarray) -> np.ndarray:
   """External embeddings aligned to `ids` -> float32 [N, D].
 
   `path` is a `<dataset>_<FRModel>` folder of `<stem>.npy` files, or one
-  `.npy` matrix with a row per id.
+  `.npy` matrix with a row per id. Two ids of one stem (`a.jpg`, `a.png`) would
+  share a file and are refused; every file is read bounded (`data.npz.read_npy`).
   """
   if os.path.isdir(path):
-    rows = []
+    rows, owner = [], {}
     for i in ids.tolist():
-      f = os.path.join(path, os.path.splitext(os.path.basename(i))[0] + ".npy")
+      stem = os.path.splitext(os.path.basename(i))[0]
+      if stem in owner:
+        raise ValueError(
+          f"{path}: images {owner[stem]!r} and {i!r} share the stem {stem!r}, so one "
+          f"embedding file {stem}.npy cannot tell them apart"
+        )
+      owner[stem] = i
+      f = os.path.join(path, stem + ".npy")
       if not os.path.isfile(f):
         raise FileNotFoundError(f"{f}: no embedding for image {i!r}")
-      rows.append(np.load(f, allow_pickle=False).reshape(-1))
+      rows.append(read_npy(f).reshape(-1))
     if len({r.shape for r in rows}) > 1:
       raise ValueError(f"{path}: embeddings of different sizes {sorted({r.size for r in rows})}")
     matrix = np.stack(rows)
   elif os.path.isfile(path):
-    matrix = np.load(path, allow_pickle=False)
+    matrix = read_npy(path)
     if matrix.ndim != 2 or len(matrix) != len(ids):
       raise ValueError(
         f"{path}: expected an embedding matrix [{len(ids)}, D] aligned to the "
@@ -61,6 +71,8 @@ def load_embeddings(path: str, ids: np.ndarray) -> np.ndarray:
       )
   else:
     raise FileNotFoundError(f"{path}: no such embedding folder or .npy file")
+  if not np.issubdtype(matrix.dtype, np.number):
+    raise ValueError(f"{path}: embeddings must be numbers; got {matrix.dtype}")
   return matrix.astype(np.float32)
 
 

@@ -87,13 +87,15 @@ def benchmark_inputs(
   batch_size: int = 32,
   dtype=jnp.float32,
   progress: bool = True,
+  replace: bool = False,
 ) -> BenchmarkInputs:
   """Scores `dataset` (cached in `out_dir`) and pairs it up for evaluation.
 
   variables: (graphdef, params, batch_stats). fr_embeddings: a
   `<dataset>_<FRModel>` folder or an aligned `.npy` matrix; by default the
   model's own embedding head gives the comparison scores. `fr_models` run in
-  the same pass (see `pair_inputs` and `fr_embeddings` for using them).
+  the same pass (see `pair_inputs` and `fr_embeddings` for using them). replace:
+  an `out_dir` holding another run is cleared of it (`exfiqa_jax.scoring.score`).
   """
   if dataset.pairs is None:
     raise ValueError(f"dataset {dataset.name!r} has no pairs to evaluate")
@@ -105,6 +107,7 @@ def benchmark_inputs(
     batch_size=batch_size,
     dtype=dtype,
     progress=progress,
+    replace=replace,
   )
   emb = scores.embeddings if fr_embeddings is None else load_embeddings(fr_embeddings, scores.ids)
   return pair_inputs(dataset, scores, emb)

@@ -83,11 +83,104 @@ def embeddings_path(cfg: dict, fr_model: str, dataset: str) -> str | None:
   )
 
 
+def _positive_int(v) -> bool:
+  return isinstance(v, int) and not isinstance(v, bool) and v >= 1
+
+
+def _number(v) -> bool:
+  return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _rate(v) -> bool:
+  return _number(v) and 0 < v < 1
+
+
+def _names(known):
+  def ok(v) -> bool:
+    return isinstance(v, (list, tuple)) and len(v) > 0 and all(x in known for x in v)
+
+  ok.__doc__ = f"a non-empty list of names from {tuple(known)}"
+  return ok
+
+
+def _seq(item, what: str):
+  def ok(v) -> bool:
+    return isinstance(v, (list, tuple)) and len(v) > 0 and all(item(x) for x in v)
+
+  ok.__doc__ = what
+  return ok
+
+
+def _doc(fn, text: str):
+  fn.__doc__ = text
+  return fn
+
+
+def option_checks() -> dict[str, dict]:
+  """{section: {key: check}} of the options a job may set; each check's docstring says
+  what it wants."""
+  from exfiqa_jax.fusion.rules import NORMS, RULES
+
+  return {
+    "scoring": {
+      "batch_size": _doc(_positive_int, "a positive integer"),
+      "dtype": _doc(lambda v: v in ("float32", "bfloat16"), "'float32' or 'bfloat16'"),
+    },
+    "metrics": {
+      "fmrs": _seq(_rate, "a non-empty list of FMRs in (0, 1), e.g. (1e-3, 1e-4)"),
+      "edc_fmr": _doc(_rate, "an FMR in (0, 1)"),
+      "edc_limits": _seq(
+        lambda v: _number(v) and 0 < v <= 1, "a non-empty list of discard limits in (0, 1]"
+      ),
+    },
+    "sweep": {
+      "rules": _names(RULES),
+      "norms": _names(NORMS),
+      "top_k": _doc(_positive_int, "a positive integer"),
+      "memory_mb": _doc(lambda v: _number(v) and v > 0, "a positive number of MiB"),
+      "select": _doc(lambda v: isinstance(v, str), "a metric column name such as 'edc_area@0.2'"),
+    },
+    "weights": {
+      "powers": _seq(_number, "a non-empty list of numbers"),
+      "simplex": _doc(_positive_int, "a positive integer"),
+      "learn_steps": _doc(_positive_int, "a positive integer"),
+      "seed": _doc(lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
+    },
+  }
+
+
+def check_options(cfg: dict, path: str) -> None:
+  """Raises naming the key: an option of scoring/metrics/sweep/weights of a wrong type
+  or value (e.g. `sweep.rules=mean`, a bare string, or `scoring.batch_size=abc`)."""
+  for section, checks in option_checks().items():
+    values = cfg.get(section, {})
+    if not isinstance(values, dict):
+      raise TypeError(f"{path}: {section} must be a dict of options; got {values!r}")
+    for key, value in values.items():
+      if key not in checks:
+        raise KeyError(f"{path}: unknown option {section}.{key}; known: {sorted(checks)}")
+      if not checks[key](value):
+        raise TypeError(f"{path}: {section}.{key} must be {checks[key].__doc__}; got {value!r}")
+
+
 def check_job(cfg: dict, path: str) -> None:
-  """Raises naming the config key or file: missing keys or files, unknown names."""
+  """Raises naming the config key or file: missing keys or files, unknown names,
+  options of a wrong type (`check_options`)."""
   for key in ("checkpoint", "out_dir", "data_dir", "datasets", "fr_models"):
     if key not in cfg:
       raise KeyError(f"{path}: config has no {key!r}")
+  for key in ("checkpoint", "out_dir", "data_dir"):
+    if not isinstance(cfg[key], str) or not cfg[key]:
+      raise TypeError(f"{path}: {key} must be a path; got {cfg[key]!r}")
+  if not isinstance(cfg["datasets"], dict) or not all(
+    isinstance(d, dict) for d in cfg["datasets"].values()
+  ):
+    raise TypeError(f"{path}: datasets must be a dict of {{name: {{builder, files}}}}")
+  if not isinstance(cfg["fr_models"], (list, tuple)) or not all(
+    isinstance(f, str) for f in cfg["fr_models"]
+  ):
+    raise TypeError(f"{path}: fr_models must be a list of names; got {cfg['fr_models']!r}")
+  check_options(cfg, path)
   if not os.path.isdir(cfg["checkpoint"]):
     raise FileNotFoundError(
       f"{path}: checkpoint {cfg['checkpoint']} does not exist (write one with `exfiqa convert`)"

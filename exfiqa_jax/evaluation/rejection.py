@@ -23,28 +23,39 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from exfiqa_jax.fusion.engine import jit_engine, prepare
-from exfiqa_jax.fusion.rules import NORMS, RULES, depth_weights, fuse
-from exfiqa_jax.metrics import PairSet, pair_quality
+from exfiqa_jax.fusion.engine import host_keys, jit_engine, plan
+from exfiqa_jax.fusion.rules import RULES, fuse_integers
+from exfiqa_jax.metrics import PairSet
 
 STEPS = 100  # grid rates k / 100
 LAST = 95  # up to 95% rejected, as the ERC
 
 
 @jit_engine
-def _pair_quality(ps: PairSet, values, order, mask, weights, rule):
-  return pair_quality(ps, fuse(values, mask, rule, weights, order))
+def _image_keys(fusion, mask, weights, rule):
+  with jax.enable_x64(True):
+    return fuse_integers(fusion, mask, rule, weights)
 
 
 def variant_pair_quality(
   ps: PairSet, mask, rule: str = "weighted", norm: str = "none", weights=None
 ) -> np.ndarray:
-  """Pair quality [P] (valid pairs only) of one fused variant, as the engine computes it."""
+  """Pair quality keys [P] (valid pairs only) of one fused variant: the engine's exact
+  fused image keys (docs/protocol.md §2), the lower of each pair's two. Only their
+  order and ties carry meaning, as for the ERC and EDC."""
   depth = ps.exits.shape[1]
-  w = depth_weights(depth) if weights is None else jnp.asarray(weights, jnp.float32)
-  values, order = prepare(ps, NORMS.index(norm))
-  pq = _pair_quality(ps, values, order, jnp.asarray(mask, bool), w, RULES.index(rule))
-  return np.asarray(jax.device_get(pq))[: int(ps.count)]
+  mask = np.asarray(mask, bool)
+  w = np.arange(1, depth + 1) if weights is None else np.asarray(weights)
+  p = plan(ps, norm, rule, w[None], tables_ok=False)
+  if p.integer:
+    with jax.enable_x64(True):
+      keys = _image_keys(p.fusion, jnp.asarray(mask), jnp.asarray(p.weights[0]), RULES.index(rule))
+      keys = np.asarray(jax.device_get(keys))
+  else:
+    keys = host_keys(ps, p, mask[None], p.weights)[0]
+  n = int(ps.count)
+  a, b = np.asarray(ps.a)[:n], np.asarray(ps.b)[:n]
+  return np.minimum(keys[a], keys[b])
 
 
 def fnmr_rejected(
@@ -60,7 +71,7 @@ def fnmr_rejected(
   scores are compared as float32 (as the engine holds them). NaN where no
   genuine or no impostor pair remains.
   """
-  pq = np.asarray(pq, np.float32)
+  pq = np.asarray(pq)  # keys or qualities: only their order and ties are used
   scores = np.asarray(scores, np.float32)
   genuine = np.asarray(genuine, bool)
   p = len(pq)

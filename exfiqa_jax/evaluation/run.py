@@ -16,45 +16,28 @@ from exfiqa_jax.evaluation.analysis import Analysis, analyse, resolve_metrics
 from exfiqa_jax.evaluation.comparison import load_embeddings
 from exfiqa_jax.evaluation.inputs import fr_embeddings, pair_inputs
 from exfiqa_jax.evaluation.job_config import embeddings_path, fr_checkpoints, fr_specs
+from exfiqa_jax.evaluation.pairs_file import INPUT_KEYS, METRIC_KEYS, read_inputs
 from exfiqa_jax.models.checkpoint import load
 from exfiqa_jax.models.config import ViTConfig
 from exfiqa_jax.models.flops import exit_gflops
 from exfiqa_jax.models.fr_config import FRConfig
 from exfiqa_jax.report.summary import write_report
-from exfiqa_jax.scoring.run_folder import read_npz, save_npz
+from exfiqa_jax.scoring.run_folder import save_npz
 from exfiqa_jax.scoring.score import FRModel, score
 
-INPUT_KEYS = ("exit_scores", "a", "b", "labels", "comparison")
-# The job's metric settings, saved with the inputs so that `exfiqa sweep` on them
-# computes what the job's summary.md reports.
-METRIC_KEYS = {
-  "fmrs": "metrics_fmrs",
-  "edc_fmr": "metrics_edc_fmr",
-  "edc_limits": "metrics_edc_limits",
-}
+__all__ = ["INPUT_KEYS", "analyse_inputs", "evaluate_job", "inputs_path", "read_inputs"]
 
 
-def open_dataset(name: str, ds: dict, data_dir: str) -> data.Dataset:
-  """The built dataset, building it from its files on first use."""
-  full = f"{ds['builder']}/{name}"
-  try:
-    return data.load(full, data_dir)
-  except FileNotFoundError:
-    data.build(ds["builder"], name, ds["files"], data_dir, ds.get("channel_order"))
-    return data.load(full, data_dir)
+def open_dataset(name: str, ds: dict, data_dir: str, progress: bool = False) -> data.Dataset:
+  """The built dataset, built from its files on first use and again when they changed."""
+  full = data.build(
+    ds["builder"], name, ds["files"], data_dir, ds.get("channel_order"), progress=progress
+  )
+  return data.load(full, data_dir)
 
 
 def inputs_path(out_dir: str, dataset: str, fr: str) -> str:
   return os.path.join(out_dir, "inputs", f"{dataset}_{fr}.npz")
-
-
-def read_inputs(path: str) -> dict[str, np.ndarray]:
-  """Saved evaluation inputs: exit_scores [N, L], a, b, labels, comparison [P], cost [L]."""
-  z = read_npz(path)
-  missing = [k for k in (*INPUT_KEYS, "cost") if k not in z]
-  if missing:
-    raise KeyError(f"{path}: not an evaluation inputs file; missing {missing}")
-  return z
 
 
 def metrics_arrays(metrics: dict[str, Any]) -> dict[str, np.ndarray]:
@@ -91,9 +74,12 @@ def analyse_inputs(
 
 
 def evaluate_job(
-  cfg: dict[str, Any], header: str = "", progress: bool = True
+  cfg: dict[str, Any], header: str = "", progress: bool = True, force: bool = False
 ) -> tuple[str, list[tuple[str, str, Analysis]]]:
-  """Runs the whole job of a checked config -> (path of summary.md, the analyses)."""
+  """Runs the whole job of a checked config -> (path of summary.md, the analyses).
+
+  force: a score cache in out_dir holding another run is replaced, not refused.
+  """
   ckpt = load(cfg["checkpoint"], expect=ViTConfig)
   cost = np.asarray(exit_gflops(ckpt.config))
   out, scoring = cfg["out_dir"], cfg.get("scoring", {})
@@ -104,7 +90,7 @@ def evaluate_job(
     fr_models.append(FRModel(fr, c.config, c[1:], flip, spec["channel_order"]))
   results = []
   for name, ds in cfg["datasets"].items():
-    dataset = open_dataset(name, ds, cfg["data_dir"])
+    dataset = open_dataset(name, ds, cfg["data_dir"], progress)
     if dataset.pairs is None:
       raise ValueError(f"dataset {dataset.name!r} has no pairs to evaluate")
     scores = score(  # one pass over the images for every model
@@ -115,6 +101,7 @@ def evaluate_job(
       batch_size=scoring.get("batch_size", 32),
       dtype=jnp.dtype(scoring.get("dtype", "float32")),
       progress=progress,
+      replace=force,
     )
     for fr, spec in fr_specs(cfg).items():
       if spec["kind"] == "checkpoint":

@@ -62,7 +62,7 @@ def save(
     variables=ocp.args.StandardSave(_keys(variables, str)),
     config=ocp.args.JsonSave(config.to_dict()),
   )
-  with atomic_path(path, force=force, directory=True) as tmp:
+  with atomic_path(path, force=force, directory=True, kind="checkpoint") as tmp:
     with ocp.Checkpointer(ocp.CompositeCheckpointHandler()) as ckptr:
       ckptr.save(tmp, args=args, force=True)  # replaces the empty temporary folder
 
@@ -106,9 +106,16 @@ def load(path: str, expect: type | None = None) -> Loaded:
       "params": _target(params, replicated),
       "batch_stats": _target(batch_stats, replicated),
     }
-    restored = ckptr.restore(
-      path, args=ocp.args.Composite(variables=ocp.args.StandardRestore(target))
-    )["variables"]
+    try:
+      restored = ckptr.restore(
+        path, args=ocp.args.Composite(variables=ocp.args.StandardRestore(target))
+      )["variables"]
+    except Exception as e:  # orbax and tensorstore raise many types for damaged files
+      first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+      raise ValueError(
+        f"{path}: damaged or incomplete checkpoint, its variables cannot be read "
+        f"({type(e).__name__}: {first[:300]})"
+      ) from None
   restored = _keys(restored, _to_int)
   nnx.replace_by_pure_dict(params, restored["params"])
   nnx.replace_by_pure_dict(batch_stats, restored["batch_stats"])

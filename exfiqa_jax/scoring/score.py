@@ -194,12 +194,14 @@ def score(
   dtype=jnp.float32,
   progress: bool = True,
   devices=None,
+  replace: bool = False,
 ) -> Scores:
   """variables: (graphdef, params, batch_stats), e.g. `exfiqa_jax.load(path)[1:]`, or
   None to run only `fr_models` (all in the same pass; `dtype` is every model's).
 
   `chunk_size` (default 32 batches) must be a multiple of `batch_size`, and
-  `batch_size` a multiple of the number of local devices.
+  `batch_size` a multiple of the number of local devices. replace: an `out_dir`
+  holding another run is cleared of it instead of refused (`run_folder.start`).
   """
   mesh = local_mesh(devices)
   chunk_size = chunk_size or 32 * batch_size
@@ -223,6 +225,7 @@ def score(
     batch_size=batch_size,
     dtype=jnp.dtype(dtype).name,
     channel_order=order,
+    content_id=getattr(images, "content_id", None),
   )
   steps = []
   if variables is not None:
@@ -256,7 +259,7 @@ def score(
       weights_sha256=fp["weights_sha256"],
     )
   bounds = chunk_bounds(len(images), chunk_size)
-  done = resume.start(out_dir, run) if out_dir is not None else set()
+  done = resume.start(out_dir, run, replace=replace) if out_dir is not None else set()
   todo = [
     k for k in host_chunks(len(bounds), jax.process_index(), jax.process_count()) if k not in done
   ]
@@ -265,7 +268,7 @@ def score(
     return Scores.from_arrays(images.ids, parts)
   _sync("exfiqa-score-chunks")
   if jax.process_index() == 0:
-    chunks = {k: resume.read_npz(resume.chunk_path(out_dir, k)) for k in range(len(bounds))}
+    chunks = {k: resume.read_chunk(out_dir, k) for k in range(len(bounds))}
     resume.write_scores(out_dir, images.ids, gather_in_order(chunks, len(bounds)))
   _sync("exfiqa-score-merged")
   return Scores.read(os.path.join(out_dir, resume.SCORES_FILE))

@@ -147,8 +147,15 @@ def test_existing_dst_kept_without_force(tmp_path, state_dict, capsys):
   with pytest.raises(FileExistsError, match=r"dst exists; pass --force to overwrite it"):
     convert_file(str(tmp_path / "src.pt"), str(tmp_path / "dst"), num_heads=6)
   assert (tmp_path / "dst" / "keep").read_text() == "old"
+  # Issue 14: --force replaces only a checkpoint exfiqa wrote, never an unrelated folder.
+  with pytest.raises(FileExistsError, match=r"dst exists and is not a checkpoint written by"):
+    convert_file(str(tmp_path / "src.pt"), str(tmp_path / "dst"), num_heads=6, force=True)
+  assert (tmp_path / "dst" / "keep").read_text() == "old"
+  os.remove(tmp_path / "dst" / "keep")
   convert_file(str(tmp_path / "src.pt"), str(tmp_path / "dst"), num_heads=6, force=True)
-  assert not (tmp_path / "dst" / "keep").exists()
+  (tmp_path / "dst" / "extra").write_text("written into the checkpoint")
+  convert_file(str(tmp_path / "src.pt"), str(tmp_path / "dst"), num_heads=6, force=True)
+  assert not (tmp_path / "dst" / "extra").exists()
   assert sorted(os.listdir(tmp_path)) == ["dst", "src.pt"]
 
 

@@ -19,7 +19,7 @@ def _png(array) -> bytes:
 
 
 def _built_dirs(data_dir):
-  return [r for r, _, files in os.walk(data_dir) if "dataset_info.json" in files]
+  return [r for r, _, files in os.walk(data_dir) if "build.json" in files]
 
 
 @pytest.mark.parametrize("protocol", [2, 4])
@@ -185,6 +185,7 @@ def test_bad_inputs_give_clear_errors_and_no_dataset(tmp_path, case, error, mess
   with pytest.raises(error, match=message):
     data.build("cr_fiqa_folder", "x", str(root), str(tmp_path / "tfds"), "rgb")
   assert _built_dirs(tmp_path / "tfds") == []
+  assert not (tmp_path / "tfds").exists()  # issue 14: no empty folders left either
   with pytest.raises(FileNotFoundError, match="is not built"):
     data.load("cr_fiqa_folder/x", str(tmp_path / "tfds"))
 

@@ -67,6 +67,7 @@ def test_score_folder_and_list_match_the_model(tmp_path, capsys):
         "--batch-size",
         "2",
         "--quiet",
+        "--force",  # issue 14: an existing --out is kept unless --force
       ]
     )
     == 0
