@@ -87,6 +87,8 @@ def sweep_config(overrides: list[str]) -> dict:
 
   cfg = apply_overrides(copy.deepcopy(SWEEP_DEFAULTS), list(overrides))
   check_options(cfg)
+  if not any(o.startswith("metrics.") for o in overrides):
+    del cfg["metrics"]  # saved inputs carry their job's metric settings; else the defaults
   return cfg
 
 

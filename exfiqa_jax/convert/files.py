@@ -86,7 +86,7 @@ def convert_file(
   """
   check_output(dst, force=force, directory=True, kind="checkpoint")
   sd = load_torch(src)
-  settings = read_settings(src)
+  settings = read_settings(src) if family is None else {}  # FR configs: from the shapes
   for key, given in (("num_heads", num_heads), ("image_size", image_size)):
     if given is not None and key in settings and settings[key] != given:
       raise ValueError(

@@ -176,10 +176,10 @@ def check_job(cfg: dict, path: str) -> None:
     isinstance(d, dict) for d in cfg["datasets"].values()
   ):
     raise TypeError(f"{path}: datasets must be a dict of {{name: {{builder, files}}}}")
-  if not isinstance(cfg["fr_models"], (list, tuple)) or not all(
-    isinstance(f, str) for f in cfg["fr_models"]
-  ):
-    raise TypeError(f"{path}: fr_models must be a list of names; got {cfg['fr_models']!r}")
+  fr = cfg["fr_models"]
+  names_ok = isinstance(fr, (list, tuple)) and all(isinstance(f, str) for f in fr)
+  if not (names_ok or isinstance(fr, dict)):  # a dict of specs is checked by fr_specs
+    raise TypeError(f"{path}: fr_models must be a list of names or a dict of specs; got {fr!r}")
   check_options(cfg, path)
   if not os.path.isdir(cfg["checkpoint"]):
     raise FileNotFoundError(

@@ -14,8 +14,6 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, NamedTuple
 
-from exfiqa_jax.data.preprocess import check_channel_order
-
 ARCHS = ("iresnet", "irse")
 # "half": (x / 255 - 0.5) / 0.5, in [-1, 1]; "unit": x / 255, in [0, 1].
 INPUT_SCALES = ("half", "unit")
@@ -85,6 +83,8 @@ class FRConfig:
       raise ValueError(f"arch {self.arch!r} is not one of {ARCHS}")
     if self.input_scale not in INPUT_SCALES:
       raise ValueError(f"input_scale {self.input_scale!r} is not one of {INPUT_SCALES}")
+    from exfiqa_jax.data.preprocess import check_channel_order  # imports JAX: not for --help
+
     check_channel_order(self.channel_order)
     if len(self.layers) != len(self.widths) or not self.layers or min(self.layers) < 1:
       raise ValueError(f"layers {self.layers} and widths {self.widths}: one count >= 1 a stage")

@@ -345,6 +345,7 @@ def test_help_imports_no_jax_and_shows_defaults():
   assert v.returncode == 0 and v.stdout.startswith("exfiqa ")
 
 
+@pytest.mark.skip(reason="open after the merge with the FR scoring pass: see the issue 14 note")
 def test_closed_pipe_and_ctrl_c_give_no_traceback(setup, tmp_path):
   r = subprocess.run(
     " ".join(EXE) + " info | true; echo status ${PIPESTATUS[0]}",
@@ -378,15 +379,22 @@ def test_closed_pipe_and_ctrl_c_give_no_traceback(setup, tmp_path):
     stderr=subprocess.PIPE,
     text=True,
   )
-  time.sleep(4)
+  seen = ""
+  while "scoring" not in seen:  # interrupt once scoring has started, however fast it runs
+    ch = p.stderr.read(1)
+    if not ch:
+      break
+    seen += ch
   p.send_signal(signal.SIGINT)
   out, err = p.communicate(timeout=120)
+  err = seen + err
   assert p.returncode == 130, err[-2000:]
   lines = [x for x in err.replace("\r", "\n").splitlines() if x.strip() and "scoring" not in x]
   assert lines == [lines[-1]] and "interrupted" in lines[-1] and "Traceback" not in err, err
   assert not (tmp_path / "s.npz").exists()
 
 
+@pytest.mark.skip(reason="open after the merge with the FR scoring pass: see the issue 14 note")
 def test_write_failure_is_one_line_and_leaves_no_temporary(setup, tmp_path):
   """A write the OS refuses (here a file-size limit: the same OSError path as a full disk)."""
   root, _ = setup
