@@ -11,10 +11,13 @@ import time
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 import exfiqa_jax
+from tests.helpers import import_torch
+
+torch = import_torch()
+
 from exfiqa_jax import apply, preprocess
 from exfiqa_jax.cli import main
 from exfiqa_jax.convert import convert_file
