@@ -9,11 +9,14 @@ exits 130 with one line; a closed output pipe (`exfiqa info | head`) ends quietl
 
 from __future__ import annotations
 
+import _thread
 import argparse
 import importlib
 import os
 import pkgutil
+import signal
 import sys
+import threading
 
 EXIT_ERROR, EXIT_INTERRUPTED, EXIT_PIPE = 2, 130, 141
 
@@ -90,8 +93,30 @@ def _message(e: BaseException) -> str:
   return str(e) or type(e).__name__
 
 
+def _redeliver_swallowed_interrupts() -> None:
+  """Make every Ctrl-C stop the command.
+
+  Python runs a signal handler at the next bytecode of the main thread; when that
+  bytecode belongs to a finaliser or a garbage-collector callback (JAX registers
+  one), the KeyboardInterrupt is printed as "Exception ignored" with a traceback
+  and dropped, and the command runs on. This hook delivers such an interrupt
+  again, from another thread a moment later, to whatever the main thread runs then
+  (raising it inside the hook would be dropped the same way).
+  """
+  default = sys.unraisablehook
+
+  def hook(unraisable) -> None:
+    if isinstance(unraisable.exc_value, KeyboardInterrupt):
+      threading.Timer(0.01, _thread.interrupt_main).start()
+    else:
+      default(unraisable)
+
+  sys.unraisablehook = hook
+
+
 def main(argv: list[str] | None = None) -> int:
   """Runs `exfiqa ARGV` -> exit status (argparse's own errors exit 2 from inside)."""
+  _redeliver_swallowed_interrupts()
   try:
     return _main(argv)
   except KeyboardInterrupt:  # before a command started (while parsing or importing)
@@ -158,5 +183,27 @@ def _quiet_stdout() -> None:
     pass
 
 
+def entry() -> None:
+  """The `exfiqa` program: `main`, then exit with its status.
+
+  After Ctrl-C an XLA compile or computation may still be running on native
+  threads, and the interpreter's teardown can then crash (seen: SIGSEGV after
+  the "interrupted" line). By the time `main` returns, everything the command
+  cleans up has run (its `finally` blocks, the removal of its temporary files),
+  so an interrupted program leaves without the teardown. A Ctrl-C after `main`
+  has returned finds the work done and is ignored.
+  """
+  code = main()
+  signal.signal(signal.SIGINT, signal.SIG_IGN)
+  if code == EXIT_INTERRUPTED:
+    for stream in (sys.stdout, sys.stderr):
+      try:
+        stream.flush()
+      except (OSError, ValueError):
+        pass
+    os._exit(code)
+  sys.exit(code)
+
+
 if __name__ == "__main__":
-  sys.exit(main())
+  entry()

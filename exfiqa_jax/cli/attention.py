@@ -37,6 +37,7 @@ def run(args: argparse.Namespace) -> int:
 
   from exfiqa_jax import load, preprocess
   from exfiqa_jax.data.images import list_images, read_images
+  from exfiqa_jax.data.npz import write_npz
   from exfiqa_jax.fileio import atomic_path, check_output
   from exfiqa_jax.models.attention_maps import attention_and_exits
   from exfiqa_jax.models.config import ViTConfig
@@ -64,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
         title=f"{name}: quality-token attention (mean over heads) and exit scores",
       )
       plots.save(fig, os.path.join(tmp, png))
-    np.savez(os.path.join(tmp, "attention.npz"), names=np.array(names), attention=rows, exits=exits)
+    arrays = {"names": np.array(names), "attention": rows, "exits": exits}
+    write_npz(os.path.join(tmp, "attention.npz"), arrays)
   print(f"wrote {len(names)} attention maps ({ckpt.config.depth} blocks each) to {args.out}")
   return 0

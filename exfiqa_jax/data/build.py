@@ -32,6 +32,7 @@ from exfiqa_jax.data.cr_fiqa import CrFiqaFolder
 from exfiqa_jax.data.folder import FaceImages
 from exfiqa_jax.data.ijbc import Ijbc1to1
 from exfiqa_jax.data.images import decode, stack
+from exfiqa_jax.data.npz import write_npz
 from exfiqa_jax.data.records import write_records
 from exfiqa_jax.data.verification_bin import VerificationBin
 from exfiqa_jax.fileio import FolderLock, atomic_path
@@ -142,8 +143,7 @@ def build(
     plain = {k: v for k, v in metadata.items() if k not in arrays}
     with atomic_path(target, directory=True, force=True, kind="dataset") as tmp:
       n = write_records(os.path.join(tmp, RECORDS_FILE), _checked(ids, images, progress))
-      with open(os.path.join(tmp, ARRAYS_FILE), "wb") as f:
-        np.savez(f, **arrays)
+      write_npz(os.path.join(tmp, ARRAYS_FILE), arrays)
       info = dict(params=params, num_images=n, **plain)
       with open(os.path.join(tmp, BUILD_FILE), "w", encoding="utf-8") as f:
         json.dump(info, f, indent=1, sort_keys=True)

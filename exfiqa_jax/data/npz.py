@@ -7,7 +7,7 @@ zip directory) and, over all members read, in `MAX_EXPANSION` times the file's
 size on disk plus `SLACK` bytes: a small file cannot make a large allocation
 (a 4 MB file with a 4 GiB zero-filled member is refused, or skipped when that
 member is not asked for). `.npy` files (`read_npy`) must hold exactly the bytes
-their header declares.
+their header declares. `write_npz` writes the files the package reads back.
 """
 
 from __future__ import annotations
@@ -24,6 +24,19 @@ MAX_EXPANSION = 64  # members read may declare at most 64x the file's size ...
 SLACK = 64 << 20  # ... plus 64 MiB (np.savez files declare about 1x)
 
 _DAMAGED = (zipfile.BadZipFile, zlib.error, EOFError, ValueError, OSError, KeyError)
+
+
+def write_npz(path: str, arrays: dict[str, np.ndarray]) -> None:
+  """Writes `arrays` as an uncompressed `.npz` (what `np.savez` writes).
+
+  Unlike `np.savez`, a failed write (a full disk, a file-size limit) closes the
+  zip archive at once: `np.savez` leaves it open, and its finaliser later fails
+  on the closed file with an "Exception ignored" traceback on stderr.
+  """
+  with open(path, "wb") as f, zipfile.ZipFile(f, mode="w", allowZip64=True) as zf:
+    for name, value in arrays.items():
+      with zf.open(f"{name}.npy", "w", force_zip64=True) as member:
+        np.lib.format.write_array(member, np.asanyarray(value), allow_pickle=False)
 
 
 def _header(f, where: str) -> tuple[tuple[int, ...], np.dtype, int]:

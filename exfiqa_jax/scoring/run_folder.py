@@ -121,8 +121,8 @@ def start(out_dir: str, run: dict, *, replace: bool = False) -> set[int]:
 
 
 def save_npz(path: str, arrays: dict[str, np.ndarray]) -> None:
-  with atomic_path(path) as tmp, open(tmp, "wb") as f:
-    np.savez(f, **arrays)
+  with atomic_path(path) as tmp:
+    npz.write_npz(tmp, arrays)
 
 
 def write_chunk(out_dir: str, k: int, arrays: dict[str, np.ndarray]) -> None:

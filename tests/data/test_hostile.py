@@ -210,3 +210,24 @@ def test_inputs_with_too_many_exits_refused_before_the_sweep(tmp_path):
   with pytest.raises(ValueError, match=r"inputs\.npz: 26 exits; the sweep takes 1 to 24"):
     read_inputs(str(p))
   assert not (tmp_path / "s").exists()
+
+
+def test_write_npz_reads_back_as_np_savez_does(tmp_path):
+  from exfiqa_jax.data.npz import read_npz, write_npz
+
+  arrays = {
+    "ids": np.array(["a", "bb", "c\nd"]),
+    "exit_scores": np.arange(12, dtype=np.float32).reshape(3, 4) / 7,
+    "mask": np.array([True, False, True]),
+  }
+  write_npz(str(tmp_path / "a.npz"), arrays)
+  np.savez(tmp_path / "b.npz", **arrays)
+  for path in ("a.npz", "b.npz"):
+    with np.load(tmp_path / path) as z:
+      assert sorted(z.files) == sorted(arrays)
+      for k, v in arrays.items():
+        assert z[k].dtype == v.dtype and np.array_equal(z[k], v)
+    got = read_npz(str(tmp_path / path))
+    assert all(np.array_equal(got[k], v) for k, v in arrays.items())
+  with pytest.raises(ValueError, match="Object arrays cannot be saved"):
+    write_npz(str(tmp_path / "c.npz"), {"o": np.array([{}], dtype=object)})
