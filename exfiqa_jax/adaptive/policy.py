@@ -157,16 +157,14 @@ class Policy:
 
   def quality(self, exits: np.ndarray, k: np.ndarray | int) -> np.ndarray:
     """The fused quality of images that stopped after exit k (an int or [b]): the
-    depth-weighted fusion over exits 1..k, float64 math -> float32 [b]. Exits
-    beyond an image's k are not read (they may be NaN)."""
+    depth-weighted fusion over exits 1..k (`running_fusion`: float64 sums in exit
+    order) -> float32 [b]. Exits beyond an image's k do not enter (they may be NaN)."""
     x = np.asarray(exits, np.float64)
     k = np.broadcast_to(np.asarray(k, np.int64), (x.shape[0],))
     if x.ndim != 2 or np.any(k < 1) or np.any(k > min(x.shape[1], self.depth)):
       raise ValueError(f"quality needs exits [b, L] and 1 <= k <= {self.depth}, got {x.shape}")
-    i = np.arange(1, x.shape[1] + 1, dtype=np.float64)
-    ran = i[None, :] <= k[:, None]
-    num = np.where(ran, x * i, 0.0).sum(axis=1)
-    return (num / (k * (k + 1) / 2.0)).astype(np.float32)
+    q = running_fusion(x, int(k.max()) if len(k) else 1)
+    return q[np.arange(len(k)), k - 1].astype(np.float32)
 
   def to_dict(self) -> dict[str, Any]:
     return {
