@@ -93,6 +93,13 @@ def run_study(
   return Study(rows, static, full, policies, split, m, select)
 
 
+def _plain(v: Any) -> Any:
+  """A JSON value: numpy scalars as Python numbers, NaN as null."""
+  if isinstance(v, (float, np.floating)):
+    return None if math.isnan(float(v)) else float(v)
+  return v.item() if isinstance(v, np.generic) else v
+
+
 def cheapest_within(rows: Sequence[dict], full: dict, metric: str, tolerance: float = 0.01):
   """Per policy, the row of least mean GFLOPs (on the evaluation images) whose
   `metric` is at most (1 + tolerance) times the full fusion's: name -> row."""
@@ -124,10 +131,7 @@ def write_study(study: Study, out_dir: str, key: str, policy_path: str, source: 
     split=s.split,
     metrics={k: list(np.ravel(v).astype(float)) for k, v in s.metrics.items()},
     full_gflops=float(s.full["gflops"]),
-    evaluation=[
-      {k: float(v) if isinstance(v, (float, np.floating)) else v for k, v in r.items()}
-      for r in s.rows
-    ],
+    evaluation=[{k: _plain(v) for k, v in r.items()} for r in s.rows],
   )
   base = os.path.join(out_dir, f"{key}_adaptive")
   static_row = {

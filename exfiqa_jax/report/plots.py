@@ -30,6 +30,7 @@ from exfiqa_jax.report.labels import metric_label  # noqa: E402
 Series = Mapping[str, tuple[Sequence[float], Sequence[float]]]  # label -> (x [K], y [K])
 BEST_STYLE = dict(color="black", linestyle="--", linewidth=1.2)
 LIMIT_STYLE = dict(color="grey", linestyle=":", linewidth=1.2)
+ADAPTIVE_COLORS = ("C1", "C2", "C4", "C5", "C6", "C8", "C9")  # not the front's C3 nor C7 dots
 
 
 def save(fig: Figure, path: str) -> list[str]:
@@ -234,7 +235,7 @@ def pareto_figure(panels: Sequence[ParetoPanel], *, title: str, metric: str) -> 
         linestyle="-",
         linewidth=1.0,
         zorder=4,
-        color=f"C{(len(p.marks) + i) % 10}",
+        color=ADAPTIVE_COLORS[i % len(ADAPTIVE_COLORS)],
         label=f"adaptive: {label}",
       )
     ax.set(
