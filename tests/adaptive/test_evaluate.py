@@ -1,4 +1,4 @@
-"""Adaptive evaluation: disjoint splits, exact metrics against the static sweep and plain references."""
+"""Adaptive evaluation: disjoint splits, exact metrics against the static sweep and references."""
 
 from fractions import Fraction
 
@@ -142,7 +142,8 @@ def test_calibration_reads_only_calibration_images():
   z = _inputs(200)
   n = len(z["exit_scores"])
   sp = ev.split_pairs(z["a"], z["b"], n, 0.5, 0)
-  base = run_study(z, stages=STAGES, knobs={"delta": (0.0, 0.1), "band": (0.1,), "gate": (0.5,)})
+  knobs = {"delta": (0.0, 0.1), "band": (0.1,), "gate": (0.5,)}
+  base = run_study(z, stages=STAGES, knobs=knobs)
   assert base.split["calibration_pairs"] + base.split["evaluation_pairs"] == 200
   held = np.setdiff1d(np.arange(n), sp["calibration_images"])
   moved = dict(z, exit_scores=z["exit_scores"].copy())
