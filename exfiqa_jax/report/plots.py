@@ -234,7 +234,7 @@ def pareto_figure(panels: Sequence[ParetoPanel], *, title: str, metric: str) -> 
         markersize=6,
         linestyle="-",
         linewidth=1.0,
-        zorder=4,
+        zorder=2.5,  # under the named marks
         color=ADAPTIVE_COLORS[i % len(ADAPTIVE_COLORS)],
         label=f"adaptive: {label}",
       )

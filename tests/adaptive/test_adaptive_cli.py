@@ -123,3 +123,24 @@ def test_bad_options_are_one_line_errors(tmp_path, capsys, more, message):
 def test_scores_need_pairs(tmp_path, capsys):
   assert main(["adaptive", "--scores", str(tmp_path / "s.npz")]) == 2
   assert "--scores needs --pairs" in capsys.readouterr().err
+
+
+def test_pareto_figure_draws_adaptive_points_as_their_own_series():
+  from exfiqa_jax.report import plots
+
+  panel = plots.ParetoPanel(
+    "self", [1.0, 2.0, 3.0], [0.3, 0.2, 0.25], [0, 1], {"depth-weighted": (3.0, 0.25)},
+    {"delta": ([1.5, 2.5, 3.0], [0.28, 0.22, 0.25]), "band": ([1.2, 3.0], [0.4, 0.25])},
+  )  # fmt: skip
+  fig = plots.pareto_figure([panel], title="t", metric="erc_area@0.001")
+  ax = fig.axes[0]
+  labels = ax.get_legend_handles_labels()[1]
+  assert labels[-2:] == ["adaptive: delta", "adaptive: band"]
+  lines = {ln.get_label(): ln for ln in ax.get_lines()}
+  assert list(lines["adaptive: delta"].get_xdata()) == [1.5, 2.5, 3.0]
+  assert list(lines["adaptive: band"].get_ydata()) == [0.4, 0.25]
+  assert "mean of the exits run" in ax.get_xlabel()
+  plain = plots.pareto_figure(
+    [plots.ParetoPanel("s", [1.0], [0.1], [0], {})], title="t", metric="m"
+  )
+  assert not any(lb.startswith("adaptive") for lb in plain.axes[0].get_legend_handles_labels()[1])
