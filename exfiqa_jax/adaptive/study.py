@@ -1,19 +1,17 @@
-"""The adaptive early-exit study of one set of saved inputs: `exfiqa adaptive`.
+"""The adaptive early-exit study of one pair set (`exfiqa adaptive`, a job's `adaptive`).
 
 Split the pairs (calibration / evaluation, `evaluate.split_pairs`), calibrate
-every policy's knob sweep on the calibration images, evaluate each knob on the
-evaluation pairs beside the static sweep of every exit subset on the same
-pairs, and write: the policy file (`policies.json`: every policy x knob with
-its calibration numbers and calibrated mean GFLOPs, what `exfiqa score
---policy NAME --budget G` reads), the trade-off table (Markdown, CSV, JSON) and
-the compute/quality Pareto figure with the adaptive points as their own series.
+every policy's knob sweep on the calibration images, and evaluate each knob on
+the evaluation pairs beside the static sweep of every exit subset on the same
+pairs. `exfiqa_jax.report.adaptive` writes what a study found: the policy file
+(`policies.json`, what `exfiqa score --policy NAME --budget G` reads), the
+trade-off table and the Pareto figure with the adaptive points.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -21,11 +19,13 @@ import numpy as np
 
 from exfiqa_jax.adaptive import calibrate as cal
 from exfiqa_jax.adaptive import evaluate as ev
-from exfiqa_jax.adaptive.policy import POLICIES, Policy, save
-from exfiqa_jax.evaluation.analysis import pairset, resolve_metrics
-from exfiqa_jax.fusion.sweep import metric_columns, pareto_front, sweep
+from exfiqa_jax.adaptive.policy import POLICIES, Policy
+from exfiqa_jax.fusion.sweep import metric_columns, sweep
+from exfiqa_jax.metrics import make_pairset
 
 POLICY_FILE = "policies.json"
+# The metric settings when none are given (those of make_pairset).
+DEFAULT_METRICS = {"fmrs": (1e-3, 1e-4), "edc_fmr": 1e-3, "edc_limits": (0.2, 0.3)}
 
 
 @dataclasses.dataclass
@@ -50,13 +50,15 @@ def run_study(
   metrics: dict | None = None,
   rules: Sequence[str] = ("mean", "weighted", "median", "min", "max"),
 ) -> Study:
-  """z: saved inputs (exit_scores [N, L], a, b, labels, comparison [P], cost [L])."""
+  """z: saved inputs (exit_scores [N, L], a, b, labels, comparison [P], cost [L]);
+  metrics: fmrs, edc_fmr, edc_limits (default DEFAULT_METRICS); rules: of the static
+  sweep beside the policies (the weighted rule always)."""
   exits = np.asarray(z["exit_scores"], np.float32)
   n, depth = exits.shape
   a, b = np.asarray(z["a"], np.int64), np.asarray(z["b"], np.int64)
   labels = np.asarray(z["labels"]).astype(bool)
   cost = np.asarray(z["cost"], np.float64)
-  m = resolve_metrics(metrics)
+  m = {**DEFAULT_METRICS, **(metrics or {})}
   sp = ev.split_pairs(a, b, n, fraction, seed)
   e = sp["evaluation"]
   if not len(e) or labels[e].all() or not labels[e].any():
@@ -64,9 +66,9 @@ def run_study(
       f"the evaluation split ({len(e)} pairs) needs genuine and impostor pairs; "
       "give more pairs or another --fraction"
     )
-  ps = pairset(
+  ps = make_pairset(
     exits, a[e], b[e], labels[e], np.asarray(z["comparison"])[e],
-    fmrs=m["fmrs"], edc_fmr=m["edc_fmr"], edc_limits=m["edc_limits"],
+    fmrs=m["fmrs"], edc_fmr=m["edc_fmr"], limits=m["edc_limits"],
   )  # fmt: skip
   static = sweep(ps, tuple(dict.fromkeys(("weighted", *rules))), ("none",), cost)
   full_i = int(
@@ -110,80 +112,3 @@ def cheapest_within(rows: Sequence[dict], full: dict, metric: str, tolerance: fl
     if ok and (r["policy"] not in out or r["gflops"] < out[r["policy"]]["gflops"]):
       out[r["policy"]] = r
   return out
-
-
-def write_study(study: Study, out_dir: str, key: str, policy_path: str, source: str) -> list[str]:
-  """Writes policy_path and `<out_dir>/<key>_adaptive.{md,csv,json}`,
-  `<key>_adaptive_pareto.{png,svg}`; returns the paths."""
-  from exfiqa_jax.fileio import write_text
-  from exfiqa_jax.report import plots
-  from exfiqa_jax.report.document import Figures, Heading, Text, table, to_markdown
-  from exfiqa_jax.report.labels import metric_label
-  from exfiqa_jax.report.tables import write_csv, write_json
-
-  s, sel = study, study.select
-  cols = metric_columns(s.full)
-  save(
-    s.policies,
-    policy_path,
-    source=source,
-    depth=s.policies[0].depth,
-    split=s.split,
-    metrics={k: list(np.ravel(v).astype(float)) for k, v in s.metrics.items()},
-    full_gflops=float(s.full["gflops"]),
-    evaluation=[{k: _plain(v) for k, v in r.items()} for r in s.rows],
-  )
-  base = os.path.join(out_dir, f"{key}_adaptive")
-  static_row = {
-    "policy": "static", "knob": "all exits (depth-weighted)",
-    "gflops": float(s.full["gflops"]), "mean_blocks": float(s.policies[0].depth),
-    "stopped_early": 0.0, **{c: float(s.full[c]) for c in cols},
-  }  # fmt: skip
-  table_cols = ["policy", "knob", "gflops", "mean_blocks", "stopped_early", *cols]
-  heads = ["policy", "knob", "mean GFLOPs", "mean blocks", "stopped early"]
-  heads += [metric_label(c, short=True) for c in cols]
-  write_csv(f"{base}.csv", [static_row, *s.rows], table_cols)
-  best = cheapest_within(s.rows, s.full, sel)
-  write_json(
-    f"{base}.json",
-    {"split": s.split, "metrics": s.metrics, "full": static_row, "rows": s.rows,
-     "cheapest_within_1pct": best, "policy_file": policy_path, "source": source},
-  )  # fmt: skip
-  marks = {"depth-weighted (all exits)": (float(s.full["gflops"]), float(s.full[sel]))}
-  adaptive = {}
-  for name in dict.fromkeys(r["policy"] for r in s.rows):
-    rs = sorted((r for r in s.rows if r["policy"] == name), key=lambda r: r["gflops"])
-    adaptive[name] = ([r["gflops"] for r in rs], [float(r[sel]) for r in rs])
-  front = pareto_front(s.static["gflops"], s.static[sel])
-  paths = plots.save(
-    plots.pareto_figure(
-      [plots.ParetoPanel(key, s.static["gflops"], s.static[sel], front, marks, adaptive)],
-      title=f"{key}: static exit subsets and adaptive early exit (evaluation pairs)",
-      metric=sel,
-    ),
-    f"{base}_pareto.png",
-  )
-  sp = s.split
-  blocks = [
-    Heading(f"Adaptive early exit: {key}", 1),
-    Text(
-      f"Calibrated on {sp['calibration_pairs']} pairs ({sp['calibration_images']} images), "
-      f"evaluated on the disjoint {sp['evaluation_pairs']} pairs ({sp['evaluation_images']} "
-      f"images; {sp['dropped_pairs']} pairs sharing an image with calibration left out), "
-      f"split seed {sp['seed']}. Stages: exits {list(s.policies[0].stages)}. Each image's "
-      "quality is the depth-weighted fusion of the exits it ran; mean GFLOPs per image from "
-      "the exits actually run. Lower metrics are better. Policies written to "
-      f"`{policy_path}`; scores made with one of them name it (policy, knob) in their file."
-    ),
-    table([static_row, *s.rows], table_cols, heads),
-    Text(
-      f"Cheapest knob per policy within 1% of the full fusion's {metric_label(sel)}:"
-      if best
-      else f"No knob is within 1% of the full fusion's {metric_label(sel)}."
-    ),
-  ]
-  if best:
-    blocks.append(table(list(best.values()), table_cols, heads))
-  blocks.append(Figures([os.path.basename(paths[0])]))
-  write_text(f"{base}.md", to_markdown(blocks))
-  return [policy_path, f"{base}.md", f"{base}.csv", f"{base}.json", *paths]

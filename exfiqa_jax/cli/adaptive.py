@@ -100,9 +100,10 @@ def run(args: argparse.Namespace) -> int:
   import numpy as np
 
   from exfiqa_jax.adaptive.policy import check_stages, default_stages
-  from exfiqa_jax.adaptive.study import POLICY_FILE, run_study, write_study
+  from exfiqa_jax.adaptive.study import POLICY_FILE, run_study
   from exfiqa_jax.evaluation.run import input_metrics, read_inputs
   from exfiqa_jax.fileio import check_output
+  from exfiqa_jax.report.adaptive import write_study
 
   if args.scores and not args.pairs:
     raise ValueError("--scores needs --pairs (a list of `idA idB label score`)")
