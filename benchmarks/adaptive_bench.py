@@ -146,7 +146,8 @@ def main() -> None:
     edc = next(c for c in study.full if c.startswith("edc_area@"))
     meta[data] = (study, sel, edc, time.perf_counter() - t0)
     exits = np.asarray(z["exit_scores"], np.float32)
-    pool = np.unique(np.r_[z["a"][study_eval(study, z)], z["b"][study_eval(study, z)]])
+    e = study_eval(study, z)
+    pool = np.unique(np.r_[z["a"][e], z["b"][e]])
     if not best:
       print(f"{data}: no knob of any policy is within 1% of the full fusion's {sel}\n")
     for name, (row, policy) in best.items():
