@@ -39,12 +39,14 @@ def static_row(s: Study) -> dict[str, Any]:
   }  # fmt: skip
 
 
-def adaptive_series(s: Study) -> dict[str, tuple[list[float], list[float]]]:
-  """Policy -> (mean GFLOPs, the select metric) of its knobs, by cost."""
+def adaptive_series(s: Study, metric: str | None = None) -> dict:
+  """Policy -> (mean GFLOPs [K], metric [K]) of its knobs by cost; metric: a metric
+  column (default the study's select)."""
+  metric = metric or s.select
   out = {}
   for name in dict.fromkeys(r["policy"] for r in s.rows):
     rs = sorted((r for r in s.rows if r["policy"] == name), key=lambda r: r["gflops"])
-    out[name] = ([r["gflops"] for r in rs], [float(r[s.select]) for r in rs])
+    out[name] = ([r["gflops"] for r in rs], [float(r[metric]) for r in rs])
   return out
 
 
