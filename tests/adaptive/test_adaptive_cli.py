@@ -10,6 +10,8 @@ from exfiqa_jax.adaptive import policy as P
 from exfiqa_jax.cli import main
 from exfiqa_jax.fusion.sweep import sweep
 from exfiqa_jax.metrics import make_pairset
+from exfiqa_jax.models.config import ViTConfig
+from exfiqa_jax.models.flops import exit_gflops
 
 DEPTH = 4
 COST = np.array([1.0, 2.0, 3.0, 4.0])
@@ -144,3 +146,23 @@ def test_pareto_figure_draws_adaptive_points_as_their_own_series():
     [plots.ParetoPanel("s", [1.0], [0.1], [0], {})], title="t", metric="m"
   )
   assert not any(lb.startswith("adaptive") for lb in plain.axes[0].get_legend_handles_labels()[1])
+
+
+def test_scores_and_pair_list_give_the_same_study_as_saved_inputs(tmp_path):
+  z = _inputs(tmp_path)
+  ids = np.array([f"img{i}.png" for i in range(len(z["exit_scores"]))])
+  np.savez(tmp_path / "bench_self_scores.npz", paths=ids, exit_scores=z["exit_scores"])
+  with open(tmp_path / "pairs.txt", "w") as f:
+    for i, j, lab, s in zip(z["a"], z["b"], z["labels"], z["comparison"], strict=True):
+      f.write(f"{ids[i]} {ids[j]} {int(lab)} {float(s)!r}\n")
+  common = ["--stages", "2,4", "--policies", "band", "--knobs", "band=0,0.2", "--quiet"]
+  saved = ["--inputs", str(tmp_path / "bench_self.npz"), "--out", str(tmp_path / "a")]
+  assert main(["adaptive", *saved, *common]) == 0
+  scores = ["--scores", str(tmp_path / "bench_self_scores.npz"), "--pairs"]
+  scores += [str(tmp_path / "pairs.txt"), "--out", str(tmp_path / "b")]
+  assert main(["adaptive", *scores, *common]) == 0
+  a = P.load_sweep(str(tmp_path / "a" / "policies.json"))
+  b = P.load_sweep(str(tmp_path / "b" / "policies.json"))
+  assert [p.calibration for p in a] == [p.calibration for p in b]
+  full = exit_gflops(ViTConfig(depth=DEPTH))[-1]  # --scores: ViT-S costs, as `exfiqa sweep`
+  assert b[0].never_stops_early and b[0].gflops == full
