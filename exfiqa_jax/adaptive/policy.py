@@ -75,6 +75,9 @@ def running_fusion(exits: np.ndarray, upto: int | None = None) -> np.ndarray:
   return np.cumsum(x[:, :upto] * w, axis=1) / np.cumsum(w)
 
 
+FEATURES = ("q_k", "q_k - q_(k-1)", "x_k", "x_k - x_(k-1)", "std(x_1..x_k)")
+
+
 def gate_features(exits: np.ndarray, k: int) -> np.ndarray:
   """Features of the exits 1..k of b images for the gate, float64 [b, 5]: the running
   fusion q_k, its change q_k - q_{k-1}, the exit x_k, its change x_k - x_{k-1}, and
@@ -189,6 +192,38 @@ class Policy:
     )
 
 
+def _numbers(v: Any, n: int, width: int | None = None, none_ok: bool = False) -> bool:
+  """v is a list of n numbers (or None where none_ok), or of n lists of `width` numbers."""
+
+  def num(x):
+    ok = isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+    return ok or (none_ok and x is None)
+
+  if not isinstance(v, list) or len(v) != n:
+    return False
+  if width is None:
+    return all(num(x) for x in v)
+  return all(isinstance(r, list) and len(r) == width and all(num(x) for x in r) for r in v)
+
+
+def check_calibration(p: Policy) -> None:
+  """ValueError (one line) unless p.calibration holds what p's rule reads, one entry
+  per stage (band edges, gate weights) or its scale (delta)."""
+  c, n = p.calibration, len(p.stages)
+  if p.name == "delta":
+    ok = _numbers([c.get("scale")], 1) and c["scale"] >= 0
+    want = "a scale >= 0"
+  elif p.name == "band":
+    ok = _numbers(c.get("lo"), n, none_ok=True) and _numbers(c.get("hi"), n, none_ok=True)
+    want = f"lo and hi: {n} band edges (or null) each"
+  else:
+    f = len(FEATURES)
+    ok = all(_numbers(c.get(k), n, f) for k in ("mean", "std", "w")) and _numbers(c.get("b"), n)
+    want = f"mean, std, w: {n} lists of {f} numbers each, and b: {n} numbers"
+  if not ok:
+    raise ValueError(f"policy {p.name} knob {p.knob:g}: calibration needs {want}")
+
+
 def stop_exits(policy: Policy, exits: np.ndarray) -> np.ndarray:
   """The exit after which each image stops under `policy`, given all its exits:
   [N, depth] -> int [N] in policy.stages. (What staged inference does, simulated.)"""
@@ -246,6 +281,7 @@ def load_sweep(path: str) -> list[Policy]:
   for i, d in enumerate(items):
     try:
       out.append(Policy.from_dict(d))
+      check_calibration(out[-1])
     except (KeyError, TypeError, ValueError, AttributeError) as e:
       msg = str(e).splitlines()[0] if str(e) else type(e).__name__
       raise ValueError(f"{path}: policy {i} is malformed: {msg}") from None

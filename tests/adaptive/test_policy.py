@@ -118,14 +118,17 @@ def test_bad_policies_are_refused_in_one_line():
   assert P.default_stages(12) == (3, 6, 9, 12) and P.default_stages(4, 2) == (2, 4)
 
 
+GATE = {"mean": [[0.0] * 5] * 4, "std": [[1.0] * 5] * 4, "w": [[0.0] * 5] * 4, "b": [0.0] * 4}
+
+
 def _sweep():
   return [
     P.Policy("delta", 0.0, STAGES, DEPTH, {"scale": 1.0}, 11.5),
     P.Policy("delta", 0.01, STAGES, DEPTH, {"scale": 1.0}, 11.5),
     P.Policy("delta", 0.1, STAGES, DEPTH, {"scale": 1.0}, 8.25),
     P.Policy("delta", 1.0, STAGES, DEPTH, {"scale": 1.0}, 3.0),
-    P.Policy("gate", 1.0, STAGES, DEPTH, {"b": [0.0] * 4}, 11.5),
-    P.Policy("gate", 0.5, STAGES, DEPTH, {"b": [0.0] * 4}, 5.0),
+    P.Policy("gate", 1.0, STAGES, DEPTH, GATE, 11.5),
+    P.Policy("gate", 0.5, STAGES, DEPTH, GATE, 5.0),
   ]
 
 
@@ -192,3 +195,22 @@ def test_mean_gflops_counts_the_exits_run():
   stop = np.array([1, 4, 4, 2, 4])
   assert P.mean_gflops(stop, cost) == pytest.approx(np.mean(cost[stop - 1]), rel=1e-15)
   assert P.mean_gflops(np.full(7, 3), cost) == 3.5  # exactly the exit's cost
+
+
+@pytest.mark.parametrize(
+  "name,calibration,message",
+  [
+    ("delta", {}, "calibration needs a scale >= 0"),
+    ("band", {"lo": [0.1, None], "hi": [None] * 4}, "lo and hi: 4 band edges"),
+    ("gate", {"mean": [[0.0] * 5] * 4, "std": [[1.0] * 5] * 4, "w": [[0.0] * 4] * 4, "b": [0] * 4},
+     "mean, std, w: 4 lists of 5 numbers each"),
+  ],
+)  # fmt: skip
+def test_policy_files_with_incomplete_calibration_are_refused(tmp_path, name, calibration, message):
+  path = str(tmp_path / "p.json")
+  P.save(P.Policy(name, 0.5 if name != "delta" else 0.1, STAGES, DEPTH, calibration, 1.0), path)
+  with pytest.raises(ValueError, match=f"policy 0 is malformed: policy {name} knob .*{message}"):
+    P.load_sweep(path)
+  good = cal.calibrate(name, _exits(50), STAGES, np.ones(DEPTH), (0.1,))
+  P.save(good, path)
+  assert P.load_sweep(path) == good
