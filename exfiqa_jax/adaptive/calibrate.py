@@ -19,6 +19,7 @@ GFLOPs per image on the calibration images (what `policy.for_budget` selects by)
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import numpy as np
@@ -71,36 +72,41 @@ def gate_labels(exits: np.ndarray, k: int, edges: np.ndarray) -> np.ndarray:
   return (b[:, k - 1 :] == b[:, k - 1 : k]).all(axis=1)
 
 
-def fit_logistic(
-  x: np.ndarray, y: np.ndarray, steps: int = GATE_STEPS, lr: float = GATE_LR, l2: float = GATE_L2
-) -> tuple[np.ndarray, float]:
-  """Logistic regression with optax Adam, full batch from zeros: x [N, F] float64
-  (standardised), y [N] bool -> (weights [F], bias) as float64."""
+@functools.cache
+def _logistic_program(steps: int):
+  """The compiled full-batch Adam fit of `fit_logistic` (one per step count)."""
   import jax
   import jax.numpy as jnp
   import optax
 
-  xj, yj = jnp.asarray(x, jnp.float32), jnp.asarray(y, jnp.float32)
-
-  def loss(p):
-    z = xj @ p["w"] + p["b"]
-    return jnp.mean(optax.sigmoid_binary_cross_entropy(z, yj)) + l2 * jnp.sum(p["w"] ** 2)
-
-  opt = optax.adam(lr)
-  params = {"w": jnp.zeros(x.shape[1], jnp.float32), "b": jnp.zeros((), jnp.float32)}
+  def loss(p, x, y, l2):
+    z = x @ p["w"] + p["b"]
+    return jnp.mean(optax.sigmoid_binary_cross_entropy(z, y)) + l2 * jnp.sum(p["w"] ** 2)
 
   @jax.jit
-  def run(params):
+  def run(x, y, lr, l2):
+    opt = optax.adam(lr)
+    params = {"w": jnp.zeros(x.shape[1], jnp.float32), "b": jnp.zeros((), jnp.float32)}
+
     def step(carry, _):
       p, s = carry
-      g = jax.grad(loss)(p)
-      u, s = opt.update(g, s, p)
+      u, s = opt.update(jax.grad(loss)(p, x, y, l2), s, p)
       return (optax.apply_updates(p, u), s), None
 
     (p, _), _ = jax.lax.scan(step, (params, opt.init(params)), None, length=steps)
     return p
 
-  p = run(params)
+  return run
+
+
+def fit_logistic(
+  x: np.ndarray, y: np.ndarray, steps: int = GATE_STEPS, lr: float = GATE_LR, l2: float = GATE_L2
+) -> tuple[np.ndarray, float]:
+  """Logistic regression with optax Adam, full batch from zeros: x [N, F] float64
+  (standardised), y [N] bool -> (weights [F], bias) as float64."""
+  p = _logistic_program(int(steps))(
+    np.asarray(x, np.float32), np.asarray(y, np.float32), np.float32(lr), np.float32(l2)
+  )
   return np.asarray(p["w"], np.float64), float(p["b"])
 
 

@@ -143,7 +143,7 @@ def test_calibration_reads_only_calibration_images():
   n = len(z["exit_scores"])
   sp = ev.split_pairs(z["a"], z["b"], n, 0.5, 0)
   knobs = {"delta": (0.0, 0.1), "band": (0.1,), "gate": (0.5,)}
-  base = run_study(z, stages=STAGES, knobs=knobs)
+  base = run_study(z, stages=STAGES, knobs=knobs, rules=())
   assert base.split["calibration_pairs"] + base.split["evaluation_pairs"] == 200
   held = np.setdiff1d(np.arange(n), sp["calibration_images"])
   moved = dict(z, exit_scores=z["exit_scores"].copy())
@@ -154,7 +154,9 @@ def test_calibration_reads_only_calibration_images():
   assert [p.calibration for p in other.policies] == [p.calibration for p in base.policies]
   assert [p.gflops for p in other.policies] == [p.gflops for p in base.policies]
   moved["exit_scores"][sp["calibration_images"][:5]] += 1.0
-  third = run_study(moved, stages=STAGES, knobs={"delta": (0.0,), "band": (0.1,), "gate": ()})
+  third = run_study(
+    moved, stages=STAGES, knobs={"delta": (0.0,), "band": (0.1,), "gate": ()}, rules=()
+  )
   assert third.policies[0].calibration != base.policies[0].calibration
 
 
