@@ -55,6 +55,12 @@ def run_study(
   sweep beside the policies (the weighted rule always)."""
   exits = np.asarray(z["exit_scores"], np.float32)
   n, depth = exits.shape
+  bad = np.flatnonzero(~np.isfinite(exits).all(axis=1))
+  if bad.size:
+    raise ValueError(
+      f"exit scores of {bad.size} images hold NaN or inf (first: image {bad[0]}); calibrate on "
+      "the full pass's scores, not on those of a policy run"
+    )
   a, b = np.asarray(z["a"], np.int64), np.asarray(z["b"], np.int64)
   labels = np.asarray(z["labels"]).astype(bool)
   cost = np.asarray(z["cost"], np.float64)

@@ -73,19 +73,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
   )
   p.add_argument("--out", default="out/adaptive", help="folder of the table and figure")
   p.add_argument(
-    "--policies", type=_names, default=("delta", "band", "gate"), help="comma-separated"
+    "--policies", type=_names, default="delta,band,gate", help="comma-separated policies"
   )
   p.add_argument(
     "--stages",
     type=_int_list,
-    help="exits after which an image may stop, ending at the depth (default every 3rd)",
+    help="exits after which an image may stop, ending at the depth, e.g. 3,6,9,12 "
+    "(none: every 3rd exit)",
   )
   p.add_argument(
     "--knobs",
     type=_knobs,
     action="append",
     default=[],
-    help="a policy's knob values, e.g. delta=0,0.01,0.1 (repeat per policy; default a "
+    help="a policy's knob values, e.g. delta=0,0.01,0.1 (repeat per policy; none: a "
     "sweep per policy from the full pass to the most aggressive)",
   )
   p.add_argument(

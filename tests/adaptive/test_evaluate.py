@@ -199,3 +199,12 @@ def test_cheapest_within_picks_least_compute_within_tolerance():
   ]
   best = cheapest_within(rows, {"erc_area@0.1": 0.1}, "erc_area@0.1")
   assert best["delta"]["gflops"] == 6.0 and best["band"]["gflops"] == 4.0
+
+
+def test_scores_of_a_policy_run_are_refused():
+  z = _inputs(50)
+  z["exit_scores"][[3, 7], 9:] = np.nan  # exits a policy run did not compute
+  with pytest.raises(
+    ValueError, match="exit scores of 2 images hold NaN or inf \\(first: image 3\\)"
+  ):
+    run_study(z, stages=STAGES)
