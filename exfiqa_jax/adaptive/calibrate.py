@@ -1,4 +1,4 @@
-"""Calibration of the adaptive policies on exit scores only (docs/protocol.md §9).
+"""Calibration of the adaptive policies on exit scores only (docs/protocol.md §10).
 
 Everything here sees the exit scores of calibration images only (the images of
 the calibration pairs, `exfiqa_jax.adaptive.evaluate.split_pairs`); no model is

@@ -1,4 +1,4 @@
-"""Evaluation of adaptive policies on the pairs left out of calibration (docs/protocol.md §9).
+"""Evaluation of adaptive policies on the pairs left out of calibration (docs/protocol.md §10).
 
 `split_pairs` divides a benchmark's pairs, seeded, into calibration and
 evaluation pairs; calibration sees only the images of calibration pairs, and an

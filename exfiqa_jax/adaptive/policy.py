@@ -1,4 +1,4 @@
-"""Adaptive early-exit policies: when an image's fused quality is settled (docs/protocol.md §9).
+"""Adaptive early-exit policies: when an image's fused quality is settled (docs/protocol.md §10).
 
 A policy decides, per image and on the host, after which exit the image stops.
 It is consulted only at its `stages` (exits, counted 1..depth, after which an

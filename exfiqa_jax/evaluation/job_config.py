@@ -15,7 +15,7 @@ A job config is a dict (see exfiqa_jax/configs/paper.py for every key):
                path with "{dataset}" naming one aligned .npy matrix per dataset
   scoring, metrics, sweep   options of scoring, ERC/EDC and the fusion sweep
   adaptive     optional: policies, stages, fraction, seed, knobs of the adaptive
-               early-exit study run on every pair set (docs/protocol.md §9)
+               early-exit study run on every pair set (docs/protocol.md §10)
   report       exits: exits to plot besides the last one and the fusions
 """
 

@@ -28,7 +28,7 @@ def _fusion(row, k):
 
 
 def _stops_plain(name, knob, c, row, k):
-  """The rule of docs/protocol.md §9 for one image after exit k, written out."""
+  """The rule of docs/protocol.md §10 for one image after exit k, written out."""
   if k == DEPTH:
     return True
   if k not in STAGES:
