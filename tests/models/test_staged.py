@@ -111,12 +111,16 @@ def test_stopped_images_never_run_later_blocks():
 
 
 def test_buckets():
-  assert stage_buckets(64, 16) == [16, 32, 64]
+  assert stage_buckets(64, 16) == [16, 32, 48, 64]
+  assert stage_buckets(256, 16) == [16, 32, 48, 64, 80, 112, 144, 192, 240, 256]
   assert stage_buckets(40, 16) == [16, 32, 48]
   assert stage_buckets(5, 16) == [16]
   assert stage_buckets(40, None) == [1, 2, 4, 8, 16, 32, 40]
+  assert stage_buckets(40, 16, (16, 32, 64)) == [16, 32, 48]
   with pytest.raises(ValueError, match="at least one image"):
     stage_buckets(0, 16)
+  with pytest.raises(ValueError, match="multiples of the 16-row micro-batch"):
+    stage_buckets(64, 16, (8, 16))
 
 
 def test_whole_batch_stages_agree_to_rounding():
