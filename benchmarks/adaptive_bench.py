@@ -19,8 +19,10 @@ staged runs each batch row stands for an evaluation image of the data set and
 stops where the policy stops that image: the policy's own `stop` runs on that
 image's exits (so the host-side decisions cost what they cost), and the model's
 stages run over the rows kept. Each round draws other images. Medians and
-ranges (min-max) of the rounds; the staged exits are checked bit for bit
-against the full pass's at every exit run.
+ranges (min-max) of the rounds, and per-round ratios; the staged exits are
+checked bit for bit against the full pass's at every exit run. "padding": the
+block-rows the stages ran beyond those of the images still running (bucket
+rounding), over the timed rounds.
 """
 
 from __future__ import annotations
@@ -152,13 +154,16 @@ def main() -> None:
       print(f"{data}: no knob of any policy is within 1% of the full fusion's {sel}\n")
     for name, (row, policy) in best.items():
       batches = [rng.choice(pool, args.batch, replace=False) for _ in range(args.rounds)]
-      calls = {"i": 0, "blocks": []}
+      calls = {"i": 0, "blocks": [], "rows": []}
 
       def run(policy=policy, batches=batches, calls=calls, exits=exits):
         ids = batches[calls["i"] % len(batches)]
         calls["i"] += 1
         out = staged_apply(*variables, x, Replay(policy, exits, ids))
         calls["blocks"].append(out.blocks_run)
+        starts = (0, *policy.stages)
+        spans = [b - a for a, b in zip(starts, policy.stages, strict=False)][: len(out.rows)]
+        calls["rows"].append((np.dot(out.rows, spans), np.dot(out.live, spans)))
         return out
 
       out = run()  # compiles, and the exactness check
@@ -179,23 +184,25 @@ def main() -> None:
     "at every exit run.\n"
   )
   head = ["data", "policy", "knob", "mean GFLOPs (eval)", "GFLOPs (timed)", "stopped early"]
-  head += ["ERC area", "EDC area", "images/s staged", "images/s full", "ratio"]
+  head += ["padding", "ERC area", "EDC area", "images/s staged", "images/s full", "ratio"]
   rows = []
   for data, (study, sel, edc, _) in meta.items():
     f = study.full
     rows.append(
-      [data, "static, 12 exits", "-", float(f["gflops"]), float(cost[-1]), "0%"]
+      [data, "static, 12 exits", "-", float(f["gflops"]), float(cost[-1]), "0%", "0%"]
       + [float(f[sel]), float(f[edc]), "", _rate(full), "1"]
     )
     for d, name, row, policy, calls in chosen:
       if d != data:
         continue
       timed = np.concatenate(calls["blocks"][-args.rounds :])
+      run_rows, live_rows = np.sum(calls["rows"][-args.rounds :], axis=0)
       s = rate[f"{data} / {name}"]
       ratios = [a / b for a, b in zip(s, full, strict=True)]
       rows.append(
         [data, name, f"{policy.knob:g}", float(row["gflops"]), mean_gflops(timed, cost)]
-        + [f"{100 * float(row['stopped_early']):.0f}%", float(row[sel]), float(row[edc])]
+        + [f"{100 * float(row['stopped_early']):.0f}%", f"{100 * (run_rows / live_rows - 1):.0f}%"]
+        + [float(row[sel]), float(row[edc])]
         + [
           _rate(s),
           _rate(full),
