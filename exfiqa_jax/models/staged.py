@@ -27,11 +27,11 @@ Elsewhere the stage takes its bucket whole, as `apply` takes the batch.
 
 Cost: a stage of s blocks over a bucket of r rows costs r * s blocks plus one
 quality head per block and row; the gather between stages copies r hidden
-states [N+1, D] (about 0.2 MB each at ViT-S, far below one block); each stage
+states [N+1, D] (0.3 MB each at ViT-S, far below one block); each stage
 waits for its exits on the host before the next is dispatched (on the 2-core
-CPU, four stages in which no image stops took about 5% longer than the one
-program of `apply`). Padding to a bucket costs under 25% of the rows still
-running plus one micro-batch on CPU, under 2x elsewhere. Compiled programs:
+CPU, four stages in which no image stops ran 6% fewer images/s than the one
+program of `apply`). Padding to a bucket: under a quarter of the rows still
+running plus at most m - 1 rows on CPU, under 2x elsewhere. Compiled programs:
 one per (stage, bucket) pair actually met, cached.
 
 Work is counted inside the compiled programs: every row carries its image's
