@@ -273,7 +273,7 @@ def staged_check(smoke: bool) -> None:
   import adaptive_bench
   from sweep_bench import FMRS, LIMITS, synthetic
 
-  from exfiqa_jax.adaptive.policy import mean_gflops
+  from exfiqa_jax.adaptive.policy import Policy, default_stages, mean_gflops
   from exfiqa_jax.models.flops import exit_gflops
   from exfiqa_jax.models.staged import staged_apply
 
@@ -290,10 +290,13 @@ def staged_check(smoke: bool) -> None:
   pool = np.unique(np.r_[a[e], b[e]])
   variables = adaptive_bench.random_variables(config)
   rng, rows, worst = np.random.default_rng(0), [], 0.0
+  never = Policy("delta", 0.0, default_stages(config.depth), config.depth, {"scale": 1.0})
   for batch in [16, 64] if smoke else [64, 256, 1024]:
     x = jnp.asarray(workloads.images(config, batch))
     full = np.asarray(apply(*variables, x, embedding=False).exits)
     t_full = timed(lambda x=x: apply(*variables, x, embedding=False), 0.2, 3)
+    t = timed(lambda x=x: staged_apply(*variables, x, never), 0.2, 3)
+    rows.append([batch, "no stop", "-", float(cost[-1]), "", batch / t, batch / t_full, t_full / t])
     for name, (row, policy) in best.items():
       ids = rng.choice(pool, batch, replace=batch > len(pool))
       out = staged_apply(*variables, x, adaptive_bench.Replay(policy, exits, ids))
@@ -314,8 +317,8 @@ def staged_check(smoke: bool) -> None:
   print(
     f"\nAdaptive early exit, {n} synthetic images x {config.depth} exits: cheapest knob per "
     f"policy within 1% of the full fusion's {study.select} ({full_erc:.4f}; "
-    f"{cost[-1]:.2f} GFLOPs per image); medians of 3 samples. Staged exits vs the full "
-    f"pass: max|diff|/max|ref| = {worst:.1e}.\n"
+    f'{cost[-1]:.2f} GFLOPs per image); medians of 3 samples; "no stop": the same stages '
+    f"with no image stopping. Staged exits vs the full pass: max|diff|/max|ref| = {worst:.1e}.\n"
   )
   head = ["batch", "policy", "knob", "GFLOPs (batch)", "ERC area", "images/s staged"]
   print(common.table([*head, "images/s full", "ratio"], rows))
