@@ -12,9 +12,13 @@ float32 exits against the CPU's at full precision. Then the face-recognition
 rows: images/s of the full-size iresnet100 in Flax float32 and bfloat16 and,
 where PyTorch is installed, of the PyTorch reference on identical weights
 (eager and `torch.compile`, float32 and bfloat16 autocast, on the GPU when
-PyTorch sees one), and the bfloat16 embeddings against float32. Random
-weights; needs JAX only (PyTorch rows are skipped without it). Stops timing
-new batch sizes once `--budget` seconds have passed.
+PyTorch sees one), and the bfloat16 embeddings against float32. Then the
+fusion sweep, and adaptive early exit: images/s of staged inference under each
+policy's cheapest knob within 1% of the full fusion's ERC area on LFW-sized
+synthetic exits, against the full pass at the same batch size (as
+benchmarks/adaptive_bench.py on the CPU), and the staged exits against the
+full pass's. Random weights; needs JAX only (PyTorch rows are skipped without
+it). Stops timing new batch sizes once `--budget` seconds have passed.
 """
 
 from __future__ import annotations
@@ -145,6 +149,7 @@ def main() -> None:
     )
   fr_rows(args, batches, rounds, begin)
   sweep_check(args.smoke, args.ijbc_variants)
+  staged_check(args.smoke)
   print(f"\nTotal {time.perf_counter() - begin:.0f} s")
 
 
@@ -261,6 +266,62 @@ def sweep_check(smoke: bool, ijbc_variants: int) -> None:
     f"compilation); {k} variants {many:.1f} s ({many / k:.3f} s per variant; full grid of "
     f"20,475 projected {many / k * 20475 / 60:.1f} min)"
   )
+
+
+def staged_check(smoke: bool) -> None:
+  """Adaptive early exit on the default device: staged vs full pass, same batch size."""
+  import adaptive_bench
+  from sweep_bench import FMRS, LIMITS, synthetic
+
+  from exfiqa_jax.adaptive.policy import Policy, default_stages, mean_gflops
+  from exfiqa_jax.models.flops import exit_gflops
+  from exfiqa_jax.models.staged import staged_apply
+
+  config = ViTConfig()
+  if smoke:
+    config = ViTConfig(image_size=112, patch_size=28, width=32, depth=12, num_heads=2, mlp_dim=64)
+  cost = np.asarray(exit_gflops(config), np.float64)
+  n, p = (1200, 600) if smoke else (12_000, 6_000)
+  exits, a, b, genuine, scores = synthetic(n, p)
+  z = dict(exit_scores=exits, a=a, b=b, labels=genuine, comparison=scores, cost=cost)
+  metrics = dict(fmrs=FMRS, edc_fmr=FMRS[0], edc_limits=LIMITS)
+  study, best = adaptive_bench.choose(z, metrics, config.depth)
+  e = adaptive_bench.study_eval(study, z)
+  pool = np.unique(np.r_[a[e], b[e]])
+  variables = adaptive_bench.random_variables(config)
+  rng, rows, worst = np.random.default_rng(0), [], 0.0
+  never = Policy("delta", 0.0, default_stages(config.depth), config.depth, {"scale": 1.0})
+  for batch in [16, 64] if smoke else [64, 256, 1024]:
+    x = jnp.asarray(workloads.images(config, batch))
+    full = np.asarray(apply(*variables, x, embedding=False).exits)
+    t_full = timed(lambda x=x: apply(*variables, x, embedding=False), 0.2, 3)
+    t = timed(lambda x=x: staged_apply(*variables, x, never), 0.2, 3)
+    rows.append([batch, "no stop", "-", float(cost[-1]), "", batch / t, batch / t_full, t_full / t])
+    for name, (row, policy) in best.items():
+      ids = rng.choice(pool, batch, replace=batch > len(pool))
+      out = staged_apply(*variables, x, adaptive_bench.Replay(policy, exits, ids))
+      ran = ~np.isnan(out.exits)
+      worst = max(worst, float(np.abs(out.exits[ran] - full[ran]).max() / np.abs(full).max()))
+      t = timed(
+        lambda x=x, p=policy, i=ids: staged_apply(
+          *variables, x, adaptive_bench.Replay(p, exits, i)
+        ),
+        0.2,
+        3,
+      )
+      rows.append(
+        [batch, name, f"{policy.knob:g}", mean_gflops(out.blocks_run, cost)]
+        + [float(row[study.select]), batch / t, batch / t_full, t_full / t]
+      )
+  full_erc = float(study.full[study.select])
+  print(
+    f"\nAdaptive early exit, {n} synthetic images x {config.depth} exits: cheapest knob per "
+    f"policy within 1% of the full fusion's {study.select} ({full_erc:.4f}; "
+    f'{cost[-1]:.2f} GFLOPs per image); medians of 3 samples; "no stop": the same stages '
+    f"with no image stopping. Staged exits vs the full pass: max|diff|/max|ref| = {worst:.1e}.\n"
+  )
+  head = ["batch", "policy", "knob", "GFLOPs (batch)", "ERC area", "images/s staged"]
+  print(common.table([*head, "images/s full", "ratio"], rows))
 
 
 if __name__ == "__main__":

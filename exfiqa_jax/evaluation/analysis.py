@@ -56,6 +56,9 @@ class Analysis:
   erc_best: np.ndarray  # [96, F] theoretical best FNMR after rejection (rejection.erc_best)
   edc_start: float  # EDC error fraction before any discard (e0)
   warnings: list[str]
+  # the adaptive early-exit study of these pairs (exfiqa_jax.adaptive.study.Study), when
+  # the job asks for one
+  adaptive: Any = None
 
 
 def variant_name(subset: int, rule: str, norm: str, depth: int) -> str:

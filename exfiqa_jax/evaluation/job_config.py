@@ -14,6 +14,8 @@ A job config is a dict (see exfiqa_jax/configs/paper.py for every key):
   embeddings   {FR model: root} holding `<root>/<dataset>_<FRModel>/<stem>.npy`, or a
                path with "{dataset}" naming one aligned .npy matrix per dataset
   scoring, metrics, sweep   options of scoring, ERC/EDC and the fusion sweep
+  adaptive     optional: policies, stages, fraction, seed, knobs of the adaptive
+               early-exit study run on every pair set (docs/protocol.md §10)
   report       exits: exits to plot besides the last one and the fusions
 """
 
@@ -119,6 +121,7 @@ def _doc(fn, text: str):
 def option_checks() -> dict[str, dict]:
   """{section: {key: check}} of the options a job may set; each check's docstring says
   what it wants."""
+  from exfiqa_jax.adaptive.policy import POLICIES
   from exfiqa_jax.fusion.rules import NORMS, RULES
 
   return {
@@ -140,6 +143,20 @@ def option_checks() -> dict[str, dict]:
       "memory_mb": _doc(lambda v: _number(v) and v > 0, "a positive number of MiB"),
       "select": _doc(lambda v: isinstance(v, str), "a metric column name such as 'edc_area@0.2'"),
     },
+    "adaptive": {
+      "policies": _names(POLICIES),
+      "stages": _seq(
+        _positive_int, "a non-empty list of exits ending at the depth, e.g. (3, 6, 9, 12)"
+      ),
+      "fraction": _doc(_rate, "the fraction of pairs to calibrate on, in (0, 1)"),
+      "seed": _doc(lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
+      "knobs": _doc(
+        lambda v: (
+          isinstance(v, dict) and all(k in POLICIES and _seq(_number, "")(x) for k, x in v.items())
+        ),
+        f"a dict {{policy: (knob, ...)}} with policies from {POLICIES}",
+      ),
+    },
     "weights": {
       "powers": _seq(_number, "a non-empty list of numbers"),
       "simplex": _doc(_positive_int, "a positive integer"),
@@ -150,7 +167,7 @@ def option_checks() -> dict[str, dict]:
 
 
 def check_options(cfg: dict, path: str) -> None:
-  """Raises naming the key: an option of scoring/metrics/sweep/weights of a wrong type
+  """Raises naming the key: an option of scoring/metrics/sweep/adaptive/weights of a wrong type
   or value (e.g. `sweep.rules=mean`, a bare string, or `scoring.batch_size=abc`)."""
   for section, checks in option_checks().items():
     values = cfg.get(section, {})

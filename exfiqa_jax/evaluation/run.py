@@ -73,6 +73,29 @@ def analyse_inputs(
   )
 
 
+def adaptive_study(z: dict[str, np.ndarray], cfg: dict[str, Any]):
+  """The adaptive early-exit study of inputs `z` when the job has an `adaptive`
+  section (exfiqa_jax.adaptive.study.run_study), else None."""
+  opts = cfg.get("adaptive")
+  if not opts:
+    return None
+  from exfiqa_jax.adaptive.policy import POLICIES, check_stages, default_stages
+  from exfiqa_jax.adaptive.study import run_study
+
+  depth = z["exit_scores"].shape[1]
+  stages = opts.get("stages")
+  return run_study(
+    z,
+    names=tuple(opts.get("policies", POLICIES)),
+    stages=check_stages(stages, depth) if stages else default_stages(depth),
+    fraction=float(opts.get("fraction", 0.5)),
+    seed=int(opts.get("seed", 0)),
+    knobs=opts.get("knobs"),
+    metrics=input_metrics(z, cfg),
+    rules=cfg.get("sweep", {}).get("rules", ("mean", "weighted", "median", "min", "max")),
+  )
+
+
 def evaluate_job(
   cfg: dict[str, Any], header: str = "", progress: bool = True, force: bool = False
 ) -> tuple[str, list[tuple[str, str, Analysis]]]:
@@ -122,7 +145,9 @@ def evaluate_job(
         **metrics_arrays(cfg.get("metrics", {})),
       )
       save_npz(inputs_path(out, name, fr), z)
-      results.append((name, fr, analyse_inputs(z, cfg, progress)))
+      an = analyse_inputs(z, cfg, progress)
+      an.adaptive = adaptive_study(z, cfg)
+      results.append((name, fr, an))
   when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
   head = header or "# EX-FIQA evaluation"
   head += (

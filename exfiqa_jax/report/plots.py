@@ -30,6 +30,7 @@ from exfiqa_jax.report.labels import metric_label  # noqa: E402
 Series = Mapping[str, tuple[Sequence[float], Sequence[float]]]  # label -> (x [K], y [K])
 BEST_STYLE = dict(color="black", linestyle="--", linewidth=1.2)
 LIMIT_STYLE = dict(color="grey", linestyle=":", linewidth=1.2)
+ADAPTIVE_COLORS = ("C1", "C2", "C4", "C5", "C6", "C8", "C9")  # not the front's C3 nor C7 dots
 
 
 def save(fig: Figure, path: str) -> list[str]:
@@ -200,13 +201,18 @@ def per_exit_figure(panels: Sequence[PerExitPanel], *, title: str) -> Figure:
 @dataclasses.dataclass
 class ParetoPanel:
   """One FR model's sweep: cost [V] and metric [V] of every variant, the front's
-  row indices, and named assessors label -> (cost, metric) to mark."""
+  row indices, and named assessors label -> (cost, metric) to mark; adaptive:
+  label -> (cost [K], metric [K]) of an adaptive policy's knob sweep, drawn as a
+  separate marked series (mean GFLOPs of the exits actually run)."""
 
   name: str
   cost: Sequence[float]
   metric: Sequence[float]
   front: Sequence[int]
   marks: Mapping[str, tuple[float, float]]
+  adaptive: Mapping[str, tuple[Sequence[float], Sequence[float]]] = dataclasses.field(
+    default_factory=dict
+  )
 
 
 def pareto_figure(panels: Sequence[ParetoPanel], *, title: str, metric: str) -> Figure:
@@ -220,9 +226,23 @@ def pareto_figure(panels: Sequence[ParetoPanel], *, title: str, metric: str) -> 
     ax.step(cost[front], value[front], where="post", color="C3", marker="o", label="Pareto front")
     for i, (label, (x, y)) in enumerate(p.marks.items()):
       ax.scatter([x], [y], s=60, marker="*D^sv"[i % 5], zorder=3, label=label, color=f"C{i}")
+    for i, (label, (x, y)) in enumerate(p.adaptive.items()):
+      ax.plot(
+        x,
+        y,
+        marker="PXhd"[i % 4],
+        markersize=6,
+        linestyle="-",
+        linewidth=1.0,
+        zorder=2.5,  # under the named marks
+        color=ADAPTIVE_COLORS[i % len(ADAPTIVE_COLORS)],
+        label=f"adaptive: {label}",
+      )
     ax.set(
       title=f"FR model: {p.name}",
-      xlabel="GFLOPs per image (to the deepest exit fused)",
+      xlabel="GFLOPs per image (to the deepest exit fused; adaptive: mean of the exits run)"
+      if p.adaptive
+      else "GFLOPs per image (to the deepest exit fused)",
       ylabel=f"{metric_label(metric)} (lower is better)",
     )
     ax.grid(alpha=0.3)

@@ -123,6 +123,10 @@ def figures(dataset: str, group: Sequence[tuple[str, Analysis]]) -> dict[str, An
   return figs
 
 
+def adaptive_policy_path(out_dir: str, dataset: str, fr: str) -> str:
+  return os.path.join(out_dir, "adaptive", f"{dataset}_{fr}_policies.json")
+
+
 def _pair_set_blocks(dataset: str, fr: str, an: Analysis) -> list[Block]:
   depth = an.pairs_grid.shape[0]
   m, n = an.metrics, an.counts
@@ -166,6 +170,12 @@ def _pair_set_blocks(dataset: str, fr: str, an: Analysis) -> list[Block]:
       front, ["variant", "gflops", an.select], ["variant", "GFLOPs", metric_label(an.select, True)]
     )
   )
+  if an.adaptive is not None:
+    from exfiqa_jax.report.adaptive import study_blocks
+
+    path = os.path.relpath(adaptive_policy_path(".", dataset, fr))
+    figure = os.path.join("plots", f"{dataset}_{fr}_adaptive_pareto.png")
+    out += study_blocks(an.adaptive, f"{dataset} / {fr}", path, figure, level=3)
   return out
 
 
@@ -174,6 +184,20 @@ def _by_dataset(results: Sequence[Result]) -> dict[str, list[tuple[str, Analysis
   for dataset, fr, an in results:
     groups.setdefault(dataset, []).append((fr, an))
   return groups
+
+
+def _write_adaptive(out_dir: str, dataset: str, fr: str, an: Analysis) -> None:
+  """The adaptive study's policy file, table and Pareto figure (its static subsets and
+  adaptive points both on the evaluation pairs) beside the report."""
+  from exfiqa_jax.report.adaptive import COLUMNS, pareto, save_policies, static_row
+
+  path = adaptive_policy_path(out_dir, dataset, fr)
+  save_policies(an.adaptive, path, f"{dataset} / {fr}")
+  cols = COLUMNS + metric_columns(an.adaptive.full)
+  rows = [static_row(an.adaptive), *an.adaptive.rows]
+  write_csv(os.path.join(out_dir, "adaptive", f"{dataset}_{fr}_adaptive.csv"), rows, cols)
+  figure = os.path.join(out_dir, "plots", f"{dataset}_{fr}_adaptive_pareto.png")
+  plots.save(pareto(an.adaptive, f"{dataset} / {fr}"), figure)
 
 
 def write_report(out_dir: str, header: str, results: list[Result], config: dict[str, Any]) -> str:
@@ -189,6 +213,8 @@ def write_report(out_dir: str, header: str, results: list[Result], config: dict[
         os.path.join(out_dir, "tables", f"{key}_sweep.csv"),
         [dict(zip(an.table, v, strict=True)) for v in zip(*an.table.values(), strict=True)],
       )
+      if an.adaptive is not None:
+        _write_adaptive(out_dir, dataset, fr, an)
       js["results"].append(
         {
           "dataset": dataset,
@@ -200,6 +226,7 @@ def write_report(out_dir: str, header: str, results: list[Result], config: dict[
           "select": an.select,
           "pairs_grid": an.pairs_grid,
           "curves": an.curves,
+          **({"adaptive": an.adaptive.rows} if an.adaptive is not None else {}),
         }
       )
     pics = []

@@ -42,6 +42,7 @@ from exfiqa_jax.scoring.sharding import (
   host_chunks,
   local_mesh,
   make_fr_step,
+  make_staged_step,
   make_step,
   pad_rows,
   replicate,
@@ -160,6 +161,8 @@ class Scores:
   embeddings: np.ndarray | None  # [N, D] float32, before L2 normalisation
   # FR model name -> {"embeddings": [N, D] raw, "embeddings_flip": [N, D] with flip}
   fr: dict[str, dict[str, np.ndarray]] = dataclasses.field(default_factory=dict)
+  blocks_run: np.ndarray | None = None  # [N] int32: exits each image ran (with a policy only)
+  quality: np.ndarray | None = None  # [N] float32: the policy's fused quality (with a policy)
 
   @classmethod
   def from_arrays(cls, ids: np.ndarray, z: dict[str, np.ndarray]) -> "Scores":
@@ -168,7 +171,9 @@ class Scores:
       if key.startswith(FR_PREFIX):
         name, _, what = key[len(FR_PREFIX) :].rpartition("/")
         fr.setdefault(name, {})[what] = value
-    return cls(ids, z.get("exit_scores"), z.get("embeddings"), fr)
+    return cls(
+      ids, z.get("exit_scores"), z.get("embeddings"), fr, z.get("blocks_run"), z.get("quality")
+    )
 
   @classmethod
   def read(cls, path: str) -> "Scores":
@@ -195,6 +200,7 @@ def score(
   progress: bool = True,
   devices=None,
   replace: bool = False,
+  policy=None,
 ) -> Scores:
   """variables: (graphdef, params, batch_stats), e.g. `exfiqa_jax.load(path)[1:]`, or
   None to run only `fr_models` (all in the same pass; `dtype` is every model's).
@@ -202,6 +208,12 @@ def score(
   `chunk_size` (default 32 batches) must be a multiple of `batch_size`, and
   `batch_size` a multiple of the number of local devices. replace: an `out_dir`
   holding another run is cleared of it instead of refused (`run_folder.start`).
+
+  policy: an adaptive early-exit policy (`exfiqa_jax.adaptive.policy.Policy`):
+  each image runs only the blocks the policy asks for (`exfiqa_jax.models.staged`);
+  `exit_scores` holds NaN after the exit where an image stopped, and the scores
+  gain `blocks_run` [N] and `quality` [N] (the policy's fused quality). No
+  embedding is computed (stopped images never reach the last block).
   """
   mesh = local_mesh(devices)
   chunk_size = chunk_size or 32 * batch_size
@@ -218,6 +230,8 @@ def score(
     raise ValueError(f"FR model names must be unique, without '/': {[m.name for m in fr_models]}")
   if out_dir is None and jax.process_count() > 1:
     raise ValueError("scoring on several hosts needs out_dir on a shared file system")
+  if policy is not None and (variables is None or num_layers is not None):
+    raise ValueError("a policy needs the ViT-FIQA variables and chooses the exits (no num_layers)")
   order = images.channel_order
   run = dict(
     num_images=len(images),
@@ -230,9 +244,14 @@ def score(
   steps = []
   if variables is not None:
     graphdef, params, batch_stats = variables
-    step = make_step(
-      graphdef, mesh, num_layers=num_layers, embedding=embedding, dtype=dtype, channel_order=order
-    )
+    if policy is None:
+      step = make_step(
+        graphdef, mesh, num_layers=num_layers, embedding=embedding, dtype=dtype, channel_order=order
+      )
+    else:
+      step = make_staged_step(graphdef, policy, dtype=dtype, channel_order=order)
+      embedding = False
+      run["policy"] = policy.to_dict()
     replicated = replicate((params, batch_stats), mesh)
     steps.append(("", step, replicated))
     run.update(num_layers=num_layers, embedding=embedding)

@@ -109,6 +109,28 @@ def make_step(
   return jax.jit(step, in_shardings=(rep, rep, data), out_shardings=data)
 
 
+def make_staged_step(graphdef, policy, *, dtype=jnp.float32, channel_order: str = "rgb"):
+  """(params, batch_stats, uint8 [B, S, S, 3]) -> {"exit_scores": [B, depth] (NaN after
+  the exit where each image stopped), "blocks_run": int32 [B], "quality": float32 [B]}.
+
+  Adaptive early exit under `policy` (`exfiqa_jax.models.staged`): a host loop
+  over compiled stages, not one program; normalisation runs inside the first
+  stage. Each image's exits are bit for bit those of `make_step` on CPU at batch
+  sizes that are a multiple of 16.
+  """
+  from exfiqa_jax.models.staged import staged_apply
+
+  check_channel_order(channel_order)
+
+  def step(params, batch_stats, images):
+    out = staged_apply(
+      graphdef, params, batch_stats, images, policy, dtype=dtype, channel_order=channel_order
+    )
+    return {"exit_scores": out.exits, "blocks_run": out.blocks_run, "quality": out.quality}
+
+  return step
+
+
 @functools.lru_cache(maxsize=16)
 def make_fr_step(
   graphdef,

@@ -332,11 +332,12 @@ def test_help_imports_no_jax_and_shows_defaults():
     [
       sys.executable,
       "-c",
-      "import sys\nfrom exfiqa_jax.cli import main\n"
-      "for c in ('attention','convert','demo','evaluate','export','info','score','sweep'):\n"
-      "  try: main([c, '--help'])\n"
+      "import pkgutil, sys\nimport exfiqa_jax.cli as cli\n"
+      "names = sorted(m.name for m in pkgutil.iter_modules(cli.__path__) if m.name[0] != '_')\n"
+      "for c in names:\n"
+      "  try: cli.main([c, '--help'])\n"
       "  except SystemExit: pass\n"
-      "print('JAX' if 'jax' in sys.modules else 'NOJAX')",
+      "print(','.join(names), 'JAX' if 'jax' in sys.modules else 'NOJAX')",
     ],
     env=ENV,
     capture_output=True,
@@ -344,6 +345,8 @@ def test_help_imports_no_jax_and_shows_defaults():
     timeout=120,
   )
   assert r.stdout.strip().endswith("NOJAX"), r.stderr
+  every = "adaptive,attention,convert,demo,embed,evaluate,export,info,score,sweep"
+  assert r.stdout.strip().splitlines()[-1].split()[0] == every
   assert "(default: 32)" in r.stdout and "(default: out/demo)" in r.stdout
   v = subprocess.run([*EXE, "--version"], env=ENV, capture_output=True, text=True, timeout=60)
   assert v.returncode == 0 and v.stdout.startswith("exfiqa ")

@@ -1,0 +1,159 @@
+"""`exfiqa adaptive`: calibrate and evaluate adaptive early-exit policies on saved scores.
+
+Reads saved inputs (`exfiqa evaluate`'s `<out_dir>/inputs/*.npz`, or an `exfiqa
+score` file with a pair list), splits the pairs into calibration and evaluation
+pairs, sweeps each policy's knob and writes `policies.json` (into the checkpoint
+folder with --checkpoint, else into --out), the trade-off table (Markdown, CSV,
+JSON) and the Pareto figure with the adaptive points beside the static subsets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from exfiqa_jax.cli import add_force, add_quiet
+
+NAME = "adaptive"
+HELP = "calibrate and evaluate adaptive early-exit policies (delta, band, gate) on saved scores"
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+  try:
+    return tuple(int(x) for x in text.split(",") if x.strip())
+  except ValueError:
+    raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of exits") from None
+
+
+def _names(text: str) -> tuple[str, ...]:
+  from exfiqa_jax.adaptive.policy import POLICIES
+
+  names = tuple(x.strip() for x in text.split(",") if x.strip())
+  bad = [n for n in names if n not in POLICIES]
+  if bad or not names:
+    raise argparse.ArgumentTypeError(
+      f"unknown policy {', '.join(bad) or text!r}; policies are {', '.join(POLICIES)}"
+    )
+  return tuple(dict.fromkeys(names))
+
+
+def _knobs(text: str) -> tuple[str, tuple[float, ...]]:
+  from exfiqa_jax.adaptive.policy import POLICIES
+
+  name, _, values = text.partition("=")
+  if name not in POLICIES:
+    raise argparse.ArgumentTypeError(
+      f"--knobs {text!r}: give NAME=v1,v2,... with NAME one of {', '.join(POLICIES)}"
+    )
+  try:
+    return name, tuple(float(v) for v in values.split(",") if v.strip())
+  except ValueError:
+    raise argparse.ArgumentTypeError(f"--knobs {text!r}: values must be numbers") from None
+
+
+def _fraction(text: str) -> float:
+  try:
+    v = float(text)
+  except ValueError:
+    raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+  if not 0 < v < 1:
+    raise argparse.ArgumentTypeError(f"must lie strictly between 0 and 1, got {v:g}")
+  return v
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+  src = p.add_mutually_exclusive_group(required=True)
+  src.add_argument("--inputs", help="saved inputs of one pair set (<out_dir>/inputs/*.npz)")
+  src.add_argument("--scores", help="an `exfiqa score` .npz; needs --pairs")
+  p.add_argument("--pairs", help="pair list `idA idB label score` for --scores")
+  p.add_argument(
+    "--checkpoint",
+    help="the model's checkpoint folder: policies.json is written into it (and with --scores "
+    "the exit costs come from its config)",
+  )
+  p.add_argument("--out", default="out/adaptive", help="folder of the table and figure")
+  p.add_argument(
+    "--policies", type=_names, default="delta,band,gate", help="comma-separated policies"
+  )
+  p.add_argument(
+    "--stages",
+    type=_int_list,
+    help="exits after which an image may stop, ending at the depth, e.g. 3,6,9,12 "
+    "(none: every 3rd exit)",
+  )
+  p.add_argument(
+    "--knobs",
+    type=_knobs,
+    action="append",
+    default=[],
+    help="a policy's knob values, e.g. delta=0,0.01,0.1 (repeat per policy; none: a "
+    "sweep per policy from the full pass to the most aggressive)",
+  )
+  p.add_argument(
+    "--fraction", type=_fraction, default=0.5, help="fraction of the pairs used to calibrate"
+  )
+  p.add_argument("--seed", type=int, default=0, help="seed of the calibration split")
+  add_force(p, "policies.json and the table and figure files")
+  add_quiet(p)
+
+
+def run(args: argparse.Namespace) -> int:
+  import numpy as np
+
+  from exfiqa_jax.adaptive.policy import check_stages, default_stages
+  from exfiqa_jax.adaptive.study import POLICY_FILE, run_study
+  from exfiqa_jax.evaluation.run import input_metrics, read_inputs
+  from exfiqa_jax.fileio import check_output
+  from exfiqa_jax.report.adaptive import write_study
+
+  if args.scores and not args.pairs:
+    raise ValueError("--scores needs --pairs (a list of `idA idB label score`)")
+  if args.pairs and not args.scores:
+    raise ValueError("--pairs goes with --scores")
+  if args.checkpoint and not os.path.isdir(args.checkpoint):
+    raise FileNotFoundError(f"--checkpoint {args.checkpoint}: no such checkpoint folder")
+  source = args.inputs or args.scores
+  key = os.path.splitext(os.path.basename(source))[0]
+  policy_path = os.path.join(args.checkpoint or args.out, POLICY_FILE)
+  base = os.path.join(args.out, f"{key}_adaptive")
+  outputs = [policy_path] + [f"{base}{s}" for s in (".md", ".csv", ".json", "_pareto.png")]
+  for path in outputs:
+    check_output(path, force=args.force, option="--checkpoint" if path == policy_path else "--out")
+  config = None
+  if args.checkpoint:
+    from exfiqa_jax.models.checkpoint import load
+    from exfiqa_jax.models.config import ViTConfig
+
+    config = load(args.checkpoint, expect=ViTConfig).config
+  if args.scores:
+    from exfiqa_jax.data.npz import describe
+    from exfiqa_jax.evaluation.pairs_file import inputs_from_files
+    from exfiqa_jax.models.config import ViTConfig
+    from exfiqa_jax.models.flops import exit_gflops
+
+    shapes = describe(args.scores) if os.path.isfile(args.scores) else {}
+    shape = shapes.get("exit_scores", ((),))[0]
+    depth = shape[-1] if len(shape) == 2 else 0
+    cost = exit_gflops(config if config is not None else ViTConfig(depth=depth))
+    z = inputs_from_files(args.scores, args.pairs, np.asarray(cost, float))
+  else:
+    z = read_inputs(args.inputs)
+  depth = z["exit_scores"].shape[1]
+  if config is not None and config.depth != depth:
+    raise ValueError(
+      f"--checkpoint {args.checkpoint} has depth {config.depth}, the scores have {depth} exits"
+    )
+  stages = check_stages(args.stages, depth) if args.stages else default_stages(depth)
+  study = run_study(
+    z,
+    names=args.policies,
+    stages=stages,
+    fraction=args.fraction,
+    seed=args.seed,
+    knobs=dict(args.knobs),
+    metrics=input_metrics(z, {}),
+  )
+  for path in write_study(study, args.out, key, policy_path, os.path.abspath(source)):
+    if path.endswith((".md", ".json")) and not path.endswith("_adaptive.json"):
+      print(f"wrote {path}")
+  return 0
