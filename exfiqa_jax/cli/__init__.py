@@ -69,11 +69,14 @@ def compilation_cache() -> None:
   """Keep compiled programs between runs (a sweep compiles in about 3 s and loads
   from the cache in about 1 s): in $JAX_COMPILATION_CACHE_DIR when set (empty: no
   cache), else in $XDG_CACHE_HOME/exfiqa-jax/xla (default ~/.cache/exfiqa-jax/xla)."""
-  if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
-    import jax
+  import jax
 
+  if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
     home = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     jax.config.update("jax_compilation_cache_dir", os.path.join(home, "exfiqa-jax", "xla"))
+  # JAX keeps only programs that took over 1 s to compile; a sweep's programs take
+  # 0.3-1 s each on a fast machine, so below that threshold nothing would be kept.
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 
 
 def _version() -> str:
