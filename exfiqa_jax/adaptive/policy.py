@@ -40,6 +40,7 @@ import numpy as np
 from exfiqa_jax.fileio import write_text
 
 POLICIES = ("delta", "band", "gate")
+POLICY_FILE = "policies.json"  # beside the checkpoint: every policy x knob
 FORMAT = "exfiqa-adaptive-policies"
 VERSION = 1
 # Knob values that never stop an image early, per policy.

@@ -23,7 +23,6 @@ from exfiqa_jax.adaptive.policy import POLICIES, Policy
 from exfiqa_jax.fusion.sweep import metric_columns, sweep
 from exfiqa_jax.metrics import make_pairset
 
-POLICY_FILE = "policies.json"
 # The metric settings when none are given (those of make_pairset).
 DEFAULT_METRICS = {"fmrs": (1e-3, 1e-4), "edc_fmr": 1e-3, "edc_limits": (0.2, 0.3)}
 

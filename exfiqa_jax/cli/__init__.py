@@ -12,6 +12,7 @@ from __future__ import annotations
 import _thread
 import argparse
 import importlib
+import math
 import os
 import pkgutil
 import signal
@@ -33,6 +34,17 @@ def positive_int(text: str) -> int:
     raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
   if value < 1:
     raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+  return value
+
+
+def positive_float(text: str) -> float:
+  """argparse type: a finite number > 0."""
+  try:
+    value = float(text)
+  except ValueError:
+    raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+  if not math.isfinite(value) or value <= 0:
+    raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
   return value
 
 

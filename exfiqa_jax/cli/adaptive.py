@@ -100,8 +100,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
   import numpy as np
 
-  from exfiqa_jax.adaptive.policy import check_stages, default_stages
-  from exfiqa_jax.adaptive.study import POLICY_FILE, run_study
+  from exfiqa_jax.adaptive.policy import POLICY_FILE, check_stages, default_stages
+  from exfiqa_jax.adaptive.study import run_study
   from exfiqa_jax.evaluation.run import input_metrics, read_inputs
   from exfiqa_jax.fileio import check_output
   from exfiqa_jax.report.adaptive import write_study

@@ -18,23 +18,9 @@ calibrated GFLOPs, the mean GFLOPs these images ran and the policy file.
 from __future__ import annotations
 
 import argparse
-import math
 
-from exfiqa_jax.cli import add_force, add_quiet, positive_int
-
-POLICY_FILE = "policies.json"
-
-
-def positive_float(text: str) -> float:
-  """argparse type: a finite number > 0."""
-  try:
-    value = float(text)
-  except ValueError:
-    raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-  if not math.isfinite(value) or value <= 0:
-    raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
-  return value
-
+from exfiqa_jax.adaptive.policy import POLICY_FILE
+from exfiqa_jax.cli import add_force, add_quiet, positive_float, positive_int
 
 NAME = "score"
 HELP = "score aligned 112x112 face images (a folder or a list file) with a checkpoint"
@@ -175,14 +161,15 @@ def policy_arrays(s, policy, path: str, config) -> tuple[dict, str]:
   from exfiqa_jax.adaptive.policy import mean_gflops
   from exfiqa_jax.models.flops import exit_gflops
 
-  ran = mean_gflops(s.blocks_run, exit_gflops(config))
+  cost = exit_gflops(config)
+  ran = mean_gflops(s.blocks_run, cost)
   meta = dict(
     name=policy.name,
     knob=policy.knob,
     stages=list(policy.stages),
     calibrated_gflops=policy.gflops,
     mean_gflops=ran,
-    full_gflops=exit_gflops(config)[-1],
+    full_gflops=cost[-1],
     policy_file=path,
   )
   arrays = dict(

@@ -66,6 +66,14 @@ def abstract_variables(config: ViTConfig) -> Variables:
   return split(nnx.eval_shape(lambda: ViTFIQA(config, rngs=nnx.Rngs(0))))
 
 
+def micro_batch_rows(micro_batch: int | str | None = "auto") -> int | None:
+  """Rows per pass through the blocks: "auto" means `CPU_MICRO_BATCH` on CPU, else
+  the whole batch (None); an int or None as given."""
+  if micro_batch == "auto":
+    return CPU_MICRO_BATCH if jax.default_backend() == "cpu" else None
+  return micro_batch
+
+
 @functools.partial(
   jax.jit,
   static_argnames=("graphdef", "num_layers", "embedding", "all_exits", "dtype", "micro_batch"),
@@ -89,9 +97,7 @@ def apply(
   "auto" means `CPU_MICRO_BATCH` on CPU and the whole batch elsewhere; None, the
   whole batch. Rows never interact, so results agree to rounding.
   """
-  m = micro_batch
-  if m == "auto":
-    m = CPU_MICRO_BATCH if jax.default_backend() == "cpu" else None
+  m = micro_batch_rows(micro_batch)
 
   def run(x):
     return nnx.merge(graphdef, params, batch_stats)(

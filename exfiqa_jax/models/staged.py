@@ -52,7 +52,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from exfiqa_jax.models.inference import CPU_MICRO_BATCH
+from exfiqa_jax.models.inference import micro_batch_rows
 
 
 class StopPolicy(Protocol):
@@ -77,13 +77,6 @@ class StagedOutputs:
   rows: tuple[int, ...]  # [<= S]: the bucket (rows, padding included) each stage ran
   live: tuple[int, ...]  # [<= S]: the images among them (the rest is padding)
   block_calls: np.ndarray  # int64 [depth]: image rows block j ran, counted by the programs
-
-
-def micro_batch_rows(micro_batch: int | str | None = "auto") -> int | None:
-  """Rows per pass through the blocks: `apply`'s rule ("auto": 16 on CPU, else whole)."""
-  if micro_batch == "auto":
-    return CPU_MICRO_BATCH if jax.default_backend() == "cpu" else None
-  return micro_batch
 
 
 def stage_buckets(batch: int, micro: int | None, buckets: Sequence[int] | None = None) -> list[int]:

@@ -77,8 +77,10 @@ def test_staged_exits_equal_the_full_pass_bit_for_bit(batch):
   variables = random_variables(CFG, seed=5)
   x = _images(batch)
   full = _full(variables, x)
+  patterns = set()
   for policy in _policies(full):
     out = staged_apply(*variables, x, policy)
+    patterns.add(tuple(out.blocks_run))
     stops, quality = _loop_reference(policy, full)
     np.testing.assert_array_equal(out.blocks_run, stops)
     ran = np.arange(CFG.depth)[None, :] < stops[:, None]
@@ -86,7 +88,7 @@ def test_staged_exits_equal_the_full_pass_bit_for_bit(batch):
     assert np.isnan(out.exits[~ran]).all()
     np.testing.assert_array_equal(out.quality, policy.quality(full, stops))
     np.testing.assert_allclose(out.quality, quality, rtol=1e-6, atol=0)
-  assert len({tuple(staged_apply(*variables, x, p).blocks_run) for p in _policies(full)}) >= 5
+  assert len(patterns) >= 5  # the policies stop the images in different patterns
 
 
 def test_stopped_images_never_run_later_blocks():
