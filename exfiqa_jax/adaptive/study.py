@@ -100,13 +100,6 @@ def run_study(
   return Study(rows, static, full, policies, split, m, select)
 
 
-def _plain(v: Any) -> Any:
-  """A JSON value: numpy scalars as Python numbers, NaN as null."""
-  if isinstance(v, (float, np.floating)):
-    return None if math.isnan(float(v)) else float(v)
-  return v.item() if isinstance(v, np.generic) else v
-
-
 def cheapest_within(rows: Sequence[dict], full: dict, metric: str, tolerance: float = 0.01):
   """Per policy, the row of least mean GFLOPs (on the evaluation images) whose
   `metric` is at most (1 + tolerance) times the full fusion's: name -> row."""

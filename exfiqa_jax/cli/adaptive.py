@@ -46,9 +46,12 @@ def _knobs(text: str) -> tuple[str, tuple[float, ...]]:
       f"--knobs {text!r}: give NAME=v1,v2,... with NAME one of {', '.join(POLICIES)}"
     )
   try:
-    return name, tuple(float(v) for v in values.split(",") if v.strip())
+    knobs = tuple(float(v) for v in values.split(",") if v.strip())
   except ValueError:
     raise argparse.ArgumentTypeError(f"--knobs {text!r}: values must be numbers") from None
+  if not knobs:
+    raise argparse.ArgumentTypeError(f"--knobs {text!r}: give at least one value after '='")
+  return name, knobs
 
 
 def _fraction(text: str) -> float:
@@ -116,7 +119,8 @@ def run(args: argparse.Namespace) -> int:
   key = os.path.splitext(os.path.basename(source))[0]
   policy_path = os.path.join(args.checkpoint or args.out, POLICY_FILE)
   base = os.path.join(args.out, f"{key}_adaptive")
-  outputs = [policy_path] + [f"{base}{s}" for s in (".md", ".csv", ".json", "_pareto.png")]
+  ends = (".md", ".csv", ".json", "_pareto.png", "_pareto.svg")
+  outputs = [policy_path] + [f"{base}{s}" for s in ends]
   for path in outputs:
     check_output(path, force=args.force, option="--checkpoint" if path == policy_path else "--out")
   config = None

@@ -96,6 +96,22 @@ def adaptive_study(z: dict[str, np.ndarray], cfg: dict[str, Any]):
   )
 
 
+def check_adaptive(cfg: dict[str, Any], depth: int) -> None:
+  """The job's `adaptive` stages and knobs against the model's depth and each
+  policy's range, before any scoring (one-line ValueError)."""
+  opts = cfg.get("adaptive")
+  if not opts:
+    return
+  from exfiqa_jax.adaptive.calibrate import check_knob
+  from exfiqa_jax.adaptive.policy import check_stages
+
+  if opts.get("stages"):
+    check_stages(opts["stages"], depth)
+  for name, values in (opts.get("knobs") or {}).items():
+    for knob in values:
+      check_knob(name, knob)
+
+
 def evaluate_job(
   cfg: dict[str, Any], header: str = "", progress: bool = True, force: bool = False
 ) -> tuple[str, list[tuple[str, str, Analysis]]]:
@@ -104,6 +120,7 @@ def evaluate_job(
   force: a score cache in out_dir holding another run is replaced, not refused.
   """
   ckpt = load(cfg["checkpoint"], expect=ViTConfig)
+  check_adaptive(cfg, ckpt.config.depth)
   cost = np.asarray(exit_gflops(ckpt.config))
   out, scoring = cfg["out_dir"], cfg.get("scoring", {})
   fr_models = []

@@ -92,6 +92,12 @@ def test_outputs_are_kept_unless_force_and_checkpoint_folder(tmp_path, capsys):
   err = capsys.readouterr().err.strip()
   assert err.count("\n") == 0 and "exists; pass --force to overwrite it" in err
   assert main(_args(tmp_path, *small, "--force")) == 0
+  for f in (tmp_path / "o").iterdir():  # any one output alone is kept: here the SVG figure
+    f.unlink() if f.suffix != ".svg" else f.write_text("the user's own figure")
+  capsys.readouterr()
+  assert main(_args(tmp_path, *small)) == 2
+  assert "exists; pass --force to overwrite it" in capsys.readouterr().err
+  assert [f.read_text() for f in (tmp_path / "o").iterdir()] == ["the user's own figure"]
   assert main(_args(tmp_path, *small, "--checkpoint", str(tmp_path / "nope"))) == 2
   assert "no such checkpoint folder" in capsys.readouterr().err
 
@@ -110,6 +116,7 @@ def _run(argv) -> int:
     (["--stages", "2,3"], "stages must increase within 1..4 and end at the depth 4, got [2, 3]"),
     (["--knobs", "band=0.9"], "policy band: knob 0.9 outside [0.0, 0.5]"),
     (["--knobs", "fast=1"], "give NAME=v1,v2,... with NAME one of delta, band, gate"),
+    (["--knobs", "delta=", "--policies", "delta"], "give at least one value after '='"),
     (["--policies", "delta,slow"], "unknown policy 'slow'; policies are delta, band, gate"),
     (["--fraction", "1.5"], "must lie strictly between 0 and 1, got 1.5"),
   ],

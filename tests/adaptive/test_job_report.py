@@ -60,3 +60,22 @@ def test_no_section_no_study_and_the_report_shows_one(tmp_path):
   assert rows[0]["policy"] == "static" and rows[1]["policy"] == "delta"
   assert rows[0]["erc_area@0.05"] == rows[1]["erc_area@0.05"]  # knob 0: the full fusion
   assert (tmp_path / "plots" / "bench_self_adaptive_pareto.svg").is_file()
+
+
+def test_job_stages_and_knobs_refused_before_any_scoring(monkeypatch):
+  from types import SimpleNamespace
+
+  from exfiqa_jax.evaluation import run
+
+  check_adaptive = run.check_adaptive
+  check_adaptive({"adaptive": {"stages": (2, 4), "knobs": {"band": (0.0, 0.5)}}}, DEPTH)
+  with pytest.raises(ValueError, match=r"policy band: knob 0\.9 outside \[0\.0, 0\.5\]"):
+    check_adaptive({"adaptive": {"knobs": {"band": (0.1, 0.9)}}}, DEPTH)
+  with pytest.raises(ValueError, match=r"stages must increase within 1\.\.4"):
+    check_adaptive({"adaptive": {"stages": (2, 3)}}, DEPTH)
+  # In a job the check comes right after the checkpoint's config is read: a stand-in
+  # checkpoint that has nothing but a depth reaches it, and nothing after it.
+  stand_in = SimpleNamespace(config=SimpleNamespace(depth=12))
+  monkeypatch.setattr(run, "load", lambda *a, **k: stand_in)
+  with pytest.raises(ValueError, match=r"stages must increase within 1\.\.12"):
+    run.evaluate_job({"checkpoint": "c", "adaptive": {"stages": (3, 6)}})
