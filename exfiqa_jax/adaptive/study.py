@@ -48,6 +48,7 @@ def run_study(
   knobs: Mapping[str, Sequence[float]] | None = None,
   metrics: dict | None = None,
   rules: Sequence[str] = ("mean", "weighted", "median", "min", "max"),
+  select: str | None = None,
 ) -> Study:
   """z: saved inputs (exit_scores [N, L], a, b, labels, comparison [P], cost [L]);
   metrics: fmrs, edc_fmr, edc_limits (default DEFAULT_METRICS); rules: of the static
@@ -87,7 +88,9 @@ def run_study(
     for p in cal.calibrate(name, calib, stages, cost, (knobs or {}).get(name)):
       policies.append(p)
       rows.append(ev.evaluate_policy(ps, images, p, cost))
-  select = metric_columns(full)[0]
+  select = select or metric_columns(full)[0]  # a job passes its sweep.select
+  if select not in full:
+    raise ValueError(f"select {select!r} is not a metric; one of {metric_columns(full)}")
   split = {
     "fraction": float(fraction),
     "seed": int(seed),

@@ -73,9 +73,10 @@ def analyse_inputs(
   )
 
 
-def adaptive_study(z: dict[str, np.ndarray], cfg: dict[str, Any]):
+def adaptive_study(z: dict[str, np.ndarray], cfg: dict[str, Any], select: str | None = None):
   """The adaptive early-exit study of inputs `z` when the job has an `adaptive`
-  section (exfiqa_jax.adaptive.study.run_study), else None."""
+  section (exfiqa_jax.adaptive.study.run_study), else None; `select`: the metric
+  that ranks (a job passes its analysis's, so both sections rank alike)."""
   opts = cfg.get("adaptive")
   if not opts:
     return None
@@ -93,6 +94,7 @@ def adaptive_study(z: dict[str, np.ndarray], cfg: dict[str, Any]):
     knobs=opts.get("knobs"),
     metrics=input_metrics(z, cfg),
     rules=cfg.get("sweep", {}).get("rules", ("mean", "weighted", "median", "min", "max")),
+    select=select,
   )
 
 
@@ -163,7 +165,7 @@ def evaluate_job(
       )
       save_npz(inputs_path(out, name, fr), z)
       an = analyse_inputs(z, cfg, progress)
-      an.adaptive = adaptive_study(z, cfg)
+      an.adaptive = adaptive_study(z, cfg, an.select)
       results.append((name, fr, an))
   when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
   head = header or "# EX-FIQA evaluation"

@@ -47,7 +47,9 @@ def test_no_section_no_study_and_the_report_shows_one(tmp_path):
   assert adaptive_study(z, cfg) is None
   cfg["adaptive"] = {"policies": ("delta", "band"), "stages": (2, 4), "knobs": {"delta": (0, 0.3)}}
   an = analyse_inputs(z, cfg)
-  an.adaptive = adaptive_study(z, cfg)
+  an.adaptive = adaptive_study(z, cfg, an.select)
+  assert an.adaptive.select == an.select == "edc_area@0.25"  # ranked as the job's section
+  assert adaptive_study(z, cfg).select == "erc_area@0.05"  # alone: the first ERC area
   assert [r["policy"] for r in an.adaptive.rows].count("delta") == 2
   summary = write_report(str(tmp_path), "# job", [("bench", "self", an)], cfg)
   text = open(summary).read()
