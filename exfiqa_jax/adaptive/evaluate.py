@@ -69,7 +69,21 @@ def pair_images(a: np.ndarray, b: np.ndarray, pairs: np.ndarray, n_images: int) 
   return np.flatnonzero(m)
 
 
-def adaptive_keys(ps: PairSet, stop: np.ndarray) -> np.ndarray:
+def prefix_fusions(ps: PairSet) -> np.ndarray:
+  """Python-integer array [N, L]: entry (n, k-1) is S_k (M / W_k) of image n (see
+  `adaptive_keys`), the exact depth-weighted fusion of its exits 1..k on one scale.
+  It does not depend on the policy: a study computes it once for all knobs."""
+  exits, valid = np.asarray(ps.exits), np.asarray(ps.image_valid)
+  depth = exits.shape[1]
+  w = np.arange(1, depth + 1)
+  ints = exit_integers(exits, valid, "none", int(w.sum())).values
+  tri = [k * (k + 1) // 2 for k in range(1, depth + 1)]
+  m = math.lcm(*tri)
+  partial = np.cumsum(ints.astype(object) * w.astype(object), axis=1)
+  return partial * np.array([m // t for t in tri], dtype=object)
+
+
+def adaptive_keys(ps: PairSet, stop: np.ndarray, prefix: np.ndarray | None = None) -> np.ndarray:
   """Exact integer image keys [N] (padded to ps) with the order and ties of the
   depth-weighted fusion over exits 1..stop[n] of each image.
 
@@ -80,19 +94,14 @@ def adaptive_keys(ps: PairSet, stop: np.ndarray) -> np.ndarray:
   gives the integer S_k (M / W_k), compared exactly in Python integers and
   returned as dense ranks. Where every image stops at the same k the keys have
   the order of S_k: the static sweep's order for that subset 1..k.
+  prefix: `prefix_fusions(ps)`, when the caller already has it.
   """
-  exits, valid = np.asarray(ps.exits), np.asarray(ps.image_valid)
-  depth = exits.shape[1]
-  w = np.arange(1, depth + 1)
-  ints = exit_integers(exits, valid, "none", int(w.sum())).values
-  tri = [k * (k + 1) // 2 for k in range(1, depth + 1)]
-  m = math.lcm(*tri)
-  stop_full = np.full(len(exits), depth, np.int64)
+  prefix = prefix_fusions(ps) if prefix is None else prefix
+  valid = np.asarray(ps.image_valid)
+  n, depth = prefix.shape
+  stop_full = np.full(n, depth, np.int64)
   stop_full[: len(stop)] = stop
-  partial = np.cumsum(ints.astype(object) * w.astype(object), axis=1)
-  mult = np.array([m // t for t in tri], dtype=object)
-  k = stop_full - 1
-  fused = partial[np.arange(len(exits)), k] * mult[k]
+  fused = prefix[np.arange(n), stop_full - 1]
   fused = np.where(valid, fused, fused[valid].min() if valid.any() else 0)
   order = sorted(set(fused.tolist()))
   rank = {v: i for i, v in enumerate(order)}
@@ -119,16 +128,21 @@ def metrics_row(ps: PairSet, keys: np.ndarray, curve: bool = False) -> dict[str,
 
 
 def evaluate_policy(
-  ps: PairSet, images: np.ndarray, policy: Policy, cost: Sequence[float]
+  ps: PairSet,
+  images: np.ndarray,
+  policy: Policy,
+  cost: Sequence[float],
+  prefix: np.ndarray | None = None,
 ) -> dict[str, Any]:
   """One policy at one knob on the evaluation pair set `ps` (all exits of every
   image, pairs = the evaluation pairs): images [Ne] are the evaluation images.
   Returns the row: policy, knob, calibrated and evaluated mean GFLOPs per image,
-  the fraction stopping at each stage, the metrics."""
+  the fraction stopping at each stage, the metrics. prefix: `prefix_fusions(ps)`,
+  shared by every policy and knob of a study."""
   n = int(np.sum(np.asarray(ps.image_valid)))
   exits = np.asarray(ps.exits)[:n]
   stop = stop_exits(policy, exits)
-  keys = adaptive_keys(ps, stop)
+  keys = adaptive_keys(ps, stop, prefix)
   run = stop[np.asarray(images)]
   row = {
     "policy": policy.name,

@@ -84,10 +84,11 @@ def run_study(
   images = ev.pair_images(a, b, e, n)
   calib = exits[sp["calibration_images"]]
   policies, rows = [], []
+  prefix = ev.prefix_fusions(ps)  # the same for every policy and knob
   for name in names:
     for p in cal.calibrate(name, calib, stages, cost, (knobs or {}).get(name)):
       policies.append(p)
-      rows.append(ev.evaluate_policy(ps, images, p, cost))
+      rows.append(ev.evaluate_policy(ps, images, p, cost, prefix))
   select = select or metric_columns(full)[0]  # a job passes its sweep.select
   if select not in full:
     raise ValueError(f"select {select!r} is not a metric; one of {metric_columns(full)}")
