@@ -10,7 +10,7 @@ from exfiqa_jax.cli import add_force, add_quiet, positive_int
 NAME = "demo"
 HELP = (
   "generate a benchmark and a checkpoint in the released PyTorch layout, convert, "
-  "score, evaluate, sweep and write the report (exfiqa_jax/configs/demo.py)"
+  "score, evaluate, sweep and write the report (configs/demo.py)"
 )
 
 HEADER = """# EX-FIQA demo report

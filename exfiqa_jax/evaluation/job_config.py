@@ -1,6 +1,6 @@
 """Evaluation job configs: `get_config()` files, checked before any work.
 
-A job config is a dict (see exfiqa_jax/configs/paper.py for every key):
+A job config is a dict (see configs/paper.py for every key):
   checkpoint   a checkpoint folder written by `exfiqa convert`
   out_dir, data_dir   where reports/caches and the built datasets go
   datasets     {name: {builder, files[, channel_order]}} (builders: exfiqa_jax.data.BUILDERS)

@@ -1,6 +1,6 @@
 """`get_config()` files shipped with the package, and the loader for them.
 
-    load_config_file("vit_s")             # exfiqa_jax/configs/vit_s.py, from the package
+    load_config_file("vit_s")             # configs/vit_s.py, from the package
     load_config_file("my_job.py")         # a file of the user's, by path
     apply_overrides(cfg, ["scoring.batch_size=64"])
 
