@@ -13,13 +13,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from exfiqa_jax.convert.wrappers import StateDict
-from exfiqa_jax.models.fr_config import FAMILIES, FRConfig, check_family
+from exfiqa_jax.models.fr_config import RELEASES, FRConfig, check_family
 
 ARCH_NAMES = {
   "iresnet": "an insightface iResNet ('conv1', 'layer1.0.bn1', ..., 'fc', 'features')",
   "irse": "CurricularFace's IR backbone ('input_layer', 'body.N.res_layer', 'output_layer')",
 }
-FAMILY_LIST = ", ".join(FAMILIES)
+FAMILY_LIST = ", ".join(RELEASES)
 
 
 def _keys(obj: Any) -> set[str]:
@@ -64,7 +64,7 @@ def check_arch(sd: StateDict, family: str) -> str:
   if found == want:
     return want
   if found is not None:
-    others = [f for f, v in FAMILIES.items() if v.arch == found]
+    others = [f for f, v in RELEASES.items() if v.arch == found]
     what = f"{ARCH_NAMES[found]} (--family {' or '.join(others)})"
   elif "blocks.0.attn.qkv.weight" in sd and "qs_token" in sd:
     what = "a ViT-FIQA backbone ('qs_token', 'blocks.N'); convert it without --family"
@@ -110,7 +110,7 @@ def _stages_irse(sd: StateDict) -> tuple[int, list[int], list[int]]:
   return stem, layers, widths
 
 
-def infer_fr_config(sd: StateDict, family: str) -> FRConfig:
+def infer_fr(sd: StateDict, family: str) -> FRConfig:
   """The `FRConfig` of a backbone state_dict (wrappers already stripped) of `family`."""
   arch = check_arch(sd, family)
   stem, layers, widths = (_stages_iresnet if arch == "iresnet" else _stages_irse)(sd)

@@ -11,7 +11,7 @@ torch = import_torch()
 
 from exfiqa_jax.cli import main
 from exfiqa_jax.convert import convert_file
-from exfiqa_jax.convert.torch_reference import ViTFIQAReference, randomize_
+from exfiqa_jax.convert.references.vit_fiqa import ViTFIQAReference, randomize_
 from exfiqa_jax.convert.verify import report
 
 KW = dict(image_size=40, patch_size=9, width=48, depth=3, num_heads=6, mlp_dim=80)

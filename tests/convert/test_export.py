@@ -12,7 +12,7 @@ torch = import_torch()
 from exfiqa_jax import ViTConfig
 from exfiqa_jax.cli import main
 from exfiqa_jax.convert import convert_file, export_file
-from exfiqa_jax.convert.torch_reference import ViTFIQAReference
+from exfiqa_jax.convert.references.vit_fiqa import ViTFIQAReference
 from tests.helpers import reference
 
 CFG = ViTConfig(image_size=40, patch_size=9, width=48, depth=3, num_heads=6, mlp_dim=80)

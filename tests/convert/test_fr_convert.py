@@ -17,7 +17,8 @@ from exfiqa_jax.convert.files import convert_file
 from exfiqa_jax.convert.safe_load import load_torch
 from exfiqa_jax.data import FileSource
 from exfiqa_jax.models.checkpoint import load
-from exfiqa_jax.models.fr_inference import apply_fr, fr_input
+from exfiqa_jax.models.inference import apply
+from exfiqa_jax.models.registry import fr_input
 from exfiqa_jax.scoring.score import FRModel, score
 from tests.fr_helpers import reference_embedding, reference_state_dict, tiny
 from tests.score_helpers import faces
@@ -61,9 +62,7 @@ def test_each_wrapper_converts_and_round_trips_bit_exactly(tmp_path, case, capsy
   assert got.config == config  # depth, widths, image size from the shapes; eps etc. from family
   imgs = faces(3, 5)
   x = np.asarray(fr_input(imgs, "rgb", config))
-  np.testing.assert_allclose(
-    apply_fr(*got[1:], x), reference_embedding(ref, x), atol=2e-4, rtol=2e-4
-  )
+  np.testing.assert_allclose(apply(*got[1:], x), reference_embedding(ref, x), atol=2e-4, rtol=2e-4)
   assert main(["export", str(tmp_path / "ckpt"), str(tmp_path / "back.pt")]) == 0
   back = load_torch(str(tmp_path / "back.pt"))
   if family == "magface":  # the training dict, without classifier and optimizer

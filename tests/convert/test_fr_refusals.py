@@ -11,7 +11,7 @@ torch = import_torch()
 
 from exfiqa_jax.cli import main
 from exfiqa_jax.convert import convert_file
-from exfiqa_jax.convert.torch_reference import ViTFIQAReference, randomize_
+from exfiqa_jax.convert.references.vit_fiqa import ViTFIQAReference, randomize_
 from tests.fr_helpers import reference_state_dict, tiny
 
 
