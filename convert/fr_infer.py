@@ -110,11 +110,17 @@ def _stages_irse(sd: StateDict) -> tuple[int, list[int], list[int]]:
   return stem, layers, widths
 
 
+ARCH_STAGES = {  # arch -> (its stages from the keys, the key of its fc)
+  "iresnet": (_stages_iresnet, "fc.weight"),
+  "irse": (_stages_irse, "output_layer.3.weight"),
+}
+
+
 def infer_fr(sd: StateDict, family: str) -> FRConfig:
   """The `FRConfig` of a backbone state_dict (wrappers already stripped) of `family`."""
   arch = check_arch(sd, family)
-  stem, layers, widths = (_stages_iresnet if arch == "iresnet" else _stages_irse)(sd)
-  fc = "fc.weight" if arch == "iresnet" else "output_layer.3.weight"
+  stages, fc = ARCH_STAGES[arch]
+  stem, layers, widths = stages(sd)
   embedding_size, fc_in = _shape(sd, fc, "embedding size")
   grid = math.isqrt(fc_in // widths[-1]) if widths and fc_in % widths[-1] == 0 else 0
   if not layers or grid * grid * widths[-1] != fc_in:
