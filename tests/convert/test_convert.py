@@ -133,6 +133,19 @@ def test_every_family_has_a_wrapper_case_and_a_cli_choice():
   assert {family for family, _ in WRAPPERS.values()} == set(FAMILIES) == set(FAMILY_NAMES)
 
 
+def test_detect_tells_the_architecture_of_every_family():
+  iresnet = {"arcface", "elasticface", "magface"}
+  want = {"vit_fiqa": {"vit_fiqa"}, "curricularface": {"curricularface"}} | dict.fromkeys(
+    iresnet, iresnet
+  )
+  for name, f in FAMILIES.items():
+    sd = f.randomize(f.reference(_config(name)), 0).state_dict()
+    assert {n for n, g in FAMILIES.items() if g.detect(sd)} == want[name], name
+  assert not any(
+    f.detect(torch.zeros(3)) or f.detect({"x": torch.zeros(1)}) for f in FAMILIES.values()
+  )
+
+
 @pytest.mark.parametrize("case", list(WRAPPERS))
 def test_each_wrapper_converts_and_round_trips_bit_exactly(tmp_path, case, capsys):
   """In memory and file to file: the family's reference and the converted model agree
