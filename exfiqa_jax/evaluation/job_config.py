@@ -3,7 +3,10 @@
 A job config is a dict (see configs/paper.py for every key):
   checkpoint   a checkpoint folder written by `exfiqa convert`
   out_dir, data_dir   where reports/caches and the built datasets go
-  datasets     {name: {builder, files[, channel_order]}} (builders: exfiqa_jax.data.BUILDERS)
+  datasets     {name: {builder, files[, channel_order][, image_root][, detector_weights]}}
+               (builders: exfiqa_jax.data.BUILDERS); image_root: where a cr_fiqa_folder's
+               listed paths start; detector_weights: IJB-C template embeddings weight each
+               image by its detector score (raw release only; default False, as CR-FIQA)
   fr_models    the FR models whose comparison scores to evaluate: a list of names, where
                "self" is the model's own embedding head and any other name needs an
                entry in `embeddings`; or a dict {name: spec}, a spec being "self",
@@ -135,6 +138,9 @@ def option_checks() -> dict[str, dict]:
       "edc_limits": _seq(
         lambda v: _number(v) and 0 < v <= 1, "a non-empty list of discard limits in (0, 1]"
       ),
+      "template_quality": _doc(
+        lambda v: v in ("min", "mean"), "'min' (upstream IJB-C) or 'mean' over a template"
+      ),
     },
     "sweep": {
       "rules": _names(RULES),
@@ -209,6 +215,7 @@ def check_job(cfg: dict, path: str) -> None:
         f"{path}: datasets.{name}.builder {builder!r} is not one of "
         f"{sorted(_FILES)} (a plain image folder has no pairs to evaluate)"
       )
+    _check_dataset_keys(path, name, ds)
     needed = _FILES[builder](name, ds.get("files", ""))
     if not os.path.exists(needed):
       raise FileNotFoundError(f"{path}: datasets.{name} needs {needed}, which does not exist")
@@ -219,6 +226,28 @@ def check_job(cfg: dict, path: str) -> None:
       emb = embeddings_path(cfg, fr, name)
       if emb is not None and not os.path.exists(emb):
         raise FileNotFoundError(f"{path}: embeddings of {fr} for {name}: {emb} does not exist")
+
+
+DATASET_KEYS = ("builder", "files", "channel_order", "image_root", "detector_weights")
+
+
+def _check_dataset_keys(path: str, name: str, ds: dict) -> None:
+  """A dataset entry's keys: known ones, image_root only for a cr_fiqa_folder (an existing
+  folder), detector_weights a bool for ijbc_1to1 only."""
+  unknown = sorted(set(ds) - set(DATASET_KEYS))
+  if unknown:
+    raise KeyError(f"{path}: datasets.{name} has unknown keys {unknown}; known: {DATASET_KEYS}")
+  root = ds.get("image_root")
+  if root is not None:
+    if ds["builder"] != "cr_fiqa_folder":
+      raise ValueError(f"{path}: datasets.{name}.image_root applies only to cr_fiqa_folder")
+    if not isinstance(root, str) or not os.path.isdir(root):
+      raise FileNotFoundError(f"{path}: datasets.{name}.image_root {root!r} is not a folder")
+  if "detector_weights" in ds:
+    if ds["builder"] != "ijbc_1to1":
+      raise ValueError(f"{path}: datasets.{name}.detector_weights applies only to ijbc_1to1")
+    if not isinstance(ds["detector_weights"], bool):
+      raise TypeError(f"{path}: datasets.{name}.detector_weights must be True or False")
 
 
 def _check_spec(path: str, fr: str, spec: dict, known: set[str]) -> None:

@@ -31,7 +31,13 @@ __all__ = ["INPUT_KEYS", "analyse_inputs", "evaluate_job", "inputs_path", "read_
 def open_dataset(name: str, ds: dict, data_dir: str, progress: bool = False) -> data.Dataset:
   """The built dataset, built from its files on first use and again when they changed."""
   full = data.build(
-    ds["builder"], name, ds["files"], data_dir, ds.get("channel_order"), progress=progress
+    ds["builder"],
+    name,
+    ds["files"],
+    data_dir,
+    ds.get("channel_order"),
+    ds.get("image_root"),
+    progress=progress,
   )
   return data.load(full, data_dir)
 
@@ -152,7 +158,13 @@ def evaluate_job(
         emb = load_embeddings(embeddings_path(cfg, fr, name), scores.ids)
       else:
         emb = scores.embeddings
-      x = pair_inputs(dataset, scores, emb)
+      x = pair_inputs(
+        dataset,
+        scores,
+        emb,
+        cfg.get("metrics", {}).get("template_quality", "min"),
+        bool(ds.get("detector_weights", False)),
+      )
       z = dict(
         ids=x.ids,
         exit_scores=x.exit_scores,
