@@ -104,6 +104,7 @@ def benchmark_inputs(
   dtype=jnp.float32,
   progress: bool = True,
   replace: bool = False,
+  template_quality: str = "min",
 ) -> BenchmarkInputs:
   """Scores `dataset` (cached in `out_dir`) and pairs it up for evaluation.
 
@@ -112,6 +113,7 @@ def benchmark_inputs(
   model's own embedding head gives the comparison scores. `fr_models` run in
   the same pass (see `pair_inputs` and `fr_embeddings` for using them). replace:
   an `out_dir` holding another run is cleared of it (`exfiqa_jax.scoring.score`).
+  template_quality: IJB-C templates' quality rule ("min", upstream's, or "mean").
   """
   if dataset.pairs is None:
     raise ValueError(f"dataset {dataset.name!r} has no pairs to evaluate")
@@ -126,4 +128,4 @@ def benchmark_inputs(
     replace=replace,
   )
   emb = scores.embeddings if fr_embeddings is None else load_embeddings(fr_embeddings, scores.ids)
-  return pair_inputs(dataset, scores, emb)
+  return pair_inputs(dataset, scores, emb, template_quality)
