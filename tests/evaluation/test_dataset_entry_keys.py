@@ -1,0 +1,63 @@
+"""A job's dataset entries and template rule: the keys of issue 22 checked before any work."""
+
+import os
+
+import pytest
+
+from exfiqa_jax.evaluation.job_config import check_job
+
+
+def _cfg(tmp_path, **entry):
+  os.makedirs(tmp_path / "ckpt", exist_ok=True)
+  os.makedirs(tmp_path / "bins", exist_ok=True)
+  os.makedirs(tmp_path / "xq", exist_ok=True)
+  (tmp_path / "bins" / "lfw.bin").write_bytes(b"")
+  (tmp_path / "xq" / "pair_list.txt").write_text("")
+  return dict(
+    checkpoint=str(tmp_path / "ckpt"),
+    out_dir=str(tmp_path / "out"),
+    data_dir=str(tmp_path / "tfds"),
+    datasets=dict(x=entry),
+    fr_models=["self"],
+  )
+
+
+@pytest.mark.parametrize(
+  "entry,metrics,error,message",
+  [
+    (dict(builder="verification_bin", image_root="."), {}, ValueError, "x.image_root applies only"),
+    (
+      dict(builder="cr_fiqa_folder", image_root="nowhere"),
+      {},
+      FileNotFoundError,
+      "'nowhere' is not",
+    ),
+    (dict(builder="verification_bin", detector_weights=True), {}, ValueError, "only to ijbc_1to1"),
+    (dict(builder="ijbc_1to1", detector_weights=1), {}, TypeError, "must be True or False"),
+    (dict(builder="verification_bin", root="x"), {}, KeyError, "unknown keys ['root']"),
+    (
+      dict(builder="verification_bin"),
+      dict(template_quality="median"),
+      TypeError,
+      "'min' (upstream",
+    ),
+  ],
+)
+def test_dataset_entry_keys_are_checked(tmp_path, entry, metrics, error, message):
+  files = {"verification_bin": "bins", "cr_fiqa_folder": "xq", "ijbc_1to1": "bins"}
+  cfg = _cfg(tmp_path, files=str(tmp_path / files[entry["builder"]]), **entry)
+  cfg["metrics"] = metrics
+  with pytest.raises(error) as e:
+    check_job(cfg, "job.py")
+  text = e.value.args[0]
+  assert message in text and text.startswith("job.py: ")
+
+
+def test_accepted_entries(tmp_path):
+  cfg = _cfg(
+    tmp_path, builder="cr_fiqa_folder", files=str(tmp_path / "xq"), image_root=str(tmp_path)
+  )
+  cfg["metrics"] = dict(template_quality="mean")
+  check_job(cfg, "job.py")
+  cfg["datasets"]["x"] = dict(builder="ijbc_1to1", files=str(tmp_path), detector_weights=True)
+  check_job(cfg, "job.py")
