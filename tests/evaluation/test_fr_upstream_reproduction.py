@@ -12,6 +12,8 @@ template quality the min of its images', a pair's the min of its templates') and
 ERC rules (`exfiqa_jax.metrics.reference.erc_reference`, on the pair min quality).
 """
 
+import os
+
 import numpy as np
 import pytest
 
@@ -19,12 +21,16 @@ from tests.helpers import import_torch
 
 torch = import_torch()
 
+from exfiqa_jax import data
 from exfiqa_jax.convert import convert_file
 from exfiqa_jax.convert.fr_torch_reference import embedding
 from exfiqa_jax.convert.torch_reference import ViTFIQAReference, randomize_
+from exfiqa_jax.evaluation.inputs import fr_embeddings, pair_inputs
 from exfiqa_jax.evaluation.job_config import check_job
 from exfiqa_jax.evaluation.run import evaluate_job, inputs_path, read_inputs
 from exfiqa_jax.metrics.reference import erc_reference
+from exfiqa_jax.scoring.run_folder import read_npz
+from exfiqa_jax.scoring.score import Scores
 from tests.data.upstream_writers import (
   cv2,
   extract_bin,
@@ -202,3 +208,22 @@ def test_ijbc_release_job_gives_ijb_qs_pair_file_numbers(models, tmp_path):
     want = [erc_reference(pq, comparison, labels, f)[1] for f in FMRS]
     assert np.isfinite(want).all()
     _agree(f"ijbc: ERC areas ({name})", _last_exit_erc(results["ijbc", name], 3), want, 1e-6)
+  # Detector-score weights (off by default, as CR-FIQA): each image's features scaled by
+  # its score before the same aggregation.
+  ds = data.load("ijbc_1to1/ijbc", cfg["data_dir"])
+  scores = Scores.from_arrays(
+    names, read_npz(os.path.join(cfg["out_dir"], "scores", "ijbc", "scores.npz"))
+  )
+  x = pair_inputs(ds, scores, fr_embeddings(scores, "MagFace", "concat"), detector_weights=True)
+  feats = (
+    _upstream_features(fr["MagFace"], "magface", fed)
+    * np.array([info[n][1] for n in names])[:, None]
+  )
+  agg = []
+  for t in unique_templates:
+    f, m = feats[templates == t], medias[templates == t]
+    s = np.sum([f[m == u].mean(axis=0) for u in np.unique(m)], axis=0)
+    agg.append(s / np.linalg.norm(s))
+  weighted = _cos(np.stack(agg), pa, pb)
+  _agree("ijbc: comparison with detector weights (MagFace)", x.comparison, weighted, 1e-5)
+  assert np.abs(weighted - comparison).max() > 1e-4  # the weights do change the scores
