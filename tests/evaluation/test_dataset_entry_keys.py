@@ -61,3 +61,23 @@ def test_accepted_entries(tmp_path):
   check_job(cfg, "job.py")
   cfg["datasets"]["x"] = dict(builder="ijbc_1to1", files=str(tmp_path), detector_weights=True)
   check_job(cfg, "job.py")
+
+
+def test_paper_config_states_the_reproduction_rule():
+  from exfiqa_jax.configs import load_config_file
+  from exfiqa_jax.evaluation.job_config import fr_checkpoints
+
+  cfg = load_config_file("paper")
+  fr = fr_checkpoints(cfg)
+  assert sorted(fr) == ["ArcFace", "CurricularFace", "ElasticFace", "MagFace"]
+  # CR-FIQA's extract_emb.py fed cv2.imread's array of swapped JPEGs: true RGB, all four
+  assert {k: (s["channel_order"], s["flip"]) for k, s in fr.items()} == {
+    k: ("rgb", "concat") for k in fr
+  }
+  orders = {k: d.get("channel_order") for k, d in cfg["datasets"].items()}
+  assert orders == {
+    **{k: None for k in ("lfw", "agedb_30", "cfp_fp", "calfw", "cplfw", "ijbc")},
+    "xqlfw": "bgr",  # the extractors' swapped JPEGs
+    "adience": "bgr",
+  }
+  assert cfg["metrics"]["template_quality"] == "min"
