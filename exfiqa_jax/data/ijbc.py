@@ -22,13 +22,16 @@ The detector scores, where the 5-point file is present, are kept
 
 from __future__ import annotations
 
+import io
 import os
 import warnings
 from collections.abc import Iterator
 
 import numpy as np
+from PIL import Image
 
 from exfiqa_jax.data.base import FaceBuilder, file_bytes, unique_ids
+from exfiqa_jax.data.images import MAX_PIXELS
 from exfiqa_jax.data.text import inside, read_lines
 
 FACES, PAIRS = "ijbc_face_tid_mid.txt", "ijbc_template_pair_label.txt"
@@ -87,12 +90,6 @@ def align(image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
 def decode_loose(data: bytes, name: str) -> np.ndarray:
   """A loose crop's JPEG/PNG bytes -> uint8 [H, W, 3] true RGB, decoded by OpenCV as
   extract_IJB.py's `cv2.imread` does; the size is checked from the header first."""
-  import io
-
-  from PIL import Image
-
-  from exfiqa_jax.data.images import MAX_PIXELS
-
   cv2, _ = _libraries()
   try:
     with Image.open(io.BytesIO(data), formats=("PNG", "JPEG")) as im:
@@ -126,10 +123,6 @@ def read_landmarks(path: str) -> dict[str, tuple[np.ndarray, float]]:
 
 def _encoded_crops(paths, landmarks) -> Iterator[bytes]:
   """Each loose crop aligned and encoded as PNG (lossless)."""
-  import io
-
-  from PIL import Image
-
   for path, lmk in zip(paths, landmarks, strict=True):
     crop = align(decode_loose(file_bytes(path), path), lmk)
     buf = io.BytesIO()
