@@ -16,7 +16,9 @@ A job config is a dict (see configs/paper.py for every key):
                default: its release's)}. Checkpoints run in the scoring pass itself.
   embeddings   {FR model: root} holding `<root>/<dataset>_<FRModel>/<stem>.npy`, or a
                path with "{dataset}" naming one aligned .npy matrix per dataset
-  scoring, metrics, sweep   options of scoring, ERC/EDC and the fusion sweep
+  scoring, metrics, sweep   options of scoring (scoring.channel_order: what ViT-FIQA is
+               fed, default "rgb"), ERC/EDC (metrics.template_quality: "min" or "mean") and
+               the fusion sweep
   adaptive     optional: policies, stages, fraction, seed, knobs of the adaptive
                early-exit study run on every pair set (docs/protocol.md §10)
   report       exits: exits to plot besides the last one and the fusions
@@ -131,6 +133,9 @@ def option_checks() -> dict[str, dict]:
     "scoring": {
       "batch_size": _doc(_positive_int, "a positive integer"),
       "dtype": _doc(lambda v: v in ("float32", "bfloat16"), "'float32' or 'bfloat16'"),
+      "channel_order": _doc(
+        lambda v: v in ("rgb", "bgr"), "'rgb' (the true-RGB image) or 'bgr': what ViT-FIQA is fed"
+      ),
     },
     "metrics": {
       "fmrs": _seq(_rate, "a non-empty list of FMRs in (0, 1), e.g. (1e-3, 1e-4)"),

@@ -4,6 +4,7 @@ write the report. Also what `exfiqa sweep` reads back."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import os
 from typing import Any
@@ -40,6 +41,19 @@ def open_dataset(name: str, ds: dict, data_dir: str, progress: bool = False) -> 
     progress=progress,
   )
   return data.load(full, data_dir)
+
+
+def fed_orders(images, fr_models: list, quality_order: str = "rgb") -> tuple[Any, list]:
+  """(images, fr_models) to score so that ViT-FIQA is fed `quality_order` ("rgb": the
+  true-RGB image, as its evaluation code feeds the extracted files by default; "bgr":
+  swapped, as its `--color_channel RGB` would) and every FR network what its entry says.
+  ViT-FIQA takes the images' stored order to RGB, so "bgr" hands scoring the other
+  stored order and swaps each FR model's order with it: the FR inputs are unchanged."""
+  if quality_order == "rgb":
+    return images, fr_models
+  swap = {"rgb": "bgr", "bgr": "rgb"}
+  images = dataclasses.replace(images, channel_order=swap[images.channel_order])
+  return images, [dataclasses.replace(m, channel_order=swap[m.model_order]) for m in fr_models]
 
 
 def inputs_path(out_dir: str, dataset: str, fr: str) -> str:
@@ -141,11 +155,12 @@ def evaluate_job(
     dataset = open_dataset(name, ds, cfg["data_dir"], progress)
     if dataset.pairs is None:
       raise ValueError(f"dataset {dataset.name!r} has no pairs to evaluate")
+    images, fed = fed_orders(dataset.images, fr_models, scoring.get("channel_order", "rgb"))
     scores = score(  # one pass over the images for every model
       ckpt[1:],
-      dataset.images,
+      images,
       os.path.join(out, "scores", name),
-      fr_models=fr_models,
+      fr_models=fed,
       batch_size=scoring.get("batch_size", 32),
       dtype=jnp.dtype(scoring.get("dtype", "float32")),
       progress=progress,

@@ -81,3 +81,33 @@ def test_paper_config_states_the_reproduction_rule():
     "adience": "bgr",
   }
   assert cfg["metrics"]["template_quality"] == "min"
+
+
+def test_what_vit_fiqa_is_fed_is_overridable_and_fr_inputs_stay():
+  import numpy as np
+
+  from exfiqa_jax import apply, preprocess
+  from exfiqa_jax.data import ArraySource
+  from exfiqa_jax.evaluation.run import fed_orders
+  from exfiqa_jax.models.fr_config import FRConfig
+  from exfiqa_jax.models.fr_inference import create_fr
+  from exfiqa_jax.scoring.score import FRModel, score
+  from tests.score_helpers import faces, random_variables
+
+  imgs = faces(3, 4)  # stored swapped, as CR-FIQA's extracted files
+  source = ArraySource(imgs, np.array(["a", "b", "c"]), "bgr")
+  cfg = FRConfig.for_family("magface", layers=(1, 1, 1, 1), widths=(8, 8, 8, 8), stem_width=8)
+  fr = [FRModel("m", cfg, create_fr(cfg, seed=1), channel_order="rgb")]
+  variables = random_variables(seed=3)
+  runs = {}
+  for order in ("rgb", "bgr"):
+    images, fed = fed_orders(source, fr, order)
+    runs[order] = score(variables, images, fr_models=fed, batch_size=3, progress=False)
+  true_rgb = imgs[..., ::-1]
+  for order, x in (("rgb", true_rgb), ("bgr", imgs)):
+    want = np.asarray(apply(*variables, preprocess(x)).exits)
+    np.testing.assert_allclose(runs[order].exit_scores, want, atol=1e-5)
+  assert np.abs(runs["rgb"].exit_scores - runs["bgr"].exit_scores).max() > 1e-3
+  np.testing.assert_array_equal(
+    runs["rgb"].fr["m"]["embeddings"], runs["bgr"].fr["m"]["embeddings"]
+  )
