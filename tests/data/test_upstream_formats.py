@@ -13,7 +13,7 @@ import pytest
 from exfiqa_jax import data
 from exfiqa_jax.data.preprocess import normalize
 from exfiqa_jax.models.fr_config import FRConfig
-from exfiqa_jax.models.fr_inference import fr_input
+from exfiqa_jax.models.registry import fr_input
 from tests.data.upstream_writers import (
   cv2,
   extract_bin,

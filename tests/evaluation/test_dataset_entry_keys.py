@@ -90,14 +90,14 @@ def test_what_vit_fiqa_is_fed_is_overridable_and_fr_inputs_stay():
   from exfiqa_jax.data import ArraySource
   from exfiqa_jax.evaluation.run import fed_orders
   from exfiqa_jax.models.fr_config import FRConfig
-  from exfiqa_jax.models.fr_inference import create_fr
+  from exfiqa_jax.models.inference import create, split
   from exfiqa_jax.scoring.score import FRModel, score
   from tests.score_helpers import faces, random_variables
 
   imgs = faces(3, 4)  # stored swapped, as CR-FIQA's extracted files
   source = ArraySource(imgs, np.array(["a", "b", "c"]), "bgr")
   cfg = FRConfig.for_family("magface", layers=(1, 1, 1, 1), widths=(8, 8, 8, 8), stem_width=8)
-  fr = [FRModel("m", cfg, create_fr(cfg, seed=1), channel_order="rgb")]
+  fr = [FRModel("m", cfg, split(create(cfg, seed=1)), channel_order="rgb")]
   variables = random_variables(seed=3)
   runs = {}
   for order in ("rgb", "bgr"):

@@ -23,8 +23,8 @@ torch = import_torch()
 
 from exfiqa_jax import data
 from exfiqa_jax.convert import convert_file
-from exfiqa_jax.convert.fr_torch_reference import embedding
-from exfiqa_jax.convert.torch_reference import ViTFIQAReference, randomize_
+from exfiqa_jax.convert.references.face_recognition import embedding
+from exfiqa_jax.convert.references.vit_fiqa import ViTFIQAReference, randomize_
 from exfiqa_jax.evaluation.inputs import fr_embeddings, pair_inputs
 from exfiqa_jax.evaluation.job_config import check_job
 from exfiqa_jax.evaluation.run import evaluate_job, inputs_path, read_inputs
