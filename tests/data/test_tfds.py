@@ -215,3 +215,26 @@ def test_a_misordered_record_is_refused(tmp_path):
   bad = data.RecordSource(ds.images.records, swapped, "rgb")
   with pytest.raises(ValueError, match=r"position 0 holds image 0 \('000000'\), not '000001'"):
     bad.read([0])
+
+
+def test_tfds_is_imported_only_to_build_or_read():
+  """`import exfiqa_jax`, its data package and every command's --help leave TFDS unloaded."""
+  code = textwrap.dedent("""
+      import pkgutil, sys
+      import exfiqa_jax, exfiqa_jax.data, exfiqa_jax.cli as cli
+      for c in sorted(m.name for m in pkgutil.iter_modules(cli.__path__) if m.name[0] != "_"):
+        try:
+          cli.main([c, "--help"])
+        except SystemExit:
+          pass
+      print(sorted({m.split(".")[0] for m in sys.modules} & {"tensorflow_datasets", "tensorflow"}))
+  """)
+  r = subprocess.run(
+    [sys.executable, "-c", code],
+    env={**os.environ, "PYTHONPATH": ROOT},
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
+  assert r.returncode == 0, r.stderr[-2000:]
+  assert r.stdout.strip().splitlines()[-1] == "[]"
