@@ -63,7 +63,11 @@ class _Seen:
     return names.get(next(iter(self.formats))) if len(self.formats) == 1 else None
 
   def channels(self) -> int | None:
-    return 3 if self.modes == {"RGB"} else None  # grey or mixed files: as stored
+    """3 when TFDS's decoder gives the pixels `exfiqa_jax.data.images.decode` gives (RGB,
+    and grey repeated to 3 channels); else the channel count of the files, None if mixed."""
+    if self.modes <= {"RGB", "L"}:
+      return 3
+    return {"RGBA": 4, "LA": 2}.get(next(iter(self.modes))) if len(self.modes) == 1 else None
 
 
 def write_dataset(

@@ -238,3 +238,25 @@ def test_tfds_is_imported_only_to_build_or_read():
   )
   assert r.returncode == 0, r.stderr[-2000:]
   assert r.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_the_image_feature_describes_the_stored_files(tmp_path):
+  """Grey and RGB files of two encodings: 3 channels (TFDS repeats grey as the project's
+  decoder does), no single encoding; RGBA files: 4 channels, png. TFDS's pixels are the
+  project's (alpha aside)."""
+  rng = np.random.default_rng(4)
+  (tmp_path / "mixed").mkdir()
+  (tmp_path / "rgba").mkdir()
+  Image.fromarray(rng.integers(0, 256, (112, 112), dtype=np.uint8)).save(tmp_path / "mixed/a.png")
+  Image.fromarray(faces(1, 6)[0]).save(tmp_path / "mixed/b.jpg", quality=90)
+  Image.fromarray(rng.integers(0, 256, (112, 112, 4), dtype=np.uint8)).save(tmp_path / "rgba/c.png")
+  for name, shape, encoding in [("mixed", (112, 112, 3), None), ("rgba", (112, 112, 4), "png")]:
+    data.build("face_images", name, str(tmp_path / name), str(tmp_path / "ds"))
+    b = tfds.builder_from_directory(dataset_dir(str(tmp_path / "ds"), "face_images", name))
+    image = b.info.features["image"]
+    assert (image.shape, image.encoding_format) == (shape, encoding)
+    rows = b.as_data_source(split="images")
+    mine = data.load(f"face_images/{name}", str(tmp_path / "ds")).images.read(range(len(rows)))
+    for i in range(len(rows)):
+      assert rows[i]["image"].shape == shape
+      np.testing.assert_array_equal(rows[i]["image"][..., :3], mine[i])
