@@ -46,6 +46,29 @@ def features(image_shape=(112, 112, 3), encoding: str | None = None, extra: Sequ
   return f.FeaturesDict(spec)
 
 
+_PNG_MODES = {0: "L", 2: "RGB", 3: "P", 4: "LA", 6: "RGBA"}  # IHDR colour type, 8-bit
+_JPEG_MODES = {1: "L", 3: "RGB", 4: "CMYK"}  # components of the frame header
+_SOF = set(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # start-of-frame markers
+
+
+def _header(data: bytes) -> tuple[str, str] | None:
+  """(format, mode) from a PNG's IHDR or a JPEG's frame header, as PIL names them;
+  None when the header is not the plain case (PIL then reads it)."""
+  if data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR" and data[24] == 8:
+    mode = _PNG_MODES.get(data[25])
+    return ("PNG", mode) if mode else None
+  if data[:2] != b"\xff\xd8":
+    return None
+  i = 2
+  while i + 9 < len(data) and data[i] == 0xFF:
+    marker, length = data[i + 1], int.from_bytes(data[i + 2 : i + 4], "big")
+    if marker in _SOF:
+      mode = _JPEG_MODES.get(data[i + 9]) if data[i + 4] == 8 else None
+      return ("JPEG", mode) if mode else None
+    i += 2 + length
+  return None
+
+
 class _Seen:
   """The encodings and channel counts of the written images (from their headers)."""
 
@@ -54,9 +77,12 @@ class _Seen:
     self.modes: set[str] = set()
 
   def add(self, data: bytes) -> None:
-    with Image.open(io.BytesIO(data)) as im:  # header only
-      self.formats.add(str(im.format))
-      self.modes.add(str(im.mode))
+    found = _header(data)
+    if found is None:
+      with Image.open(io.BytesIO(data)) as im:  # header only
+        found = str(im.format), str(im.mode)
+    self.formats.add(found[0])
+    self.modes.add(found[1])
 
   def encoding(self) -> str | None:
     names = {"PNG": "png", "JPEG": "jpeg"}

@@ -260,3 +260,38 @@ def test_the_image_feature_describes_the_stored_files(tmp_path):
     for i in range(len(rows)):
       assert rows[i]["image"].shape == shape
       np.testing.assert_array_equal(rows[i]["image"][..., :3], mine[i])
+
+
+def test_the_header_reader_agrees_with_pil():
+  """The build reads each image's format and mode from its header (no PIL open): equal to
+  PIL's for the plain cases, None (PIL asked) otherwise."""
+  import io
+
+  from exfiqa_jax.data.records import _header
+
+  rng = np.random.default_rng(9)
+  saved = []
+  for shape in [(112, 112), (112, 112, 3), (112, 112, 4), (112, 112, 2)]:
+    im = Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8))
+    for fmt, kw in [("PNG", {}), ("JPEG", {}), ("JPEG", dict(progressive=True, exif=bytes(99)))]:
+      if fmt == "JPEG" and im.mode in ("RGBA", "LA"):
+        continue
+      buf = io.BytesIO()
+      im.save(buf, format=fmt, **kw)
+      saved.append(buf.getvalue())
+  rgb = Image.fromarray(faces(1, 9)[0])
+  for im, fmt in [
+    (rgb.convert("P"), "PNG"),
+    (rgb.convert("CMYK"), "JPEG"),
+    (rgb.convert("1"), "PNG"),
+  ]:
+    buf = io.BytesIO()
+    im.save(buf, format=fmt)
+    saved.append(buf.getvalue())
+  found = []
+  for data_ in saved:
+    with Image.open(io.BytesIO(data_)) as im:
+      assert _header(data_) in (None, (im.format, im.mode))
+    found.append(_header(data_))
+  assert found.count(None) == 1  # the 1-bit PNG only
+  assert ("JPEG", "CMYK") in found and ("PNG", "P") in found and ("JPEG", "L") in found
