@@ -1,13 +1,18 @@
-"""Build a dataset from its local files once: `<data_dir>/<builder>/<name>/2.0.0/`.
+"""Build a dataset from its local files once: `<data_dir>/<builder>/<name>/3.0.0/`.
 
 build("verification_bin", "lfw", manual_dir="bins/", data_dir="datasets/")
 
-A built dataset is a folder holding `images.array_record` (`data.records`),
-`arrays.npz` (ids, pairs, templates) and `build.json`: the build parameters
-(builder, name, source folder, options) and the size and time of change of
-every file of the dataset's manifest (the .bin, the lists; every image of a
-plain folder). `build` returns at once when these still match, and builds again
-when any changed (e.g. a .bin rewritten with another number of pairs).
+A built dataset is a TFDS dataset (`data.records`): split `images` in
+`<builder>-images.array_record-00000-of-00001` (record i: image i's encoded bytes
+as stored, its id, i), TFDS's `dataset_info.json` and `features.json`, and
+`metadata.json`, the build's description: the build parameters (builder, name,
+source folder, options, the size and time of change of every file of the
+dataset's manifest: the .bin, the lists; every image of a plain folder), the
+channel order, and the file holding the pairs and templates, `arrays.npz` (ids,
+pairs, templates). `build` returns at once when the parameters still match, and
+builds again when any changed (e.g. a .bin rewritten with another number of
+pairs). A folder of an earlier layout (`2.0.0`, `1.0.0`) is never read: its
+dataset is built again beside it, once.
 
 The folder is written under a temporary name and renamed into place complete
 (`fileio.atomic_path`), so a kill at any point leaves either the previous build
@@ -33,16 +38,17 @@ from exfiqa_jax.data.folder import FaceImages
 from exfiqa_jax.data.ijbc import Ijbc1to1
 from exfiqa_jax.data.images import decode, stack
 from exfiqa_jax.data.npz import write_npz
-from exfiqa_jax.data.records import write_records
+from exfiqa_jax.data.records import SPLIT, write_dataset
 from exfiqa_jax.data.verification_bin import VerificationBin
 from exfiqa_jax.fileio import FolderLock, atomic_path
 
 BUILDERS: dict[str, type[FaceBuilder]] = {
   c.name: c for c in (VerificationBin, CrFiqaFolder, Ijbc1to1, FaceImages)
 }
-VERSION = "2.0.0"  # 1.0.0 was the layout of an earlier writer; left alone, never read
-FORMAT = "exfiqa-dataset-2"
-BUILD_FILE, ARRAYS_FILE, RECORDS_FILE = "build.json", "arrays.npz", "images.array_record"
+VERSION = "3.0.0"  # 1.0.0 and 2.0.0 were layouts of earlier writers; left alone, never read
+FORMAT = "exfiqa-dataset-3"
+OLD_VERSIONS = ("2.0.0", "1.0.0")
+BUILD_FILE, ARRAYS_FILE = "metadata.json", "arrays.npz"  # TFDS reads BUILD_FILE as its metadata
 
 
 def dataset_dir(data_dir: str, builder: str, name: str) -> str:
@@ -50,7 +56,7 @@ def dataset_dir(data_dir: str, builder: str, name: str) -> str:
 
 
 def read_build(path: str) -> dict | None:
-  """The `build.json` of a built dataset folder, or None when there is none."""
+  """The build description (`metadata.json`) of a built dataset folder, or None."""
   try:
     with open(os.path.join(path, BUILD_FILE), encoding="utf-8") as f:
       return json.load(f)
@@ -76,13 +82,35 @@ def _params(b: FaceBuilder) -> dict:
   )
 
 
-def _checked(ids: np.ndarray, images: Iterable[bytes], progress: bool) -> Iterator[bytes]:
-  """The images, each decoded once first: unreadable or not 112x112 fails the build."""
-  for name, data in tqdm(
-    zip(ids.tolist(), images, strict=True), total=len(ids), unit="img", disable=not progress
+def _examples(
+  ids: np.ndarray, images: Iterable[bytes], extra: dict[str, np.ndarray], progress: bool
+) -> Iterator[dict]:
+  """The records, each image decoded once first: unreadable or not 112x112 fails the build."""
+  for i, (name, data) in enumerate(
+    tqdm(zip(ids.tolist(), images, strict=True), total=len(ids), unit="img", disable=not progress)
   ):
     stack([decode(data, name, 112)], [name])
-    yield data
+    yield dict(image=bytes(data), id=name, index=i, **{k: int(v[i]) for k, v in extra.items()})
+
+
+def _per_image(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+  """The per-image ids stored in each record beside the image (IJB-C: template, media)."""
+  if "template_ids" not in arrays:
+    return {}
+  return dict(template=arrays["template_ids"][arrays["template_of_image"]], media=arrays["media"])
+
+
+def _description(b: FaceBuilder, arrays: dict[str, np.ndarray]) -> str:
+  text = (
+    f"{b.name}/{b.config}, built by exfiqa_jax.data.build from {b.manual_dir}. Split "
+    f"'{SPLIT}': record i holds image i's encoded bytes as stored in the source files, "
+    "its id and i. metadata.json: the build parameters and channel_order (of the stored "
+    "pixels)."
+  )
+  if "pair_a" in arrays:
+    over = "template ids (template_ids)" if "template_ids" in arrays else "image indices"
+    text += f" {ARRAYS_FILE}: pair k = (pair_a[k], pair_b[k], pair_label[k]) over {over}."
+  return text
 
 
 def make_builder(
@@ -141,12 +169,18 @@ def build(
     ids, images, metadata = b.read()
     arrays = {"ids": ids, **{k: v for k, v in metadata.items() if isinstance(v, np.ndarray)}}
     plain = {k: v for k, v in metadata.items() if k not in arrays}
+    extra = _per_image(arrays)
     with atomic_path(target, directory=True, force=True, kind="dataset") as tmp:
-      n = write_records(os.path.join(tmp, RECORDS_FILE), _checked(ids, images, progress))
       write_npz(os.path.join(tmp, ARRAYS_FILE), arrays)
-      info = dict(params=params, num_images=n, **plain)
-      with open(os.path.join(tmp, BUILD_FILE), "w", encoding="utf-8") as f:
-        json.dump(info, f, indent=1, sort_keys=True)
+      write_dataset(
+        tmp,
+        builder,
+        VERSION,
+        _examples(ids, images, extra, progress),
+        sorted(extra),
+        dict(params=params, num_images=len(ids), arrays=ARRAYS_FILE, **plain),
+        _description(b, arrays),
+      )
   except BaseException:
     for p in (os.path.dirname(target), *reversed(made)):  # the folders this build made, if empty
       with contextlib.suppress(OSError):

@@ -16,7 +16,7 @@ from exfiqa_jax.data.build import (
   ARRAYS_FILE,
   BUILDERS,
   FORMAT,
-  RECORDS_FILE,
+  OLD_VERSIONS,
   dataset_dir,
   read_build,
 )
@@ -51,16 +51,21 @@ class Dataset:
 
 
 def load(name: str, data_dir: str) -> Dataset:
-  """A built dataset (`exfiqa_jax.data.build`), read with array_record (no TensorFlow)."""
+  """A built dataset (`exfiqa_jax.data.build`): its images read through TFDS's data source
+  (`tfds.builder_from_directory(...).as_data_source`, no TensorFlow), its ids, pairs and
+  templates from `arrays.npz`."""
   builder, _, config = name.partition("/")
   path = dataset_dir(data_dir, builder, config) if builder in BUILDERS and config else ""
   info = read_build(path) if path else None
   if info is None:
-    raise FileNotFoundError(f"dataset {name!r} is not built under {data_dir}")
+    parent = os.path.dirname(path)
+    old = [v for v in OLD_VERSIONS if path and os.path.isdir(os.path.join(parent, v))]
+    was = f" ({os.path.join(parent, old[0])} is an earlier layout, not read)" if old else ""
+    raise FileNotFoundError(f"dataset {name!r} is not built under {data_dir}{was}; build it")
   if info.get("params", {}).get("format") != FORMAT:
     raise ValueError(f"{path}: not a dataset of this version; build it again")
   meta = read_npz(os.path.join(path, ARRAYS_FILE))
-  records = Records(os.path.join(path, RECORDS_FILE))
+  records = Records(path)
   if len(records) != len(meta["ids"]) or len(records) != info.get("num_images"):
     raise ValueError(f"{path}: {len(records)} records for {len(meta['ids'])} ids; build it again")
   images = RecordSource(

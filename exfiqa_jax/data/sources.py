@@ -38,7 +38,8 @@ class ImageSource(Protocol):
 
 @dataclasses.dataclass(frozen=True)
 class RecordSource:
-  """A built dataset's images (`exfiqa_jax.data.records.Records`, encoded records)."""
+  """A built dataset's images (`exfiqa_jax.data.records.Records`: TFDS records of encoded
+  images, their ids and indices); each record's index and id are checked on reading."""
 
   records: Any
   ids: np.ndarray
@@ -51,12 +52,14 @@ class RecordSource:
   def read(self, indices: Sequence[int]) -> np.ndarray:
     indices = [int(i) for i in indices]
     records = self.records.__getitems__(indices)
-    wrong = [i for i, (stored, _) in zip(indices, records, strict=True) if stored != i]
-    if wrong:
-      raise ValueError(f"record order is broken: position {wrong[0]} holds another image")
     names = [str(self.ids[i]) for i in indices]
+    for i, name, (stored, stored_id, _) in zip(indices, names, records, strict=True):
+      if stored != i or stored_id != name:
+        raise ValueError(
+          f"record order is broken: position {i} holds image {stored} ({stored_id!r}), not {name!r}"
+        )
     return stack(
-      [decode(data, n, IMAGE_SIZE) for (_, data), n in zip(records, names, strict=True)], names
+      [decode(data, n, IMAGE_SIZE) for (_, _, data), n in zip(records, names, strict=True)], names
     )
 
 

@@ -33,15 +33,15 @@ def test_a_changed_source_is_built_again(tmp_path):
   _bin(tmp_path / "demo.bin", 3)
   data.build("verification_bin", "demo", str(tmp_path), str(tmp_path / "ds"))
   built = dataset_dir(str(tmp_path / "ds"), "verification_bin", "demo")
-  first = os.stat(os.path.join(built, "build.json")).st_ino
+  first = os.stat(os.path.join(built, "metadata.json")).st_ino
   data.build("verification_bin", "demo", str(tmp_path), str(tmp_path / "ds"))  # unchanged: kept
-  assert os.stat(os.path.join(built, "build.json")).st_ino == first
+  assert os.stat(os.path.join(built, "metadata.json")).st_ino == first
   imgs = _bin(tmp_path / "demo.bin", 2, seed=4)  # as `exfiqa demo --pairs` with fewer pairs
   data.build("verification_bin", "demo", str(tmp_path), str(tmp_path / "ds"))
   ds = data.load("verification_bin/demo", str(tmp_path / "ds"))
   assert len(ds.images) == 4 and len(ds.pairs.a) == 2
   np.testing.assert_array_equal(ds.images.read([3, 0]), imgs[[3, 0]])
-  with open(os.path.join(built, "build.json")) as f:
+  with open(os.path.join(built, "metadata.json")) as f:
     info = json.load(f)
   assert info["params"]["source"][0][0] == "demo.bin" and info["num_images"] == 4
   # Another option is another build too.
@@ -50,7 +50,7 @@ def test_a_changed_source_is_built_again(tmp_path):
   data.build("face_images", "f", str(tmp_path / "f"), str(tmp_path / "ds"))
   data.build("face_images", "f", str(tmp_path / "f"), str(tmp_path / "ds"), "bgr")
   assert data.load("face_images/f", str(tmp_path / "ds")).images.channel_order == "bgr"
-  assert sorted(os.listdir(os.path.dirname(built))) == ["2.0.0"]  # nothing left beside
+  assert sorted(os.listdir(os.path.dirname(built))) == ["3.0.0"]  # nothing left beside
 
 
 KILL = textwrap.dedent("""
@@ -70,7 +70,7 @@ KILL = textwrap.dedent("""
 
 
 @pytest.mark.parametrize(
-  "point,rebuild", [("2.0.0", False), ("2.0.0", True), (".old-", True)]
+  "point,rebuild", [("3.0.0", False), ("3.0.0", True), (".old-", True)]
 )  # the renames of the finalize: new into place; old away (a rebuild only), new into place
 def test_a_kill_in_the_finalize_never_leaves_a_dataset_that_loads(tmp_path, point, rebuild):
   ds_dir = str(tmp_path / "ds")
@@ -86,7 +86,7 @@ def test_a_kill_in_the_finalize_never_leaves_a_dataset_that_loads(tmp_path, poin
     timeout=300,
   )
   assert r.returncode == -9, r.stderr[-2000:]
-  if rebuild and point == "2.0.0":  # killed between moving the old build away and the new in
+  if rebuild and point == "3.0.0":  # killed between moving the old build away and the new in
     with pytest.raises(FileNotFoundError, match="is not built"):
       data.load("verification_bin/demo", ds_dir)
   elif rebuild:  # killed before the old build was moved: it still loads, whole
@@ -96,11 +96,11 @@ def test_a_kill_in_the_finalize_never_leaves_a_dataset_that_loads(tmp_path, poin
     with pytest.raises(FileNotFoundError, match="is not built"):
       data.load("verification_bin/demo", ds_dir)
   parent = os.path.join(ds_dir, "verification_bin", "demo")
-  assert any(n.startswith(".2.0.0.") for n in os.listdir(parent))  # the killed one's leftovers
+  assert any(n.startswith(".3.0.0.") for n in os.listdir(parent))  # the killed one's leftovers
   data.build("verification_bin", "demo", str(tmp_path), ds_dir)
   ds = data.load("verification_bin/demo", ds_dir)
   np.testing.assert_array_equal(ds.images.read([5, 0]), new[[5, 0]])
-  assert os.listdir(parent) == ["2.0.0"]  # leftovers of the dead process removed
+  assert os.listdir(parent) == ["3.0.0"]  # leftovers of the dead process removed
 
 
 def _padded_png(pad_mb: int) -> bytes:
@@ -126,7 +126,14 @@ def test_build_memory_does_not_grow_with_the_dataset(tmp_path):
       data.build("face_images", "big", sys.argv[1], sys.argv[2])
       resource.setrlimit(resource.RLIMIT_AS, (hard, hard))  # the reader's threads want room
       ds = data.load("face_images/big", sys.argv[2])
-      print(len(ds.images), ds.images.read([0, 79]).shape, "tensorflow" in sys.modules)
+      mine = ds.images.read([0, 79])
+      import numpy as np, tensorflow_datasets as tfds
+      from exfiqa_jax.data.build import dataset_dir
+      src = tfds.builder_from_directory(dataset_dir(sys.argv[2], "face_images", "big"))
+      theirs = src.as_data_source(split="images").__getitems__([0, 79])
+      same = all(np.array_equal(t["image"], m) for t, m in zip(theirs, mine))
+      ids = [t["id"].decode() for t in theirs] + [str(t["index"]) for t in theirs]
+      print(len(ds.images), mine.shape, same, *ids, "tensorflow" in sys.modules)
   """)
   r = subprocess.run(
     [sys.executable, "-c", code, str(tmp_path / "big"), str(tmp_path / "ds")],
@@ -136,8 +143,22 @@ def test_build_memory_does_not_grow_with_the_dataset(tmp_path):
     timeout=300,
   )
   assert r.returncode == 0, r.stderr[-3000:]
-  assert r.stdout.split() == ["80", "(2,", "112,", "112,", "3)", "False"]
+  out = r.stdout.split()
+  assert out == [
+    "80",
+    "(2,",
+    "112,",
+    "112,",
+    "3)",
+    "True",
+    "000.png",
+    "079.png",
+    "0",
+    "79",
+    "False",
+  ]
   records = os.path.join(
-    dataset_dir(str(tmp_path / "ds"), "face_images", "big"), "images.array_record"
+    dataset_dir(str(tmp_path / "ds"), "face_images", "big"),
+    "face_images-images.array_record-00000-of-00001",
   )
   assert os.path.getsize(records) > 320 << 20

@@ -19,7 +19,10 @@ def _png(array) -> bytes:
 
 
 def _built_dirs(data_dir):
-  return [r for r, _, files in os.walk(data_dir) if "build.json" in files]
+  """Folders holding any file of a build (TFDS's info or the build's metadata)."""
+  return [
+    r for r, _, files in os.walk(data_dir) if {"metadata.json", "dataset_info.json"} & set(files)
+  ]
 
 
 @pytest.mark.parametrize("protocol", [2, 4])
@@ -38,6 +41,7 @@ def test_verification_bin_round_trip(tmp_path, protocol):
   np.testing.assert_array_equal(ds.pairs.labels, issame)
   assert ds.templates is None
   assert "tensorflow" not in sys.modules  # built and read without TensorFlow
+  assert [os.path.basename(d) for d in _built_dirs(tmp_path / "tfds")] == ["3.0.0"]
 
 
 class _Evil:
