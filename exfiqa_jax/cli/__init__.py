@@ -61,6 +61,52 @@ def add_quiet(p: argparse.ArgumentParser) -> None:
   p.add_argument("--quiet", action="store_true", help="no progress bars or library messages")
 
 
+def add_image_arguments(p: argparse.ArgumentParser, checkpoint: str, out: str) -> None:
+  """The arguments of a command that runs a model over image files (score, embed):
+  checkpoint, images, out, force, batch size, channel order, dtype, work dir,
+  distributed, quiet."""
+  p.add_argument("--checkpoint", required=True, help=checkpoint)
+  p.add_argument(
+    "--images",
+    required=True,
+    metavar="DIR_OR_LIST",
+    help="a folder of PNG/JPEG files, or a text file with one path a line "
+    "(relative to the list file's folder)",
+  )
+  p.add_argument("--out", required=True, metavar="FILE.npz", help=out)
+  add_force(p, "--out (and a --work-dir holding another run)")
+  p.add_argument(
+    "--batch-size",
+    type=positive_int,
+    default=32,
+    help="global batch per host; a multiple of the local device count",
+  )
+  p.add_argument(
+    "--channel-order",
+    choices=("rgb", "bgr"),
+    default="rgb",
+    help="channel order of the stored files (bgr: swapped on reading)",
+  )
+  p.add_argument(
+    "--dtype",
+    choices=("float32", "bfloat16"),
+    default="float32",
+    help="matmul dtype (bfloat16 accumulates in float32)",
+  )
+  p.add_argument(
+    "--work-dir",
+    default=None,
+    help="keep completed chunks here so that a restarted run resumes; "
+    "required on several hosts (a shared folder)",
+  )
+  p.add_argument(
+    "--distributed",
+    action="store_true",
+    help="call jax.distributed.initialize() first (multi-host pods)",
+  )
+  add_quiet(p)
+
+
 def quiet_libraries() -> None:
   """Silences the info and warning messages of the libraries (absl, orbax, TF-style C++ logs)."""
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
