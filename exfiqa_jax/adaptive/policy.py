@@ -41,6 +41,7 @@ from exfiqa_jax.fileio import write_text
 
 POLICIES = ("delta", "band", "gate")
 POLICY_FILE = "policies.json"  # beside the checkpoint: every policy x knob
+FRACTION, SEED = 0.5, 0  # a study's default calibration split: fraction of pairs, seed
 FORMAT = "exfiqa-adaptive-policies"
 VERSION = 1
 

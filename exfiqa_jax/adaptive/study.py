@@ -19,13 +19,11 @@ import numpy as np
 
 from exfiqa_jax.adaptive import calibrate as cal
 from exfiqa_jax.adaptive import evaluate as ev
-from exfiqa_jax.adaptive.policy import POLICIES, Policy
-from exfiqa_jax.fusion.sweep import metric_columns, sweep
+from exfiqa_jax.adaptive.policy import FRACTION, POLICIES, SEED, Policy
 from exfiqa_jax.fusion.rules import RULES
+from exfiqa_jax.fusion.sweep import metric_columns, sweep
 from exfiqa_jax.metrics import make_pairset
 from exfiqa_jax.metrics.inputs import PairInputs
-
-FRACTION, SEED = 0.5, 0  # the default calibration split
 
 
 @dataclasses.dataclass

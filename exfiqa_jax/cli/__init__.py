@@ -48,6 +48,41 @@ def positive_float(text: str) -> float:
   return value
 
 
+def fraction(text: str) -> float:
+  """argparse type: a number strictly between 0 and 1."""
+  try:
+    value = float(text)
+  except ValueError:
+    raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+  if not 0 < value < 1:
+    raise argparse.ArgumentTypeError(f"must lie strictly between 0 and 1, got {value:g}")
+  return value
+
+
+def int_list(text: str) -> tuple[int, ...]:
+  """argparse type: comma-separated integers, e.g. 3,6,9,12."""
+  try:
+    return tuple(int(x) for x in text.split(",") if x.strip())
+  except ValueError:
+    raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of exits") from None
+
+
+def name_list(known: tuple[str, ...], what: str, plural: str):
+  """argparse type: comma-separated names from `known` (at least one, repeats dropped);
+  what, plural: what a name is, for the error ("policy", "policies")."""
+
+  def parse(text: str) -> tuple[str, ...]:
+    names = tuple(x.strip() for x in text.split(",") if x.strip())
+    bad = [n for n in names if n not in known]
+    if bad or not names:
+      raise argparse.ArgumentTypeError(
+        f"unknown {what} {', '.join(bad) or text!r}; {plural} are {', '.join(known)}"
+      )
+    return tuple(dict.fromkeys(names))
+
+  return parse
+
+
 def add_force(p: argparse.ArgumentParser, what: str = "the output") -> None:
   p.add_argument(
     "--force",

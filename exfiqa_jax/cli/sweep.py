@@ -101,15 +101,12 @@ def _score_file_inputs(scores: str, pairs: str | None, depth_cost: bool):
   vit_s GFLOPs at the file's depth, or the exit number with --depth-cost."""
   import numpy as np
 
-  from exfiqa_jax.data.npz import describe
-  from exfiqa_jax.metrics.inputs import PairInputs
+  from exfiqa_jax.metrics.inputs import PairInputs, score_file_depth
   from exfiqa_jax.models.config import ViTConfig
   from exfiqa_jax.models.flops import exit_gflops
 
   if not pairs:
     raise ValueError("--scores needs --pairs (a list of `idA idB label score`)")
-  shapes = describe(scores) if os.path.isfile(scores) else {}
-  depth = shapes["exit_scores"][0][-1] if len(shapes.get("exit_scores", ((),))[0]) == 2 else 0
+  depth = score_file_depth(scores)
   cost = np.arange(1, depth + 1.0) if depth_cost else exit_gflops(ViTConfig(depth=depth))
   return PairInputs.from_score_file(scores, pairs, cost)
-

@@ -17,9 +17,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from exfiqa_jax.fusion.engine import evaluate_variant, variant_pair_quality
+from exfiqa_jax.fusion.rules import RULES
 from exfiqa_jax.fusion.subsets import exits_of, mask_of
 from exfiqa_jax.fusion.sweep import metric_columns, pareto_front, sweep
-from exfiqa_jax.fusion.rules import RULES
 from exfiqa_jax.metrics import PairSet, make_pairset
 from exfiqa_jax.metrics.inputs import resolve_metrics
 from exfiqa_jax.metrics.pairset import METRIC_DEFAULTS

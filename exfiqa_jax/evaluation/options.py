@@ -17,8 +17,7 @@ import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from exfiqa_jax.adaptive.policy import POLICIES
-from exfiqa_jax.adaptive.study import FRACTION, SEED
+from exfiqa_jax.adaptive.policy import FRACTION, POLICIES, SEED
 from exfiqa_jax.fusion.rules import NORMS, RULES
 from exfiqa_jax.metrics.pairset import METRIC_DEFAULTS
 
@@ -49,9 +48,7 @@ class Section:
       raise TypeError(f"{where}: {self.name} must be a dict of options; got {values!r}")
     for key, value in values.items():
       if key not in self.options:
-        raise KeyError(
-          f"{where}: unknown option {self.name}.{key}; known: {sorted(self.options)}"
-        )
+        raise KeyError(f"{where}: unknown option {self.name}.{key}; known: {sorted(self.options)}")
       o = self.options[key]
       if not o.check(value):
         raise TypeError(f"{where}: {self.name}.{key} must be {o.wants}; got {value!r}")

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from exfiqa_jax.data.npz import read_npz
+from exfiqa_jax.data.npz import describe, read_npz
 from exfiqa_jax.data.text import read_lines
 from exfiqa_jax.metrics.pairset import METRIC_DEFAULTS, PairSet, make_pairset
 from exfiqa_jax.scoring.run_folder import save_npz
@@ -73,9 +73,7 @@ class PairInputs:
   def pairset(self, metrics: dict | None = None) -> PairSet:
     """The engine's PairSet with the metric settings `metric_options(metrics)`."""
     m = self.metric_options(metrics)
-    return make_pairset(
-      *self.columns, fmrs=m["fmrs"], edc_fmr=m["edc_fmr"], limits=m["edc_limits"]
-    )
+    return make_pairset(*self.columns, fmrs=m["fmrs"], edc_fmr=m["edc_fmr"], limits=m["edc_limits"])
 
   def with_metrics(self, metrics: dict | None) -> PairInputs:
     """These inputs with the metric settings `metrics` (resolved) saved beside them."""
@@ -161,6 +159,16 @@ class PairInputs:
       np.asarray(cost, float),
       z["paths"],
     )
+
+
+def score_file_depth(path: str) -> int:
+  """The number of exits of an `exfiqa score` file, read from its header (0 when the
+  file is missing or has no [N, L] exit_scores: `from_score_file` then says why)."""
+  import os
+
+  shapes = describe(path) if os.path.isfile(path) else {}
+  shape = shapes.get("exit_scores", ((),))[0]
+  return shape[-1] if len(shape) == 2 else 0
 
 
 def _saved_metrics(z: dict[str, np.ndarray]) -> dict[str, Any] | None:

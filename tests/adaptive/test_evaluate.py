@@ -9,10 +9,10 @@ from exfiqa_jax.adaptive import calibrate as cal
 from exfiqa_jax.adaptive import evaluate as ev
 from exfiqa_jax.adaptive import policy as P
 from exfiqa_jax.adaptive.study import cheapest_within, run_study
-from exfiqa_jax.metrics.inputs import PairInputs
 from exfiqa_jax.fusion.subsets import code_of
 from exfiqa_jax.fusion.sweep import sweep
 from exfiqa_jax.metrics import make_pairset
+from exfiqa_jax.metrics.inputs import PairInputs
 from exfiqa_jax.metrics.reference import edc_reference, edc_threshold, erc_reference
 from exfiqa_jax.models.config import ViTConfig
 from exfiqa_jax.models.flops import exit_gflops
@@ -156,7 +156,10 @@ def test_calibration_reads_only_calibration_images():
   assert [p.gflops for p in other.policies] == [p.gflops for p in base.policies]
   moved["exit_scores"][sp["calibration_images"][:5]] += 1.0
   third = run_study(
-    PairInputs(**moved), stages=STAGES, knobs={"delta": (0.0,), "band": (0.1,), "gate": ()}, rules=()
+    PairInputs(**moved),
+    stages=STAGES,
+    knobs={"delta": (0.0,), "band": (0.1,), "gate": ()},
+    rules=(),
   )
   assert third.policies[0].calibration != base.policies[0].calibration
 

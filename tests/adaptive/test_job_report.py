@@ -7,8 +7,8 @@ import pytest
 
 from exfiqa_jax.adaptive import policy as P
 from exfiqa_jax.evaluation.options import check_options
-from exfiqa_jax.metrics.inputs import PairInputs
 from exfiqa_jax.evaluation.run import adaptive_study, analyse_inputs
+from exfiqa_jax.metrics.inputs import PairInputs
 from exfiqa_jax.report.summary import write_report
 
 DEPTH = 4

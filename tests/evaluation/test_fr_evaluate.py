@@ -21,8 +21,8 @@ from exfiqa_jax.evaluation.inputs import fr_embeddings, pair_inputs
 from exfiqa_jax.evaluation.job_config import check_job, fr_checkpoints
 from exfiqa_jax.evaluation.run import evaluate_job, inputs_path
 from exfiqa_jax.metrics.inputs import PairInputs
-from exfiqa_jax.report.summary import write_job_report
 from exfiqa_jax.models.checkpoint import load
+from exfiqa_jax.report.summary import write_job_report
 from exfiqa_jax.scoring.score import FRModel, score
 from tests.fr_helpers import reference_state_dict, tiny
 from tests.score_helpers import TINY, faces, random_variables
