@@ -143,9 +143,7 @@ def evaluate_job(cfg: dict[str, Any], progress: bool = True, force: bool = False
         emb = load_embeddings(embeddings_path(cfg, fr, name), scores.ids)
       else:
         emb = scores.embeddings
-      x = pair_inputs(dataset, scores, emb)
-      z = PairInputs(x.exit_scores, x.a, x.b, x.labels, x.comparison, cost, x.ids)
-      z = z.with_metrics(cfg.get("metrics"))
+      z = pair_inputs(dataset, scores, emb).pair_inputs(cost, cfg.get("metrics"))
       z.save(inputs_path(out, name, fr))
       an = analyse_inputs(z, cfg, progress)
       an.adaptive = adaptive_study(z, cfg, an.select)
