@@ -111,13 +111,12 @@ def run(args: argparse.Namespace) -> int:
 def _inputs(args: argparse.Namespace):
   """(the checkpoint's ViTConfig or None, the PairInputs): saved inputs, or a score file
   and a pair list with the cost of the checkpoint's (else vit_s's) exits."""
-  from exfiqa_jax.metrics.inputs import PairInputs, score_file_depth
+  from exfiqa_jax.metrics.inputs import PairInputs, score_file_cost
   from exfiqa_jax.models.checkpoint import load
   from exfiqa_jax.models.config import ViTConfig
-  from exfiqa_jax.models.flops import exit_gflops
 
   config = load(args.checkpoint, expect=ViTConfig).config if args.checkpoint else None
   if not args.scores:
     return config, PairInputs.load(args.inputs)
-  cost = exit_gflops(config or ViTConfig(depth=score_file_depth(args.scores)))
+  cost = score_file_cost(args.scores, config)
   return config, PairInputs.from_score_file(args.scores, args.pairs, cost)

@@ -97,16 +97,10 @@ def _stem(path: str) -> str:
 
 
 def _score_file_inputs(scores: str, pairs: str | None, depth_cost: bool):
-  """The PairInputs of an `exfiqa score` file and a pair list; the cost per exit is the
-  vit_s GFLOPs at the file's depth, or the exit number with --depth-cost."""
-  import numpy as np
-
-  from exfiqa_jax.metrics.inputs import PairInputs, score_file_depth
-  from exfiqa_jax.models.config import ViTConfig
-  from exfiqa_jax.models.flops import exit_gflops
+  """The PairInputs of an `exfiqa score` file and a pair list (cost: the vit_s GFLOPs at
+  the file's depth, or the exit number with --depth-cost)."""
+  from exfiqa_jax.metrics.inputs import PairInputs, score_file_cost
 
   if not pairs:
     raise ValueError("--scores needs --pairs (a list of `idA idB label score`)")
-  depth = score_file_depth(scores)
-  cost = np.arange(1, depth + 1.0) if depth_cost else exit_gflops(ViTConfig(depth=depth))
-  return PairInputs.from_score_file(scores, pairs, cost)
+  return PairInputs.from_score_file(scores, pairs, score_file_cost(scores, by_exit=depth_cost))
