@@ -64,7 +64,7 @@ def analyse_inputs(z: PairInputs, cfg: dict[str, Any], progress: bool = False) -
     progress=progress,
     exits=cfg.get("report", {}).get("exits", ()),
     **z.metric_options(cfg.get("metrics")),
-    **cfg.get("sweep", {}),
+    **options(cfg, "sweep"),
   )
 
 
