@@ -35,7 +35,7 @@ def _modules():
   """(part, module name, path) of every module: part is its subpackage."""
   for path in sorted((ROOT / "exfiqa_jax").rglob("*.py")):
     rel = path.relative_to(ROOT / "exfiqa_jax").with_suffix("").parts
-    yield rel[0] if len(rel) > 1 else rel[0], "exfiqa_jax." + ".".join(rel), path
+    yield rel[0], "exfiqa_jax." + ".".join(rel), path
   for top in ("convert", "configs"):
     for path in sorted((ROOT / top).rglob("*.py")):
       rel = path.relative_to(ROOT / top).with_suffix("").parts
@@ -57,6 +57,30 @@ def _imports(path: pathlib.Path, module: str):
         name = ".".join(base + ([name] if name else []))
       if name.startswith("exfiqa_jax"):
         yield name, [a.name for a in node.names], node.lineno
+
+
+def _private_uses(path: pathlib.Path, module: str):
+  """(bound name, attribute, line) of every `name._private` where `name` was bound by an
+  exfiqa_jax import (a module or an object of one), with the part it came from."""
+  tree = ast.parse(path.read_text(), str(path))
+  bound = {}
+  for target, names, _ in _imports(path, module):
+    for n in names or ():
+      bound[n] = f"{target}.{n}"
+  for node in ast.walk(tree):
+    if isinstance(node, ast.Import):
+      for a in node.names:
+        if a.name.startswith("exfiqa_jax") and a.asname:
+          bound[a.asname] = a.name
+  for node in ast.walk(tree):
+    if (
+      isinstance(node, ast.Attribute)
+      and isinstance(node.value, ast.Name)
+      and node.value.id in bound
+      and node.attr.startswith("_")
+      and not node.attr.startswith("__")
+    ):
+      yield bound[node.value.id], node.attr, node.lineno
 
 
 def _part(module: str) -> str | None:
@@ -91,6 +115,9 @@ def test_every_module_imports_only_earlier_stages_and_no_private_names():
         private += [p for p in target.split(".")[2:] if p.startswith("_") and p != "__init__"]
         if private:
           bad.append(f"{where}: {part} imports private {private} from {target}")
+    for source, attr, line in _private_uses(path, module):
+      if _part(source) != part:
+        bad.append(f"{path.relative_to(ROOT)}:{line}: {part} uses private {source}.{attr}")
   assert seen > 100, seen  # the walk found the package
   assert not bad, "\n".join(bad)
 
@@ -105,3 +132,7 @@ def test_the_rule_catches_a_late_import(tmp_path):
     ("exfiqa_jax.metrics.erc", ["_x"], 3),
   ]
   assert _stage(_part(found[0][0])) > STAGES["evaluation"]
+  f.write_text("from exfiqa_jax.fusion import engine\nx = engine._plan\ny = engine.plan\n")
+  assert list(_private_uses(f, "exfiqa_jax.evaluation.m")) == [
+    ("exfiqa_jax.fusion.engine", "_plan", 2)
+  ]
