@@ -41,7 +41,7 @@ import numpy as np
 from exfiqa_jax import ViTConfig, apply
 from exfiqa_jax.adaptive.policy import Policy, default_stages, mean_gflops
 from exfiqa_jax.adaptive.study import cheapest_within, run_study
-from exfiqa_jax.evaluation.run import input_metrics, read_inputs
+from exfiqa_jax.metrics.inputs import COLUMNS, PairInputs
 from exfiqa_jax.models.flops import exit_gflops
 from exfiqa_jax.models.inference import abstract_variables
 from exfiqa_jax.models.staged import staged_apply
@@ -98,8 +98,9 @@ def data_sets(args, cost: np.ndarray) -> dict[str, tuple[dict, dict]]:
   """name -> (saved inputs with the ViT-S costs, metric settings)."""
   from sweep_bench import FMRS, LIMITS, synthetic
 
-  z = dict(read_inputs(demo_inputs(args.demo_inputs, args.smoke)))
-  metrics = input_metrics(z, {})
+  saved = PairInputs.load(demo_inputs(args.demo_inputs, args.smoke))
+  metrics = saved.metric_options()
+  z = {k: getattr(saved, k) for k in (*COLUMNS, "cost")}
   if len(z["cost"]) != len(cost):
     raise SystemExit(f"the demo has {len(z['cost'])} exits; ViT-S has {len(cost)}")
   z["cost"] = cost
@@ -112,7 +113,9 @@ def data_sets(args, cost: np.ndarray) -> dict[str, tuple[dict, dict]]:
 
 def choose(z: dict, metrics: dict, depth: int):
   """(study, {policy name: (row, Policy)}) of the cheapest knobs within 1%."""
-  study = run_study(z, stages=default_stages(depth), metrics=metrics, rules=("weighted",))
+  study = run_study(
+    PairInputs(**z), stages=default_stages(depth), metrics=metrics, rules=("weighted",)
+  )
   best = cheapest_within(study.rows, study.full, study.select)
   by_key = {(p.name, p.knob): p for p in study.policies}
   return study, {name: (row, by_key[(name, row["knob"])]) for name, row in best.items()}

@@ -84,6 +84,18 @@ def interleaved(
   return times
 
 
+def measure(cmd: list[str]) -> tuple[float, float]:
+  """(wall seconds, peak RSS in MiB) of one fresh-process run of `cmd` (stdout dropped)."""
+  import subprocess
+
+  start = time.perf_counter()
+  proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
+  _, status, usage = os.wait4(proc.pid, 0)
+  if os.waitstatus_to_exitcode(status):
+    raise RuntimeError(f"{cmd} failed")
+  return time.perf_counter() - start, usage.ru_maxrss / 1024  # Linux: KiB
+
+
 def median(xs: list[float]) -> float:
   return statistics.median(xs)
 

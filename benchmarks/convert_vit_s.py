@@ -14,24 +14,13 @@ import argparse
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 
+import common
 import torch
 
 from exfiqa_jax.convert.references.vit_fiqa import ViTFIQAReference, randomize_
-
-
-def measure(cmd: list[str]) -> tuple[float, float]:
-  """(wall seconds, peak RSS in MiB) of one run of `cmd`."""
-  start = time.perf_counter()
-  proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
-  _, status, usage = os.wait4(proc.pid, 0)
-  if os.waitstatus_to_exitcode(status):
-    raise RuntimeError(f"{cmd} failed")
-  return time.perf_counter() - start, usage.ru_maxrss / 1024  # Linux: KiB
 
 
 def main() -> None:
@@ -54,7 +43,7 @@ def main() -> None:
   print("| command | median wall (s) | median peak RSS (MiB) |")
   print("| --- | ---: | ---: |")
   for name, cmd in runs.items():
-    times, rss = zip(*(measure(cmd) for _ in range(args.repeats)), strict=True)
+    times, rss = zip(*(common.measure(cmd) for _ in range(args.repeats)), strict=True)
     print(f"| {name} | {statistics.median(times):.1f} | {statistics.median(rss):.0f} |")
   shutil.rmtree(tmp)
 

@@ -19,10 +19,8 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 
 import common
 import fr_workloads
@@ -33,16 +31,6 @@ import torch
 
 from exfiqa_jax.models.fr_config import FRConfig
 from exfiqa_jax.models.inference import apply
-
-
-def measure(cmd: list[str]) -> tuple[float, float]:
-  """(wall seconds, peak RSS in MiB) of one fresh-process run of `cmd`."""
-  start = time.perf_counter()
-  proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
-  _, status, usage = os.wait4(proc.pid, 0)
-  if os.waitstatus_to_exitcode(status):
-    raise RuntimeError(f"{cmd} failed")
-  return time.perf_counter() - start, usage.ru_maxrss / 1024  # Linux: KiB
 
 
 def conversion(config: FRConfig, repeats: int) -> None:
@@ -67,7 +55,7 @@ def conversion(config: FRConfig, repeats: int) -> None:
   )
   rows = []
   for name, cmd in runs.items():
-    times, rss = zip(*(measure(cmd) for _ in range(repeats)), strict=True)
+    times, rss = zip(*(common.measure(cmd) for _ in range(repeats)), strict=True)
     rows.append(
       [name, common.median(times), f"{min(times):.1f}-{max(times):.1f}", common.median(rss)]
     )

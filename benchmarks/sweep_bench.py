@@ -78,15 +78,13 @@ def timed_process(cmd, env=None) -> tuple[float, float, str]:
 def numpy_child(folder):
   """The strong numpy sweep of the files in `folder` -> writes numpy.npz."""
   from benchmarks.numpy_engine import NumpySweep
-  from exfiqa_jax.evaluation.pairs_file import inputs_from_files
   from exfiqa_jax.fusion.subsets import subset_masks
+  from exfiqa_jax.metrics.inputs import PairInputs
 
-  z = inputs_from_files(
+  z = PairInputs.from_score_file(
     os.path.join(folder, "lfw.npz"), os.path.join(folder, "pairs.txt"), np.arange(1, 13.0)
   )
-  eng = NumpySweep(
-    z["exit_scores"], z["a"], z["b"], z["labels"], z["comparison"], FMRS, 1e-3, LIMITS
-  )
+  eng = NumpySweep(*z.columns, FMRS, 1e-3, LIMITS)
   t = eng.sweep(subset_masks(12), RULES)
   np.savez(os.path.join(folder, "numpy.npz"), **t)
 

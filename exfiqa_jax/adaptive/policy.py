@@ -41,10 +41,9 @@ from exfiqa_jax.fileio import write_text
 
 POLICIES = ("delta", "band", "gate")
 POLICY_FILE = "policies.json"  # beside the checkpoint: every policy x knob
+FRACTION, SEED = 0.5, 0  # a study's default calibration split: fraction of pairs, seed
 FORMAT = "exfiqa-adaptive-policies"
 VERSION = 1
-# Knob values that never stop an image early, per policy.
-NEVER = {"delta": 0.0, "band": 0.0, "gate": 1.0}
 
 
 def default_stages(depth: int, every: int = 3) -> tuple[int, ...]:
@@ -333,3 +332,47 @@ def for_budget(
       f"({low:.4f} GFLOPs per image)"
     )
   return max(fit, key=lambda p: (p.gflops, _compute_order(p)))
+
+
+def choose(
+  name: str | None, budget: float | None, policy_file: str | None, checkpoint: str, depth: int
+) -> tuple[Policy, str] | None:
+  """The policy `exfiqa score --policy NAME --budget G [--policy-file F]` asks for and
+  the file it came from (default: POLICY_FILE in the checkpoint folder), or None
+  without NAME; one-line ValueError."""
+  if name is None:
+    if budget is not None or policy_file is not None:
+      raise ValueError("--budget and --policy-file go with --policy NAME")
+    return None
+  if name not in POLICIES:
+    raise ValueError(f"unknown policy {name!r}; policies are {', '.join(POLICIES)}")
+  if budget is None:
+    raise ValueError("--policy needs --budget GFLOPS (mean GFLOPs per image)")
+  path = policy_file or os.path.join(checkpoint, POLICY_FILE)
+  policy = for_budget(path, budget, name)
+  if policy.depth != depth:
+    raise ValueError(f"{path}: policy {policy.name} is for depth {policy.depth}, the model {depth}")
+  return policy, path
+
+
+def run_arrays(s, policy: Policy, path: str, cost: Sequence[float]) -> tuple[dict, str]:
+  """The output arrays of a policy scoring run `s` (exfiqa_jax.scoring.score.Scores,
+  `blocks_run` [N]) and a note for the summary line; cost: GFLOPs per exit [L]."""
+  ran = mean_gflops(s.blocks_run, cost)
+  meta = dict(
+    name=policy.name,
+    knob=policy.knob,
+    stages=list(policy.stages),
+    calibrated_gflops=policy.gflops,
+    mean_gflops=ran,
+    full_gflops=cost[-1],
+    policy_file=path,
+  )
+  arrays = dict(
+    paths=s.ids,
+    exit_scores=s.exit_scores,
+    quality=s.quality,
+    blocks_run=s.blocks_run,
+    policy=np.array(json.dumps(meta, sort_keys=True)),
+  )
+  return arrays, f"; policy {policy.name} knob {policy.knob:g}, {ran:.4f} GFLOPs per image"

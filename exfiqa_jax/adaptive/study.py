@@ -19,12 +19,11 @@ import numpy as np
 
 from exfiqa_jax.adaptive import calibrate as cal
 from exfiqa_jax.adaptive import evaluate as ev
-from exfiqa_jax.adaptive.policy import POLICIES, Policy
+from exfiqa_jax.adaptive.policy import FRACTION, POLICIES, SEED, Policy
+from exfiqa_jax.fusion.rules import RULES
 from exfiqa_jax.fusion.sweep import metric_columns, sweep
 from exfiqa_jax.metrics import make_pairset
-
-# The metric settings when none are given (those of make_pairset).
-DEFAULT_METRICS = {"fmrs": (1e-3, 1e-4), "edc_fmr": 1e-3, "edc_limits": (0.2, 0.3)}
+from exfiqa_jax.metrics.inputs import PairInputs
 
 
 @dataclasses.dataclass
@@ -39,21 +38,21 @@ class Study:
 
 
 def run_study(
-  z: Mapping[str, np.ndarray],
+  z: PairInputs,
   *,
   names: Sequence[str] = POLICIES,
   stages: Sequence[int],
-  fraction: float = 0.5,
-  seed: int = 0,
+  fraction: float = FRACTION,
+  seed: int = SEED,
   knobs: Mapping[str, Sequence[float]] | None = None,
   metrics: dict | None = None,
-  rules: Sequence[str] = ("mean", "weighted", "median", "min", "max"),
+  rules: Sequence[str] = RULES,
   select: str | None = None,
 ) -> Study:
-  """z: saved inputs (exit_scores [N, L], a, b, labels, comparison [P], cost [L]);
-  metrics: fmrs, edc_fmr, edc_limits (default DEFAULT_METRICS); rules: of the static
-  sweep beside the policies (the weighted rule always)."""
-  exits = np.asarray(z["exit_scores"], np.float32)
+  """z: one pair set's inputs (exit_scores [N, L], a, b, labels, comparison [P], cost
+  [L]); metrics: fmrs, edc_fmr, edc_limits (default: those saved with z, else the
+  defaults); rules: of the static sweep beside the policies (the weighted rule always)."""
+  exits = np.asarray(z.exit_scores, np.float32)
   n, depth = exits.shape
   bad = np.flatnonzero(~np.isfinite(exits).all(axis=1))
   if bad.size:
@@ -61,10 +60,10 @@ def run_study(
       f"exit scores of {bad.size} images hold NaN or inf (first: image {bad[0]}); calibrate on "
       "the full pass's scores, not on those of a policy run"
     )
-  a, b = np.asarray(z["a"], np.int64), np.asarray(z["b"], np.int64)
-  labels = np.asarray(z["labels"]).astype(bool)
-  cost = np.asarray(z["cost"], np.float64)
-  m = {**DEFAULT_METRICS, **(metrics or {})}
+  a, b = np.asarray(z.a, np.int64), np.asarray(z.b, np.int64)
+  labels = np.asarray(z.labels).astype(bool)
+  cost = np.asarray(z.cost, np.float64)
+  m = z.metric_options(metrics)
   sp = ev.split_pairs(a, b, n, fraction, seed)
   e = sp["evaluation"]
   if not len(e) or labels[e].all() or not labels[e].any():
@@ -73,7 +72,7 @@ def run_study(
       "give more pairs or another --fraction"
     )
   ps = make_pairset(
-    exits, a[e], b[e], labels[e], np.asarray(z["comparison"])[e],
+    exits, a[e], b[e], labels[e], np.asarray(z.comparison)[e],
     fmrs=m["fmrs"], edc_fmr=m["edc_fmr"], limits=m["edc_limits"],
   )  # fmt: skip
   static = sweep(ps, tuple(dict.fromkeys(("weighted", *rules))), ("none",), cost)

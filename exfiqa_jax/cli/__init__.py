@@ -48,6 +48,41 @@ def positive_float(text: str) -> float:
   return value
 
 
+def fraction(text: str) -> float:
+  """argparse type: a number strictly between 0 and 1."""
+  try:
+    value = float(text)
+  except ValueError:
+    raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+  if not 0 < value < 1:
+    raise argparse.ArgumentTypeError(f"must lie strictly between 0 and 1, got {value:g}")
+  return value
+
+
+def int_list(text: str) -> tuple[int, ...]:
+  """argparse type: comma-separated integers, e.g. 3,6,9,12."""
+  try:
+    return tuple(int(x) for x in text.split(",") if x.strip())
+  except ValueError:
+    raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of exits") from None
+
+
+def name_list(known: tuple[str, ...], what: str, plural: str):
+  """argparse type: comma-separated names from `known` (at least one, repeats dropped);
+  what, plural: what a name is, for the error ("policy", "policies")."""
+
+  def parse(text: str) -> tuple[str, ...]:
+    names = tuple(x.strip() for x in text.split(",") if x.strip())
+    bad = [n for n in names if n not in known]
+    if bad or not names:
+      raise argparse.ArgumentTypeError(
+        f"unknown {what} {', '.join(bad) or text!r}; {plural} are {', '.join(known)}"
+      )
+    return tuple(dict.fromkeys(names))
+
+  return parse
+
+
 def add_force(p: argparse.ArgumentParser, what: str = "the output") -> None:
   p.add_argument(
     "--force",
@@ -59,6 +94,52 @@ def add_force(p: argparse.ArgumentParser, what: str = "the output") -> None:
 
 def add_quiet(p: argparse.ArgumentParser) -> None:
   p.add_argument("--quiet", action="store_true", help="no progress bars or library messages")
+
+
+def add_image_arguments(p: argparse.ArgumentParser, checkpoint: str, out: str) -> None:
+  """The arguments of a command that runs a model over image files (score, embed):
+  checkpoint, images, out, force, batch size, channel order, dtype, work dir,
+  distributed, quiet."""
+  p.add_argument("--checkpoint", required=True, help=checkpoint)
+  p.add_argument(
+    "--images",
+    required=True,
+    metavar="DIR_OR_LIST",
+    help="a folder of PNG/JPEG files, or a text file with one path a line "
+    "(relative to the list file's folder)",
+  )
+  p.add_argument("--out", required=True, metavar="FILE.npz", help=out)
+  add_force(p, "--out (and a --work-dir holding another run)")
+  p.add_argument(
+    "--batch-size",
+    type=positive_int,
+    default=32,
+    help="global batch per host; a multiple of the local device count",
+  )
+  p.add_argument(
+    "--channel-order",
+    choices=("rgb", "bgr"),
+    default="rgb",
+    help="channel order of the stored files (bgr: swapped on reading)",
+  )
+  p.add_argument(
+    "--dtype",
+    choices=("float32", "bfloat16"),
+    default="float32",
+    help="matmul dtype (bfloat16 accumulates in float32)",
+  )
+  p.add_argument(
+    "--work-dir",
+    default=None,
+    help="keep completed chunks here so that a restarted run resumes; "
+    "required on several hosts (a shared folder)",
+  )
+  p.add_argument(
+    "--distributed",
+    action="store_true",
+    help="call jax.distributed.initialize() first (multi-host pods)",
+  )
+  add_quiet(p)
 
 
 def quiet_libraries() -> None:

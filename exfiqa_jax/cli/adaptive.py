@@ -12,34 +12,14 @@ from __future__ import annotations
 import argparse
 import os
 
-from exfiqa_jax.cli import add_force, add_quiet
+from exfiqa_jax.adaptive.policy import FRACTION, POLICIES, SEED
+from exfiqa_jax.cli import add_force, add_quiet, fraction, int_list, name_list
 
 NAME = "adaptive"
 HELP = "calibrate and evaluate adaptive early-exit policies (delta, band, gate) on saved scores"
 
 
-def _int_list(text: str) -> tuple[int, ...]:
-  try:
-    return tuple(int(x) for x in text.split(",") if x.strip())
-  except ValueError:
-    raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of exits") from None
-
-
-def _names(text: str) -> tuple[str, ...]:
-  from exfiqa_jax.adaptive.policy import POLICIES
-
-  names = tuple(x.strip() for x in text.split(",") if x.strip())
-  bad = [n for n in names if n not in POLICIES]
-  if bad or not names:
-    raise argparse.ArgumentTypeError(
-      f"unknown policy {', '.join(bad) or text!r}; policies are {', '.join(POLICIES)}"
-    )
-  return tuple(dict.fromkeys(names))
-
-
 def _knobs(text: str) -> tuple[str, tuple[float, ...]]:
-  from exfiqa_jax.adaptive.policy import POLICIES
-
   name, _, values = text.partition("=")
   if name not in POLICIES:
     raise argparse.ArgumentTypeError(
@@ -54,16 +34,6 @@ def _knobs(text: str) -> tuple[str, tuple[float, ...]]:
   return name, knobs
 
 
-def _fraction(text: str) -> float:
-  try:
-    v = float(text)
-  except ValueError:
-    raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-  if not 0 < v < 1:
-    raise argparse.ArgumentTypeError(f"must lie strictly between 0 and 1, got {v:g}")
-  return v
-
-
 def add_arguments(p: argparse.ArgumentParser) -> None:
   src = p.add_mutually_exclusive_group(required=True)
   src.add_argument("--inputs", help="saved inputs of one pair set (<out_dir>/inputs/*.npz)")
@@ -76,11 +46,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
   )
   p.add_argument("--out", default="out/adaptive", help="folder of the table and figure")
   p.add_argument(
-    "--policies", type=_names, default="delta,band,gate", help="comma-separated policies"
+    "--policies",
+    type=name_list(POLICIES, "policy", "policies"),
+    default=",".join(POLICIES),
+    help="comma-separated policies",
   )
   p.add_argument(
     "--stages",
-    type=_int_list,
+    type=int_list,
     help="exits after which an image may stop, ending at the depth, e.g. 3,6,9,12 "
     "(none: every 3rd exit)",
   )
@@ -93,19 +66,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     "sweep per policy from the full pass to the most aggressive)",
   )
   p.add_argument(
-    "--fraction", type=_fraction, default=0.5, help="fraction of the pairs used to calibrate"
+    "--fraction", type=fraction, default=FRACTION, help="fraction of the pairs used to calibrate"
   )
-  p.add_argument("--seed", type=int, default=0, help="seed of the calibration split")
+  p.add_argument("--seed", type=int, default=SEED, help="seed of the calibration split")
   add_force(p, "policies.json and the table and figure files")
   add_quiet(p)
 
 
 def run(args: argparse.Namespace) -> int:
-  import numpy as np
-
   from exfiqa_jax.adaptive.policy import POLICY_FILE, check_stages, default_stages
   from exfiqa_jax.adaptive.study import run_study
-  from exfiqa_jax.evaluation.run import input_metrics, read_inputs
   from exfiqa_jax.fileio import check_output
   from exfiqa_jax.report.adaptive import write_study
 
@@ -119,45 +89,34 @@ def run(args: argparse.Namespace) -> int:
   key = os.path.splitext(os.path.basename(source))[0]
   policy_path = os.path.join(args.checkpoint or args.out, POLICY_FILE)
   base = os.path.join(args.out, f"{key}_adaptive")
-  ends = (".md", ".csv", ".json", "_pareto.png", "_pareto.svg")
-  outputs = [policy_path] + [f"{base}{s}" for s in ends]
-  for path in outputs:
-    check_output(path, force=args.force, option="--checkpoint" if path == policy_path else "--out")
-  config = None
-  if args.checkpoint:
-    from exfiqa_jax.models.checkpoint import load
-    from exfiqa_jax.models.config import ViTConfig
-
-    config = load(args.checkpoint, expect=ViTConfig).config
-  if args.scores:
-    from exfiqa_jax.data.npz import describe
-    from exfiqa_jax.evaluation.pairs_file import inputs_from_files
-    from exfiqa_jax.models.config import ViTConfig
-    from exfiqa_jax.models.flops import exit_gflops
-
-    shapes = describe(args.scores) if os.path.isfile(args.scores) else {}
-    shape = shapes.get("exit_scores", ((),))[0]
-    depth = shape[-1] if len(shape) == 2 else 0
-    cost = exit_gflops(config if config is not None else ViTConfig(depth=depth))
-    z = inputs_from_files(args.scores, args.pairs, np.asarray(cost, float))
-  else:
-    z = read_inputs(args.inputs)
-  depth = z["exit_scores"].shape[1]
-  if config is not None and config.depth != depth:
+  for end in ("", ".md", ".csv", ".json", "_pareto.png", "_pareto.svg"):
+    path = f"{base}{end}" if end else policy_path
+    check_output(path, force=args.force, option="--out" if end else "--checkpoint")
+  config, z = _inputs(args)
+  if config is not None and config.depth != z.depth:
     raise ValueError(
-      f"--checkpoint {args.checkpoint} has depth {config.depth}, the scores have {depth} exits"
+      f"--checkpoint {args.checkpoint} has depth {config.depth}, the scores have {z.depth} exits"
     )
-  stages = check_stages(args.stages, depth) if args.stages else default_stages(depth)
+  stages = check_stages(args.stages, z.depth) if args.stages else default_stages(z.depth)
   study = run_study(
-    z,
-    names=args.policies,
-    stages=stages,
-    fraction=args.fraction,
-    seed=args.seed,
+    z, names=args.policies, stages=stages, fraction=args.fraction, seed=args.seed,
     knobs=dict(args.knobs),
-    metrics=input_metrics(z, {}),
-  )
+  )  # fmt: skip
   for path in write_study(study, args.out, key, policy_path, os.path.abspath(source)):
     if path.endswith((".md", ".json")) and not path.endswith("_adaptive.json"):
       print(f"wrote {path}")
   return 0
+
+
+def _inputs(args: argparse.Namespace):
+  """(the checkpoint's ViTConfig or None, the PairInputs): saved inputs, or a score file
+  and a pair list with the cost of the checkpoint's (else vit_s's) exits."""
+  from exfiqa_jax.metrics.inputs import PairInputs, score_file_cost
+  from exfiqa_jax.models.checkpoint import load
+  from exfiqa_jax.models.config import ViTConfig
+
+  config = load(args.checkpoint, expect=ViTConfig).config if args.checkpoint else None
+  if not args.scores:
+    return config, PairInputs.load(args.inputs)
+  cost = score_file_cost(args.scores, config)
+  return config, PairInputs.from_score_file(args.scores, args.pairs, cost)

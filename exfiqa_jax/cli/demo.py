@@ -31,36 +31,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
   add_quiet(p)
 
 
-def _write_checkpoint(model_cfg, params, batch_stats, files: str, checkpoint: str) -> str:
-  """The weights through the released PyTorch layout and the converter when torch is
-  installed (the `convert` extra), else straight to an orbax checkpoint."""
-  import importlib.util
-
-  from exfiqa_jax import save
-
-  if importlib.util.find_spec("torch") is None:
-    save(checkpoint, model_cfg, params, batch_stats, force=True)
-    return "saving random weights (torch not installed: no PyTorch round trip)"
-  import torch
-
-  from exfiqa_jax.convert import convert_file, to_torch
-  from exfiqa_jax.fileio import atomic_path
-
-  pt = os.path.join(files, "vit_fiqa_demo.pt")
-  with atomic_path(pt) as tmp:
-    torch.save(to_torch(model_cfg, params, batch_stats), tmp)
-  convert_file(pt, checkpoint, num_heads=model_cfg.num_heads, force=True)
-  return "wrote random weights in the released PyTorch layout and converted them"
-
-
 def run(args: argparse.Namespace) -> int:
-  from exfiqa_jax import ViTConfig, create, split
+  from exfiqa_jax import ViTConfig
   from exfiqa_jax.configs import config_path, load_config_file
+  from exfiqa_jax.convert.demo import write_demo_checkpoint
   from exfiqa_jax.data.synthetic import make_verification_bin
   from exfiqa_jax.evaluation.job_config import check_job
-  from exfiqa_jax.evaluation.run import evaluate_job, inputs_path, read_inputs
-  from exfiqa_jax.evaluation.saved_sweep import sweep_inputs
+  from exfiqa_jax.evaluation.run import evaluate_job, inputs_path
+  from exfiqa_jax.evaluation.saved_sweep import weight_study
   from exfiqa_jax.fileio import check_output
+  from exfiqa_jax.metrics.inputs import PairInputs
+  from exfiqa_jax.report.summary import write_job_report
+  from exfiqa_jax.report.sweep import write_sweep
 
   check_output(os.path.join(args.out, "summary.md"), force=args.force, option="--out")
   demo = config_path("demo")
@@ -75,20 +57,15 @@ def run(args: argparse.Namespace) -> int:
   print(f"1/4 generating {args.pairs} pairs in {files}/demo.bin")
   make_verification_bin(os.path.join(files, "demo.bin"), num_pairs=args.pairs)
   model_cfg = ViTConfig.from_dict(cfg["model"])
-  _, params, batch_stats = split(create(model_cfg, seed=0))
-  print("2/4 " + _write_checkpoint(model_cfg, params, batch_stats, files, cfg["checkpoint"]))
+  print("2/4 " + write_demo_checkpoint(model_cfg, files, cfg["checkpoint"]))
   print("3/4 scoring and evaluating")
   check_job(cfg, demo)
+  job = evaluate_job(cfg, progress=not args.quiet, force=args.force)
   header = HEADER.format(pairs=args.pairs, width=model_cfg.width, depth=model_cfg.depth)
-  summary, [(_, _, analysis)] = evaluate_job(cfg, header, progress=not args.quiet, force=args.force)
+  summary = write_job_report(job, cfg, header)
   print("4/4 sweeping weights")
-  sweep = sweep_inputs(
-    read_inputs(inputs_path(args.out, "demo", "self")),
-    cfg,
-    os.path.join(args.out, "sweep"),
-    "demo_self",
-    analysis,
-    progress=not args.quiet,
-  )
+  z = PairInputs.load(inputs_path(args.out, "demo", "self"))
+  study = weight_study(z, cfg, job.results[0][2], progress=not args.quiet)
+  sweep = write_sweep(study, os.path.join(args.out, "sweep"), "demo_self")
   print(f"wrote {summary}\nwrote {sweep}")
   return 0

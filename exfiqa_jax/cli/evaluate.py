@@ -32,9 +32,10 @@ def run(args: argparse.Namespace) -> int:
   from exfiqa_jax.evaluation.job_config import load_job
   from exfiqa_jax.evaluation.run import evaluate_job
   from exfiqa_jax.fileio import check_output
+  from exfiqa_jax.report.summary import write_job_report
 
   cfg = load_job(args.config, args.overrides)
   check_output(os.path.join(cfg["out_dir"], "summary.md"), force=args.force, option="out_dir")
-  summary, _ = evaluate_job(cfg, progress=not args.quiet, force=args.force)
-  print(f"wrote {summary}")
+  job = evaluate_job(cfg, progress=not args.quiet, force=args.force)
+  print(f"wrote {write_job_report(job, cfg)}")
   return 0

@@ -2,7 +2,7 @@
 
 `analyse` returns the rows a report prints (named variants with their ERC and
 EDC areas, GFLOPs and the FNMR-after-rejection figures of
-`exfiqa_jax.evaluation.rejection`), the full sweep table, the Pareto front, the
+`exfiqa_jax.metrics.rejection`), the full sweep table, the Pareto front, the
 two-exit heat map, the curves of the quality assessors a report plots (the best
 subset, the last exit, the depth-weighted fusion of all exits, any exit the
 config names) and warnings about what the pairs cannot resolve. Every area comes
@@ -16,19 +16,15 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from exfiqa_jax.evaluation.rejection import (
-  erc_best,
-  fnmr_rejected,
-  summarize,
-  variant_pair_quality,
-)
-from exfiqa_jax.fusion.engine import evaluate_variant
+from exfiqa_jax.fusion.engine import evaluate_variant, variant_pair_quality
+from exfiqa_jax.fusion.rules import RULES
 from exfiqa_jax.fusion.subsets import exits_of, mask_of
 from exfiqa_jax.fusion.sweep import metric_columns, pareto_front, sweep
 from exfiqa_jax.metrics import PairSet, make_pairset
+from exfiqa_jax.metrics.inputs import resolve_metrics
+from exfiqa_jax.metrics.pairset import METRIC_DEFAULTS
+from exfiqa_jax.metrics.rejection import erc_best, fnmr_rejected, summarize
 
-# The defaults of a job's `metrics` options (also those of make_pairset).
-DEFAULT_METRICS = {"fmrs": (1e-3, 1e-4), "edc_fmr": 1e-3, "edc_limits": (0.2, 0.3)}
 # Row columns of the FNMR after rejection, per ERC FMR: <prefix><fmr:g>.
 FATE_PREFIXES = ("fnmr@", "fnmr_1pct@", "fnmr_5pct@", "halve@")
 LAST_EXIT, DEPTH_WEIGHTED = "last exit", "depth-weighted (all exits)"
@@ -125,14 +121,6 @@ def nan_warnings(table: dict) -> list[str]:
   return out
 
 
-def resolve_metrics(given: dict | None, saved: dict | None = None) -> dict[str, Any]:
-  """The metric settings: those given (a config's `metrics`), else those saved with
-  the inputs, else the defaults; missing keys from the defaults."""
-  given = {k: v for k, v in (given or {}).items() if k != "template_quality"}  # pairing's
-  chosen = given if given else (saved or {})
-  return {**DEFAULT_METRICS, **chosen}
-
-
 def resolution_warnings(fmrs: Sequence[float], n_impostor: int) -> list[str]:
   """A line per ERC FMR that `n_impostor` impostor comparisons cannot resolve."""
   out, coarse = [], [float(f) for f in fmrs if n_impostor * float(f) < 1]
@@ -157,9 +145,9 @@ def pairset(
   labels,
   comparison,
   *,
-  fmrs=(1e-3, 1e-4),
-  edc_fmr: float = 1e-3,
-  edc_limits=(0.2, 0.3),
+  fmrs=METRIC_DEFAULTS["fmrs"],
+  edc_fmr: float = METRIC_DEFAULTS["edc_fmr"],
+  edc_limits=METRIC_DEFAULTS["edc_limits"],
 ) -> PairSet:
   """The engine's PairSet with a job's `metrics` options (ERC FMRs, EDC FMR, limits)."""
   return make_pairset(
@@ -167,9 +155,9 @@ def pairset(
   )
 
 
-def _with_rejection(ps, comparison, labels, fmrs, mask, rule, norm) -> tuple[dict, np.ndarray]:
-  """The FNMR-after-rejection columns of one variant, and its fine curve [96, F]."""
-  pq = variant_pair_quality(ps, mask, rule, norm)
+def _with_rejection(pq, comparison, labels, fmrs) -> tuple[dict, np.ndarray]:
+  """The FNMR-after-rejection columns of one variant of pair qualities pq [P], and its
+  fine curve [96, F]."""
   fine = fnmr_rejected(pq, comparison, labels, fmrs)
   s = summarize(fine)
   cols = {f"{name}@{f:g}": float(s[name][j]) for j, f in enumerate(fmrs) for name in s}
@@ -184,7 +172,7 @@ def analyse(
   comparison,
   *,
   cost: Sequence[float],
-  rules=("mean", "weighted", "median", "min", "max"),
+  rules=RULES,
   norms=("none",),
   select: str | None = None,
   top_k: int = 3,
@@ -226,7 +214,8 @@ def analyse(
   rows += [_row(table, i, depth, f"best by {select}") for i in best]
   for r in rows:
     mask = [i + 1 in r["exits"] for i in range(depth)]
-    r.update(_with_rejection(ps, comparison, labels, fmrs, mask, r["rule"], r["norm"])[0])
+    pq = variant_pair_quality(ps, mask, r["rule"], r["norm"])
+    r.update(_with_rejection(pq, comparison, labels, fmrs)[0])
   grid = np.array(
     [
       [table[select][find((1 << i) | (1 << j), "weighted")] for j in range(depth)]
@@ -245,8 +234,8 @@ def analyse(
   for label, i in chosen.items():
     subset, rule, norm = int(table["subset"][i]), str(table["rule"][i]), str(table["norm"][i])
     mask = mask_of(subset, depth)
-    c = evaluate_variant(ps, mask, rule, norm)
-    _, c["fine_fnmr"] = _with_rejection(ps, comparison, labels, fmrs, mask, rule, norm)
+    c = evaluate_variant(ps, mask, rule, norm, pair_quality=True)  # planned once
+    _, c["fine_fnmr"] = _with_rejection(c.pop("pair_quality"), comparison, labels, fmrs)
     c["variant"] = variant_name(subset, rule, norm, depth)
     c["row"] = i
     curves[label] = c

@@ -28,6 +28,7 @@ from exfiqa_jax.evaluation.comparison import (
   template_embeddings,
   template_scores,
 )
+from exfiqa_jax.metrics.inputs import PairInputs
 from exfiqa_jax.scoring.score import FRModel, Scores, score
 
 
@@ -43,6 +44,12 @@ class BenchmarkInputs:
   b: np.ndarray  # [P] int64 index into ids
   labels: np.ndarray  # [P] bool, True genuine
   comparison: np.ndarray  # [P] float64 cosine similarity of embeddings[a], embeddings[b]
+
+  def pair_inputs(self, cost, metrics: dict | None = None) -> PairInputs:
+    """The PairInputs of these items and pairs: cost [L] GFLOPs per exit; metrics:
+    the metric settings to save with them (None: the defaults)."""
+    x = PairInputs(self.exit_scores, self.a, self.b, self.labels, self.comparison, cost, self.ids)
+    return x.with_metrics(metrics)
 
 
 def fr_embeddings(scores: Scores, name: str, flip: str = "none") -> np.ndarray:

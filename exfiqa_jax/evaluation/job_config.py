@@ -16,9 +16,10 @@ A job config is a dict (see configs/paper.py for every key):
                default: its release's)}. Checkpoints run in the scoring pass itself.
   embeddings   {FR model: root} holding `<root>/<dataset>_<FRModel>/<stem>.npy`, or a
                path with "{dataset}" naming one aligned .npy matrix per dataset
-  scoring, metrics, sweep   options of scoring (scoring.channel_order: what ViT-FIQA is
-               fed, default "rgb"), ERC/EDC (metrics.template_quality: "min" or "mean") and
-               the fusion sweep
+  scoring, metrics, sweep, weights   options of scoring (scoring.channel_order: what
+               ViT-FIQA is fed, default "rgb"), ERC/EDC (metrics.template_quality: "min"
+               or "mean"), the fusion sweep and the weight study
+               (exfiqa_jax.evaluation.options: defaults, checks)
   adaptive     optional: policies, stages, fraction, seed, knobs of the adaptive
                early-exit study run on every pair set (docs/protocol.md §10)
   report       exits: exits to plot besides the last one and the fusions
@@ -30,6 +31,7 @@ import os
 from typing import Any
 
 from exfiqa_jax.configs import apply_overrides, load_config_file
+from exfiqa_jax.evaluation.options import check_options
 
 SELF = "self"
 # Flip rules for FR checkpoints: the embedding alone; the two L2-normalised embeddings of
@@ -90,107 +92,6 @@ def embeddings_path(cfg: dict, fr_model: str, dataset: str) -> str | None:
   )
 
 
-def _positive_int(v) -> bool:
-  return isinstance(v, int) and not isinstance(v, bool) and v >= 1
-
-
-def _number(v) -> bool:
-  return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-def _rate(v) -> bool:
-  return _number(v) and 0 < v < 1
-
-
-def _names(known):
-  def ok(v) -> bool:
-    return isinstance(v, (list, tuple)) and len(v) > 0 and all(x in known for x in v)
-
-  ok.__doc__ = f"a non-empty list of names from {tuple(known)}"
-  return ok
-
-
-def _seq(item, what: str):
-  def ok(v) -> bool:
-    return isinstance(v, (list, tuple)) and len(v) > 0 and all(item(x) for x in v)
-
-  ok.__doc__ = what
-  return ok
-
-
-def _doc(fn, text: str):
-  fn.__doc__ = text
-  return fn
-
-
-def option_checks() -> dict[str, dict]:
-  """{section: {key: check}} of the options a job may set; each check's docstring says
-  what it wants."""
-  from exfiqa_jax.adaptive.policy import POLICIES
-  from exfiqa_jax.fusion.rules import NORMS, RULES
-
-  return {
-    "scoring": {
-      "batch_size": _doc(_positive_int, "a positive integer"),
-      "dtype": _doc(lambda v: v in ("float32", "bfloat16"), "'float32' or 'bfloat16'"),
-      "channel_order": _doc(
-        lambda v: v in ("rgb", "bgr"), "'rgb' (the true-RGB image) or 'bgr': what ViT-FIQA is fed"
-      ),
-    },
-    "metrics": {
-      "fmrs": _seq(_rate, "a non-empty list of FMRs in (0, 1), e.g. (1e-3, 1e-4)"),
-      "edc_fmr": _doc(_rate, "an FMR in (0, 1)"),
-      "edc_limits": _seq(
-        lambda v: _number(v) and 0 < v <= 1, "a non-empty list of discard limits in (0, 1]"
-      ),
-      "template_quality": _doc(
-        lambda v: v in ("min", "mean"), "'min' (upstream IJB-C) or 'mean' over a template"
-      ),
-    },
-    "sweep": {
-      "rules": _names(RULES),
-      "norms": _names(NORMS),
-      "top_k": _doc(_positive_int, "a positive integer"),
-      "memory_mb": _doc(lambda v: _number(v) and v > 0, "a positive number of MiB"),
-      "select": _doc(lambda v: isinstance(v, str), "a metric column name such as 'edc_area@0.2'"),
-    },
-    "adaptive": {
-      "policies": _names(POLICIES),
-      "stages": _seq(
-        _positive_int, "a non-empty list of exits ending at the depth, e.g. (3, 6, 9, 12)"
-      ),
-      "fraction": _doc(_rate, "the fraction of pairs to calibrate on, in (0, 1)"),
-      "seed": _doc(lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
-      "knobs": _doc(
-        lambda v: (
-          isinstance(v, dict) and all(k in POLICIES and _seq(_number, "")(x) for k, x in v.items())
-        ),
-        f"a dict {{policy: (knob, ...)}} with policies from {POLICIES}",
-      ),
-    },
-    "weights": {
-      "powers": _seq(_number, "a non-empty list of numbers"),
-      "simplex": _doc(_positive_int, "a positive integer"),
-      "learn_steps": _doc(_positive_int, "a positive integer"),
-      "seed": _doc(lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
-    },
-  }
-
-
-def check_options(cfg: dict, path: str) -> None:
-  """Raises naming the key: an option of scoring/metrics/sweep/adaptive/weights of a wrong type
-  or value (e.g. `sweep.rules=mean`, a bare string, or `scoring.batch_size=abc`)."""
-  for section, checks in option_checks().items():
-    values = cfg.get(section, {})
-    if not isinstance(values, dict):
-      raise TypeError(f"{path}: {section} must be a dict of options; got {values!r}")
-    for key, value in values.items():
-      if key not in checks:
-        raise KeyError(f"{path}: unknown option {section}.{key}; known: {sorted(checks)}")
-      if not checks[key](value):
-        raise TypeError(f"{path}: {section}.{key} must be {checks[key].__doc__}; got {value!r}")
-
-
 def check_job(cfg: dict, path: str) -> None:
   """Raises naming the config key or file: missing keys or files, unknown names,
   options of a wrong type (`check_options`)."""
@@ -233,28 +134,6 @@ def check_job(cfg: dict, path: str) -> None:
         raise FileNotFoundError(f"{path}: embeddings of {fr} for {name}: {emb} does not exist")
 
 
-DATASET_KEYS = ("builder", "files", "channel_order", "image_root", "detector_weights")
-
-
-def _check_dataset_keys(path: str, name: str, ds: dict) -> None:
-  """A dataset entry's keys: known ones, image_root only for a cr_fiqa_folder (an existing
-  folder), detector_weights a bool for ijbc_1to1 only."""
-  unknown = sorted(set(ds) - set(DATASET_KEYS))
-  if unknown:
-    raise KeyError(f"{path}: datasets.{name} has unknown keys {unknown}; known: {DATASET_KEYS}")
-  root = ds.get("image_root")
-  if root is not None:
-    if ds["builder"] != "cr_fiqa_folder":
-      raise ValueError(f"{path}: datasets.{name}.image_root applies only to cr_fiqa_folder")
-    if not isinstance(root, str) or not os.path.isdir(root):
-      raise FileNotFoundError(f"{path}: datasets.{name}.image_root {root!r} is not a folder")
-  if "detector_weights" in ds:
-    if ds["builder"] != "ijbc_1to1":
-      raise ValueError(f"{path}: datasets.{name}.detector_weights applies only to ijbc_1to1")
-    if not isinstance(ds["detector_weights"], bool):
-      raise TypeError(f"{path}: datasets.{name}.detector_weights must be True or False")
-
-
 def _check_spec(path: str, fr: str, spec: dict, known: set[str]) -> None:
   kind = spec["kind"]
   if kind is None:
@@ -284,3 +163,25 @@ def _check_spec(path: str, fr: str, spec: dict, known: set[str]) -> None:
       f"{path}: fr_models.{fr}.checkpoint {spec['checkpoint']} does not exist (write one with "
       "`exfiqa convert SRC DST --family ...`)"
     )
+
+
+DATASET_KEYS = ("builder", "files", "channel_order", "image_root", "detector_weights")
+
+
+def _check_dataset_keys(path: str, name: str, ds: dict) -> None:
+  """A dataset entry's keys: known ones, image_root only for a cr_fiqa_folder (an existing
+  folder), detector_weights a bool for ijbc_1to1 only."""
+  unknown = sorted(set(ds) - set(DATASET_KEYS))
+  if unknown:
+    raise KeyError(f"{path}: datasets.{name} has unknown keys {unknown}; known: {DATASET_KEYS}")
+  root = ds.get("image_root")
+  if root is not None:
+    if ds["builder"] != "cr_fiqa_folder":
+      raise ValueError(f"{path}: datasets.{name}.image_root applies only to cr_fiqa_folder")
+    if not isinstance(root, str) or not os.path.isdir(root):
+      raise FileNotFoundError(f"{path}: datasets.{name}.image_root {root!r} is not a folder")
+  if "detector_weights" in ds:
+    if ds["builder"] != "ijbc_1to1":
+      raise ValueError(f"{path}: datasets.{name}.detector_weights applies only to ijbc_1to1")
+    if not isinstance(ds["detector_weights"], bool):
+      raise TypeError(f"{path}: datasets.{name}.detector_weights must be True or False")

@@ -1,11 +1,15 @@
 """Runs an evaluation job: build or load each dataset, score it (cached; ViT-FIQA and
-every FR checkpoint in one pass over the images), evaluate every FR model's pairs,
-write the report. Also what `exfiqa sweep` reads back."""
+every FR checkpoint in one pass over the images), evaluate every FR model's pairs.
+
+`evaluate_job` computes and returns the results (`JobResults`); it writes the score
+caches and each pair set's inputs (`<out_dir>/inputs/<dataset>_<fr>.npz`, a
+`PairInputs` file, what `exfiqa sweep` and `exfiqa adaptive` read back), never the
+report: `exfiqa_jax.report.summary.write_job_report` writes that.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import os
 from typing import Any
 
@@ -13,20 +17,30 @@ import jax.numpy as jnp
 import numpy as np
 
 from exfiqa_jax import data
-from exfiqa_jax.evaluation.analysis import Analysis, analyse, resolve_metrics
+from exfiqa_jax.evaluation.analysis import Analysis, analyse
 from exfiqa_jax.evaluation.comparison import load_embeddings
 from exfiqa_jax.evaluation.inputs import fr_embeddings, pair_inputs
 from exfiqa_jax.evaluation.job_config import embeddings_path, fr_checkpoints, fr_specs
-from exfiqa_jax.evaluation.pairs_file import INPUT_KEYS, METRIC_KEYS, read_inputs
+from exfiqa_jax.evaluation.options import options
+from exfiqa_jax.metrics.inputs import PairInputs
 from exfiqa_jax.models.checkpoint import load
 from exfiqa_jax.models.config import ViTConfig
 from exfiqa_jax.models.flops import exit_gflops
 from exfiqa_jax.models.fr_config import FRConfig
-from exfiqa_jax.report.summary import write_report
-from exfiqa_jax.scoring.run_folder import save_npz
 from exfiqa_jax.scoring.score import FRModel, score
 
-__all__ = ["INPUT_KEYS", "analyse_inputs", "evaluate_job", "inputs_path", "read_inputs"]
+__all__ = ["JobResults", "analyse_inputs", "evaluate_job", "inputs_path"]
+
+
+@dataclasses.dataclass
+class JobResults:
+  """What a job computed: one Analysis per (dataset, FR model), and the facts the
+  report's header states about the model."""
+
+  checkpoint: str
+  depth: int
+  width: int
+  results: list[tuple[str, str, Analysis]]  # (dataset, FR model, its analysis)
 
 
 def open_dataset(name: str, ds: dict, data_dir: str, progress: bool = False) -> data.Dataset:
@@ -60,60 +74,38 @@ def inputs_path(out_dir: str, dataset: str, fr: str) -> str:
   return os.path.join(out_dir, "inputs", f"{dataset}_{fr}.npz")
 
 
-def metrics_arrays(metrics: dict[str, Any]) -> dict[str, np.ndarray]:
-  """A job's metric settings as arrays to save beside the inputs."""
-  m = resolve_metrics(metrics)
-  return {name: np.asarray(m[k], np.float64) for k, name in METRIC_KEYS.items()}
-
-
-def saved_metrics(z: dict[str, np.ndarray]) -> dict[str, Any] | None:
-  """The metric settings saved with inputs `z` (None for inputs saved without them)."""
-  if not all(name in z for name in METRIC_KEYS.values()):
-    return None
-  out = {k: tuple(float(x) for x in np.ravel(z[name])) for k, name in METRIC_KEYS.items()}
-  out["edc_fmr"] = out["edc_fmr"][0]
-  return out
-
-
-def input_metrics(z: dict[str, np.ndarray], cfg: dict[str, Any]) -> dict[str, Any]:
-  """The metric settings for inputs `z`: the config's, else those saved with z."""
-  return resolve_metrics(cfg.get("metrics"), saved_metrics(z))
-
-
-def analyse_inputs(
-  z: dict[str, np.ndarray], cfg: dict[str, Any], progress: bool = False
-) -> Analysis:
+def analyse_inputs(z: PairInputs, cfg: dict[str, Any], progress: bool = False) -> Analysis:
+  """The Analysis of one pair set with the job's options (metrics: the config's, else
+  those saved with z)."""
   return analyse(
-    *(z[k] for k in INPUT_KEYS),
-    cost=z["cost"],
+    *z.columns,
+    cost=z.cost,
     progress=progress,
     exits=cfg.get("report", {}).get("exits", ()),
-    **input_metrics(z, cfg),
-    **cfg.get("sweep", {}),
+    **z.metric_options(cfg.get("metrics")),
+    **options(cfg, "sweep"),
   )
 
 
-def adaptive_study(z: dict[str, np.ndarray], cfg: dict[str, Any], select: str | None = None):
+def adaptive_study(z: PairInputs, cfg: dict[str, Any], select: str | None = None):
   """The adaptive early-exit study of inputs `z` when the job has an `adaptive`
   section (exfiqa_jax.adaptive.study.run_study), else None; `select`: the metric
   that ranks (a job passes its analysis's, so both sections rank alike)."""
-  opts = cfg.get("adaptive")
-  if not opts:
+  if not cfg.get("adaptive"):
     return None
-  from exfiqa_jax.adaptive.policy import POLICIES, check_stages, default_stages
+  from exfiqa_jax.adaptive.policy import check_stages, default_stages
   from exfiqa_jax.adaptive.study import run_study
 
-  depth = z["exit_scores"].shape[1]
-  stages = opts.get("stages")
+  opts, stages = options(cfg, "adaptive"), cfg["adaptive"].get("stages")
   return run_study(
     z,
-    names=tuple(opts.get("policies", POLICIES)),
-    stages=check_stages(stages, depth) if stages else default_stages(depth),
-    fraction=float(opts.get("fraction", 0.5)),
-    seed=int(opts.get("seed", 0)),
-    knobs=opts.get("knobs"),
-    metrics=input_metrics(z, cfg),
-    rules=cfg.get("sweep", {}).get("rules", ("mean", "weighted", "median", "min", "max")),
+    names=tuple(opts["policies"]),
+    stages=check_stages(stages, z.depth) if stages else default_stages(z.depth),
+    fraction=float(opts["fraction"]),
+    seed=int(opts["seed"]),
+    knobs=opts["knobs"],
+    metrics=z.metric_options(cfg.get("metrics")),
+    rules=options(cfg, "sweep")["rules"],
     select=select,
   )
 
@@ -134,17 +126,15 @@ def check_adaptive(cfg: dict[str, Any], depth: int) -> None:
       check_knob(name, knob)
 
 
-def evaluate_job(
-  cfg: dict[str, Any], header: str = "", progress: bool = True, force: bool = False
-) -> tuple[str, list[tuple[str, str, Analysis]]]:
-  """Runs the whole job of a checked config -> (path of summary.md, the analyses).
+def evaluate_job(cfg: dict[str, Any], progress: bool = True, force: bool = False) -> JobResults:
+  """Runs the whole job of a checked config -> its results (the report is not written).
 
   force: a score cache in out_dir holding another run is replaced, not refused.
   """
   ckpt = load(cfg["checkpoint"], expect=ViTConfig)
   check_adaptive(cfg, ckpt.config.depth)
   cost = np.asarray(exit_gflops(ckpt.config))
-  out, scoring = cfg["out_dir"], cfg.get("scoring", {})
+  out, scoring = cfg["out_dir"], options(cfg, "scoring")
   fr_models = []
   for fr, spec in fr_checkpoints(cfg).items():
     c = load(spec["checkpoint"], expect=FRConfig)
@@ -155,14 +145,14 @@ def evaluate_job(
     dataset = open_dataset(name, ds, cfg["data_dir"], progress)
     if dataset.pairs is None:
       raise ValueError(f"dataset {dataset.name!r} has no pairs to evaluate")
-    images, fed = fed_orders(dataset.images, fr_models, scoring.get("channel_order", "rgb"))
+    images, fed = fed_orders(dataset.images, fr_models, scoring["channel_order"])
     scores = score(  # one pass over the images for every model
       ckpt[1:],
       images,
       os.path.join(out, "scores", name),
       fr_models=fed,
-      batch_size=scoring.get("batch_size", 32),
-      dtype=jnp.dtype(scoring.get("dtype", "float32")),
+      batch_size=scoring["batch_size"],
+      dtype=jnp.dtype(scoring["dtype"]),
       progress=progress,
       replace=force,
     )
@@ -173,32 +163,13 @@ def evaluate_job(
         emb = load_embeddings(embeddings_path(cfg, fr, name), scores.ids)
       else:
         emb = scores.embeddings
+      metrics = options(cfg, "metrics")
       x = pair_inputs(
-        dataset,
-        scores,
-        emb,
-        cfg.get("metrics", {}).get("template_quality", "min"),
-        bool(ds.get("detector_weights", False)),
+        dataset, scores, emb, metrics["template_quality"], bool(ds.get("detector_weights", False))
       )
-      z = dict(
-        ids=x.ids,
-        exit_scores=x.exit_scores,
-        a=x.a,
-        b=x.b,
-        labels=x.labels,
-        comparison=x.comparison,
-        cost=cost,
-        **metrics_arrays(cfg.get("metrics", {})),
-      )
-      save_npz(inputs_path(out, name, fr), z)
+      z = x.pair_inputs(cost, metrics)
+      z.save(inputs_path(out, name, fr))
       an = analyse_inputs(z, cfg, progress)
       an.adaptive = adaptive_study(z, cfg, an.select)
       results.append((name, fr, an))
-  when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-  head = header or "# EX-FIQA evaluation"
-  head += (
-    f"\n\nCheckpoint `{cfg['checkpoint']}` ({ckpt.config.depth} blocks, width "
-    f"{ckpt.config.width}); {len(cfg['datasets'])} dataset(s) x "
-    f"{len(cfg['fr_models'])} FR model(s); written {when}. Areas: lower is better.\n"
-  )
-  return write_report(out, head, results, cfg), results
+  return JobResults(cfg["checkpoint"], ckpt.config.depth, ckpt.config.width, results)

@@ -208,25 +208,66 @@ def _prepare_one_keys(ps, image_keys):
 
 
 @jit_engine
+def _image_keys(fusion, mask, weights, rule):
+  with jax.enable_x64(True):
+    return fuse_integers(fusion, mask, rule, weights)
+
+
+def _variant_plan(ps: PairSet, mask, rule: str, norm: str, weights):
+  """(mask [L] bool, the Plan of one variant, its weights [L])."""
+  depth = ps.exits.shape[1]
+  mask = np.asarray(mask, bool)
+  w = np.arange(1, depth + 1) if weights is None else np.asarray(weights)
+  return mask, plan(ps, norm, rule, w[None], tables_ok=False)
+
+
+def _pair_quality(ps: PairSet, p: Plan, mask: np.ndarray, rule: str) -> np.ndarray:
+  if p.integer:
+    with jax.enable_x64(True):
+      keys = _image_keys(p.fusion, jnp.asarray(mask), jnp.asarray(p.weights[0]), RULES.index(rule))
+      keys = np.asarray(jax.device_get(keys))
+  else:
+    keys = host_keys(ps, p, mask[None], p.weights)[0]
+  n = int(ps.count)
+  a, b = np.asarray(ps.a)[:n], np.asarray(ps.b)[:n]
+  return np.minimum(keys[a], keys[b])
+
+
+def variant_pair_quality(
+  ps: PairSet, mask, rule: str = "weighted", norm: str = "none", weights=None
+) -> np.ndarray:
+  """Pair quality keys [P] (valid pairs only) of one fused variant: the engine's exact
+  fused image keys (docs/protocol.md §2), the lower of each pair's two. Only their
+  order and ties carry meaning, as for the ERC and EDC (and for
+  `exfiqa_jax.metrics.rejection`)."""
+  mask, p = _variant_plan(ps, mask, rule, norm, weights)
+  return _pair_quality(ps, p, mask, rule)
+
+
+@jit_engine
 def _finish_one(ps, keys, gen, imp):
   with jax.enable_x64(True):
     return metrics_of_sorted(ps, keys, gen, imp, curve=True)
 
 
 def evaluate_variant(
-  ps: PairSet, mask, rule: str = "weighted", norm: str = "none", weights=None
+  ps: PairSet,
+  mask,
+  rule: str = "weighted",
+  norm: str = "none",
+  weights=None,
+  pair_quality: bool = False,
 ) -> dict[str, np.ndarray]:
   """ERC and EDC of one fused variant, with curves for plots.
 
   Returns erc_fnmr [20, F] (rates i/20), erc_area [F], edc_area, edc_best [K]
   (the limits of `ps`), and the EDC curve points edc_discard, edc_error (ending
   at (1, 0)). weights: [L] for the weighted rule, default the depth weights 1..L.
-  Memory is O(P + N L): an IJB-C-sized list fits in a few GB.
+  pair_quality: also `pair_quality` [P], the variant's pair quality keys
+  (`variant_pair_quality`) from the same plan. Memory is O(P + N L): an IJB-C-sized
+  list fits in a few GB.
   """
-  depth = ps.exits.shape[1]
-  mask = np.asarray(mask, bool)
-  w = np.arange(1, depth + 1) if weights is None else np.asarray(weights)
-  p = plan(ps, norm, rule, w[None], tables_ok=False)
+  mask, p = _variant_plan(ps, mask, rule, norm, weights)
   with jax.enable_x64(True):
     if p.integer:
       args = (ps, p.fusion, jnp.asarray(mask), jnp.asarray(p.weights[0]), RULES.index(rule))
@@ -236,7 +277,7 @@ def evaluate_variant(
     g, i = numpy_sort(g, i) if host_sort() else sort_keys(g, i, method="xla")
     m = _finish_one(ps, keys, jnp.asarray(g), jnp.asarray(i))
     point = np.asarray(m.edc.point)
-    return {
+    out = {
       "erc_fnmr": np.asarray(m.erc_fnmr),
       "erc_area": np.asarray(m.erc_area),
       "edc_area": np.asarray(m.edc.area),
@@ -244,3 +285,6 @@ def evaluate_variant(
       "edc_discard": np.r_[np.asarray(m.edc.discard)[point], 1.0],
       "edc_error": np.r_[np.asarray(m.edc.error)[point], 0.0],
     }
+  if pair_quality:
+    out["pair_quality"] = _pair_quality(ps, p, mask, rule)
+  return out

@@ -18,6 +18,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+# The default metric settings: ERC FMRs, the EDC's FMR and its discard limits (a job's
+# `metrics` options; exfiqa_jax.evaluation.options holds the rest of a job's defaults).
+METRIC_DEFAULTS = {"fmrs": (1e-3, 1e-4), "edc_fmr": 1e-3, "edc_limits": (0.2, 0.3)}
+
 
 def check_pairs(
   exits: np.ndarray, a: np.ndarray, b: np.ndarray, genuine: np.ndarray, scores: np.ndarray
@@ -143,10 +147,10 @@ def make_pairset(
   labels,
   scores,
   *,
-  fmrs: Sequence[float] = (1e-3, 1e-4),
-  edc_fmr: float | None = 1e-3,
+  fmrs: Sequence[float] = METRIC_DEFAULTS["fmrs"],
+  edc_fmr: float | None = METRIC_DEFAULTS["edc_fmr"],
   edc_fnmr: float | None = None,
-  limits: Sequence[float] = (0.2, 0.3),
+  limits: Sequence[float] = METRIC_DEFAULTS["edc_limits"],
   pad: bool = True,
 ) -> PairSet:
   """exits: [N, L]; a, b: [P] image indices; labels: [P] (1 genuine); scores: [P]

@@ -3,6 +3,7 @@ cross-benchmark table, sweep tables and figures (PNG and SVG)."""
 
 from __future__ import annotations
 
+import datetime
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -10,9 +11,10 @@ from typing import Any
 import numpy as np
 
 from exfiqa_jax.evaluation.analysis import Analysis, fate_columns, variant_name
-from exfiqa_jax.evaluation.rejection import LAST, STEPS
+from exfiqa_jax.evaluation.run import JobResults
 from exfiqa_jax.fileio import write_text
 from exfiqa_jax.fusion.sweep import metric_columns
+from exfiqa_jax.metrics.rejection import LAST, STEPS
 from exfiqa_jax.report import cross, plots
 from exfiqa_jax.report.document import (
   Block,
@@ -252,3 +254,17 @@ def write_report(out_dir: str, header: str, results: list[Result], config: dict[
   title = next((b.text for b in blocks if isinstance(b, Heading)), "EX-FIQA evaluation")
   write_html(os.path.join(out_dir, "report.html"), blocks, title)
   return summary
+
+
+def write_job_report(job: JobResults, config: dict[str, Any], header: str = "") -> str:
+  """The report of a job's results (exfiqa_jax.evaluation.run.evaluate_job) under the
+  config's out_dir, headed by `header` (default "# EX-FIQA evaluation") and a line on
+  the checkpoint, the job's size and the time written; returns the summary's path."""
+  when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+  head = header or "# EX-FIQA evaluation"
+  head += (
+    f"\n\nCheckpoint `{job.checkpoint}` ({job.depth} blocks, width "
+    f"{job.width}); {len(config['datasets'])} dataset(s) x "
+    f"{len(config['fr_models'])} FR model(s); written {when}. Areas: lower is better.\n"
+  )
+  return write_report(config["out_dir"], head, job.results, config)

@@ -1,4 +1,4 @@
-"""Tables as Markdown, CSV and JSON, written atomically."""
+"""Tables as CSV and JSON, written atomically (Markdown tables: `report.document`)."""
 
 from __future__ import annotations
 
@@ -33,14 +33,6 @@ def cell(v: Any, digits: int = 4) -> str:
   if isinstance(v, (list, tuple)):
     return " ".join(map(str, v))
   return str(v)
-
-
-def markdown(rows: Sequence[Row], columns: Sequence[str] | None = None, digits: int = 4) -> str:
-  """A Markdown table of `rows` (dicts), columns in the given or first row's order."""
-  columns = list(columns or (rows[0].keys() if rows else []))
-  lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-  lines += ["| " + " | ".join(cell(r.get(c, ""), digits) for c in columns) + " |" for r in rows]
-  return "\n".join(lines) + "\n"
 
 
 def write_csv(path: str, rows: Sequence[Row], columns: Sequence[str] | None = None) -> None:

@@ -125,6 +125,19 @@ def save_npz(path: str, arrays: dict[str, np.ndarray]) -> None:
     npz.write_npz(tmp, arrays)
 
 
+def score_file_arrays(s) -> dict[str, np.ndarray]:
+  """The arrays of an `exfiqa score` file from a full pass's Scores `s`: paths [N],
+  exit_scores [N, L], quality [N] (the last exit), embeddings [N, D]."""
+  exits = s.exit_scores
+  return dict(paths=s.ids, exit_scores=exits, quality=exits[:, -1], embeddings=s.embeddings)
+
+
+def embed_file_arrays(s, name: str) -> dict[str, np.ndarray]:
+  """The arrays of an `exfiqa embed` file: paths [N], FR model `name`'s embeddings
+  [N, D] (and embeddings_flip [N, D] with flip)."""
+  return dict(paths=s.ids, **s.fr[name])
+
+
 def write_chunk(out_dir: str, k: int, arrays: dict[str, np.ndarray]) -> None:
   save_npz(chunk_path(out_dir, k), arrays)
 

@@ -12,6 +12,7 @@ from exfiqa_jax.adaptive.study import cheapest_within, run_study
 from exfiqa_jax.fusion.subsets import code_of
 from exfiqa_jax.fusion.sweep import sweep
 from exfiqa_jax.metrics import make_pairset
+from exfiqa_jax.metrics.inputs import PairInputs
 from exfiqa_jax.metrics.reference import edc_reference, edc_threshold, erc_reference
 from exfiqa_jax.models.config import ViTConfig
 from exfiqa_jax.models.flops import exit_gflops
@@ -143,19 +144,22 @@ def test_calibration_reads_only_calibration_images():
   n = len(z["exit_scores"])
   sp = ev.split_pairs(z["a"], z["b"], n, 0.5, 0)
   knobs = {"delta": (0.0, 0.1), "band": (0.1,), "gate": (0.5,)}
-  base = run_study(z, stages=STAGES, knobs=knobs, rules=())
+  base = run_study(PairInputs(**z), stages=STAGES, knobs=knobs, rules=())
   assert base.split["calibration_pairs"] + base.split["evaluation_pairs"] == 200
   held = np.setdiff1d(np.arange(n), sp["calibration_images"])
   moved = dict(z, exit_scores=z["exit_scores"].copy())
   moved["exit_scores"][held] *= 3.0  # evaluation images only
   other = run_study(
-    moved, stages=STAGES, knobs={"delta": (0.0, 0.1), "band": (0.1,), "gate": (0.5,)}
+    PairInputs(**moved), stages=STAGES, knobs={"delta": (0.0, 0.1), "band": (0.1,), "gate": (0.5,)}
   )
   assert [p.calibration for p in other.policies] == [p.calibration for p in base.policies]
   assert [p.gflops for p in other.policies] == [p.gflops for p in base.policies]
   moved["exit_scores"][sp["calibration_images"][:5]] += 1.0
   third = run_study(
-    moved, stages=STAGES, knobs={"delta": (0.0,), "band": (0.1,), "gate": ()}, rules=()
+    PairInputs(**moved),
+    stages=STAGES,
+    knobs={"delta": (0.0,), "band": (0.1,), "gate": ()},
+    rules=(),
   )
   assert third.policies[0].calibration != base.policies[0].calibration
 
@@ -207,4 +211,4 @@ def test_scores_of_a_policy_run_are_refused():
   with pytest.raises(
     ValueError, match="exit scores of 2 images hold NaN or inf \\(first: image 3\\)"
   ):
-    run_study(z, stages=STAGES)
+    run_study(PairInputs(**z), stages=STAGES)

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from exfiqa_jax.adaptive import policy as P
-from exfiqa_jax.evaluation.job_config import check_options
+from exfiqa_jax.evaluation.options import check_options
 from exfiqa_jax.evaluation.run import adaptive_study, analyse_inputs
+from exfiqa_jax.metrics.inputs import PairInputs
 from exfiqa_jax.report.summary import write_report
 
 DEPTH = 4
@@ -42,7 +43,7 @@ def test_job_options_are_checked():
 
 
 def test_no_section_no_study_and_the_report_shows_one(tmp_path):
-  z = _inputs()
+  z = PairInputs(**_inputs())
   cfg = {"metrics": {"fmrs": (0.05,), "edc_fmr": 0.05, "edc_limits": (0.25,)}}
   assert adaptive_study(z, cfg) is None
   cfg["adaptive"] = {"policies": ("delta", "band"), "stages": (2, 4), "knobs": {"delta": (0, 0.3)}}

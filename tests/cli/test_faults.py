@@ -290,7 +290,7 @@ def test_evaluate_demo_and_sweep_keep_an_existing_report(setup, tmp_path, capsys
 
 
 def test_inputs_files_with_float_indices_or_duplicate_ids_refused(tmp_path):
-  from exfiqa_jax.evaluation.pairs_file import inputs_from_files, read_inputs
+  from exfiqa_jax.metrics.inputs import PairInputs
 
   good = dict(
     exit_scores=np.ones((4, 3), np.float32),
@@ -308,13 +308,13 @@ def test_inputs_files_with_float_indices_or_duplicate_ids_refused(tmp_path):
   ]:
     np.savez(tmp_path / "x.npz", **{**good, **change})
     with pytest.raises(ValueError, match=message):
-      read_inputs(str(tmp_path / "x.npz"))
+      PairInputs.load(str(tmp_path / "x.npz"))
   np.savez(
     tmp_path / "s.npz", paths=np.array(["a", "b", "a"]), exit_scores=np.ones((3, 3), np.float32)
   )
   (tmp_path / "p.txt").write_text("a b 1 0.5\n")
   with pytest.raises(ValueError, match=r"s\.npz: id 'a' appears twice"):
-    inputs_from_files(str(tmp_path / "s.npz"), str(tmp_path / "p.txt"), np.ones(3))
+    PairInputs.from_score_file(str(tmp_path / "s.npz"), str(tmp_path / "p.txt"), np.ones(3))
 
 
 def _proc(code: str, *args, env=None):

@@ -128,9 +128,10 @@ def test_npz_reads_only_the_members_asked_for(bomb):
 def test_sweep_on_scores_with_a_huge_unused_member(bomb, tmp_path):
   (tmp_path / "pairs.txt").write_text("a.png b.png 1 0.5\n")
   kind, text = bounded(
-    f"z = inputs_from_files({str(bomb)!r}, {str(tmp_path / 'pairs.txt')!r}, [1.0, 2.0, 3.0])\n"
-    f"  assert z['a'].tolist() == [0]",
-    "from exfiqa_jax.evaluation.pairs_file import inputs_from_files",
+    f"z = PairInputs.from_score_file({str(bomb)!r}, {str(tmp_path / 'pairs.txt')!r}, "
+    "[1.0, 2.0, 3.0])\n"
+    f"  assert z.a.tolist() == [0]",
+    "from exfiqa_jax.metrics.inputs import PairInputs",
   )
   assert kind == "ok", text
 
@@ -205,10 +206,10 @@ def test_inputs_with_too_many_exits_refused_before_the_sweep(tmp_path):
     budget_mb=1024,
   )
   assert kind == "ok", text
-  from exfiqa_jax.evaluation.pairs_file import read_inputs
+  from exfiqa_jax.metrics.inputs import PairInputs
 
   with pytest.raises(ValueError, match=r"inputs\.npz: 26 exits; the sweep takes 1 to 24"):
-    read_inputs(str(p))
+    PairInputs.load(str(p))
   assert not (tmp_path / "s").exists()
 
 

@@ -11,8 +11,8 @@ from PIL import Image
 
 from exfiqa_jax.cli import main
 from exfiqa_jax.evaluation.analysis import pairset
-from exfiqa_jax.evaluation.pairs_file import inputs_from_files
 from exfiqa_jax.fusion.engine import evaluate_variant
+from exfiqa_jax.metrics.inputs import PairInputs
 from exfiqa_jax.scoring.run_folder import read_npz
 from tests.report.browser import open_page
 
@@ -184,9 +184,11 @@ def test_sweep_on_saved_inputs_and_on_score_files(demo, tmp_path):
   with open(tmp_path / "pairs.txt", "w") as f:
     for a, b, label, c in zip(z["a"], z["b"], z["labels"], z["comparison"], strict=True):
       f.write(f"{ids[a]} {ids[b]} {int(label)} {float(c)!r}\n")
-  got = inputs_from_files(str(tmp_path / "scores.npz"), str(tmp_path / "pairs.txt"), z["cost"])
+  got = PairInputs.from_score_file(
+    str(tmp_path / "scores.npz"), str(tmp_path / "pairs.txt"), z["cost"]
+  )
   for k in ("exit_scores", "a", "b", "labels", "comparison", "cost"):
-    np.testing.assert_array_equal(got[k], z[k])
+    np.testing.assert_array_equal(getattr(got, k), z[k])
 
 
 def test_errors_name_the_file_or_key(demo, tmp_path, capsys):

@@ -19,8 +19,10 @@ from exfiqa_jax.data.synthetic import make_verification_bin
 from exfiqa_jax.evaluation.comparison import cosine, template_embeddings
 from exfiqa_jax.evaluation.inputs import fr_embeddings, pair_inputs
 from exfiqa_jax.evaluation.job_config import check_job, fr_checkpoints
-from exfiqa_jax.evaluation.run import evaluate_job, inputs_path, read_inputs
+from exfiqa_jax.evaluation.run import evaluate_job, inputs_path
+from exfiqa_jax.metrics.inputs import PairInputs
 from exfiqa_jax.models.checkpoint import load
+from exfiqa_jax.report.summary import write_job_report
 from exfiqa_jax.scoring.score import FRModel, score
 from tests.fr_helpers import reference_state_dict, tiny
 from tests.score_helpers import TINY, faces, random_variables
@@ -52,7 +54,7 @@ def job(tmp_path_factory):
     weights=dict(powers=(0.0, 1.0), simplex=8, learn_steps=5, seed=0),
   )
   check_job(cfg, "job.py")
-  evaluate_job(cfg, progress=False)
+  write_job_report(evaluate_job(cfg, progress=False), cfg)
   return d, cfg
 
 
@@ -70,11 +72,11 @@ def test_fr_checkpoints_run_in_the_scoring_pass_with_their_flip_rules(job):
   m = s.fr["MagFace"]
   p = ds.pairs
   for name, emb in (("ArcFace", unit), ("MagFace", m["embeddings"] + m["embeddings_flip"])):
-    z = read_inputs(inputs_path(cfg["out_dir"], "demo", name))
-    np.testing.assert_allclose(z["comparison"], cosine(emb, p.a, p.b), atol=1e-6)
-    np.testing.assert_array_equal(z["exit_scores"], s.exit_scores)  # the same exits
-  own = read_inputs(inputs_path(cfg["out_dir"], "demo", "self"))
-  np.testing.assert_allclose(own["comparison"], cosine(s.embeddings, p.a, p.b), atol=1e-6)
+    z = PairInputs.load(inputs_path(cfg["out_dir"], "demo", name))
+    np.testing.assert_allclose(z.comparison, cosine(emb, p.a, p.b), atol=1e-6)
+    np.testing.assert_array_equal(z.exit_scores, s.exit_scores)  # the same exits
+  own = PairInputs.load(inputs_path(cfg["out_dir"], "demo", "self"))
+  np.testing.assert_allclose(own.comparison, cosine(s.embeddings, p.a, p.b), atol=1e-6)
   # channel_order "rgb" overrides MagFace's BGR: the embeddings differ from its default's.
   default = score(
     None, ds.images, fr_models=[FRModel("m", mag.config, mag[1:])], batch_size=8, progress=False

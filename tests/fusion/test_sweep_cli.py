@@ -60,10 +60,11 @@ def test_bad_overrides_are_refused(tmp_path, capsys):
   base = ["sweep", "--scores", str(tmp_path / "sc.npz"), "--pairs", str(tmp_path / "pairs.txt")]
   base += ["--out", str(tmp_path / "o")]
   for extra, msg in [
-    ("sweep.rules=('avg',)", "sweep.rules=('avg',): give a tuple of ['mean'"),
-    ("sweep.norms='rank'", "sweep.norms='rank': give a tuple"),
-    ("metrics.fmrs=(0, 1e-3)", "metrics.fmrs=(0, 0.001): give a tuple of numbers in (0, 1]"),
-    ("metrics.edc_fmr=2", "metrics.edc_fmr=2: give a number in (0, 1]"),
+    # the checks and messages of a job's options (exfiqa_jax.evaluation.options)
+    ("sweep.rules=('avg',)", "sweep.rules must be a non-empty list of names from ('mean'"),
+    ("sweep.norms='rank'", "sweep.norms must be a non-empty list of names from ('none'"),
+    ("metrics.fmrs=(0, 1e-3)", "metrics.fmrs must be a non-empty list of FMRs in (0, 1)"),
+    ("metrics.edc_fmr=2", "metrics.edc_fmr must be an FMR in (0, 1); got 2"),
     ("metrics.fmr=(1e-3,)", "unknown key 'metrics.fmr'"),
     ("checkpoint=x", "unknown key 'checkpoint'"),
   ]:

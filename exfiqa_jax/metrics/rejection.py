@@ -11,7 +11,9 @@ Cost: one sort of the pairs by score and by quality, then each step removes its
 newly rejected pairs from per-score-group counts and re-reads the threshold from
 one cumulative sum over the G distinct scores: O(P log P + steps * G). The FMR
 comparison |count / n_imp - num / den| is done as |count * den - num * n_imp| in
-int64, exact.
+int64, exact. The pair qualities of a fused variant come from the engine
+(`exfiqa_jax.fusion.engine.evaluate_variant(..., pair_quality=True)` or
+`variant_pair_quality`), which plans the variant once for its curves and these.
 """
 
 from __future__ import annotations
@@ -19,43 +21,10 @@ from __future__ import annotations
 from fractions import Fraction
 from typing import Sequence
 
-import jax
-import jax.numpy as jnp
 import numpy as np
-
-from exfiqa_jax.fusion.engine import host_keys, jit_engine, plan
-from exfiqa_jax.fusion.rules import RULES, fuse_integers
-from exfiqa_jax.metrics import PairSet
 
 STEPS = 100  # grid rates k / 100
 LAST = 95  # up to 95% rejected, as the ERC
-
-
-@jit_engine
-def _image_keys(fusion, mask, weights, rule):
-  with jax.enable_x64(True):
-    return fuse_integers(fusion, mask, rule, weights)
-
-
-def variant_pair_quality(
-  ps: PairSet, mask, rule: str = "weighted", norm: str = "none", weights=None
-) -> np.ndarray:
-  """Pair quality keys [P] (valid pairs only) of one fused variant: the engine's exact
-  fused image keys (docs/protocol.md §2), the lower of each pair's two. Only their
-  order and ties carry meaning, as for the ERC and EDC."""
-  depth = ps.exits.shape[1]
-  mask = np.asarray(mask, bool)
-  w = np.arange(1, depth + 1) if weights is None else np.asarray(weights)
-  p = plan(ps, norm, rule, w[None], tables_ok=False)
-  if p.integer:
-    with jax.enable_x64(True):
-      keys = _image_keys(p.fusion, jnp.asarray(mask), jnp.asarray(p.weights[0]), RULES.index(rule))
-      keys = np.asarray(jax.device_get(keys))
-  else:
-    keys = host_keys(ps, p, mask[None], p.weights)[0]
-  n = int(ps.count)
-  a, b = np.asarray(ps.a)[:n], np.asarray(ps.b)[:n]
-  return np.minimum(keys[a], keys[b])
 
 
 def fnmr_rejected(

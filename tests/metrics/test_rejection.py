@@ -5,13 +5,8 @@ from fractions import Fraction
 import numpy as np
 
 from exfiqa_jax.evaluation.analysis import pairset
-from exfiqa_jax.evaluation.rejection import (
-  erc_best,
-  fnmr_rejected,
-  summarize,
-  variant_pair_quality,
-)
-from exfiqa_jax.fusion.engine import evaluate_variant
+from exfiqa_jax.fusion.engine import evaluate_variant, variant_pair_quality
+from exfiqa_jax.metrics.rejection import erc_best, fnmr_rejected, summarize
 
 
 def _literal(pq, scores, genuine, fmr, drop):
@@ -46,6 +41,14 @@ def test_grid_fnmr_equals_engine_erc_and_literal_protocol():
   assert fine.shape == (96, 2)
   want = evaluate_variant(ps, mask, "median", "zscore")["erc_fnmr"]
   np.testing.assert_allclose(fine[::5], want, atol=1e-7)
+  for rule, norm, w in (("median", "zscore", None), ("weighted", "none", [0.5, 0.1, 0.3, 0.2])):
+    once = evaluate_variant(ps, mask, rule, norm, w, pair_quality=True)  # one plan for both
+    np.testing.assert_array_equal(
+      once["pair_quality"], variant_pair_quality(ps, mask, rule, norm, w)
+    )
+    np.testing.assert_array_equal(
+      once["erc_fnmr"], evaluate_variant(ps, mask, rule, norm, w)["erc_fnmr"]
+    )
   s32 = scores.astype(np.float32)
   for k in (1, 3, 5, 17, 60):
     for j, f in enumerate(fmrs):

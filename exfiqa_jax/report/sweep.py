@@ -1,0 +1,95 @@
+"""Writes a weight study (`exfiqa_jax.evaluation.saved_sweep.WeightStudy`): CSV, JSON,
+the Pareto and two-exit figures, Markdown and HTML."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from exfiqa_jax.evaluation.saved_sweep import WeightStudy
+from exfiqa_jax.fileio import write_text
+from exfiqa_jax.fusion.sweep import metric_columns
+from exfiqa_jax.report import plots
+from exfiqa_jax.report.document import Block, Figures, Heading, Text, table, to_markdown
+from exfiqa_jax.report.html import write_html
+from exfiqa_jax.report.labels import metric_label
+from exfiqa_jax.report.tables import write_csv, write_json
+
+
+def write_sweep(study: WeightStudy, out_dir: str, key: str) -> str:
+  """Writes `<out_dir>/<key>.md`, `<key>.html` and its CSV/JSON/PNG/SVG files;
+  returns the .md path. Warnings (an FMR the impostors cannot resolve) go to
+  stderr and into the report."""
+  an, m, tables, learned = study.analysis, study.metrics, study.tables, study.learned
+  for line in an.warnings:
+    print(f"warning: {key}: {line}", file=sys.stderr)
+  sel, t = an.select, an.table
+  metric_cols = metric_columns(t)
+  base = os.path.join(out_dir, key)
+  write_csv(f"{base}_subsets.csv", study.subsets)
+  write_csv(f"{base}_power_law.csv", tables["power_law"])
+  write_csv(f"{base}_simplex.csv", study.simplex)
+  write_json(
+    f"{base}.json",
+    {**tables, "learned_weights": learned["weights"], "metrics": m, "warnings": an.warnings},
+  )
+  marks = {
+    (n if n.startswith("best") else f"{n}: {c['variant']}"): (
+      float(t["gflops"][c["row"]]),
+      float(t[sel][c["row"]]),
+    )
+    for n, c in an.curves.items()
+  }
+  plots.save(
+    plots.pareto_figure(
+      [plots.ParetoPanel(key, t["gflops"], t[sel], an.front, marks)],
+      title=f"{key}: quality against compute, every fused variant (lower is better)",
+      metric=sel,
+    ),
+    f"{base}_pareto.png",
+  )
+  plots.save(
+    plots.heatmap_figure(
+      [plots.HeatPanel(key, an.pairs_grid)],
+      title=f"{key}: fusion of two exits i, j by the weighted mean (depth weights w_i = i); "
+      "diagonal: exit i alone",
+      metric=sel,
+    ),
+    f"{base}_pairs.png",
+  )
+  cols = ["variant", "gflops", *metric_cols]
+  heads = ["variant", "GFLOPs", *(metric_label(c, short=True) for c in metric_cols)]
+  distinct = len({r["variant"] for r in study.subsets})
+  held = tables["learned"]
+  blocks: list[Block] = [
+    Heading(f"Fusion sweep: {key}", 1),
+    Text(
+      f"ERC at FMR {', '.join(f'{float(f):g}' for f in m['fmrs'])}; EDC threshold at FMR "
+      f"{float(m['edc_fmr']):g}, pAUC to discard "
+      f"{', '.join(f'{float(x):g}' for x in m['edc_limits'])}. Lower is better."
+    ),
+  ]
+  if an.warnings:
+    blocks.append(Text("\n".join(f"- **Warning:** {x}" for x in an.warnings)))
+  blocks += [
+    Text(
+      f"Top 10 of {len(t['subset'])} variants ({distinct} distinct: a single exit is the "
+      f"same under every rule) by {metric_label(sel)}, NaN left out:"
+    ),
+    table(tables["top"], cols, heads),
+    Text("Power-law weights (w_i ~ i^p over all exits):"),
+    table(tables["power_law"], ["variant", "power", *metric_cols], ["variant", "p", *heads[2:]]),
+    Text("Best random simplex weights:"),
+    table(tables["simplex_best"], ["weights", sel], ["weights", metric_label(sel, True)]),
+    Text(
+      "Learned weights (soft EDC surrogate, trained on half the pairs): "
+      f"{[round(float(x), 3) for x in learned['weights']]}"
+    ),
+    table(held, list(held[0])),
+    Text("Pareto front:"),
+    table(tables["front"], cols, heads),
+    Figures([f"{key}_pareto.png", f"{key}_pairs.png"]),
+  ]
+  write_text(f"{base}.md", to_markdown(blocks))
+  write_html(f"{base}.html", blocks, f"Fusion sweep: {key}")
+  return f"{base}.md"

@@ -1,0 +1,64 @@
+"""`exfiqa embed` takes the shared image arguments and follows the output policy."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from exfiqa_jax.cli import main
+from exfiqa_jax.models.checkpoint import load, save
+from exfiqa_jax.models.fr_config import FRConfig
+from exfiqa_jax.models.inference import create, split
+from exfiqa_jax.scoring.score import FRModel, score
+from tests.score_helpers import faces
+
+SIZES = dict(layers=(1, 1, 1, 1), widths=(8, 8, 8, 8), stem_width=8, embedding_size=16)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+  d = tmp_path_factory.mktemp("embed")
+  config = FRConfig.for_family("arcface", **SIZES)
+  _, params, stats = split(create(config, seed=3))
+  save(str(d / "ckpt"), config, params, stats)
+  (d / "imgs").mkdir()
+  for i, x in enumerate(faces(3, 4)):
+    Image.fromarray(x).save(d / "imgs" / f"f{i}.png")
+  return d
+
+
+def _args(d, out, *extra):
+  base = ["embed", "--checkpoint", str(d / "ckpt"), "--images", str(d / "imgs")]
+  return [*base, "--out", str(out), "--batch-size", "2", "--quiet", *extra]
+
+
+def test_existing_out_kept_unless_force(setup, tmp_path, capsys):
+  d = setup
+  out = tmp_path / "e.npz"
+  out.write_bytes(b"keep")
+  assert main(_args(d, out)) == 2
+  err = capsys.readouterr().err
+  assert "e.npz exists; pass --force" in err and len(err.strip().splitlines()) == 1
+  assert out.read_bytes() == b"keep"
+  assert main(_args(d, out, "--force")) == 0
+  z = np.load(out)
+  ckpt = load(str(d / "ckpt"))
+  s = score(None, _source(d), fr_models=[FRModel("m", ckpt.config, ckpt[1:])], batch_size=2)
+  np.testing.assert_array_equal(z["embeddings"], s.fr["m"]["embeddings"])
+  assert z["embeddings"].shape == (3, 16) and sorted(z.files) == ["embeddings", "paths"]
+
+
+def _source(d):
+  from exfiqa_jax.data import from_files
+
+  return from_files(str(d / "imgs")).images
+
+
+@pytest.mark.parametrize(
+  "flag", [["--policy", "delta"], ["--budget", "1.0"], ["--policy-file", "p.json"]]
+)
+def test_policy_flags_are_unknown_arguments(setup, tmp_path, capsys, flag):
+  with pytest.raises(SystemExit) as e:
+    main(_args(setup, tmp_path / "e.npz", *flag))
+  assert e.value.code == 2
+  assert f"unrecognized arguments: {' '.join(flag)}" in capsys.readouterr().err
+  assert not (tmp_path / "e.npz").exists()
