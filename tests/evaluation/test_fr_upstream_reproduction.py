@@ -27,7 +27,8 @@ from exfiqa_jax.convert.references.face_recognition import embedding
 from exfiqa_jax.convert.references.vit_fiqa import ViTFIQAReference, randomize_
 from exfiqa_jax.evaluation.inputs import fr_embeddings, pair_inputs
 from exfiqa_jax.evaluation.job_config import check_job
-from exfiqa_jax.evaluation.run import evaluate_job, inputs_path, read_inputs
+from exfiqa_jax.evaluation.run import evaluate_job, inputs_path
+from exfiqa_jax.metrics.inputs import PairInputs
 from exfiqa_jax.metrics.reference import erc_reference
 from exfiqa_jax.scoring.run_folder import read_npz
 from exfiqa_jax.scoring.score import Scores
@@ -79,8 +80,8 @@ def _job(d, out, datasets, **metrics):
     weights=dict(powers=(0.0,), simplex=4, learn_steps=2, seed=0),
   )
   check_job(cfg, "job.py")
-  _, results = evaluate_job(cfg, progress=False)
-  return cfg, {(name, fr): an for name, fr, an in results}
+  job = evaluate_job(cfg, progress=False)
+  return cfg, {(name, fr): an for name, fr, an in job.results}
 
 
 def _upstream_quality(vit, images_bgr_slot: np.ndarray) -> np.ndarray:
@@ -141,19 +142,19 @@ def test_extracted_bin_folder_job_gives_the_upstream_numbers(models, tmp_path):
   exits = _upstream_quality(vit, fed)
   pq = np.minimum(exits[a, -1], exits[b, -1])  # erc.py: the pair's min quality
   for name, family in FR.items():
-    z = read_inputs(inputs_path(cfg["out_dir"], "lfw", name))
-    np.testing.assert_array_equal(z["a"], a)
-    np.testing.assert_array_equal(z["labels"], labels)
-    _agree("bin: last-exit quality", z["exit_scores"][:, -1], exits[:, -1], 2e-5)
-    _agree("bin: every exit's quality", z["exit_scores"], exits, 2e-5)
+    z = PairInputs.load(inputs_path(cfg["out_dir"], "lfw", name))
+    np.testing.assert_array_equal(z.a, a)
+    np.testing.assert_array_equal(z.labels, labels)
+    _agree("bin: last-exit quality", z.exit_scores[:, -1], exits[:, -1], 2e-5)
+    _agree("bin: every exit's quality", z.exit_scores, exits, 2e-5)
     feats = _upstream_features(fr[name], family, fed)
-    _agree(f"bin: comparison ({name})", z["comparison"], _cos(feats, a, b), 1e-5)
+    _agree(f"bin: comparison ({name})", z.comparison, _cos(feats, a, b), 1e-5)
     want = [erc_reference(pq, _cos(feats, a, b), labels, f)[1] for f in FMRS]
     assert np.isfinite(want).all()
     _agree(f"bin: ERC areas ({name})", _last_exit_erc(results["lfw", name], 3), want, 1e-6)
     # Fed BGR (the earlier documented setting) the comparison scores are far off.
     wrong = _upstream_features(fr[name], family, fed[..., ::-1].copy())
-    assert np.abs(z["comparison"] - _cos(wrong, a, b)).max() > 1e-3
+    assert np.abs(z.comparison - _cos(wrong, a, b)).max() > 1e-3
 
 
 # media of each template's images: single- and multi-frame media, several media a template
@@ -187,11 +188,11 @@ def test_ijbc_release_job_gives_ijb_qs_pair_file_numbers(models, tmp_path):
   labels = np.array([p[2] == 1 for p in pairs])
   unique_templates = np.unique(templates)
   for name, family in FR.items():
-    z = read_inputs(inputs_path(cfg["out_dir"], "ijbc", name))
-    np.testing.assert_array_equal(z["ids"], unique_templates)
+    z = PairInputs.load(inputs_path(cfg["out_dir"], "ijbc", name))
+    np.testing.assert_array_equal(z.ids, unique_templates)
     for e in range(3):
       tq = [get_min_score(t, e) for t in unique_templates]
-      _agree("ijbc: template quality, every exit", z["exit_scores"][:, e], tq, 2e-5)
+      _agree("ijbc: template quality, every exit", z.exit_scores[:, e], tq, 2e-5)
     feats = _upstream_features(fr[name], family, fed)
     agg = {}
     for t in unique_templates:  # aggregate_templates
@@ -201,9 +202,9 @@ def test_ijbc_release_job_gives_ijb_qs_pair_file_numbers(models, tmp_path):
       agg[t] = s / np.linalg.norm(s)
     x = np.stack([agg[t] for t in unique_templates])
     pa, pb = np.searchsorted(unique_templates, t1), np.searchsorted(unique_templates, t2)
-    np.testing.assert_array_equal(z["a"], pa)
+    np.testing.assert_array_equal(z.a, pa)
     comparison = _cos(x, pa, pb)
-    _agree(f"ijbc: comparison ({name})", z["comparison"], comparison, 1e-5)
+    _agree(f"ijbc: comparison ({name})", z.comparison, comparison, 1e-5)
     pq = [min(get_min_score(u, 2), get_min_score(v, 2)) for u, v in zip(t1, t2, strict=True)]
     want = [erc_reference(pq, comparison, labels, f)[1] for f in FMRS]
     assert np.isfinite(want).all()
