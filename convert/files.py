@@ -24,6 +24,8 @@ from exfiqa_jax.convert.export import to_torch_state_dict
 from exfiqa_jax.convert.fr_core import fr_state_dict, fr_to_torch, fr_variables
 from exfiqa_jax.convert.fr_infer import refuse_unflagged
 from exfiqa_jax.convert.fr_verify import verify_fr
+from exfiqa_jax.convert.mxnet_params import FAMILY as MXNET_FAMILY
+from exfiqa_jax.convert.mxnet_params import read_mxnet
 from exfiqa_jax.convert.safe_load import load_torch
 from exfiqa_jax.convert.verify import report, verify
 from exfiqa_jax.convert.wrappers import unwrap
@@ -85,7 +87,9 @@ def convert_file(
   and the smallest image size of the patch grid; given ones must agree with it.
   """
   check_output(dst, force=force, directory=True, kind="checkpoint")
-  sd = load_torch(src)
+  # insightface's MXNet release: its own reader (graph + weights, no PyTorch file).
+  mxnet = read_mxnet(src) if family == MXNET_FAMILY else None
+  sd = mxnet[1] if mxnet else load_torch(src)
   settings = read_settings(src) if family is None else {}  # FR configs: from the shapes
   for key, given in (("num_heads", num_heads), ("image_size", image_size)):
     if given is not None and key in settings and settings[key] != given:
@@ -100,7 +104,7 @@ def convert_file(
       refuse_unflagged(sd)
       sd = unwrap(sd)
     else:
-      config, sd = fr_state_dict(sd, family)
+      config, sd = mxnet or fr_state_dict(sd, family)
     bad = _non_finite(sd)
     if bad:
       raise ValueError(

@@ -16,7 +16,12 @@ HELP = (
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-  p.add_argument("src", metavar="SRC", help="PyTorch checkpoint, loaded weights-only")
+  p.add_argument(
+    "src",
+    metavar="SRC",
+    help="PyTorch checkpoint, loaded weights-only; with --family arcface-mxnet the MXNet "
+    "PREFIX-EPOCH.params (or its PREFIX) beside PREFIX-symbol.json",
+  )
   p.add_argument("dst", metavar="DST", help="output checkpoint folder (see exfiqa_jax.load)")
   p.add_argument(
     "--num-heads",
