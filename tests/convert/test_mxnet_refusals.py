@@ -346,3 +346,14 @@ def test_cli_refusal_is_one_line_and_writes_nothing(tmp_path, capsys):
   err = capsys.readouterr().err.strip()
   assert "\n" not in err and "model-symbol.json: not insightface's LResNet-IR" in err, err
   assert "act_type='elu', not 'prelu'" in err and sorted(os.listdir(tmp_path)) == before
+
+
+def test_mxnet_input_scale_is_the_graphs(tmp_path):
+  """fr_input of the family is fresnet.py's in-graph (data - 127.5) * 0.0078125, on RGB."""
+  from exfiqa_jax.models.fr_inference import fr_input
+
+  config, _ = read_mxnet(write_checkpoint(tmp_path))
+  imgs = np.random.default_rng(0).integers(0, 256, (2, 112, 112, 3), dtype=np.uint8)
+  want = (imgs.astype(np.float32) - np.float32(127.5)) * np.float32(0.0078125)
+  np.testing.assert_array_equal(np.asarray(fr_input(imgs, "rgb", config)), want)
+  np.testing.assert_array_equal(np.asarray(fr_input(imgs[..., ::-1], "bgr", config)), want)
