@@ -168,8 +168,8 @@ def read_params(path: str) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]
     if magic != LIST_MAGIC:
       raise r.fail(f"magic 0x{magic:X}, expected 0x{LIST_MAGIC:X}")
     n = r.u64("the array count")
-    # Each array takes at least 28 bytes (magic, stype, ndim 1, one dim, context, dtype).
-    r.need(n * 28, f"{n:,} arrays")
+    # Each array takes at least 20 bytes (the oldest layout: ndim, one dim, context, dtype).
+    r.need(n * 20, f"{n:,} arrays")
     arrays = [_array(r, i) for i in range(n)]
     k = r.u64("the name count")
     if k != n:
@@ -220,8 +220,8 @@ def read_symbol(path: str) -> list[_Node]:
   try:
     with open(path, encoding="utf-8") as f:
       doc = json.load(f)
-  except (UnicodeDecodeError, json.JSONDecodeError) as e:
-    raise fail(f"invalid JSON ({e})") from None
+  except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+    raise fail(f"invalid JSON ({type(e).__name__}: {e})") from None
   raw = doc.get("nodes") if isinstance(doc, dict) else None
   if not isinstance(raw, list) or not raw or len(raw) > MAX_NODES:
     raise fail(f"no 'nodes' list of 1 to {MAX_NODES:,} entries")
@@ -240,6 +240,8 @@ def read_symbol(path: str) -> list[_Node]:
         if attrs.setdefault(k, v) != v:
           raise fail(f"node {i} ({n['name']}) gives {k!r} twice, differently")
     inputs = []
+    if not isinstance(n.get("inputs", []), list):
+      raise fail(f"node {i} ({n['name']}) has no 'inputs' list")
     for e in n.get("inputs", []):
       if not (
         isinstance(e, list)
@@ -487,18 +489,21 @@ def read_mxnet(path: str) -> tuple[FRConfig, dict[str, np.ndarray]]:
     )
   widths = [sd[f"layer{s + 1}.0.conv1.weight"].shape[0] for s in range(len(layers))]
   embedding_size, fc_in = sd["fc.weight"].shape if sd["fc.weight"].ndim == 2 else (0, 0)
-  grid = math.isqrt(fc_in // widths[-1]) if fc_in % widths[-1] == 0 else 0
+  grid = math.isqrt(fc_in // widths[-1]) if widths[-1] and fc_in % widths[-1] == 0 else 0
   if grid < 1 or grid * grid * widths[-1] != fc_in:
     raise ValueError(
       f"{params}: pre_fc1's weight has shape {sd['fc.weight'].shape}: its inputs are not a "
       f"square map of the last stage's {widths[-1]} channels"
     )
-  config = FRConfig.for_family(
-    FAMILY,
-    layers=tuple(layers),
-    widths=tuple(widths),
-    stem_width=sd["conv1.weight"].shape[0],
-    embedding_size=embedding_size,
-    image_size=grid * 2 ** len(layers),
-  )
+  try:
+    config = FRConfig.for_family(
+      FAMILY,
+      layers=tuple(layers),
+      widths=tuple(widths),
+      stem_width=sd["conv1.weight"].shape[0],
+      embedding_size=embedding_size,
+      image_size=grid * 2 ** len(layers),
+    )
+  except ValueError as e:
+    raise ValueError(f"{params}: {e}") from None
   return dataclasses.replace(config, bn_eps=next(iter(graph.eps.values()))), sd

@@ -330,6 +330,12 @@ def test_file_refusals(tmp_path, monkeypatch):
     ValueError, match=r"model-symbol\.json: not an MXNet symbol file: invalid JSON"
   ):
     read_mxnet(str(tmp_path / "model-0000.params"))
+  (tmp_path / "model-symbol.json").write_text("[" * 100_000 + "]" * 100_000)
+  with pytest.raises(ValueError, match=r"not an MXNet symbol file: invalid JSON \(RecursionError"):
+    read_mxnet(str(tmp_path / "model-0000.params"))
+  write_symbol(tmp_path / "model-symbol.json", _edit(bn0={"inputs": 5}))
+  with pytest.raises(ValueError, match=r"node \d+ \(bn0\) has no 'inputs' list"):
+    read_mxnet(str(tmp_path / "model-0000.params"))
   write_symbol(tmp_path / "model-symbol.json", symbol_nodes())
   monkeypatch.setattr(mxnet_params, "MAX_SYMBOL_BYTES", 1000)
   with pytest.raises(
