@@ -163,7 +163,7 @@ def test_hostile_params_refused_within_bound(request, tmp_path, raw, message):
   _read_refused(tmp_path, raw, message, request.node.callspec.id in BOMBS)
 
 
-def test_checkpoint_converts_with_fix_gamma_and_graph_eps(tmp_path):
+def test_checkpoint_converts_with_fix_gamma_and_graph_eps(tmp_path, capsys):
   nodes = symbol_nodes()
   for n in nodes:  # the graph's eps, whatever it is, is the model's
     if n["op"] == "BatchNorm":
@@ -182,8 +182,12 @@ def test_checkpoint_converts_with_fix_gamma_and_graph_eps(tmp_path):
   np.testing.assert_array_equal(sd["conv1.weight"], named["arg:conv0_weight"])
   np.testing.assert_array_equal(sd["fc.weight"], named["arg:pre_fc1_weight"])
   assert (
-    convert_file(str(tmp_path / "model"), str(tmp_path / "ckpt"), family="arcface-mxnet") == config
+    convert_file(
+      str(tmp_path / "model"), str(tmp_path / "ckpt"), family="arcface-mxnet", check=True
+    )
+    == config
   )
+  assert "| embedding |" in capsys.readouterr().out  # --verify: the PyTorch iResNet agrees
   for layout in ("v1", "legacy"):
     os.makedirs(tmp_path / layout)
     other = write_checkpoint(tmp_path / layout, nodes, named, layout)
