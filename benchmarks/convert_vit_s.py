@@ -21,7 +21,7 @@ import time
 
 import torch
 
-from exfiqa_jax.convert.torch_reference import ViTFIQAReference, randomize_
+from exfiqa_jax.convert.references.vit_fiqa import ViTFIQAReference, randomize_
 
 
 def measure(cmd: list[str]) -> tuple[float, float]:

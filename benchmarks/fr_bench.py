@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from exfiqa_jax.models.fr_config import FRConfig
-from exfiqa_jax.models.fr_inference import apply_fr
+from exfiqa_jax.models.inference import apply
 
 
 def measure(cmd: list[str]) -> tuple[float, float]:
@@ -46,7 +46,7 @@ def measure(cmd: list[str]) -> tuple[float, float]:
 
 
 def conversion(config: FRConfig, repeats: int) -> None:
-  from exfiqa_jax.convert.fr_torch_reference import randomize_fr_, reference_for
+  from exfiqa_jax.convert.references.face_recognition import randomize_fr_, reference_for
 
   tmp = tempfile.mkdtemp(prefix="fr_convert_bench_")
   src, dst, back = (os.path.join(tmp, n) for n in ("backbone.pth", "ckpt", "back.pth"))
@@ -86,7 +86,7 @@ def speed(config: FRConfig, batch: int, rounds: int, compiled: bool) -> None:
   xj, xt = jnp.asarray(x), torch.from_numpy(x).permute(0, 3, 1, 2).contiguous()
   fns = {
     f"Flax jit {n}": (
-      lambda d=d: jax.block_until_ready(apply_fr(graphdef, params, stats, xj, dtype=d))
+      lambda d=d: jax.block_until_ready(apply(graphdef, params, stats, xj, dtype=d))
     )
     for n, d in {"float32": jnp.float32, "bfloat16": jnp.bfloat16}.items()
   }
@@ -98,7 +98,7 @@ def speed(config: FRConfig, batch: int, rounds: int, compiled: bool) -> None:
     fns[f"torch {mode} bfloat16"] = lambda m=model: _torch_call(m, xt, True)
   with torch.inference_mode():
     want = ref(xt).numpy()
-  got = np.asarray(apply_fr(graphdef, params, stats, xj))
+  got = np.asarray(apply(graphdef, params, stats, xj))
   gap = float(np.abs(got - want).max() / np.abs(want).max())
   times = common.interleaved(fns, rounds, warmup=1)
   gflop = fr_workloads.fr_gflops(config)

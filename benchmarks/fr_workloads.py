@@ -30,10 +30,10 @@ def fr_gflops(config: FRConfig) -> float:
 
 def reference_pair(config: FRConfig, seed: int = 0):
   """(PyTorch reference in eval mode, (graphdef, params, batch_stats)): identical weights."""
-  from exfiqa_jax.convert.fr_core import fr_variables
-  from exfiqa_jax.convert.fr_torch_reference import randomize_fr_, reference_for
-  from exfiqa_jax.models.fr_inference import abstract_fr_variables
+  from exfiqa_jax.convert import from_torch
+  from exfiqa_jax.convert.references.face_recognition import randomize_fr_, reference_for
+  from exfiqa_jax.models.inference import abstract_variables
 
   ref = randomize_fr_(reference_for(config), seed)
-  params, stats = fr_variables({k: v.numpy() for k, v in ref.state_dict().items()}, config)
-  return ref, (abstract_fr_variables(config)[0], params, stats)
+  _, params, stats = from_torch(ref.state_dict(), family=config.family)
+  return ref, (abstract_variables(config)[0], params, stats)

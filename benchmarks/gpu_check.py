@@ -35,7 +35,6 @@ import workloads
 
 from exfiqa_jax import ViTConfig, apply, create, split
 from exfiqa_jax.models.fr_config import FRConfig
-from exfiqa_jax.models.fr_inference import apply_fr
 
 NOMINAL_BF16_TFLOPS = {"H200": 989, "H100": 989, "A100": 312, "L4": 121, "A10": 125}  # dense
 
@@ -185,9 +184,7 @@ def fr_rows(args, batches: list[int], rounds: int, begin: float) -> None:
   try:
     ref, variables = fr_workloads.reference_pair(config)
   except ImportError:  # no PyTorch: random Flax weights only
-    from exfiqa_jax.models.fr_inference import create_fr
-
-    ref, variables = None, create_fr(config)
+    ref, variables = None, split(create(config))
   gflop, rows = fr_workloads.fr_gflops(config), []
   for batch in batches:
     if time.perf_counter() - begin > 2 * args.budget:
@@ -196,7 +193,7 @@ def fr_rows(args, batches: list[int], rounds: int, begin: float) -> None:
     x = np.random.default_rng(0).uniform(-1, 1, (batch, 112, 112, 3)).astype(np.float32)
     xj = jnp.asarray(x)
     fns = {
-      f"Flax jit {n}": (lambda d=d: jax.block_until_ready(apply_fr(*variables, xj, dtype=d)))
+      f"Flax jit {n}": (lambda d=d: jax.block_until_ready(apply(*variables, xj, dtype=d)))
       for n, d in (("float32", jnp.float32), ("bfloat16", jnp.bfloat16))
     }
     if ref is not None:
@@ -207,8 +204,8 @@ def fr_rows(args, batches: list[int], rounds: int, begin: float) -> None:
   print(f"\n{config.name}: {gflop:.1f} GFLOP per image; medians of {rounds} samples.\n")
   print(common.table(["batch", "engine", "images/s", "TFLOP/s"], rows))
   x = jnp.asarray(np.random.default_rng(1).uniform(-1, 1, (8, 112, 112, 3)).astype(np.float32))
-  f32 = np.asarray(apply_fr(*variables, x))
-  bf16 = np.asarray(apply_fr(*variables, x, dtype=jnp.bfloat16))
+  f32 = np.asarray(apply(*variables, x))
+  bf16 = np.asarray(apply(*variables, x, dtype=jnp.bfloat16))
   worst = float(np.abs(bf16 - f32).max() / np.abs(f32).max())
   print(
     f"\n{config.name} bfloat16 vs float32 embeddings, 8 images: max|diff|/max|ref| = {worst:.2e}"

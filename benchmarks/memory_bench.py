@@ -74,7 +74,7 @@ def jax_child(spec: dict, config, x) -> dict:
 def torch_child(spec: dict, config, x) -> dict:
   import torch
 
-  from exfiqa_jax.convert.torch_reference import ViTFIQAReference, randomize_
+  from exfiqa_jax.convert.references.vit_fiqa import ViTFIQAReference, randomize_
 
   model = randomize_(ViTFIQAReference(**config.to_dict()))
   out = {"weights RSS MiB": rss_mib()}

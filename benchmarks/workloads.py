@@ -16,7 +16,7 @@ from exfiqa_jax.models.flops import embedding_head_flops, exit_gflops, head_qs_f
 def reference_pair(config: ViTConfig, seed: int = 0):
   """(PyTorch reference in eval mode, (graphdef, params, batch_stats)): identical weights."""
   from exfiqa_jax.convert import from_torch  # PyTorch only where a benchmark compares with it
-  from exfiqa_jax.convert.torch_reference import ViTFIQAReference, randomize_
+  from exfiqa_jax.convert.references.vit_fiqa import ViTFIQAReference, randomize_
 
   ref = randomize_(ViTFIQAReference(**config.to_dict()), seed)
   _, params, batch_stats = from_torch(ref.state_dict(), config.num_heads, config.image_size)

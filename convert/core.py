@@ -1,10 +1,15 @@
-"""A PyTorch ViT-FIQA state_dict -> (ViTConfig, params, batch_stats), strictly and exactly.
+"""The one conversion driver: a loaded checkpoint of any family <-> (config, params,
+batch_stats), strictly and exactly.
 
-    config, params, batch_stats = from_torch(torch.load(path, weights_only=True))
+    config, params, batch_stats = from_torch(torch.load(path, weights_only=True))  # ViT-FIQA
+    config, params, batch_stats = from_torch(load_torch(path), family="magface")
+    state_dict = to_torch(config, params, batch_stats)   # the release's layout
 
-Every Flax variable is filled, every source key is used or in `IGNORED`, every
-shape is checked; the arrays are only transposed and stacked, so the round
-trip through `to_torch_state_dict` is bit-exact for float32 sources.
+Everything family-specific comes from its `Family` record (`convert.families`).
+Every Flax variable is filled, every source key is used or ignored by name, every
+shape is checked; the arrays are only transposed, permuted and stacked (the
+block axis, from the table), so the round trip through `to_torch` is bit-exact
+for float32 sources.
 """
 
 from __future__ import annotations
@@ -13,27 +18,26 @@ from typing import Any
 
 import jax
 import numpy as np
+import torch
 from flax import nnx
 
-from exfiqa_jax.convert.infer import check_architecture, infer_config
-from exfiqa_jax.convert.mapping import BLOCK, IGNORED, TOP, entries
-from exfiqa_jax.convert.trees import Trees, abstract_trees, node, put
-from exfiqa_jax.convert.wrappers import StateDict, unwrap
-from exfiqa_jax.models.config import ViTConfig
+from exfiqa_jax.convert.families import Family, family_named
+from exfiqa_jax.convert.trees import Trees, abstract_trees, node, pure, put
+from exfiqa_jax.convert.wrappers import StateDict
+
+Table = list  # [(PyTorch key, Entry, block index or None)], `Family.entries(config)`
 
 
-def _torch_shapes(trees: Trees, depth: int) -> dict[str, tuple]:
+def _torch_shapes(trees: Trees, table: Table) -> dict[str, tuple]:
   """The PyTorch shape of every mapped key, from the Flax shapes (a block's, for blocks)."""
   out = {}
-  for key, e, block in entries(depth):
+  for key, e, block in table:
     shape = node(trees[e.collection], e.path).shape[0 if block is None else 1 :]
     out[key] = e.hook.to_torch(np.broadcast_to(np.float32(0), shape)).shape  # a free view
   return out
 
 
-def _check_keys(
-  sd: StateDict, expected: dict[str, tuple], ignored: tuple[str, ...] = IGNORED
-) -> None:
+def _check_keys(sd: StateDict, expected: dict[str, tuple], ignored: tuple[str, ...]) -> None:
   """Every expected key present with its shape and a float dtype; no key outside
   `expected` and `ignored`. One ValueError lists the first 8 problems."""
   problems = [f"missing key '{k}' (expected shape {s})" for k, s in expected.items() if k not in sd]
@@ -57,7 +61,7 @@ def _check_keys(
     raise ValueError("; ".join(problems[:8]) + more)
 
 
-def _check_filled(trees: Trees, table: str = "convert/mapping.py") -> None:
+def _check_filled(trees: Trees, table: str) -> None:
   """Every Flax variable got an array: the table covers the whole model."""
   leaves = jax.tree_util.tree_leaves_with_path(trees)
   unfilled = [
@@ -69,27 +73,71 @@ def _check_filled(trees: Trees, table: str = "convert/mapping.py") -> None:
     raise ValueError(f"Flax variables {unfilled} have no entry in {table}")
 
 
-def from_torch(
-  state_dict: Any, num_heads: int = 8, image_size: int | None = None
-) -> tuple[ViTConfig, nnx.State, nnx.State]:
-  """A ViT-FIQA state_dict (any wrapper of `unwrap`) -> (config, params, batch_stats).
+def unwrap(obj: Any, name: str = "vit_fiqa") -> StateDict:
+  """A loaded checkpoint of family `name` (any wrapper of its release) -> the backbone's
+  {key: ndarray}, floating arrays as float32; ValueError saying what it holds instead."""
+  return family_named(name).unwrap(obj)
 
-  Leaves are float32 numpy arrays. Raises ValueError naming the offending keys.
-  """
-  sd = unwrap(state_dict)
-  check_architecture(sd)
-  config = infer_config(sd, num_heads, image_size)
+
+def infer_config(sd: StateDict, name: str = "vit_fiqa", **options) -> Any:
+  """The config a backbone state_dict's keys and shapes give (options: what they cannot,
+  e.g. ViT-FIQA's `num_heads`, `image_size`); ValueError naming the problem."""
+  return family_named(name).infer(sd, **options)
+
+
+def variables(f: Family, sd: StateDict, config: Any) -> tuple[nnx.State, nnx.State]:
+  """(params, batch_stats) of `config` filled from `sd` through the family's table."""
   params, batch_stats, trees = abstract_trees(config)
-  _check_keys(sd, _torch_shapes(trees, config.depth))
-  for e in TOP:
-    put(trees[e.collection], e.path, e.hook.to_flax(sd[e.torch]))
-  for e in BLOCK:
-    put(
-      trees[e.collection],
-      e.path,
-      np.stack([e.hook.to_flax(sd[f"blocks.{i}.{e.torch}"]) for i in range(config.depth)]),
-    )
-  _check_filled(trees)
+  table = f.entries(config)
+  _check_keys(sd, _torch_shapes(trees, table), f.ignored(config))
+  blocks: dict[tuple, list] = {}
+  for key, e, block in table:
+    value = np.ascontiguousarray(e.hook.to_flax(sd[key]))
+    if block is None:
+      put(trees[e.collection], e.path, value)
+    else:  # in block order: the table lists blocks 0, 1, ... of each entry
+      blocks.setdefault((e.collection, e.path), []).append(value)
+  for (collection, path), values in blocks.items():
+    put(trees[collection], path, np.stack(values))
+  _check_filled(trees, f.table)
   nnx.replace_by_pure_dict(params, trees["params"])
   nnx.replace_by_pure_dict(batch_stats, trees["batch_stats"])
-  return config, params, batch_stats
+  return params, batch_stats
+
+
+def from_torch(
+  obj: Any,
+  num_heads: int | None = None,
+  image_size: int | None = None,
+  *,
+  family: str = "vit_fiqa",
+) -> tuple[Any, nnx.State, nnx.State]:
+  """A loaded checkpoint of `family` (any wrapper of its release) -> (config, params,
+  batch_stats). Leaves are float32 numpy arrays; ValueError naming the offending keys.
+
+  num_heads, image_size: ViT-FIQA's options (default 8 heads and the smallest image
+  size of the patch grid); the face-recognition families read every size from the shapes.
+  """
+  sd = unwrap(obj, family)
+  config = infer_config(sd, family, num_heads=num_heads, image_size=image_size)
+  return (config, *variables(family_named(family), sd, config))
+
+
+def to_torch(config: Any, params: nnx.State, batch_stats: nnx.State) -> Any:
+  """The release's file layout (`Family.wrap`) of float32 CPU tensors, with the keys
+  no Flax variable holds written back (`Family.written_back`); the result loads
+  into the PyTorch reference model strictly."""
+  f = family_named(config.family)
+  _, _, shapes = abstract_trees(config)
+  trees = jax.tree.map(np.asarray, pure(params, batch_stats))  # one host copy
+  out = {}
+  for key, e, block in f.entries(config):
+    value, want = node(trees[e.collection], e.path), node(shapes[e.collection], e.path).shape
+    if value.shape != want:
+      raise ValueError(
+        f"{e.collection}/{'/'.join(map(str, e.path))} has shape {value.shape}, "
+        f"expected {want} for {config}"
+      )
+    value = e.hook.to_torch(value if block is None else value[block])
+    out[key] = torch.from_numpy(np.array(value, np.float32))  # a contiguous copy
+  return f.wrap(config, {**out, **f.written_back(config)})

@@ -1,41 +1,35 @@
-"""File to file: a PyTorch checkpoint to an orbax checkpoint (`convert`), and back (`export`).
+"""File to file: a checkpoint of any family to an orbax checkpoint (`convert`), and back
+(`export`).
 
 Nothing is written until the conversion (and `verify`) succeeded; the output
 appears atomically, and an existing one is replaced only with `force`, and only
-when exfiqa wrote it (`exfiqa_jax.fileio.check_output`). With `family`, the
-source is a face-recognition backbone of that release
-(`exfiqa_jax.convert.fr_core`); without it, a ViT-FIQA checkpoint.
+when exfiqa wrote it (`exfiqa_jax.fileio.check_output`). The family (default
+ViT-FIQA; `convert.families`) reads, unwraps, sizes and checks the source.
 
-`export` writes `DST.json` beside `DST` (`settings_path`): the model config,
-whose head count and image size the state_dict's shapes cannot tell; `convert`
-reads `SRC.json` when present, so that export then convert round-trips.
+`export` writes `DST.json` beside `DST` (`settings_path`): the model config, with
+what the state_dict's shapes cannot tell (ViT-FIQA: head count and image size; a
+face-recognition release: eps, channel order, input scale); `convert` reads `SRC.json`
+for every family when present and converts to that config, so that export then
+convert round-trips exactly (a `--family` disagreeing with it is refused).
 """
 
 from __future__ import annotations
 
 import json
 import os
+from typing import Any
 
 import numpy as np
 import torch
 
-from exfiqa_jax.convert.core import from_torch
-from exfiqa_jax.convert.export import to_torch_state_dict
-from exfiqa_jax.convert.fr_core import fr_state_dict, fr_to_torch, fr_variables
-from exfiqa_jax.convert.fr_infer import refuse_unflagged
-from exfiqa_jax.convert.fr_verify import verify_fr
-from exfiqa_jax.convert.mxnet_params import FAMILY as MXNET_FAMILY
-from exfiqa_jax.convert.mxnet_params import read_mxnet
-from exfiqa_jax.convert.safe_load import load_torch
+from exfiqa_jax.convert.core import to_torch, variables
+from exfiqa_jax.convert.families import family_named
 from exfiqa_jax.convert.verify import report, verify
-from exfiqa_jax.convert.wrappers import unwrap
 from exfiqa_jax.fileio import atomic_path, check_output, write_text
 from exfiqa_jax.models.checkpoint import load, save
-from exfiqa_jax.models.config import ViTConfig
-from exfiqa_jax.models.fr_config import FRConfig
+from exfiqa_jax.models.registry import config_from_dict, config_to_dict
 
 SETTINGS_FORMAT = "exfiqa-export-1"
-DEFAULT_HEADS = 8  # the released model's
 
 
 def settings_path(pt: str) -> str:
@@ -43,25 +37,27 @@ def settings_path(pt: str) -> str:
   return pt + ".json"
 
 
-def read_settings(src: str) -> dict:
-  """{num_heads, image_size} from `SRC.json`, or {} when there is none."""
+def read_export(src: str) -> Any:
+  """The model config `exfiqa export` stored in `SRC.json` (`settings_path`), or None when
+  there is none. Bounded (1 MiB) and checked: a malformed file is a one-line ValueError
+  naming it. Files of before the stored kind hold the config's fields only."""
   path = settings_path(src)
   if not os.path.isfile(path):
-    return {}
+    return None
   try:
     if os.path.getsize(path) > 1 << 20:
       raise ValueError("over 1 MiB")
     with open(path, encoding="utf-8") as f:
       info = json.load(f)
-    config = info["config"]
-    out = {k: config[k] for k in ("num_heads", "image_size")}
-    if info.get("format") != SETTINGS_FORMAT or not all(
-      isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in out.values()
-    ):
+    if not isinstance(info, dict) or info.get("format") != SETTINGS_FORMAT:
       raise ValueError(f"not of format {SETTINGS_FORMAT}")
-    return out
+    if not isinstance(info.get("config"), dict):
+      raise ValueError("no 'config' object")
+    return config_from_dict(info["config"])
   except (OSError, ValueError, KeyError, TypeError) as e:
-    raise ValueError(f"{path}: unreadable export settings ({e}); remove or fix it") from None
+    what = str(e.args[0] if isinstance(e, KeyError) and e.args else e)  # KeyError quotes
+    what = what.splitlines()[0] if what else type(e).__name__
+    raise ValueError(f"{path}: unreadable export settings ({what}); remove or fix it") from None
 
 
 def _non_finite(sd) -> list[str]:
@@ -80,46 +76,53 @@ def convert_file(
   force: bool = False,
   check: bool = False,
   family: str | None = None,
-) -> ViTConfig | FRConfig:
-  """Converts the checkpoint `src`; with `check`, prints the `verify` table and fails on it.
+) -> Any:
+  """Converts the checkpoint `src` of `family`; with `check`, prints the `verify` table
+  and fails on it.
 
-  num_heads / image_size: default from `SRC.json` (written by `export`), else 8 heads
-  and the smallest image size of the patch grid; given ones must agree with it.
+  `SRC.json` (written by `exfiqa export`), when present, holds the model config: it is
+  the one converted to (its family, and what the shapes cannot tell: ViT-FIQA's head
+  count and image size, a face-recognition release's eps, channel order and input
+  scale); a `family`, `num_heads` or `image_size` that disagrees with it is refused.
+  Without it: `family` default ViT-FIQA; ViT-FIQA's 8 heads and the smallest image size
+  of the patch grid; the face-recognition families read every size from the shapes and
+  the rest from their release (or from what their files state: `Family.stated`).
   """
-  check_output(dst, force=force, directory=True, kind="checkpoint")
-  # insightface's MXNet release: its own reader (graph + weights, no PyTorch file).
-  mxnet = read_mxnet(src) if family == MXNET_FAMILY else None
-  sd = mxnet[1] if mxnet else load_torch(src)
-  settings = read_settings(src) if family is None else {}  # FR configs: from the shapes
-  for key, given in (("num_heads", num_heads), ("image_size", image_size)):
-    if given is not None and key in settings and settings[key] != given:
+  stored = read_export(src)
+  if stored is not None:
+    if family is not None and family != stored.family:
       raise ValueError(
-        f"{src}: --{key.replace('_', '-')} {given} disagrees with {settings_path(src)} "
+        f"{src}: --family {family} disagrees with {settings_path(src)} "
+        f"(family {stored.family}, written by exfiqa export)"
+      )
+    family = stored.family
+  f = family_named(family or "vit_fiqa")
+  check_output(dst, force=force, directory=True, kind="checkpoint")
+  settings = {k: getattr(stored, k) for k in f.settings} if stored is not None else {}
+  given = {"num_heads": num_heads, "image_size": image_size}
+  for key, value in given.items():
+    if value is not None and key in settings and settings[key] != value:
+      raise ValueError(
+        f"{src}: --{key.replace('_', '-')} {value} disagrees with {settings_path(src)} "
         f"({key} {settings[key]})"
       )
-  num_heads = num_heads or settings.get("num_heads", DEFAULT_HEADS)
-  image_size = image_size or settings.get("image_size")
+  options = {k: settings.get(k) if v is None else v for k, v in given.items()}
+  obj = f.read(src)
   try:
-    if family is None:
-      refuse_unflagged(sd)
-      sd = unwrap(sd)
-    else:
-      config, sd = mxnet or fr_state_dict(sd, family)
+    sd = f.unwrap(obj)
     bad = _non_finite(sd)
     if bad:
       raise ValueError(
         f"NaN or infinite weights in {bad[:5]}{' ...' if len(bad) > 5 else ''}; "
         "nothing written (the scores would be NaN)"
       )
-    if family is None:
-      config, params, batch_stats = from_torch(sd, num_heads, image_size)
-    else:
-      params, batch_stats = fr_variables(sd, config)
+    config = f.infer(sd, **options)  # checks the architecture and the sizes
+    config = stored or f.stated(obj) or config  # stated values win; shapes checked below
+    params, batch_stats = variables(f, sd, config)
   except ValueError as e:
     raise ValueError(f"{src}: {e}") from None
   if check:
-    check_fn = verify if family is None else verify_fr
-    table, ok = report(check_fn(sd, config, params, batch_stats))
+    table, ok = report(verify(f, sd, config, params, batch_stats))
     print(table)
     if not ok:
       raise ValueError(
@@ -130,17 +133,15 @@ def convert_file(
   return config
 
 
-def export_file(src: str, dst: str, *, force: bool = False) -> ViTConfig | FRConfig:
+def export_file(src: str, dst: str, *, force: bool = False) -> Any:
   """Writes the orbax checkpoint `src` as a PyTorch file in its release's layout
-  (ViT-FIQA: docs/protocol.md §9; face recognition: `fr_wrappers.wrap_fr`) and its
-  settings as `DST.json`."""
+  (`Family.wrap`; ViT-FIQA: docs/protocol.md §9) and its settings as `DST.json`."""
   check_output(dst, force=force)
   check_output(settings_path(dst), force=force)
   config, _, params, batch_stats = load(src)
-  export = fr_to_torch if isinstance(config, FRConfig) else to_torch_state_dict
-  state_dict = export(config, params, batch_stats)
+  state_dict = to_torch(config, params, batch_stats)
   with atomic_path(dst, force=force) as tmp:
     torch.save(state_dict, tmp)
-  info = {"format": SETTINGS_FORMAT, "config": config.to_dict()}
+  info = {"format": SETTINGS_FORMAT, "config": config_to_dict(config)}
   write_text(settings_path(dst), json.dumps(info, indent=1, sort_keys=True) + "\n")
   return config

@@ -13,14 +13,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from exfiqa_jax.convert.wrappers import StateDict
-from exfiqa_jax.models.fr_config import FAMILIES, FRConfig, check_family
+from exfiqa_jax.models.fr_config import RELEASES, FRConfig, check_family
 
 ARCH_NAMES = {
   "iresnet": "an insightface iResNet ('conv1', 'layer1.0.bn1', ..., 'fc', 'features')",
   "irse": "CurricularFace's IR backbone ('input_layer', 'body.N.res_layer', 'output_layer')",
 }
 # The families released as PyTorch files (arcface-mxnet is read by convert/mxnet_params.py).
-TORCH_FAMILIES = [f for f, v in FAMILIES.items() if v.input_scale != "mxnet"]
+TORCH_FAMILIES = [f for f, v in RELEASES.items() if v.input_scale != "mxnet"]
 FAMILY_LIST = ", ".join(TORCH_FAMILIES)
 
 
@@ -66,7 +66,7 @@ def check_arch(sd: StateDict, family: str) -> str:
   if found == want:
     return want
   if found is not None:
-    others = [f for f in TORCH_FAMILIES if FAMILIES[f].arch == found]
+    others = [f for f in TORCH_FAMILIES if RELEASES[f].arch == found]
     what = f"{ARCH_NAMES[found]} (--family {' or '.join(others)})"
   elif "blocks.0.attn.qkv.weight" in sd and "qs_token" in sd:
     what = "a ViT-FIQA backbone ('qs_token', 'blocks.N'); convert it without --family"
@@ -112,11 +112,17 @@ def _stages_irse(sd: StateDict) -> tuple[int, list[int], list[int]]:
   return stem, layers, widths
 
 
-def infer_fr_config(sd: StateDict, family: str) -> FRConfig:
+ARCH_STAGES = {  # arch -> (its stages from the keys, the key of its fc)
+  "iresnet": (_stages_iresnet, "fc.weight"),
+  "irse": (_stages_irse, "output_layer.3.weight"),
+}
+
+
+def infer_fr(sd: StateDict, family: str) -> FRConfig:
   """The `FRConfig` of a backbone state_dict (wrappers already stripped) of `family`."""
   arch = check_arch(sd, family)
-  stem, layers, widths = (_stages_iresnet if arch == "iresnet" else _stages_irse)(sd)
-  fc = "fc.weight" if arch == "iresnet" else "output_layer.3.weight"
+  stages, fc = ARCH_STAGES[arch]
+  stem, layers, widths = stages(sd)
   embedding_size, fc_in = _shape(sd, fc, "embedding size")
   grid = math.isqrt(fc_in // widths[-1]) if widths and fc_in % widths[-1] == 0 else 0
   if not layers or grid * grid * widths[-1] != fc_in:

@@ -11,6 +11,8 @@ IR (`input_layer.0`, `body.{n}.res_layer.1`, ..., `output_layer.4`).
 from __future__ import annotations
 
 import numpy as np
+import torch
+from einops import rearrange
 
 from exfiqa_jax.convert.mapping import CONV, COPY, Entry, Hook, _batch_norm, _dense
 from exfiqa_jax.models.fr_config import FRConfig
@@ -24,12 +26,10 @@ def fc_hook(channels: int, grid: int) -> Hook:
   """
 
   def to_flax(w: np.ndarray) -> np.ndarray:
-    d = w.shape[0]
-    return w.reshape(d, channels, grid, grid).transpose(2, 3, 1, 0).reshape(-1, d)
+    return rearrange(w, "d (c h w) -> (h w c) d", c=channels, h=grid, w=grid)
 
   def to_torch(k: np.ndarray) -> np.ndarray:
-    d = k.shape[-1]
-    return k.reshape(grid, grid, channels, d).transpose(3, 2, 0, 1).reshape(d, -1)
+    return rearrange(k, "(h w c) d -> d (c h w)", c=channels, h=grid, w=grid)
 
   return Hook(to_flax, to_torch)
 
@@ -100,13 +100,21 @@ def _irse(config: FRConfig) -> tuple[list[Entry], list[str]]:
   return out, norms
 
 
-def fr_entries(config: FRConfig) -> list[Entry]:
-  """Every mapped key of the model, in the release's state_dict order."""
-  return (_iresnet if config.arch == "iresnet" else _irse)(config)[0]
+ARCHS = {"iresnet": _iresnet, "irse": _irse}
 
 
-def fr_ignored(config: FRConfig) -> tuple[str, ...]:
+def entries(config: FRConfig) -> list[tuple[str, Entry, None]]:
+  """(PyTorch key, entry, None) for every mapped key, in the release's state_dict order."""
+  return [(e.torch, e, None) for e in ARCHS[config.arch](config)[0]]
+
+
+def ignored(config: FRConfig) -> tuple[str, ...]:
   """Keys read by no Flax variable: each BatchNorm's num_batches_tracked (a training
   counter; written back as 0 on export)."""
-  norms = (_iresnet if config.arch == "iresnet" else _irse)(config)[1]
-  return tuple(f"{bn}.num_batches_tracked" for bn in norms)
+  return tuple(f"{bn}.num_batches_tracked" for bn in ARCHS[config.arch](config)[1])
+
+
+def written_back(config: FRConfig) -> dict[str, torch.Tensor]:
+  """Every `num_batches_tracked` as 0, as a freshly built BatchNorm holds; the
+  state_dict loads into the reference model strictly."""
+  return {k: torch.tensor(0) for k in ignored(config)}

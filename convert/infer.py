@@ -49,8 +49,16 @@ def default_image_size(grid: int, patch: int) -> int:
   return size if size < (grid + 1) * patch else grid * patch
 
 
-def infer_config(sd: StateDict, num_heads: int = 8, image_size: int | None = None) -> ViTConfig:
-  """Width, depth, patches, MLP width and patch size from the shapes; heads as given."""
+DEFAULT_HEADS = 8  # the released model's
+
+
+def infer_vit(
+  sd: StateDict, num_heads: int | None = None, image_size: int | None = None
+) -> ViTConfig:
+  """Width, depth, patches, MLP width and patch size from the shapes; heads as given
+  (default `DEFAULT_HEADS`), after `check_architecture`."""
+  check_architecture(sd)
+  num_heads = DEFAULT_HEADS if num_heads is None else num_heads
   _, tokens, width = _shape(sd, "pos_embed", "width and number of patches")
   patch = _shape(sd, "patch_embed.proj.weight", "patch size")[-1]
   mlp_dim = _shape(sd, "blocks.0.mlp.fc1.weight", "MLP width")[0]

@@ -1,10 +1,13 @@
-"""The one table between PyTorch `state_dict` keys (docs/protocol.md §9) and Flax paths.
+"""The table between PyTorch `state_dict` keys and Flax paths: its pieces, and ViT-FIQA's.
 
 Each `Entry` maps a PyTorch key to a (collection, path) of the Flax model's
 pure dicts (`params` or `batch_stats`), with a `Hook` converting the array
-both ways. `BLOCK` entries exist once per block, `blocks.{i}.<key>`, and are
-stacked along a leading layer axis in Flax. Both directions and the expected
-shapes are derived from this table, so they cannot disagree.
+both ways. A family's table (`Family.entries`) lists (key, entry, block):
+entries with a block index exist once per block, `blocks.{i}.<key>`, and are
+stacked along a leading layer axis in Flax. Import, export and the expected
+shapes are all derived from the table (`exfiqa_jax.convert.core`), so they
+cannot disagree. ViT-FIQA's keys: docs/protocol.md §9; the face-recognition
+table is `exfiqa_jax.convert.fr_mapping`.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ from __future__ import annotations
 from typing import Callable, NamedTuple
 
 import numpy as np
+import torch
+from einops import rearrange
 
 
 class Hook(NamedTuple):
@@ -22,8 +27,10 @@ class Hook(NamedTuple):
 COPY = Hook(lambda a: a, lambda a: a)
 # nn.Linear weight [out, in] <-> Dense kernel [in, out].
 LINEAR = Hook(lambda w: w.T, lambda k: k.T)
-# nn.Conv2d weight [D, 3, p, p] <-> patch kernel [p, p, 3, D] (kh, kw, channel, out).
-CONV = Hook(lambda w: w.transpose(2, 3, 1, 0), lambda k: k.transpose(3, 2, 0, 1))
+# nn.Conv2d weight [out, in, kh, kw] <-> kernel [kh, kw, in, out].
+CONV = Hook(
+  lambda w: rearrange(w, "o i h w -> h w i o"), lambda k: rearrange(k, "h w i o -> o i h w")
+)
 
 
 class Entry(NamedTuple):
@@ -81,7 +88,19 @@ BLOCK = [
 IGNORED = ("mask_token", *(f"{bn}.num_batches_tracked" for bn in BATCH_NORMS))
 
 
-def entries(depth: int) -> list[tuple[str, Entry, int | None]]:
-  """(PyTorch key, entry, block index or None) for every mapped key of a model."""
+def entries(config) -> list[tuple[str, Entry, int | None]]:
+  """(PyTorch key, entry, block index or None) for every mapped key of a ViT-FIQA model."""
   out = [(e.torch, e, None) for e in TOP]
-  return out + [(f"blocks.{i}.{e.torch}", e, i) for e in BLOCK for i in range(depth)]
+  return out + [(f"blocks.{i}.{e.torch}", e, i) for e in BLOCK for i in range(config.depth)]
+
+
+def ignored(config) -> tuple[str, ...]:
+  return IGNORED
+
+
+def written_back(config) -> dict[str, torch.Tensor]:
+  """Written beside the model's variables on export: `mask_token` as zeros (training
+  only; no output depends on it) and every `num_batches_tracked` as 0, as a freshly
+  built BatchNorm1d holds; the result loads into the PyTorch model strictly."""
+  out = {"mask_token": torch.zeros(1, 1, config.width)}
+  return out | {f"{bn}.num_batches_tracked": torch.tensor(0) for bn in BATCH_NORMS}

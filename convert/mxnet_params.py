@@ -456,7 +456,7 @@ def read_mxnet(path: str) -> tuple[FRConfig, dict[str, np.ndarray]]:
   The state_dict holds numpy float32 arrays under the PyTorch iResNet names
   (`conv1.weight`, `layer1.0.bn1.running_var`, ..., `fc.weight` [D, C*g*g] flattened as
   MXNet and PyTorch both flatten, NCHW, `features.*`); a `fix_gamma` BatchNorm's weight is
-  ones. Shapes are checked by the import (`fr_core.fr_variables`).
+  ones. Shapes are checked by the import (`convert.core.variables`).
   """
   symbol, params = mxnet_files(path)
   graph = _Graph(symbol, read_symbol(symbol))

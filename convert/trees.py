@@ -6,7 +6,6 @@ from typing import Any
 
 from flax import nnx
 
-from exfiqa_jax.models.config import ViTConfig
 from exfiqa_jax.models.inference import abstract_variables
 
 Trees = dict[str, dict]  # {"params": ..., "batch_stats": ...}
@@ -16,7 +15,7 @@ def pure(params: nnx.State, batch_stats: nnx.State) -> Trees:
   return {"params": nnx.to_pure_dict(params), "batch_stats": nnx.to_pure_dict(batch_stats)}
 
 
-def abstract_trees(config: ViTConfig) -> tuple[nnx.State, nnx.State, Trees]:
+def abstract_trees(config: Any) -> tuple[nnx.State, nnx.State, Trees]:
   """(params, batch_stats) as shapes only, and their pure dicts (leaves ShapeDtypeStruct)."""
   _, params, batch_stats = abstract_variables(config)
   return params, batch_stats, pure(params, batch_stats)

@@ -9,7 +9,7 @@ from tests.helpers import import_torch
 
 torch = import_torch()
 
-from exfiqa_jax.convert.fr_torch_reference import embedding, randomize_fr_, reference_for
+from exfiqa_jax.convert.references.face_recognition import embedding, randomize_fr_, reference_for
 from exfiqa_jax.models.fr_config import FRConfig
 
 # Depths other than the released ones; the IR stem keeps the first stage's width

@@ -29,7 +29,7 @@ def reference(cfg: ViTConfig, seed: int, batch: int = 5):
   """(reference model, images [B, H, W, 3] in [-1, 1], embedding [B, D], exits [B, L])."""
   import torch
 
-  from exfiqa_jax.convert.torch_reference import ViTFIQAReference, randomize_
+  from exfiqa_jax.convert.references.vit_fiqa import ViTFIQAReference, randomize_
 
   ref = randomize_(ViTFIQAReference(**cfg.to_dict()), seed)
   rng = np.random.default_rng(seed)

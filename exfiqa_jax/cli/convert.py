@@ -1,12 +1,15 @@
-"""`exfiqa convert`: a PyTorch ViT-FIQA checkpoint, or with --family a face-recognition
-backbone, to an orbax checkpoint, exactly."""
+"""`exfiqa convert`: a checkpoint of a model family (default a PyTorch ViT-FIQA one; with
+--family a face-recognition backbone) to an orbax checkpoint, exactly."""
 
 from __future__ import annotations
 
 import argparse
 
 from exfiqa_jax.cli import add_force, add_quiet, positive_int
-from exfiqa_jax.models.fr_config import FAMILIES
+from exfiqa_jax.models.fr_config import RELEASES
+
+# `exfiqa_jax.convert.FAMILIES` (which imports torch, so not at --help); a test holds them equal.
+FAMILY_NAMES = ("vit_fiqa", *RELEASES)
 
 NAME = "convert"
 HELP = (
@@ -39,10 +42,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
   )
   p.add_argument(
     "--family",
-    choices=tuple(FAMILIES),
+    choices=FAMILY_NAMES,
     default=None,
-    help="the source is that release's face-recognition backbone (its wrapper, BatchNorm "
-    "eps, input channel order and scaling); default: a ViT-FIQA checkpoint",
+    help="the source's model family: a face-recognition release's backbone (its wrapper, "
+    "BatchNorm eps, input channel order and scaling); default: the family in SRC.json when "
+    "`exfiqa export` wrote one (another one is refused), else a ViT-FIQA checkpoint",
   )
   add_force(p, "DST")
   p.add_argument(

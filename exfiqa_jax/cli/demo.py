@@ -43,12 +43,12 @@ def _write_checkpoint(model_cfg, params, batch_stats, files: str, checkpoint: st
     return "saving random weights (torch not installed: no PyTorch round trip)"
   import torch
 
-  from exfiqa_jax.convert import convert_file, to_torch_state_dict
+  from exfiqa_jax.convert import convert_file, to_torch
   from exfiqa_jax.fileio import atomic_path
 
   pt = os.path.join(files, "vit_fiqa_demo.pt")
   with atomic_path(pt) as tmp:
-    torch.save(to_torch_state_dict(model_cfg, params, batch_stats), tmp)
+    torch.save(to_torch(model_cfg, params, batch_stats), tmp)
   convert_file(pt, checkpoint, num_heads=model_cfg.num_heads, force=True)
   return "wrote random weights in the released PyTorch layout and converted them"
 

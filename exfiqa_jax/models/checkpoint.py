@@ -6,8 +6,9 @@
 
 Layout: an orbax composite checkpoint with items `variables` (`{"params": ...,
 "batch_stats": ...}`; the int keys of `nnx.List` entries such as `feature/0`
-are stored as the strings "0", "1", ...) and `config` (the `ViTConfig`, or the
-`FRConfig` of a face-recognition backbone, as JSON; an FR config has an "arch").
+are stored as the strings "0", "1", ...) and `config` (the model's config as JSON,
+with its `kind`, an entry of `models.registry.KINDS`; a config without one, as
+written before kinds were stored, is read by its fields).
 Writing is atomic: into a hidden sibling folder, renamed into place when done.
 """
 
@@ -22,16 +23,12 @@ from flax import nnx
 
 from exfiqa_jax import backend
 from exfiqa_jax.fileio import atomic_path
-from exfiqa_jax.models.config import ViTConfig
-from exfiqa_jax.models.fr_config import FRConfig
-from exfiqa_jax.models.fr_inference import abstract_fr_variables
 from exfiqa_jax.models.inference import abstract_variables
-
-KINDS = {ViTConfig: "a ViT-FIQA model", FRConfig: "a face-recognition backbone"}
+from exfiqa_jax.models.registry import KINDS, config_from_dict, config_to_dict, kind_of
 
 
 class Loaded(NamedTuple):
-  config: ViTConfig | FRConfig
+  config: Any  # a ViTConfig, FRConfig, ...: the config type of its kind
   graphdef: nnx.GraphDef
   params: nnx.State
   batch_stats: nnx.State
@@ -50,7 +47,7 @@ def _to_int(key: str):
 
 def save(
   path: str,
-  config: ViTConfig | FRConfig,
+  config: Any,
   params: nnx.State,
   batch_stats: nnx.State,
   *,
@@ -60,7 +57,7 @@ def save(
   variables = {"params": nnx.to_pure_dict(params), "batch_stats": nnx.to_pure_dict(batch_stats)}
   args = ocp.args.Composite(
     variables=ocp.args.StandardSave(_keys(variables, str)),
-    config=ocp.args.JsonSave(config.to_dict()),
+    config=ocp.args.JsonSave(config_to_dict(config)),
   )
   with atomic_path(path, force=force, directory=True, kind="checkpoint") as tmp:
     with ocp.Checkpointer(ocp.CompositeCheckpointHandler()) as ckptr:
@@ -76,14 +73,11 @@ def _target(state: nnx.State, sharding: jax.sharding.Sharding) -> dict:
   return _keys(jax.tree.map(sds, nnx.to_pure_dict(state)), str)
 
 
-def config_from_dict(d: dict) -> ViTConfig | FRConfig:
-  return FRConfig.from_dict(d) if "arch" in d else ViTConfig.from_dict(d)
-
-
 def load(path: str, expect: type | None = None) -> Loaded:
   """Restores config and variables, replicated over every available device.
 
-  `expect` (ViTConfig or FRConfig): refuse a checkpoint of the other kind, saying what it holds.
+  `expect` (a config type, e.g. ViTConfig or FRConfig): refuse a checkpoint of another
+  kind, saying what it holds.
   """
   if not os.path.isdir(path):
     raise FileNotFoundError(f"{path}: no such checkpoint folder (one written by exfiqa convert)")
@@ -94,13 +88,11 @@ def load(path: str, expect: type | None = None) -> Loaded:
     except (FileNotFoundError, ValueError, KeyError) as e:
       raise ValueError(f"{path}: not an exfiqa checkpoint ({e})") from e
     config = config_from_dict(meta["config"])
-    if expect is not None and not isinstance(config, expect):
-      hint = "exfiqa embed" if isinstance(config, FRConfig) else "exfiqa score"
-      raise ValueError(
-        f"{path} holds {KINDS[type(config)]}, not {KINDS[expect]} (use it with {hint})"
-      )
-    abstract = abstract_fr_variables if isinstance(config, FRConfig) else abstract_variables
-    graphdef, params, batch_stats = abstract(config)
+    kind = kind_of(config)
+    if expect is not None and kind.config_type is not expect:
+      want = next(k for k in KINDS.values() if k.config_type is expect)
+      raise ValueError(f"{path} holds {kind.what}, not {want.what} (use it with {kind.command})")
+    graphdef, params, batch_stats = abstract_variables(config)
     replicated = jax.NamedSharding(backend.mesh(), jax.P())  # every device of every host
     target = {
       "params": _target(params, replicated),

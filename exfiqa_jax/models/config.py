@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, ClassVar
 
 
 @dataclasses.dataclass(frozen=True)
 class ViTConfig:
   """ViT-FIQA ("token" mode) hyper-parameters; defaults are the released ViT-S."""
 
+  kind: ClassVar[str] = "vit_fiqa"  # its entry in `models.registry.KINDS`
+  family: ClassVar[str] = "vit_fiqa"  # its entry in `exfiqa_jax.convert.FAMILIES`
   image_size: int = 112
   patch_size: int = 9
   width: int = 512

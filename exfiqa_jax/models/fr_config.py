@@ -12,7 +12,7 @@ evaluation code.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 ARCHS = ("iresnet", "irse")
 # "half": (x / 255 - 0.5) / 0.5, in [-1, 1]; "unit": x / 255, in [0, 1]; "mxnet":
@@ -29,7 +29,7 @@ IRESNET_DEPTHS = {
 }
 
 
-class Family(NamedTuple):
+class Release(NamedTuple):
   arch: str  # "iresnet" (insightface IBasicBlock) or "irse" (CurricularFace model_irse.py, IR)
   bn_eps: float  # every BatchNorm's eps: PyTorch's default is 1e-5, MagFace sets 2e-5
   channel_order: str  # the order of the network's input channels in its release's evaluation
@@ -37,29 +37,29 @@ class Family(NamedTuple):
   where: str  # the release files these values are read from
 
 
-FAMILIES = {
-  "arcface": Family(
+RELEASES = {
+  "arcface": Release(
     "iresnet", 1e-5, "rgb", "half", "insightface arcface_torch backbones/iresnet.py, inference.py"
   ),
-  "elasticface": Family("iresnet", 1e-5, "rgb", "half", "ElasticFace backbones/iresnet.py, eval"),
-  "magface": Family(
+  "elasticface": Release("iresnet", 1e-5, "rgb", "half", "ElasticFace backbones/iresnet.py, eval"),
+  "magface": Release(
     "iresnet", 2e-5, "bgr", "unit", "MagFace models/iresnet.py, inference/gen_feat.py (cv2, /255)"
   ),
-  "curricularface": Family(
+  "curricularface": Release(
     "irse", 1e-5, "rgb", "half", "CurricularFace backbone/model_irse.py (BatchNorm defaults)"
   ),
   # insightface's MXNet release (model-r100-ii): the converter takes eps from its graph
   # (2e-5 in fresnet.py); RGB as MXNet decodes and CR-FIQA's extraction feeds it.
-  "arcface-mxnet": Family(
+  "arcface-mxnet": Release(
     "iresnet", 2e-5, "rgb", "mxnet", "insightface symbol/fresnet.py, symbol_utils.py (MXNet)"
   ),
 }
 
 
-def check_family(family: str) -> Family:
-  if family not in FAMILIES:
-    raise ValueError(f"unknown face-recognition family {family!r}; one of {', '.join(FAMILIES)}")
-  return FAMILIES[family]
+def check_family(family: str) -> Release:
+  if family not in RELEASES:
+    raise ValueError(f"unknown face-recognition family {family!r}; one of {', '.join(RELEASES)}")
+  return RELEASES[family]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,6 +71,7 @@ class FRConfig:
   (7 at 112) and the fc takes widths[-1] * grid**2 inputs.
   """
 
+  kind: ClassVar[str] = "face_recognition"  # its entry in `models.registry.KINDS`
   family: str = "arcface"
   arch: str = "iresnet"
   layers: tuple[int, ...] = IRESNET_DEPTHS[100]

@@ -1,6 +1,6 @@
-"""The pure evaluation path: functions of `(params, batch_stats, images)`.
+"""The pure evaluation path of every model kind: functions of `(params, batch_stats, images)`.
 
-    model = create(get_model_config("vit_s"))
+    model = create(get_model_config("vit_s"))          # or an FRConfig: the same path
     graphdef, params, batch_stats = split(model)
     out = apply(graphdef, params, batch_stats, images, num_layers=6, embedding=False)
 
@@ -8,13 +8,15 @@
 `dtype` and `micro_batch` static, so it composes with `jax.vmap`, sharded inputs and `jax.jit`
 callers. Each new batch size compiles a new program (seconds for ViT-S);
 `apply_bucketed` pads batches to a few fixed sizes so a stream of ragged
-batches compiles at most `len(buckets)` programs.
+batches compiles at most `len(buckets)` programs. The kind of a model
+(`exfiqa_jax.models.registry`) gives its module, its input rule and its outputs.
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -22,19 +24,22 @@ import numpy as np
 from flax import nnx
 
 from exfiqa_jax.backend import jit_options
-from exfiqa_jax.models.config import ViTConfig
-from exfiqa_jax.models.vit import Outputs, ViTFIQA
+from exfiqa_jax.models.registry import CPU_MICRO_BATCH, kind_of, kind_of_graph
 
 Variables = tuple[nnx.GraphDef, nnx.State, nnx.State]
-# Rows per pass through the blocks on CPU: there a batch of 64 in one pass ran
-# 30% slower than the same images as 4 passes of 16 in one program (the
-# activations of a big batch fall out of cache); accelerators take the batch whole.
-CPU_MICRO_BATCH = 16
 BUCKETS = (1, 2, 4, 8, 16, 32, 64)  # at most 2x padding, at most 7 programs
+# The ViT-FIQA options of `apply`, passed on to a model only when not at these defaults
+# (a face-recognition backbone takes none of them).
+OPTIONS = {"num_layers": None, "embedding": True, "all_exits": True}
 
 
-def create(config: ViTConfig, seed: int = 0) -> ViTFIQA:
-  """A randomly initialised model (float32 parameters).
+def build(config: Any, seed: int = 0) -> nnx.Module:
+  """The module of `config`'s kind, initialised eagerly (`create` compiles it instead)."""
+  return kind_of(config).build(config, nnx.Rngs(seed))
+
+
+def create(config: Any, seed: int = 0) -> nnx.Module:
+  """A randomly initialised model of any kind (float32 parameters).
 
   Initialisation runs as one compiled program, unoptimised: it runs once, and
   XLA spends seconds optimising the random-number code of every initializer
@@ -42,7 +47,7 @@ def create(config: ViTConfig, seed: int = 0) -> ViTFIQA:
   """
 
   def make():
-    return nnx.split(ViTFIQA(config, rngs=nnx.Rngs(seed)))
+    return nnx.split(build(config, seed))
 
   def params():
     return make()[1]
@@ -56,21 +61,23 @@ def create(config: ViTConfig, seed: int = 0) -> ViTFIQA:
   return nnx.merge(graphdef, init())
 
 
-def split(model: ViTFIQA) -> Variables:
+def split(model: nnx.Module) -> Variables:
   """(graphdef, params, batch_stats) of a model."""
   return nnx.split(model, nnx.Param, nnx.BatchStat)
 
 
-def abstract_variables(config: ViTConfig) -> Variables:
+def abstract_variables(config: Any) -> Variables:
   """The same as `split(create(config))` as shapes only, allocating nothing."""
-  return split(nnx.eval_shape(lambda: ViTFIQA(config, rngs=nnx.Rngs(0))))
+  return split(nnx.eval_shape(lambda: build(config)))
 
 
-def micro_batch_rows(micro_batch: int | str | None = "auto") -> int | None:
-  """Rows per pass through the blocks: "auto" means `CPU_MICRO_BATCH` on CPU, else
-  the whole batch (None); an int or None as given."""
+def micro_batch_rows(
+  micro_batch: int | str | None = "auto", cpu_rows: int | None = CPU_MICRO_BATCH
+) -> int | None:
+  """Rows per pass through the model: "auto" means `cpu_rows` (the kind's; ViT-FIQA's is
+  `CPU_MICRO_BATCH`) on CPU, else the whole batch (None); an int or None as given."""
   if micro_batch == "auto":
-    return CPU_MICRO_BATCH if jax.default_backend() == "cpu" else None
+    return cpu_rows if jax.default_backend() == "cpu" else None
   return micro_batch
 
 
@@ -89,20 +96,23 @@ def apply(
   all_exits: bool = True,
   dtype=jnp.float32,
   micro_batch: int | str | None = "auto",
-) -> Outputs:
-  """images: float [B, H, W, 3] in [-1, 1] -> Outputs (exits [B, k], quality [B], embedding).
+) -> Any:
+  """images: float [B, H, W, 3], the kind's input (`Kind.prepare`) -> the model's output.
 
+  ViT-FIQA: images in [-1, 1] -> Outputs (exits [B, k], quality [B], embedding [B, D]);
   `all_exits=False` computes the quality head once, after block k: exits [B, 1].
-  `micro_batch` rows go through the model at a time, in one program (`lax.map`);
-  "auto" means `CPU_MICRO_BATCH` on CPU and the whole batch elsewhere; None, the
-  whole batch. Rows never interact, so results agree to rounding.
+  Face recognition: -> embeddings float32 [B, D], before L2 normalisation (the
+  ViT-FIQA options are refused). `micro_batch` rows go through the model at a
+  time, in one program (`lax.map`); "auto" means the kind's CPU rows on CPU and
+  the whole batch elsewhere; None, the whole batch. Rows never interact, so
+  results agree to rounding.
   """
-  m = micro_batch_rows(micro_batch)
+  m = micro_batch_rows(micro_batch, kind_of_graph(graphdef).cpu_micro_batch)
+  given = dict(num_layers=num_layers, embedding=embedding, all_exits=all_exits)
+  options = {k: v for k, v in given.items() if v != OPTIONS[k]}
 
   def run(x):
-    return nnx.merge(graphdef, params, batch_stats)(
-      x, num_layers=num_layers, embedding=embedding, all_exits=all_exits, dtype=dtype
-    )
+    return nnx.merge(graphdef, params, batch_stats)(x, dtype=dtype, **options)
 
   b = images.shape[0]
   if m is None or b <= m:
@@ -123,10 +133,10 @@ def apply_bucketed(
   *,
   buckets: Sequence[int] = BUCKETS,
   **kwargs,
-) -> Outputs:
+) -> Any:
   """`apply` on any batch size B, run in chunks padded to sizes taken from `buckets`.
 
-  images: [B, H, W, 3] -> Outputs of B rows as host numpy arrays. Chunks are the
+  images: [B, H, W, 3] -> the outputs of B rows as host numpy arrays. Chunks are the
   largest bucket; the last is zero-padded to the smallest bucket that holds it,
   and the padded rows are dropped (rows never interact in inference mode).
   """

@@ -41,7 +41,6 @@ from exfiqa_jax.scoring.sharding import (
   gather_in_order,
   host_chunks,
   local_mesh,
-  make_fr_step,
   make_staged_step,
   make_step,
   pad_rows,
@@ -247,7 +246,7 @@ def score(
     if policy is None:
       step = make_step(
         graphdef, mesh, num_layers=num_layers, embedding=embedding, dtype=dtype, channel_order=order
-      )
+      )  # the ViT-FIQA input rule needs no config
     else:
       step = make_staged_step(graphdef, policy, dtype=dtype, channel_order=order)
       embedding = False
@@ -258,7 +257,7 @@ def score(
     run.update(resume.fingerprint(images.ids, replicated))
   for m in fr_models:
     graphdef, params, batch_stats = m.variables
-    step = make_fr_step(
+    step = make_step(
       graphdef,
       mesh,
       m.config,

@@ -17,10 +17,9 @@ import numpy as np
 
 from exfiqa_jax import backend
 from exfiqa_jax.backend import AXIS
-from exfiqa_jax.data.preprocess import check_channel_order, normalize
-from exfiqa_jax.models.fr_config import FRConfig
-from exfiqa_jax.models.fr_inference import apply_fr, fr_input
+from exfiqa_jax.data.preprocess import check_channel_order
 from exfiqa_jax.models.inference import apply
+from exfiqa_jax.models.registry import kind_of_graph
 
 
 def chunk_bounds(n: int, chunk_size: int) -> list[tuple[int, int]]:
@@ -70,41 +69,46 @@ def _local_copy(a):
   return a.addressable_data(0) if isinstance(a, jax.Array) else a
 
 
-@functools.lru_cache(maxsize=8)
+@functools.lru_cache(maxsize=16)
 def make_step(
   graphdef,
   mesh: jax.sharding.Mesh,
+  config=None,
   *,
-  num_layers: int | None = None,
-  embedding: bool = True,
+  flip: bool = False,
   dtype=jnp.float32,
   channel_order: str = "rgb",
+  model_order: str | None = None,
+  **options,
 ):
-  """jit of (params, batch_stats, uint8 [B, S, S, 3]) -> {"exit_scores": [B, k],
-  "embeddings": [B, D] (only with `embedding`)}.
+  """jit of (params, batch_stats, uint8 [B, S, S, 3] stored in `channel_order`) -> the
+  named outputs of the model's kind (`models.registry.Kind.outputs`), each [B, ...]:
+  ViT-FIQA {"exit_scores": [B, k], "embeddings": [B, D] (only with `embedding`)};
+  face recognition {"embeddings": [B, D]}, raw (not L2-normalised).
 
+  The kind's input rule (`Kind.prepare`: `config`'s, which ViT-FIQA needs none of;
+  `model_order` overrides the channel order the network takes) runs inside the
+  compiled step; `options` (num_layers, embedding) go to `apply`. With `flip`, the
+  mirrored images (left-right) go through the network as a second call of the same
+  shape, adding "<name>_flip" of every output; the others are bit for bit the same.
   Images cross to the devices as uint8, split on the batch axis; B must be a
-  multiple of the mesh size. Normalisation runs inside the compiled step.
-  Cached, so repeated scoring with the same model and mesh compiles once.
+  multiple of the mesh size. Cached, so repeated scoring with the same model and
+  mesh compiles once.
   """
   check_channel_order(channel_order)
+  kind = kind_of_graph(graphdef)
   data, rep = jax.NamedSharding(mesh, jax.P(AXIS)), jax.NamedSharding(mesh, jax.P())
 
+  def outputs(params, batch_stats, images):
+    x = kind.prepare(images, channel_order, config, model_order)
+    return kind.outputs(apply(graphdef, params, batch_stats, x, dtype=dtype, **options))
+
   def step(params, batch_stats, images):
-    out = apply(
-      graphdef,
-      params,
-      batch_stats,
-      normalize(images, channel_order),
-      num_layers=num_layers,
-      embedding=embedding,
-      dtype=dtype,
-    )
-    return (
-      {"exit_scores": out.exits, "embeddings": out.embedding}
-      if embedding
-      else {"exit_scores": out.exits}
-    )
+    out = outputs(params, batch_stats, images)
+    if flip:
+      mirrored = outputs(params, batch_stats, images[:, :, ::-1])
+      out.update({f"{name}_flip": o for name, o in mirrored.items()})
+    return out
 
   return jax.jit(step, in_shardings=(rep, rep, data), out_shardings=data)
 
@@ -129,37 +133,3 @@ def make_staged_step(graphdef, policy, *, dtype=jnp.float32, channel_order: str 
     return {"exit_scores": out.exits, "blocks_run": out.blocks_run, "quality": out.quality}
 
   return step
-
-
-@functools.lru_cache(maxsize=16)
-def make_fr_step(
-  graphdef,
-  mesh: jax.sharding.Mesh,
-  config: FRConfig,
-  *,
-  flip: bool = False,
-  dtype=jnp.float32,
-  channel_order: str = "rgb",
-  model_order: str | None = None,
-):
-  """jit of (params, batch_stats, uint8 [B, S, S, 3] stored in `channel_order`) ->
-  {"embeddings": [B, D], "embeddings_flip": [B, D] (only with `flip`)}, raw (not L2-normalised).
-
-  The flipped images (mirrored left-right) go through the network as a second
-  call of the same shape, so `embeddings` is bit for bit the same with and
-  without `flip`. `model_order` overrides the channel order the network takes.
-  """
-  check_channel_order(channel_order)
-  data, rep = jax.NamedSharding(mesh, jax.P(AXIS)), jax.NamedSharding(mesh, jax.P())
-
-  def embed(params, batch_stats, images):
-    x = fr_input(images, channel_order, config, model_order)
-    return apply_fr(graphdef, params, batch_stats, x, dtype=dtype)
-
-  def step(params, batch_stats, images):
-    out = {"embeddings": embed(params, batch_stats, images)}
-    if flip:
-      out["embeddings_flip"] = embed(params, batch_stats, images[:, :, ::-1])
-    return out
-
-  return jax.jit(step, in_shardings=(rep, rep, data), out_shardings=data)

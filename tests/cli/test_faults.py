@@ -22,7 +22,7 @@ torch = import_torch()
 from exfiqa_jax import apply, preprocess
 from exfiqa_jax.cli import main
 from exfiqa_jax.convert import convert_file
-from exfiqa_jax.convert.torch_reference import ViTFIQAReference, randomize_
+from exfiqa_jax.convert.references.vit_fiqa import ViTFIQAReference, randomize_
 from exfiqa_jax.scoring.run_folder import ids_sha256
 from tests.score_helpers import TINY, faces, random_variables
 

@@ -17,11 +17,13 @@ from tests.helpers import import_torch
 
 torch = import_torch()
 
+from exfiqa_jax import abstract_variables, apply
 from exfiqa_jax.cli import main
-from exfiqa_jax.convert.fr_core import fr_variables
+from exfiqa_jax.convert import FAMILIES
+from exfiqa_jax.convert.core import variables
 from exfiqa_jax.convert.mxnet_params import read_mxnet, read_params
 from exfiqa_jax.models.checkpoint import load
-from exfiqa_jax.models.fr_inference import abstract_fr_variables, apply_fr, fr_input
+from exfiqa_jax.models.registry import fr_input
 from tests.convert.mxnet_files import SPEC, params_bytes, symbol_nodes
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -63,9 +65,9 @@ def reference(tmp_path_factory):
 
 
 def _embed(config, sd, images):
-  params, stats = fr_variables(sd, config)
-  graphdef = abstract_fr_variables(config)[0]
-  return np.asarray(apply_fr(graphdef, params, stats, fr_input(images, "rgb", config)))
+  params, stats = variables(FAMILIES["arcface-mxnet"], sd, config)
+  graphdef = abstract_variables(config)[0]
+  return np.asarray(apply(graphdef, params, stats, fr_input(images, "rgb", config)))
 
 
 def test_converted_mxnet_release_matches_mxnet(reference, tmp_path, capsys):
@@ -82,7 +84,7 @@ def test_converted_mxnet_release_matches_mxnet(reference, tmp_path, capsys):
   )  # fmt: skip
   assert (config.layers, config.widths, config.stem_width) == ((1, 2, 1, 2), (8, 16, 24, 32), 8)
   assert (config.embedding_size, config.image_size) == (24, 112)
-  got = np.asarray(apply_fr(graphdef, params, stats, fr_input(images, "rgb", config)))
+  got = np.asarray(apply(graphdef, params, stats, fr_input(images, "rgb", config)))
   gap = np.abs(got - want)
   print(f"MXNet parity: max |diff| {gap.max():.3g}, max |ref| {np.abs(want).max():.3g}")
   np.testing.assert_allclose(got, want, atol=ATOL, rtol=RTOL)

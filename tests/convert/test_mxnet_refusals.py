@@ -372,7 +372,7 @@ def test_cli_refusal_is_one_line_and_writes_nothing(tmp_path, capsys):
 
 def test_mxnet_input_scale_is_the_graphs(tmp_path):
   """fr_input of the family is fresnet.py's in-graph (data - 127.5) * 0.0078125, on RGB."""
-  from exfiqa_jax.models.fr_inference import fr_input
+  from exfiqa_jax.models.registry import fr_input
 
   config, _ = read_mxnet(write_checkpoint(tmp_path))
   imgs = np.random.default_rng(0).integers(0, 256, (2, 112, 112, 3), dtype=np.uint8)

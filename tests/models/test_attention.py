@@ -13,7 +13,7 @@ from tests.helpers import requires_torch, torch_to_flax
 def test_matches_reference_attention_rows():
   import torch
 
-  from exfiqa_jax.convert.torch_reference import ViTFIQAReference, randomize_
+  from exfiqa_jax.convert.references.vit_fiqa import ViTFIQAReference, randomize_
 
   cfg = ViTConfig(image_size=40, patch_size=9, width=48, depth=3, num_heads=6, mlp_dim=80)
   ref = randomize_(ViTFIQAReference(**cfg.to_dict()), seed=5)

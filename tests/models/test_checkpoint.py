@@ -12,6 +12,7 @@ import orbax.checkpoint as ocp
 import pytest
 
 from exfiqa_jax import ViTConfig, abstract_variables, apply, load, save
+from exfiqa_jax.models.fr_config import FRConfig
 
 CFG = ViTConfig(image_size=24, patch_size=8, width=16, depth=2, num_heads=2, mlp_dim=24)
 
@@ -108,3 +109,39 @@ print(np.asarray(apply(got.graphdef, got.params, got.batch_stats, x).quality).to
     rtol=1e-5,
     atol=1e-6,
   )
+
+
+FR_CFG = FRConfig.for_family(
+  "magface", layers=(1, 1), widths=(4, 8), stem_width=4, embedding_size=8, image_size=16
+)
+
+
+@pytest.mark.parametrize("config", [CFG, FR_CFG], ids=["vit_fiqa", "face_recognition"])
+def test_kind_is_stored_and_checkpoints_without_one_still_load(tmp_path, config):
+  """The config JSON holds the model's kind; one written before kinds were stored (the
+  same JSON without "kind") loads to the same config and variables."""
+  graphdef, params, batch_stats = abstract_variables(config)
+  rng = np.random.default_rng(3)
+  params, batch_stats = jax.tree.map(
+    lambda s: jnp.asarray(rng.uniform(0.5, 1.5, s.shape), s.dtype), (params, batch_stats)
+  )
+  path = tmp_path / "ckpt"
+  save(str(path), config, params, batch_stats)
+  meta = path / "config" / "metadata"
+  stored = json.loads(meta.read_text())
+  assert stored == {"kind": config.kind, **config.to_dict()}
+  new = load(str(path))
+  meta.write_text(json.dumps(config.to_dict()))  # as the code before kinds wrote it
+  old = load(str(path))
+  assert new.config == old.config == config and type(old.config) is type(config)
+  for a, b in zip(
+    _leaves((new.params, new.batch_stats)), _leaves((params, batch_stats)), strict=True
+  ):
+    assert np.array_equal(a, b)
+  for a, b in zip(
+    _leaves((old.params, old.batch_stats)), _leaves((params, batch_stats)), strict=True
+  ):
+    assert np.array_equal(a, b)
+  meta.write_text(json.dumps({"kind": "hologram", **config.to_dict()}))
+  with pytest.raises(KeyError, match=r"unknown model kind 'hologram'; one of vit_fiqa, face_"):
+    load(str(path))

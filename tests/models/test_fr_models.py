@@ -8,9 +8,11 @@ from tests.helpers import import_torch
 
 torch = import_torch()
 
-from exfiqa_jax.convert.fr_core import fr_variables
-from exfiqa_jax.models.fr_config import FAMILIES, FRConfig
-from exfiqa_jax.models.fr_inference import abstract_fr_variables, apply_fr, fr_input
+from exfiqa_jax.convert import FAMILIES
+from exfiqa_jax.convert.core import variables
+from exfiqa_jax.models.fr_config import RELEASES, FRConfig
+from exfiqa_jax.models.inference import abstract_variables, apply
+from exfiqa_jax.models.registry import fr_input
 from tests.fr_helpers import reference_embedding, reference_state_dict, tiny
 from tests.score_helpers import faces
 
@@ -27,25 +29,26 @@ CASES = [
 def test_embedding_matches_the_pytorch_reference(family, sizes):
   config = tiny(family, **sizes)
   ref, sd = reference_state_dict(config, seed=3)
-  params, stats = fr_variables({k: v.numpy() for k, v in sd.items()}, config)
+  params, stats = variables(FAMILIES[family], {k: v.numpy() for k, v in sd.items()}, config)
   s = config.image_size
   x = np.asarray(fr_input(faces(4, 1)[:, :s, :s], "rgb", config))
   want = reference_embedding(ref, x)
-  graphdef = abstract_fr_variables(config)[0]
-  got = np.asarray(apply_fr(graphdef, params, stats, x))
+  graphdef = abstract_variables(config)[0]
+  got = np.asarray(apply(graphdef, params, stats, x))
   assert got.shape == (4, config.embedding_size) and got.dtype == np.float32
   # Measured on this CPU at float32: max |diff| 3-7e-6 on embeddings of max |e| 3-7.
   np.testing.assert_allclose(got, want, atol=2e-4, rtol=2e-4)
   assert np.abs(want).max() > 1.0  # the comparison is not of near-zero outputs
-  bf16 = np.asarray(apply_fr(graphdef, params, stats, x, dtype=jnp.bfloat16))
+  bf16 = np.asarray(apply(graphdef, params, stats, x, dtype=jnp.bfloat16))
   assert np.abs(bf16 - want).max() <= 5e-2 * np.abs(want).max()
 
 
 def test_rows_are_independent_and_inputs_follow_the_family():
-  config = tiny("magface")
+  family = "magface"
+  config = tiny(family)
   _, sd = reference_state_dict(config, seed=4)
-  params, stats = fr_variables({k: v.numpy() for k, v in sd.items()}, config)
-  graphdef = abstract_fr_variables(config)[0]
+  params, stats = variables(FAMILIES[family], {k: v.numpy() for k, v in sd.items()}, config)
+  graphdef = abstract_variables(config)[0]
   imgs = faces(3, 2)
   x = fr_input(imgs, "rgb", config)
   # MagFace: BGR, x / 255 (its gen_feat.py reads with cv2 and scales by ToTensor).
@@ -55,13 +58,13 @@ def test_rows_are_independent_and_inputs_follow_the_family():
   np.testing.assert_array_equal(
     np.asarray(fr_input(imgs, "rgb", arc)), (imgs.astype(np.float32) / 255 - 0.5) / 0.5
   )
-  whole = np.asarray(apply_fr(graphdef, params, stats, x))
-  one = np.asarray(apply_fr(graphdef, params, stats, x[1:2]))
+  whole = np.asarray(apply(graphdef, params, stats, x))
+  one = np.asarray(apply(graphdef, params, stats, x[1:2]))
   np.testing.assert_allclose(one[0], whole[1], atol=1e-5, rtol=1e-5)
 
 
 def test_family_defaults_and_config_checks():
-  assert {f: (v.arch, v.bn_eps, v.channel_order, v.input_scale) for f, v in FAMILIES.items()} == {
+  assert {f: (v.arch, v.bn_eps, v.channel_order, v.input_scale) for f, v in RELEASES.items()} == {
     "arcface": ("iresnet", 1e-5, "rgb", "half"),
     "elasticface": ("iresnet", 1e-5, "rgb", "half"),
     "magface": ("iresnet", 2e-5, "bgr", "unit"),

@@ -138,10 +138,12 @@ class IRBackboneReference(nn.Module):
     return self.output_layer(x), x.reshape(x.shape[0], -1)
 
 
+ARCHS = {"iresnet": IResNetReference, "irse": IRBackboneReference}
+
+
 def reference_for(config) -> nn.Module:
   """The reference model of an `FRConfig` (eval mode, fresh weights)."""
-  cls = IResNetReference if config.arch == "iresnet" else IRBackboneReference
-  return cls(
+  return ARCHS[config.arch](
     layers=config.layers,
     widths=config.widths,
     stem_width=config.stem_width,

@@ -8,6 +8,7 @@ follow docs/protocol.md §9, so checkpoints written from it look like released o
 from __future__ import annotations
 
 import torch
+from einops import rearrange
 from torch import nn
 
 
@@ -19,13 +20,10 @@ class Attention(nn.Module):
     self.proj = nn.Linear(dim, dim)
 
   def forward(self, x):
-    b, n, d = x.shape
-    h = self.num_heads
-    qkv = self.qkv(x).reshape(b, n, 3, h, d // h).permute(2, 0, 3, 1, 4)
-    q, k, v = qkv[0], qkv[1], qkv[2]  # [B, H, N, hd]
-    attn = (q @ k.transpose(-2, -1)) * (d // h) ** -0.5
+    q, k, v = rearrange(self.qkv(x), "b n (t h c) -> t b h n c", t=3, h=self.num_heads)
+    attn = (q @ k.transpose(-2, -1)) * q.shape[-1] ** -0.5  # [B, H, N, N]
     attn = attn.softmax(dim=-1)
-    return self.proj((attn @ v).transpose(1, 2).reshape(b, n, d))
+    return self.proj(rearrange(attn @ v, "b h n c -> b n (h c)"))
 
 
 class Mlp(nn.Module):
@@ -57,8 +55,8 @@ class PatchEmbed(nn.Module):
     super().__init__()
     self.proj = nn.Conv2d(3, dim, kernel_size=patch, stride=patch)
 
-  def forward(self, x):  # [B, 3, H, W] -> [B, N, D]
-    return self.proj(x).flatten(2).transpose(1, 2)
+  def forward(self, x):  # [B, 3, H, W] -> [B, N, D], N row-major over the patch grid
+    return rearrange(self.proj(x), "b d gh gw -> b (gh gw) d")
 
 
 class ViTFIQAReference(nn.Module):
