@@ -11,12 +11,20 @@ The released files: ViT-FIQA's model, insightface arcface_torch's ResNet100
 (MS1MV2) `backbone.pth`, ElasticFace-Arc's `295672backbone.pth`, MagFace's
 iResNet100 `magface_epoch_00025.pth` and CurricularFace's IR-101
 `CurricularFace_Backbone.pth`. Beside them: the verification .bin files under
-data/bins, XQLFW and Adience in the CR-FIQA folder layout, IJB-C under
-data/IJBC. The four FR networks run in the same pass over each dataset as
-ViT-FIQA. Each FR embedding is CR-FIQA's: the L2-normalised embeddings of the
-image and of its mirror side by side (flip "concat"), the network fed BGR
-(CR-FIQA's extraction fed BGR to all four models; set an entry's
-channel_order to None for the release's own order). It prints
+data/bins, XQLFW and Adience as CR-FIQA's extraction scripts write them
+(data/quality_data/<name>/, paths relative to data/, JPEGs with swapped
+channels: channel_order "bgr"), IJB-C as released under data/IJBC (loose_crop/
+and meta/; aligned here as CR-FIQA's extract_IJB.py does, needs the `ijbc`
+extra). The four FR networks run in the same pass over each dataset as
+ViT-FIQA. The reproduction rule (README "Reproducing the paper's numbers",
+docs/protocol.md §8): every image is true RGB in memory; ViT-FIQA is fed it as
+its own evaluation code feeds it, and every FR network as CR-FIQA's
+extract_emb.py did: true RGB for all four, MagFace included (its release's own
+order is BGR; an entry's channel_order overrides, None gives the release's
+order). Each FR embedding is CR-FIQA's: the L2-normalised embeddings of the
+image and of its mirror side by side (flip "concat"). IJB-C templates take the
+minimum quality of their images (metrics.template_quality, as CR-FIQA's
+ijb_qs_pair_file.py). It prints
 `wrote out/paper/summary.md`; the summary holds, for each dataset x FR model,
 the ERC areas at FMR 1e-3 and 1e-4 and the EDC partial areas at 0.2 and 0.3 of
 every exit, of the mean and depth-weighted fusions of all exits, and of the best
@@ -28,8 +36,10 @@ reads `data/embeddings/<dataset>_<FRModel>/<stem>.npy`.
 
 def get_config() -> dict:
   bins = "data/bins"
-  crfiqa = dict(builder="cr_fiqa_folder", channel_order="bgr")  # JPEGs written BGR
-  fr = dict(flip="concat", channel_order="bgr")
+  # The extractors' JPEGs hold swapped channels; read as bgr they are true RGB in memory.
+  crfiqa = dict(builder="cr_fiqa_folder", channel_order="bgr")
+  # CR-FIQA's extract_emb.py fed cv2.imread's array of those files unconverted: true RGB.
+  fr = dict(flip="concat", channel_order="rgb")
   return dict(
     checkpoint="weights/vit_fiqa",
     out_dir="out/paper",
@@ -52,7 +62,7 @@ def get_config() -> dict:
     ),
     embeddings={},
     scoring=dict(batch_size=64, dtype="float32"),
-    metrics=dict(fmrs=(1e-3, 1e-4), edc_fmr=1e-3, edc_limits=(0.2, 0.3)),
+    metrics=dict(fmrs=(1e-3, 1e-4), edc_fmr=1e-3, edc_limits=(0.2, 0.3), template_quality="min"),
     sweep=dict(
       rules=("mean", "weighted", "median", "min", "max"),
       norms=("none", "zscore"),

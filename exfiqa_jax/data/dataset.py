@@ -39,6 +39,7 @@ class Templates:
   ids: np.ndarray  # [T] int64, sorted template ids
   of_image: np.ndarray  # [N] int64: each image's template, index into ids
   media: np.ndarray  # [N] int64: each image's media id
+  detector_score: np.ndarray | None = None  # [N] float64: from the raw release, else None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,7 +68,9 @@ def load(name: str, data_dir: str) -> Dataset:
   )
   pairs = Pairs(meta["pair_a"], meta["pair_b"], meta["pair_label"]) if "pair_a" in meta else None
   templates = (
-    Templates(meta["template_ids"], meta["template_of_image"], meta["media"])
+    Templates(
+      meta["template_ids"], meta["template_of_image"], meta["media"], meta.get("detector_score")
+    )
     if "template_ids" in meta
     else None
   )

@@ -128,6 +128,7 @@ def nan_warnings(table: dict) -> list[str]:
 def resolve_metrics(given: dict | None, saved: dict | None = None) -> dict[str, Any]:
   """The metric settings: those given (a config's `metrics`), else those saved with
   the inputs, else the defaults; missing keys from the defaults."""
+  given = {k: v for k, v in (given or {}).items() if k != "template_quality"}  # pairing's
   chosen = given if given else (saved or {})
   return {**DEFAULT_METRICS, **chosen}
 

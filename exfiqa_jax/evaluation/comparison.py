@@ -7,8 +7,12 @@ image, found by its id's file stem) or as one `.npy` matrix [N, D] whose rows
 follow the dataset's image ids.
 
 IJB-C: an image embedding set becomes a template embedding by a media-wise
-mean, then the mean over the template's media; a template's quality at each
-exit is the plain mean of its images' qualities at that exit.
+mean, then the mean over the template's media (optionally each image weighted
+by its detector score first); a template's quality at each exit is, by
+default, the worst of its images' qualities at that exit: the minimum for a
+higher-is-better score, the maximum for a higher-is-worse one (an
+uncertainty), as CR-FIQA `IJB-C Evaluation/ijb_qs_pair_file.py`
+(`get_min_score`) takes it; the plain mean is an option.
 """
 
 from __future__ import annotations
@@ -87,14 +91,46 @@ def segment_mean(x: np.ndarray, segment: np.ndarray, num: int) -> np.ndarray:
 
 
 def template_embeddings(
-  embeddings: np.ndarray, of_image: np.ndarray, media: np.ndarray, num_templates: int
+  embeddings: np.ndarray,
+  of_image: np.ndarray,
+  media: np.ndarray,
+  num_templates: int,
+  weights: np.ndarray | None = None,
 ) -> np.ndarray:
-  """[N, D] image embeddings -> [T, D]: mean within each (template, media), then over media."""
+  """[N, D] image embeddings -> [T, D]: mean within each (template, media), then over media.
+
+  weights: [N] or None; each image's embedding is multiplied by its weight first (the
+  detector score, as insightface `eval_ijbc.py` with `use_detector_score`)."""
+  if weights is not None:
+    embeddings = np.asarray(embeddings, np.float64) * np.asarray(weights, np.float64)[:, None]
   keys, media_of_image = np.unique(np.stack([of_image, media], 1), axis=0, return_inverse=True)
   per_media = segment_mean(embeddings, media_of_image.reshape(-1), len(keys))
   return segment_mean(per_media, keys[:, 0], num_templates)
 
 
-def template_scores(scores: np.ndarray, of_image: np.ndarray, num_templates: int) -> np.ndarray:
-  """[N, L] image quality per exit -> [T, L], the mean over each template's images."""
-  return segment_mean(scores, of_image, num_templates)
+TEMPLATE_QUALITY = ("min", "mean")
+
+
+def template_scores(
+  scores: np.ndarray,
+  of_image: np.ndarray,
+  num_templates: int,
+  rule: str = "min",
+  higher_is_better: bool = True,
+) -> np.ndarray:
+  """[N, L] image quality per exit -> float64 [T, L], per exit over each template's images.
+
+  rule "min": the worst image's quality, the minimum (the maximum when
+  `higher_is_better` is False); "mean": the plain mean. Every exit is aggregated on
+  its own, so fusions of the template qualities follow the same rule."""
+  if rule not in TEMPLATE_QUALITY:
+    raise ValueError(f"template quality rule {rule!r} is not one of {TEMPLATE_QUALITY}")
+  if rule == "mean":
+    return segment_mean(scores, of_image, num_templates)
+  x = np.asarray(scores, np.float64)
+  counts = np.bincount(of_image, minlength=num_templates)
+  if (counts == 0).any():
+    raise ValueError(f"segment {int(np.argmin(counts))} of {num_templates} has no members")
+  order = np.argsort(of_image, kind="stable")
+  reduce = np.minimum if higher_is_better else np.maximum
+  return reduce.reduceat(x[order], np.cumsum(counts) - counts, axis=0)

@@ -37,7 +37,7 @@ class BenchmarkInputs:
 
   name: str
   ids: np.ndarray  # [N] image ids (str) or template ids (int64)
-  exit_scores: np.ndarray  # [N, L] quality at exits 1..L (templates: mean of their images')
+  exit_scores: np.ndarray  # [N, L] quality at exits 1..L (templates: min of their images')
   embeddings: np.ndarray  # [N, D] comparison embeddings (the model's or the FR model's)
   a: np.ndarray  # [P] int64 index into ids
   b: np.ndarray  # [P] int64 index into ids
@@ -63,16 +63,32 @@ def fr_embeddings(scores: Scores, name: str, flip: str = "none") -> np.ndarray:
   raise ValueError(f"flip rule {flip!r} is not one of none, concat, sum")
 
 
-def pair_inputs(dataset: Dataset, scores: Scores, emb: np.ndarray) -> BenchmarkInputs:
+def pair_inputs(
+  dataset: Dataset,
+  scores: Scores,
+  emb: np.ndarray,
+  template_quality: str = "min",
+  detector_weights: bool = False,
+) -> BenchmarkInputs:
   """One dataset's scores and comparison embeddings [N, D] (aligned to its images) ->
-  BenchmarkInputs; IJB-C images are first aggregated into templates."""
+  BenchmarkInputs; IJB-C images are first aggregated into templates: quality by
+  `template_quality` ("min" or "mean", per exit), embeddings media-wise, each weighted
+  by its detector score when `detector_weights` (docs/protocol.md §6)."""
   if dataset.pairs is None:
     raise ValueError(f"dataset {dataset.name!r} has no pairs to evaluate")
   ids, exits, t = scores.ids, scores.exit_scores, dataset.templates
   if t is not None:
+    weights = None
+    if detector_weights:
+      weights = getattr(t, "detector_score", None)
+      if weights is None:
+        raise ValueError(
+          f"dataset {dataset.name!r} holds no detector scores (built from aligned crops); "
+          "detector_weights needs the raw release's ijbc_name_5pts_score.txt"
+        )
     ids = t.ids
-    exits = template_scores(exits, t.of_image, len(t.ids)).astype(np.float32)
-    emb = template_embeddings(emb, t.of_image, t.media, len(t.ids)).astype(np.float32)
+    exits = template_scores(exits, t.of_image, len(t.ids), template_quality).astype(np.float32)
+    emb = template_embeddings(emb, t.of_image, t.media, len(t.ids), weights).astype(np.float32)
   p = dataset.pairs
   return BenchmarkInputs(dataset.name, ids, exits, emb, p.a, p.b, p.labels, cosine(emb, p.a, p.b))
 
@@ -88,6 +104,7 @@ def benchmark_inputs(
   dtype=jnp.float32,
   progress: bool = True,
   replace: bool = False,
+  template_quality: str = "min",
 ) -> BenchmarkInputs:
   """Scores `dataset` (cached in `out_dir`) and pairs it up for evaluation.
 
@@ -96,6 +113,7 @@ def benchmark_inputs(
   model's own embedding head gives the comparison scores. `fr_models` run in
   the same pass (see `pair_inputs` and `fr_embeddings` for using them). replace:
   an `out_dir` holding another run is cleared of it (`exfiqa_jax.scoring.score`).
+  template_quality: IJB-C templates' quality rule ("min", upstream's, or "mean").
   """
   if dataset.pairs is None:
     raise ValueError(f"dataset {dataset.name!r} has no pairs to evaluate")
@@ -110,4 +128,4 @@ def benchmark_inputs(
     replace=replace,
   )
   emb = scores.embeddings if fr_embeddings is None else load_embeddings(fr_embeddings, scores.ids)
-  return pair_inputs(dataset, scores, emb)
+  return pair_inputs(dataset, scores, emb, template_quality)

@@ -3,7 +3,10 @@
 A job config is a dict (see configs/paper.py for every key):
   checkpoint   a checkpoint folder written by `exfiqa convert`
   out_dir, data_dir   where reports/caches and the built datasets go
-  datasets     {name: {builder, files[, channel_order]}} (builders: exfiqa_jax.data.BUILDERS)
+  datasets     {name: {builder, files[, channel_order][, image_root][, detector_weights]}}
+               (builders: exfiqa_jax.data.BUILDERS); image_root: where a cr_fiqa_folder's
+               listed paths start; detector_weights: IJB-C template embeddings weight each
+               image by its detector score (raw release only; default False, as CR-FIQA)
   fr_models    the FR models whose comparison scores to evaluate: a list of names, where
                "self" is the model's own embedding head and any other name needs an
                entry in `embeddings`; or a dict {name: spec}, a spec being "self",
@@ -13,7 +16,9 @@ A job config is a dict (see configs/paper.py for every key):
                default: its release's)}. Checkpoints run in the scoring pass itself.
   embeddings   {FR model: root} holding `<root>/<dataset>_<FRModel>/<stem>.npy`, or a
                path with "{dataset}" naming one aligned .npy matrix per dataset
-  scoring, metrics, sweep   options of scoring, ERC/EDC and the fusion sweep
+  scoring, metrics, sweep   options of scoring (scoring.channel_order: what ViT-FIQA is
+               fed, default "rgb"), ERC/EDC (metrics.template_quality: "min" or "mean") and
+               the fusion sweep
   adaptive     optional: policies, stages, fraction, seed, knobs of the adaptive
                early-exit study run on every pair set (docs/protocol.md §10)
   report       exits: exits to plot besides the last one and the fusions
@@ -128,12 +133,18 @@ def option_checks() -> dict[str, dict]:
     "scoring": {
       "batch_size": _doc(_positive_int, "a positive integer"),
       "dtype": _doc(lambda v: v in ("float32", "bfloat16"), "'float32' or 'bfloat16'"),
+      "channel_order": _doc(
+        lambda v: v in ("rgb", "bgr"), "'rgb' (the true-RGB image) or 'bgr': what ViT-FIQA is fed"
+      ),
     },
     "metrics": {
       "fmrs": _seq(_rate, "a non-empty list of FMRs in (0, 1), e.g. (1e-3, 1e-4)"),
       "edc_fmr": _doc(_rate, "an FMR in (0, 1)"),
       "edc_limits": _seq(
         lambda v: _number(v) and 0 < v <= 1, "a non-empty list of discard limits in (0, 1]"
+      ),
+      "template_quality": _doc(
+        lambda v: v in ("min", "mean"), "'min' (upstream IJB-C) or 'mean' over a template"
       ),
     },
     "sweep": {
@@ -209,6 +220,7 @@ def check_job(cfg: dict, path: str) -> None:
         f"{path}: datasets.{name}.builder {builder!r} is not one of "
         f"{sorted(_FILES)} (a plain image folder has no pairs to evaluate)"
       )
+    _check_dataset_keys(path, name, ds)
     needed = _FILES[builder](name, ds.get("files", ""))
     if not os.path.exists(needed):
       raise FileNotFoundError(f"{path}: datasets.{name} needs {needed}, which does not exist")
@@ -219,6 +231,28 @@ def check_job(cfg: dict, path: str) -> None:
       emb = embeddings_path(cfg, fr, name)
       if emb is not None and not os.path.exists(emb):
         raise FileNotFoundError(f"{path}: embeddings of {fr} for {name}: {emb} does not exist")
+
+
+DATASET_KEYS = ("builder", "files", "channel_order", "image_root", "detector_weights")
+
+
+def _check_dataset_keys(path: str, name: str, ds: dict) -> None:
+  """A dataset entry's keys: known ones, image_root only for a cr_fiqa_folder (an existing
+  folder), detector_weights a bool for ijbc_1to1 only."""
+  unknown = sorted(set(ds) - set(DATASET_KEYS))
+  if unknown:
+    raise KeyError(f"{path}: datasets.{name} has unknown keys {unknown}; known: {DATASET_KEYS}")
+  root = ds.get("image_root")
+  if root is not None:
+    if ds["builder"] != "cr_fiqa_folder":
+      raise ValueError(f"{path}: datasets.{name}.image_root applies only to cr_fiqa_folder")
+    if not isinstance(root, str) or not os.path.isdir(root):
+      raise FileNotFoundError(f"{path}: datasets.{name}.image_root {root!r} is not a folder")
+  if "detector_weights" in ds:
+    if ds["builder"] != "ijbc_1to1":
+      raise ValueError(f"{path}: datasets.{name}.detector_weights applies only to ijbc_1to1")
+    if not isinstance(ds["detector_weights"], bool):
+      raise TypeError(f"{path}: datasets.{name}.detector_weights must be True or False")
 
 
 def _check_spec(path: str, fr: str, spec: dict, known: set[str]) -> None:

@@ -4,6 +4,7 @@ write the report. Also what `exfiqa sweep` reads back."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import os
 from typing import Any
@@ -31,9 +32,28 @@ __all__ = ["INPUT_KEYS", "analyse_inputs", "evaluate_job", "inputs_path", "read_
 def open_dataset(name: str, ds: dict, data_dir: str, progress: bool = False) -> data.Dataset:
   """The built dataset, built from its files on first use and again when they changed."""
   full = data.build(
-    ds["builder"], name, ds["files"], data_dir, ds.get("channel_order"), progress=progress
+    ds["builder"],
+    name,
+    ds["files"],
+    data_dir,
+    ds.get("channel_order"),
+    ds.get("image_root"),
+    progress=progress,
   )
   return data.load(full, data_dir)
+
+
+def fed_orders(images, fr_models: list, quality_order: str = "rgb") -> tuple[Any, list]:
+  """(images, fr_models) to score so that ViT-FIQA is fed `quality_order` ("rgb": the
+  true-RGB image, as its evaluation code feeds the extracted files by default; "bgr":
+  swapped, as its `--color_channel RGB` would) and every FR network what its entry says.
+  ViT-FIQA takes the images' stored order to RGB, so "bgr" hands scoring the other
+  stored order and swaps each FR model's order with it: the FR inputs are unchanged."""
+  if quality_order == "rgb":
+    return images, fr_models
+  swap = {"rgb": "bgr", "bgr": "rgb"}
+  images = dataclasses.replace(images, channel_order=swap[images.channel_order])
+  return images, [dataclasses.replace(m, channel_order=swap[m.model_order]) for m in fr_models]
 
 
 def inputs_path(out_dir: str, dataset: str, fr: str) -> str:
@@ -135,11 +155,12 @@ def evaluate_job(
     dataset = open_dataset(name, ds, cfg["data_dir"], progress)
     if dataset.pairs is None:
       raise ValueError(f"dataset {dataset.name!r} has no pairs to evaluate")
+    images, fed = fed_orders(dataset.images, fr_models, scoring.get("channel_order", "rgb"))
     scores = score(  # one pass over the images for every model
       ckpt[1:],
-      dataset.images,
+      images,
       os.path.join(out, "scores", name),
-      fr_models=fr_models,
+      fr_models=fed,
       batch_size=scoring.get("batch_size", 32),
       dtype=jnp.dtype(scoring.get("dtype", "float32")),
       progress=progress,
@@ -152,7 +173,13 @@ def evaluate_job(
         emb = load_embeddings(embeddings_path(cfg, fr, name), scores.ids)
       else:
         emb = scores.embeddings
-      x = pair_inputs(dataset, scores, emb)
+      x = pair_inputs(
+        dataset,
+        scores,
+        emb,
+        cfg.get("metrics", {}).get("template_quality", "min"),
+        bool(ds.get("detector_weights", False)),
+      )
       z = dict(
         ids=x.ids,
         exit_scores=x.exit_scores,

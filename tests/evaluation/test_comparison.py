@@ -62,9 +62,23 @@ def test_template_aggregation_by_hand():
   # template 0: media 7 mean (2, 0), media 8 (0, 4) -> (1, 2); template 1: (2,2), (5,5) -> mean
   np.testing.assert_allclose(t, [[1.0, 2.0], [3.5, 3.5]])
   q = np.array([[1.0, 2], [2, 4], [3, 6], [4, 8], [6, 10]])
-  np.testing.assert_allclose(template_scores(q, of_image, 2), [[2, 4], [5, 9]])
-  with pytest.raises(ValueError, match="segment 2 of 3 has no members"):
-    template_scores(q, of_image, 3)
+  np.testing.assert_allclose(template_scores(q, of_image, 2, "mean"), [[2, 4], [5, 9]])
+  # upstream's rule, the default: the worst image per exit (min; max when higher is worse)
+  np.testing.assert_array_equal(template_scores(q, of_image, 2), [[1, 2], [4, 8]])
+  q2 = np.array([[1.0, 9], [2, 4], [3, 6], [4, 8], [6, 10]])  # exits need not agree
+  np.testing.assert_array_equal(template_scores(q2, of_image, 2), [[1, 4], [4, 8]])
+  np.testing.assert_array_equal(
+    template_scores(q2, of_image, 2, higher_is_better=False), [[3, 9], [6, 10]]
+  )
+  for rule in ("min", "mean"):
+    with pytest.raises(ValueError, match="segment 2 of 3 has no members"):
+      template_scores(q, of_image, 3, rule)
+  with pytest.raises(ValueError, match="template quality rule 'median' is not one of"):
+    template_scores(q, of_image, 2, "median")
+  # detector-score weights scale each image's embedding before the media means
+  w = np.array([1.0, 3.0, 2.0, 1.0, 0.5])
+  t = template_embeddings(x, of_image, media, 2, weights=w)
+  np.testing.assert_allclose(t, [[(1 + 9) / 4, 4], [(2 + 2.5) / 2, (2 + 2.5) / 2]])
 
 
 def test_benchmark_inputs_templates_and_fr_matrix(tmp_path):
@@ -76,11 +90,23 @@ def test_benchmark_inputs_templates_and_fr_matrix(tmp_path):
   templates = Templates(np.array([11, 30]), np.array([1, 1, 0, 0, 1]), np.array([1, 1, 2, 3, 4]))
   pairs = Pairs(np.array([0, 1]), np.array([1, 0]), np.array([False, True]))
   ds = Dataset("ijbc_1to1/tiny", source, pairs, templates)
-  got = benchmark_inputs(ds, variables, str(tmp_path / "run"), batch_size=2, progress=False)
+  got = benchmark_inputs(
+    ds, variables, str(tmp_path / "run"), batch_size=2, progress=False, template_quality="mean"
+  )
   np.testing.assert_array_equal(got.ids, [11, 30])
   np.testing.assert_allclose(
     got.exit_scores, [exits[2:4].mean(0), exits[[0, 1, 4]].mean(0)], atol=1e-5
   )
+  low = benchmark_inputs(ds, variables, str(tmp_path / "run"), batch_size=2, progress=False)
+  np.testing.assert_allclose(
+    low.exit_scores, [exits[2:4].min(0), exits[[0, 1, 4]].min(0)], atol=1e-5
+  )
+  np.testing.assert_array_equal(low.comparison, got.comparison)
+  with pytest.raises(ValueError, match="holds no detector scores"):
+    from exfiqa_jax.evaluation.inputs import pair_inputs
+    from exfiqa_jax.scoring.score import Scores
+
+    pair_inputs(ds, Scores(source.ids, exits, emb), emb, detector_weights=True)
   t30 = (emb[0:2].mean(0) + emb[4]) / 2  # media 1 holds images 0 and 1
   t11 = emb[2:4].mean(0)
   np.testing.assert_allclose(
