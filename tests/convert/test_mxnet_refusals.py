@@ -379,3 +379,23 @@ def test_mxnet_input_scale_is_the_graphs(tmp_path):
   want = (imgs.astype(np.float32) - np.float32(127.5)) * np.float32(0.0078125)
   np.testing.assert_array_equal(np.asarray(fr_input(imgs, "rgb", config)), want)
   np.testing.assert_array_equal(np.asarray(fr_input(imgs[..., ::-1], "bgr", config)), want)
+
+
+def test_from_torch_keeps_what_the_graph_states(tmp_path):
+  """In memory too: the read release's own eps (here 1e-3) wins over the family's 2e-5, and
+  the variables are those convert_file writes."""
+  from exfiqa_jax.convert import FAMILIES, from_torch
+  from exfiqa_jax.models.checkpoint import load
+
+  nodes = symbol_nodes()
+  for n in nodes:
+    if n["op"] == "BatchNorm":
+      n["attrs"]["eps"] = "0.001"
+  path = write_checkpoint(tmp_path, nodes, random_params(nodes, seed=5))
+  config, params, stats = from_torch(FAMILIES["arcface-mxnet"].read(path), family="arcface-mxnet")
+  assert (config.family, config.bn_eps, config.input_scale) == ("arcface-mxnet", 1e-3, "mxnet")
+  assert convert_file(path, str(tmp_path / "ckpt"), family="arcface-mxnet") == config
+  got = load(str(tmp_path / "ckpt"))
+  np.testing.assert_array_equal(
+    np.asarray(got.params["fc"]["kernel"][...]), np.asarray(params["fc"]["kernel"][...])
+  )
