@@ -116,11 +116,14 @@ def from_torch(
   batch_stats). Leaves are float32 numpy arrays; ValueError naming the offending keys.
 
   num_heads, image_size: ViT-FIQA's options (default 8 heads and the smallest image
-  size of the patch grid); the face-recognition families read every size from the shapes.
+  size of the patch grid); the face-recognition families read every size from the shapes,
+  the rest from their release or from what the loaded object states (`Family.stated`).
   """
-  sd = unwrap(obj, family)
-  config = infer_config(sd, family, num_heads=num_heads, image_size=image_size)
-  return (config, *variables(family_named(family), sd, config))
+  f = family_named(family)
+  sd = f.unwrap(obj)
+  config = f.infer(sd, num_heads=num_heads, image_size=image_size)
+  config = f.stated(obj) or config  # what the file states (an MXNet graph's eps) wins
+  return (config, *variables(f, sd, config))
 
 
 def to_torch(config: Any, params: nnx.State, batch_stats: nnx.State) -> Any:

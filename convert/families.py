@@ -12,12 +12,15 @@ Adding a family (docs/layout.md, "Adding a model family"): its Flax model (a
 module and, for a new kind, one `KINDS` entry), its key table (`Entry` lists from
 `convert.mapping`'s pieces), its PyTorch reference in `convert/references/`, and one
 `Family` record below. A family whose files are not PyTorch ones gives its own
-`read`; one whose network takes another input gives it through its config's kind.
+`read` (arcface-mxnet: `convert/mxnet_params.py`) and, where its files state config
+values the shapes cannot tell, `stated`; one whose network takes another input gives it
+through its config's kind (or, within a kind, its release's input rule).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -28,6 +31,7 @@ from exfiqa_jax.convert import fr_mapping, mapping
 from exfiqa_jax.convert.fr_infer import detect_arch, infer_fr, refuse_unflagged
 from exfiqa_jax.convert.infer import infer_vit
 from exfiqa_jax.convert.mapping import Entry
+from exfiqa_jax.convert.mxnet_params import read_mxnet
 from exfiqa_jax.convert.references import face_recognition as fr_ref
 from exfiqa_jax.convert.references import vit_fiqa as vit_ref
 from exfiqa_jax.convert.safe_load import load_torch
@@ -64,6 +68,9 @@ class Family:
   reference_outputs: Callable[[torch.nn.Module, torch.Tensor], Outputs]  # NCHW input
   outputs: Callable[[Any], Outputs]  # the Flax model's output, named as the reference's
   settings: tuple[str, ...] = ()  # config fields the shapes cannot tell, read from SRC.json
+  # The config a loaded object states itself (an MXNet graph's eps), else None: it wins over
+  # the one inferred from the shapes, as SRC.json's does.
+  stated: Callable[[Any], Any] = lambda obj: None
   quality: bool = False  # whether its model gives a quality score besides the embedding
 
 
@@ -124,14 +131,22 @@ VIT_FIQA = Family(
 )
 
 
-def face_recognition(name: str, unwrap=state_dict, wrap=plain, read=load_torch) -> Family:
-  """A face-recognition release of `models.fr_config.RELEASES` (its arch, eps, input)."""
+def _own(obj: Any) -> tuple[None, Any]:
+  return None, obj  # a PyTorch release file states no config
+
+
+def face_recognition(
+  name: str, unwrap=state_dict, wrap=plain, read=load_torch, parts=_own
+) -> Family:
+  """A face-recognition release of `models.fr_config.RELEASES` (its arch, eps, input).
+
+  parts: a loaded object -> (the config it states or None, its PyTorch-named weights)."""
   arch = RELEASES[name].arch
   return Family(
     name=name,
     read=read,
-    detect=lambda obj: detect_arch(obj) == arch,
-    unwrap=unwrap,
+    detect=lambda obj: detect_arch(parts(obj)[1]) == arch,
+    unwrap=lambda obj: unwrap(parts(obj)[1]),
     wrap=wrap,
     infer=lambda sd, **options: infer_fr(sd, name),  # every size from the shapes
     entries=fr_mapping.entries,
@@ -143,7 +158,21 @@ def face_recognition(name: str, unwrap=state_dict, wrap=plain, read=load_torch) 
     test_inputs=_fr_test_inputs,
     reference_outputs=lambda model, x: {"embedding": fr_ref.embedding(model, x).numpy()},
     outputs=lambda out: {"embedding": np.asarray(out)},
+    stated=lambda obj: parts(obj)[0],
   )
+
+
+def _read_mxnet_release(path: str) -> Any:
+  """insightface's MXNet release (PREFIX-EPOCH.params, or PREFIX, beside PREFIX-symbol.json)
+  -> (FRConfig from its graph, state_dict); any other file is the family's export layout
+  (`exfiqa export`: a plain PyTorch iResNet state_dict), read weights-only."""
+  if os.path.isfile(path) and not path.endswith(".params"):
+    return load_torch(path)
+  return read_mxnet(path)
+
+
+def _mxnet_parts(obj: Any) -> tuple[Any, Any]:
+  return obj if isinstance(obj, tuple) else (None, obj)  # read_mxnet's (config, state_dict)
 
 
 FAMILIES = {
@@ -152,6 +181,7 @@ FAMILIES = {
   "elasticface": face_recognition("elasticface"),
   "magface": face_recognition("magface", unwrap=unwrap_magface, wrap=wrap_magface),
   "curricularface": face_recognition("curricularface"),
+  "arcface-mxnet": face_recognition("arcface-mxnet", read=_read_mxnet_release, parts=_mxnet_parts),
 }
 
 

@@ -6,10 +6,11 @@ appears atomically, and an existing one is replaced only with `force`, and only
 when exfiqa wrote it (`exfiqa_jax.fileio.check_output`). The family (default
 ViT-FIQA; `convert.families`) reads, unwraps, sizes and checks the source.
 
-`export` writes `DST.json` beside `DST` (`settings_path`): the model config,
-whose settings the state_dict's shapes cannot tell (ViT-FIQA: head count and
-image size, `Family.settings`); `convert` reads `SRC.json` when present, so that
-export then convert round-trips.
+`export` writes `DST.json` beside `DST` (`settings_path`): the model config, with
+what the state_dict's shapes cannot tell (ViT-FIQA: head count and image size; a
+face-recognition release: eps, channel order, input scale); `convert` reads `SRC.json`
+for every family when present and converts to that config, so that export then
+convert round-trips exactly (a `--family` disagreeing with it is refused).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from exfiqa_jax.convert.families import family_named
 from exfiqa_jax.convert.verify import report, verify
 from exfiqa_jax.fileio import atomic_path, check_output, write_text
 from exfiqa_jax.models.checkpoint import load, save
+from exfiqa_jax.models.registry import config_from_dict, config_to_dict
 
 SETTINGS_FORMAT = "exfiqa-export-1"
 
@@ -35,25 +37,27 @@ def settings_path(pt: str) -> str:
   return pt + ".json"
 
 
-def read_settings(src: str, keys: tuple[str, ...] = ("num_heads", "image_size")) -> dict:
-  """{key: int} of `keys` from `SRC.json`, or {} when there is none (or no keys)."""
+def read_export(src: str) -> Any:
+  """The model config `exfiqa export` stored in `SRC.json` (`settings_path`), or None when
+  there is none. Bounded (1 MiB) and checked: a malformed file is a one-line ValueError
+  naming it. Files of before the stored kind hold the config's fields only."""
   path = settings_path(src)
-  if not keys or not os.path.isfile(path):
-    return {}
+  if not os.path.isfile(path):
+    return None
   try:
     if os.path.getsize(path) > 1 << 20:
       raise ValueError("over 1 MiB")
     with open(path, encoding="utf-8") as f:
       info = json.load(f)
-    config = info["config"]
-    out = {k: config[k] for k in keys}
-    if info.get("format") != SETTINGS_FORMAT or not all(
-      isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in out.values()
-    ):
+    if not isinstance(info, dict) or info.get("format") != SETTINGS_FORMAT:
       raise ValueError(f"not of format {SETTINGS_FORMAT}")
-    return out
+    if not isinstance(info.get("config"), dict):
+      raise ValueError("no 'config' object")
+    return config_from_dict(info["config"])
   except (OSError, ValueError, KeyError, TypeError) as e:
-    raise ValueError(f"{path}: unreadable export settings ({e}); remove or fix it") from None
+    what = str(e.args[0] if isinstance(e, KeyError) and e.args else e)  # KeyError quotes
+    what = what.splitlines()[0] if what else type(e).__name__
+    raise ValueError(f"{path}: unreadable export settings ({what}); remove or fix it") from None
 
 
 def _non_finite(sd) -> list[str]:
@@ -71,19 +75,30 @@ def convert_file(
   image_size: int | None = None,
   force: bool = False,
   check: bool = False,
-  family: str = "vit_fiqa",
+  family: str | None = None,
 ) -> Any:
   """Converts the checkpoint `src` of `family`; with `check`, prints the `verify` table
   and fails on it.
 
-  num_heads / image_size (ViT-FIQA): default from `SRC.json` (written by `export`),
-  else 8 heads and the smallest image size of the patch grid; given ones must agree
-  with it. The face-recognition families read every size from the shapes.
+  `SRC.json` (written by `exfiqa export`), when present, holds the model config: it is
+  the one converted to (its family, and what the shapes cannot tell: ViT-FIQA's head
+  count and image size, a face-recognition release's eps, channel order and input
+  scale); a `family`, `num_heads` or `image_size` that disagrees with it is refused.
+  Without it: `family` default ViT-FIQA; ViT-FIQA's 8 heads and the smallest image size
+  of the patch grid; the face-recognition families read every size from the shapes and
+  the rest from their release (or from what their files state: `Family.stated`).
   """
-  f = family_named(family)
+  stored = read_export(src)
+  if stored is not None:
+    if family is not None and family != stored.family:
+      raise ValueError(
+        f"{src}: --family {family} disagrees with {settings_path(src)} "
+        f"(family {stored.family}, written by exfiqa export)"
+      )
+    family = stored.family
+  f = family_named(family or "vit_fiqa")
   check_output(dst, force=force, directory=True, kind="checkpoint")
-  obj = f.read(src)
-  settings = read_settings(src, f.settings)
+  settings = {k: getattr(stored, k) for k in f.settings} if stored is not None else {}
   given = {"num_heads": num_heads, "image_size": image_size}
   for key, value in given.items():
     if value is not None and key in settings and settings[key] != value:
@@ -92,6 +107,7 @@ def convert_file(
         f"({key} {settings[key]})"
       )
   options = {k: settings.get(k) if v is None else v for k, v in given.items()}
+  obj = f.read(src)
   try:
     sd = f.unwrap(obj)
     bad = _non_finite(sd)
@@ -100,7 +116,8 @@ def convert_file(
         f"NaN or infinite weights in {bad[:5]}{' ...' if len(bad) > 5 else ''}; "
         "nothing written (the scores would be NaN)"
       )
-    config = f.infer(sd, **options)
+    config = f.infer(sd, **options)  # checks the architecture and the sizes
+    config = stored or f.stated(obj) or config  # stated values win; shapes checked below
     params, batch_stats = variables(f, sd, config)
   except ValueError as e:
     raise ValueError(f"{src}: {e}") from None
@@ -125,6 +142,6 @@ def export_file(src: str, dst: str, *, force: bool = False) -> Any:
   state_dict = to_torch(config, params, batch_stats)
   with atomic_path(dst, force=force) as tmp:
     torch.save(state_dict, tmp)
-  info = {"format": SETTINGS_FORMAT, "config": config.to_dict()}
+  info = {"format": SETTINGS_FORMAT, "config": config_to_dict(config)}
   write_text(settings_path(dst), json.dumps(info, indent=1, sort_keys=True) + "\n")
   return config

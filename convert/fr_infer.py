@@ -19,7 +19,9 @@ ARCH_NAMES = {
   "iresnet": "an insightface iResNet ('conv1', 'layer1.0.bn1', ..., 'fc', 'features')",
   "irse": "CurricularFace's IR backbone ('input_layer', 'body.N.res_layer', 'output_layer')",
 }
-FAMILY_LIST = ", ".join(RELEASES)
+# The families released as PyTorch files (arcface-mxnet is read by convert/mxnet_params.py).
+TORCH_FAMILIES = [f for f, v in RELEASES.items() if v.input_scale != "mxnet"]
+FAMILY_LIST = ", ".join(TORCH_FAMILIES)
 
 
 def _keys(obj: Any) -> set[str]:
@@ -64,7 +66,7 @@ def check_arch(sd: StateDict, family: str) -> str:
   if found == want:
     return want
   if found is not None:
-    others = [f for f, v in RELEASES.items() if v.arch == found]
+    others = [f for f in TORCH_FAMILIES if RELEASES[f].arch == found]
     what = f"{ARCH_NAMES[found]} (--family {' or '.join(others)})"
   elif "blocks.0.attn.qkv.weight" in sd and "qs_token" in sd:
     what = "a ViT-FIQA backbone ('qs_token', 'blocks.N'); convert it without --family"

@@ -19,7 +19,12 @@ HELP = (
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-  p.add_argument("src", metavar="SRC", help="PyTorch checkpoint, loaded weights-only")
+  p.add_argument(
+    "src",
+    metavar="SRC",
+    help="PyTorch checkpoint, loaded weights-only; with --family arcface-mxnet the MXNet "
+    "PREFIX-EPOCH.params (or its PREFIX) beside PREFIX-symbol.json",
+  )
   p.add_argument("dst", metavar="DST", help="output checkpoint folder (see exfiqa_jax.load)")
   p.add_argument(
     "--num-heads",
@@ -38,9 +43,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
   p.add_argument(
     "--family",
     choices=FAMILY_NAMES,
-    default="vit_fiqa",
+    default=None,
     help="the source's model family: a face-recognition release's backbone (its wrapper, "
-    "BatchNorm eps, input channel order and scaling); default: a ViT-FIQA checkpoint",
+    "BatchNorm eps, input channel order and scaling); default: the family in SRC.json when "
+    "`exfiqa export` wrote one (another one is refused), else a ViT-FIQA checkpoint",
   )
   add_force(p, "DST")
   p.add_argument(

@@ -15,8 +15,10 @@ import dataclasses
 from typing import Any, ClassVar, NamedTuple
 
 ARCHS = ("iresnet", "irse")
-# "half": (x / 255 - 0.5) / 0.5, in [-1, 1]; "unit": x / 255, in [0, 1].
-INPUT_SCALES = ("half", "unit")
+# "half": (x / 255 - 0.5) / 0.5, in [-1, 1]; "unit": x / 255, in [0, 1]; "mxnet":
+# (x - 127.5) * 0.0078125 = (x - 127.5) / 128, in [-0.996, 0.996], what insightface's MXNet
+# symbols do inside their graph (fresnet.py: data - 127.5, then * 0.0078125).
+INPUT_SCALES = ("half", "unit", "mxnet")
 # Blocks per stage of the released iResNet depths (insightface `iresnet.py`).
 IRESNET_DEPTHS = {
   18: (2, 2, 2, 2),
@@ -45,6 +47,11 @@ RELEASES = {
   ),
   "curricularface": Release(
     "irse", 1e-5, "rgb", "half", "CurricularFace backbone/model_irse.py (BatchNorm defaults)"
+  ),
+  # insightface's MXNet release (model-r100-ii): the converter takes eps from its graph
+  # (2e-5 in fresnet.py); RGB as MXNet decodes and CR-FIQA's extraction feeds it.
+  "arcface-mxnet": Release(
+    "iresnet", 2e-5, "rgb", "mxnet", "insightface symbol/fresnet.py, symbol_utils.py (MXNet)"
   ),
 }
 

@@ -56,7 +56,8 @@ def fr_input(
 
   Channels are swapped when the stored order differs from the one the network
   takes (`model_order`, default the family's); then scaled as the release's
-  evaluation did: (x / 255 - 0.5) / 0.5 ("half") or x / 255 ("unit"). Traceable.
+  evaluation did: (x / 255 - 0.5) / 0.5 ("half"), x / 255 ("unit"), or (x - 127.5) * 0.0078125
+  ("mxnet", inside the graph of insightface's MXNet models). Traceable.
   """
   model_order = model_order or config.channel_order
   check_channel_order(stored_order)
@@ -64,6 +65,8 @@ def fr_input(
   x = images.astype(jnp.float32)
   if stored_order != model_order:
     x = x[..., ::-1]
+  if config.input_scale == "mxnet":
+    return (x - 127.5) * 0.0078125
   return (x / 255.0 - 0.5) / 0.5 if config.input_scale == "half" else x / 255.0
 
 

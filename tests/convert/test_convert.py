@@ -115,6 +115,8 @@ WRAPPERS = {  # case -> (family, wrapper of the reference state_dict)
     lambda sd: _magface_training(sd, "module.features.", "module.fc.weight"),
   ),
   "curricularface plain": ("curricularface", lambda sd: sd),
+  # Its release files are MXNet ones (test_mxnet_*.py); this is its export layout.
+  "arcface-mxnet exported": ("arcface-mxnet", lambda sd: sd),
 }
 OPTIONS = {"vit_fiqa": ["--num-heads", "6"]}  # what the shapes cannot tell
 KWARGS = {"vit_fiqa": {"num_heads": 6}}
@@ -134,7 +136,7 @@ def test_every_family_has_a_wrapper_case_and_a_cli_choice():
 
 
 def test_detect_tells_the_architecture_of_every_family():
-  iresnet = {"arcface", "elasticface", "magface"}
+  iresnet = {"arcface", "elasticface", "magface", "arcface-mxnet"}
   want = {"vit_fiqa": {"vit_fiqa"}, "curricularface": {"curricularface"}} | dict.fromkeys(
     iresnet, iresnet
   )
