@@ -102,6 +102,10 @@ class StrongNumpySweep:
     g_s = genuine[perm]
     self.sa, self.sb, self.sid = a[perm], b[perm], perm.astype(np.int64)
     self.gpos, self.ipos = np.flatnonzero(g_s), np.flatnonzero(~g_s)
+    # class-major layout of the per-variant arrays: genuines, then impostors, each in
+    # score order (a class is a contiguous slice; keys keep the pair-list index)
+    cm = np.r_[perm[g_s], perm[~g_s]]
+    self.ca, self.cb, self.csid = a[cm], b[cm], cm.astype(np.int64)
     g_upto, i_upto = np.r_[0, np.cumsum(g_s)], np.r_[0, np.cumsum(~g_s)]
     self.imp_end = i_upto[end[self.ipos] + 1]  # impostors up to the end of its tie group
     self.imp_start = i_upto[start[self.ipos]]  # impostors before its tie group
@@ -150,9 +154,9 @@ class StrongNumpySweep:
       base = np.arange(self.p)[None, :] * depth
       out = (
         None,
-        [lo[:, self.sa], lo[:, self.sb]],
-        [hi[:, self.sa], hi[:, self.sb]],
-        (nth, base, [asc[self.sa].ravel(), asc[self.sb].ravel()]),
+        [lo[:, self.ca], lo[:, self.cb]],
+        [hi[:, self.ca], hi[:, self.cb]],
+        (nth, base, [asc[self.ca].ravel(), asc[self.cb].ravel()]),
       )
     else:
       cols = self.x.T * (np.arange(1, depth + 1)[:, None] if rule == "weighted" else 1)
@@ -171,16 +175,19 @@ class StrongNumpySweep:
         return t
 
       lo, hi = table(cols[:h]), table(cols[h:])
-      out = (op, [lo[:, self.sa], lo[:, self.sb]], [hi[:, self.sa], hi[:, self.sb]], None)
+      out = (op, [lo[:, self.ca], lo[:, self.cb]], [hi[:, self.ca], hi[:, self.cb]], None)
     self.tables[rule] = out
     return out
 
   def pair_quality(self, codes: np.ndarray, rule: str) -> np.ndarray:
     """codes: [B] subset codes (bit i: exit i + 1) -> exact fused pair qualities [B, P]
-    in score order (integers with the order and ties of the rule's fused scores)."""
+    in class-major score order (integers with the order and ties of the rule's fused
+    scores). A batch whose codes share their high half reads that row once."""
     op, lo, hi, med = self._side_tables(rule)
     h = self.depth // 2
     cl, ch = codes & ((1 << h) - 1), codes >> h
+    if (ch == ch[0]).all():
+      ch = ch[:1]  # broadcast one row
     if med is None:
       return np.minimum(op(lo[0][cl], hi[0][ch]), op(lo[1][cl], hi[1][ch]))
     nth, base, asc = med
@@ -197,30 +204,67 @@ class StrongNumpySweep:
     """masks: [V, L] bool -> (ERC areas [V, F], EDC partial areas [V, K])."""
     masks = np.asarray(masks, bool)
     codes = (masks.astype(np.int64) << np.arange(self.depth)).sum(1)
-    erc, edc = [], []
-    for i in range(0, len(codes), self.batch):
-      e1, e2 = self._batch(codes[i : i + self.batch], rule)
-      erc.append(e1)
-      edc.append(e2)
-    return np.concatenate(erc), np.concatenate(edc)
+    # batches of codes sharing the high half (one table row each), results unsorted
+    order = np.argsort(codes, kind="stable")
+    high = codes[order] >> (self.depth // 2)
+    erc = np.empty((len(codes), self.f))
+    edc = np.empty((len(codes), len(self.limits)))
+    starts = np.flatnonzero(np.r_[True, high[1:] != high[:-1]])
+    for s0, s1 in zip(starts, np.r_[starts[1:], len(codes)], strict=True):
+      for i in range(s0, s1, self.batch):
+        idx = order[i : min(s1, i + self.batch)]
+        erc[idx], edc[idx] = self._batch(codes[idx], rule)
+    return erc, edc
 
   def sweep(self, masks, rules=RULES):
     out = [self.run(masks, r) for r in rules]
     return {"erc": np.concatenate([o[0] for o in out]), "edc": np.concatenate([o[1] for o in out])}
 
   def keys(self, codes, rule):
-    """Unique int64 keys [B, P] (quality << b | pair index) in score order."""
+    """(pair qualities, unique int64 keys quality << b | pair index) [B, P], class-major."""
     pq = self.pair_quality(codes, rule)
     top = int(pq.max())
     if top >= 1 << (62 - self.bits):  # too wide beside the index: dense ranks, same order
       pq = np.stack([np.unique(r, return_inverse=True)[1].reshape(-1) for r in pq])
-    return (pq << self.bits) | self.sid
+    return pq, (pq << self.bits) | self.csid
+
+  def levels(self, pq, keys, nb=4096):
+    """The highest rate each pair is kept at [B, P] int8 (kept at rate r iff its key
+    >= the key at sorted position floor(r P / 20)), by selection, not a sort: a
+    histogram of nb quality buckets per variant finds the bucket of each cut; pairs
+    outside those buckets take their level from a per-bucket table, the few inside
+    are ordered exactly."""
+    bsz, p = keys.shape
+    row = np.arange(bsz)[:, None]
+    low = pq.min(1, keepdims=True)
+    span = pq.max(1) - low[:, 0]
+    shift = np.array([max(0, int(x).bit_length() - (nb.bit_length() - 1)) for x in span])
+    bk = (pq - low) >> shift[:, None]  # [B, P] in 0..nb-1
+    off = bk + row * nb
+    cnt = np.bincount(off.ravel(), minlength=bsz * nb).reshape(bsz, nb)
+    cum = np.cumsum(cnt, 1)  # pairs in buckets <= v
+    base = row * (p + 1)  # rows offset: one increasing array for one searchsorted
+    vr = np.searchsorted((cum + base).ravel(), (self.cuts + base).ravel(), "right")
+    vr = vr.reshape(bsz, RATES) - row * nb  # the bucket holding each cut
+    marks = np.bincount((vr + 1 + row * (nb + 1)).ravel(), minlength=bsz * (nb + 1))
+    below = np.cumsum(marks.reshape(bsz, nb + 1), 1)  # [b, v]: #{r: vr < v}
+    lvl = (below[:, :nb] - 1).astype(np.int8).ravel()[off]
+    cut = (below[:, 1:] > below[:, :nb]).ravel()[off]  # in a bucket holding a cut
+    rows, cols = np.nonzero(cut)
+    ek, ebk = keys[rows, cols], bk[rows, cols]
+    srt = np.lexsort((ek, rows))
+    comb = rows[srt] * nb + ebk[srt]  # nondecreasing
+    start = np.searchsorted(comb, (row * nb + vr).ravel(), "left").reshape(bsz, RATES)
+    rank = self.cuts - np.take_along_axis(cum - cnt, vr, 1)  # rank inside the bucket
+    bnd = ek[srt][start + rank]  # [B, 20] the keys at the cuts
+    lvl[rows, cols] += ((vr[rows] == ebk[:, None]) & (ek[:, None] >= bnd[rows])).sum(1, np.int8)
+    return lvl
 
   def _batch(self, codes, rule):
-    keys = self.keys(codes, rule)
-    bnd = np.partition(keys, self.cuts, axis=1)[:, self.cuts]  # [B, 20] rate cuts
-    gk = keys[:, self.gpos]  # [B, G] genuine keys in score order
-    kept = gk[:, None, :] >= bnd[:, :, None]  # [B, 20, G]
+    pq, keys = self.keys(codes, rule)
+    lvl = self.levels(pq, keys)
+    gk = keys[:, : self.n_gen]  # [B, G] genuine keys in score order
+    kept = lvl[:, None, : self.n_gen] >= np.arange(RATES, dtype=np.int8)[None, :, None]
     packed = np.packbits(kept, axis=2, bitorder="little")
     words = np.zeros((len(codes), RATES, self.nw * 8), np.uint8)
     words[:, :, : packed.shape[2]] = packed
@@ -229,19 +273,20 @@ class StrongNumpySweep:
     np.cumsum(np.bitwise_count(words), axis=2, out=pref[:, :, 1:])
     n_gen_r = pref[:, :, -1]
     n_imp_r = (self.p - self.cuts)[None, :] - n_gen_r
-    fnmr = self._erc(keys, bnd, words, pref, n_gen_r, n_imp_r, self.window)
+    fnmr = self._erc(lvl[:, self.n_gen :], words, pref, n_gen_r, n_imp_r, self.window)
     f = fnmr.reshape(len(codes), self.f, RATES)
     area = (f[:, :, 1:-1].sum(2) + (f[:, :, 0] + f[:, :, -1]) / 2) / RATES
     return area, self._edc(gk)
 
-  def _erc(self, keys, bnd, words, pref, n_gen_r, n_imp_r, w):
-    """FNMR [B, F * 20] from the first w impostors in score order; variants whose
-    window cannot decide are redone with 2 w (at most all impostors)."""
-    bsz = len(keys)
+  def _erc(self, ilvl, words, pref, n_gen_r, n_imp_r, w):
+    """FNMR [B, F * 20] from the levels of the first w impostors in score order
+    (ilvl [B, >= w]); variants whose window cannot decide are redone with 2 w (at
+    most all impostors)."""
+    bsz = len(ilvl)
     rows = self.rows
-    ik = keys[:, self.ipos[:w]]  # [B, w]
     c0 = np.zeros((bsz, RATES, w + 1), np.int32)
-    np.cumsum(ik[:, None, :] >= bnd[:, :, None], axis=2, out=c0[:, :, 1:])
+    steps = np.arange(RATES, dtype=np.int8)[None, :, None]
+    np.cumsum(ilvl[:, None, :w] >= steps, axis=2, out=c0[:, :, 1:])
     c0 = c0[:, rows]  # [B, F20, w + 1] kept impostors among the first m
     nimp, ngen = n_imp_r[:, rows], n_gen_r[:, rows]
     wx, px = words[:, rows], pref[:, rows]
@@ -308,9 +353,8 @@ class StrongNumpySweep:
     redo = np.flatnonzero(short.any(1))
     if len(redo):
       fnmr[redo] = self._erc(
-        keys[redo], bnd[redo], words[redo], pref[redo], n_gen_r[redo], n_imp_r[redo],
-        min(2 * w, self.n_imp),
-      )  # fmt: skip
+        ilvl[redo], words[redo], pref[redo], n_gen_r[redo], n_imp_r[redo], min(2 * w, self.n_imp)
+      )
     return fnmr
 
   def _edc(self, gk):
