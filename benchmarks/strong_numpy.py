@@ -84,7 +84,7 @@ class StrongNumpySweep:
     edc_fmr=1e-3,
     limits=(0.2, 0.3),
     window=64,
-    batch=64,
+    batch=16,
   ):
     x = fixed_point(exits)
     self.x = x - x.min()  # >= 0
@@ -192,11 +192,17 @@ class StrongNumpySweep:
       return np.minimum(op(lo[0][cl], hi[0][ch]), op(lo[1][cl], hi[1][ch]))
     nth, base, asc = med
     k = np.array([int(c).bit_count() for c in codes])
-    m1, m2 = ((k + 1) // 2)[:, None], (k // 2 + 1)[:, None]  # the middle ranks
+    size = nth.shape[1]
+    m1, m2 = ((k + 1) // 2 * size)[:, None], ((k // 2 + 1) * size)[:, None]  # middle ranks
+    flat, odd = nth.ravel(), k % 2 == 1
     sides = []
     for s in range(2):
       sc = lo[s][cl] | hi[s][ch]  # sorted positions of the selected exits, per pair
-      sides.append(asc[s][base + nth[m1, sc]] + asc[s][base + nth[m2, sc]])
+      v = asc[s][base + flat[m1 + sc]]
+      if odd.all():  # one middle value: twice it has the same order
+        sides.append(v)
+      else:
+        sides.append(v + np.where(odd[:, None], v, asc[s][base + flat[m2 + sc]]))
     return np.minimum(*sides)
 
   # ---------------------------------------------------------------- metrics
@@ -220,26 +226,25 @@ class StrongNumpySweep:
     out = [self.run(masks, r) for r in rules]
     return {"erc": np.concatenate([o[0] for o in out]), "edc": np.concatenate([o[1] for o in out])}
 
-  def keys(self, codes, rule):
-    """(pair qualities, unique int64 keys quality << b | pair index) [B, P], class-major."""
+  def qualities(self, codes, rule):
+    """Pair qualities [B, P] (class-major) that pack beside the pair index in a key
+    quality << b | pair index (unique: the stable order)."""
     pq = self.pair_quality(codes, rule)
     top = int(pq.max())
     if top >= 1 << (62 - self.bits):  # too wide beside the index: dense ranks, same order
       pq = np.stack([np.unique(r, return_inverse=True)[1].reshape(-1) for r in pq])
-    return pq, (pq << self.bits) | self.csid
+    return pq
 
-  def levels(self, pq, keys, nb=4096):
+  def levels(self, pq, nb=2048):
     """The highest rate each pair is kept at [B, P] int8 (kept at rate r iff its key
     >= the key at sorted position floor(r P / 20)), by selection, not a sort: a
     histogram of nb quality buckets per variant finds the bucket of each cut; pairs
     outside those buckets take their level from a per-bucket table, the few inside
     are ordered exactly."""
-    bsz, p = keys.shape
+    bsz, p = pq.shape
     row = np.arange(bsz)[:, None]
-    low = pq.min(1, keepdims=True)
-    span = pq.max(1) - low[:, 0]
-    shift = np.array([max(0, int(x).bit_length() - (nb.bit_length() - 1)) for x in span])
-    bk = (pq - low) >> shift[:, None]  # [B, P] in 0..nb-1
+    shift = np.array([max(0, int(x).bit_length() - (nb.bit_length() - 1)) for x in pq.max(1)])
+    bk = pq >> shift[:, None]  # [B, P] in 0..nb-1
     off = bk + row * nb
     cnt = np.bincount(off.ravel(), minlength=bsz * nb).reshape(bsz, nb)
     cum = np.cumsum(cnt, 1)  # pairs in buckets <= v
@@ -248,22 +253,26 @@ class StrongNumpySweep:
     vr = vr.reshape(bsz, RATES) - row * nb  # the bucket holding each cut
     marks = np.bincount((vr + 1 + row * (nb + 1)).ravel(), minlength=bsz * (nb + 1))
     below = np.cumsum(marks.reshape(bsz, nb + 1), 1)  # [b, v]: #{r: vr < v}
-    lvl = (below[:, :nb] - 1).astype(np.int8).ravel()[off]
-    cut = (below[:, 1:] > below[:, :nb]).ravel()[off]  # in a bucket holding a cut
-    rows, cols = np.nonzero(cut)
-    ek, ebk = keys[rows, cols], bk[rows, cols]
+    # one table per bucket: the level, + 64 where the bucket holds a cut
+    tab = (below[:, :nb] - 1 + 64 * (below[:, 1:] > below[:, :nb])).astype(np.int8)
+    lvl = tab.ravel()[off]
+    flat = np.flatnonzero(lvl >= 63)  # pairs in a bucket holding a cut
+    lvl.ravel()[flat] -= 64
+    rows, cols = flat // p, flat % p
+    ek = (pq.ravel()[flat] << self.bits) | self.csid[cols]
+    ebk = bk.ravel()[flat]
     srt = np.lexsort((ek, rows))
     comb = rows[srt] * nb + ebk[srt]  # nondecreasing
     start = np.searchsorted(comb, (row * nb + vr).ravel(), "left").reshape(bsz, RATES)
     rank = self.cuts - np.take_along_axis(cum - cnt, vr, 1)  # rank inside the bucket
     bnd = ek[srt][start + rank]  # [B, 20] the keys at the cuts
-    lvl[rows, cols] += ((vr[rows] == ebk[:, None]) & (ek[:, None] >= bnd[rows])).sum(1, np.int8)
+    lvl.ravel()[flat] += ((vr[rows] == ebk[:, None]) & (ek[:, None] >= bnd[rows])).sum(1, np.int8)
     return lvl
 
   def _batch(self, codes, rule):
-    pq, keys = self.keys(codes, rule)
-    lvl = self.levels(pq, keys)
-    gk = keys[:, : self.n_gen]  # [B, G] genuine keys in score order
+    pq = self.qualities(codes, rule)
+    lvl = self.levels(pq)
+    gk = (pq[:, : self.n_gen] << self.bits) | self.csid[: self.n_gen]  # [B, G] genuine keys
     kept = lvl[:, None, : self.n_gen] >= np.arange(RATES, dtype=np.int8)[None, :, None]
     packed = np.packbits(kept, axis=2, bitorder="little")
     words = np.zeros((len(codes), RATES, self.nw * 8), np.uint8)
