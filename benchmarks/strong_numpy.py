@@ -235,7 +235,7 @@ class StrongNumpySweep:
       pq = np.stack([np.unique(r, return_inverse=True)[1].reshape(-1) for r in pq])
     return pq
 
-  def levels(self, pq, nb=2048):
+  def levels(self, pq, nb=4096):
     """The highest rate each pair is kept at [B, P] int8 (kept at rate r iff its key
     >= the key at sorted position floor(r P / 20)), by selection, not a sort: a
     histogram of nb quality buckets per variant finds the bucket of each cut; pairs
@@ -243,8 +243,11 @@ class StrongNumpySweep:
     are ordered exactly."""
     bsz, p = pq.shape
     row = np.arange(bsz)[:, None]
-    shift = np.array([max(0, int(x).bit_length() - (nb.bit_length() - 1)) for x in pq.max(1)])
-    bk = pq >> shift[:, None]  # [B, P] in 0..nb-1
+    low = pq.min(1)
+    span = pq.max(1) - low
+    shift = np.array([max(0, int(x).bit_length() - (nb.bit_length() - 1)) for x in span])
+    bk = pq - low[:, None]
+    bk >>= shift[:, None]  # [B, P] in 0..nb-1
     off = bk + row * nb
     cnt = np.bincount(off.ravel(), minlength=bsz * nb).reshape(bsz, nb)
     cum = np.cumsum(cnt, 1)  # pairs in buckets <= v
@@ -259,14 +262,28 @@ class StrongNumpySweep:
     flat = np.flatnonzero(lvl >= 63)  # pairs in a bucket holding a cut
     lvl.ravel()[flat] -= 64
     rows, cols = flat // p, flat % p
-    ek = (pq.ravel()[flat] << self.bits) | self.csid[cols]
-    ebk = bk.ravel()[flat]
-    srt = np.lexsort((ek, rows))
-    comb = rows[srt] * nb + ebk[srt]  # nondecreasing
-    start = np.searchsorted(comb, (row * nb + vr).ravel(), "left").reshape(bsz, RATES)
-    rank = self.cuts - np.take_along_axis(cum - cnt, vr, 1)  # rank inside the bucket
-    bnd = ek[srt][start + rank]  # [B, 20] the keys at the cuts
-    lvl.ravel()[flat] += ((vr[rows] == ebk[:, None]) & (ek[:, None] >= bnd[rows])).sum(1, np.int8)
+    ebk, group = bk.ravel()[flat], off.ravel()[flat]  # bucket, (row, bucket)
+    rank = self.cuts - np.take_along_axis(cum - cnt, vr, 1)  # rank of each cut in its bucket
+    width = int(shift.max()) + self.bits
+    if (bsz * nb) << width < 1 << 62:
+      # one sortable int64: (row, bucket) above the pair's key relative to its bucket
+      rel = (pq.ravel()[flat] - low[rows] - (ebk << shift[rows])) << self.bits | self.csid[cols]
+      comp = group << width | rel
+      srt = np.sort(comp)
+      start = np.searchsorted(srt, ((row * nb + vr) << width).ravel(), "left")
+      bnd = srt[start + rank.ravel()]  # [B 20] the cuts, as composites (nondecreasing)
+      # kept at the rates whose cut lies in the pair's bucket at or below it
+      lvl.ravel()[flat] += (
+        np.searchsorted(bnd, comp, "right") - np.searchsorted(bnd, group << width, "left")
+      ).astype(np.int8)
+    else:
+      ek = (pq.ravel()[flat] << self.bits) | self.csid[cols]
+      srt = np.lexsort((ek, rows))
+      comb = rows[srt] * nb + ebk[srt]  # nondecreasing
+      start = np.searchsorted(comb, (row * nb + vr).ravel(), "left").reshape(bsz, RATES)
+      bnd = ek[srt][start + rank]  # [B, 20] the keys at the cuts
+      kept = (vr[rows] == ebk[:, None]) & (ek[:, None] >= bnd[rows])
+      lvl.ravel()[flat] += kept.sum(1, np.int8)
     return lvl
 
   def _batch(self, codes, rule):
