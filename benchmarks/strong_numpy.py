@@ -315,31 +315,38 @@ class StrongNumpySweep:
     rows = self.rows
     c0 = np.zeros((bsz, RATES, w + 1), np.int32)
     steps = np.arange(RATES, dtype=np.int8)[None, :, None]
-    np.cumsum(ilvl[:, None, :w] >= steps, axis=2, out=c0[:, :, 1:])
-    c0 = c0[:, rows]  # [B, F20, w + 1] kept impostors among the first m
+    np.cumsum(ilvl[:, None, :w] >= steps, axis=2, out=c0[:, :, 1:])  # kept among the first m
+    br = np.arange(bsz)[:, None] * RATES + rows  # [B, F20] the (variant, rate) row of each entry
     nimp, ngen = n_imp_r[:, rows], n_gen_r[:, rows]
-    wx, px = words[:, rows], pref[:, rows]
     q, rem = (self.num * nimp) // self.den, (self.num * nimp) % self.den
-    have = c0[:, :, -1]
+    # rows made one nondecreasing array (each row offset past the last): one searchsorted
+    c_flat, c_base = c0.ravel(), br * (w + 1)
+    c_step = (np.arange(bsz * RATES) * (w + 2))[:, None]
+    c_sorted = (c0.reshape(-1, w + 1) + c_step).ravel()
+    have = c_flat[c_base + w]
+    nw = self.nw
+    w_flat, p_flat, p_base = words.ravel(), pref.ravel(), br * (nw + 1)
+    p_sorted = (pref.reshape(-1, nw + 1) + (np.arange(bsz * RATES) * (self.n_gen + 1))[:, None]).ravel()
 
-    def nth(n):  # impostor index of the n-th kept one
-      return np.minimum((c0[:, :, 1:] < n[..., None]).sum(2), w - 1)
+    def nth(n):  # impostor index of the n-th kept one (w - 1 when not in the window)
+      m = np.searchsorted(c_sorted, br * (w + 2) + n, "left") - c_base - 1
+      return np.clip(m, 0, w - 1)
 
     def imp_below(i):
-      return np.take_along_axis(c0, np.minimum(i, w)[..., None], 2)[..., 0]
+      return c_flat[c_base + np.minimum(i, w)]
 
     def gen_below(j):  # kept genuines with index < j (0 <= j <= n_gen)
       blk = j >> 6
-      word = np.take_along_axis(wx, blk[..., None], 2)[..., 0]
+      word = w_flat[br * nw + np.minimum(blk, nw - 1)]
       mask = (np.uint64(1) << (j & 63).astype(np.uint64)) - np.uint64(1)
-      return np.take_along_axis(px, blk[..., None], 2)[..., 0] + np.bitwise_count(word & mask)
+      return p_flat[p_base + blk] + np.bitwise_count(word & mask)
 
     def gen_last(j):  # the largest kept genuine index < j, -1 if none
       c = gen_below(j)
-      blk = np.maximum((px[:, :, 1:] < c[..., None]).sum(2), 0)
-      blk = np.minimum(blk, self.nw - 1)
-      word = np.take_along_axis(wx, blk[..., None], 2)[..., 0]
-      within = c - np.take_along_axis(px, blk[..., None], 2)[..., 0]
+      blk = np.searchsorted(p_sorted, br * (self.n_gen + 1) + c, "left") - p_base - 1
+      blk = np.clip(blk, 0, nw - 1)
+      word = w_flat[br * nw + blk]
+      within = c - p_flat[p_base + blk]
       run = np.cumsum((word[..., None] >> np.arange(64, dtype=np.uint64)) & np.uint64(1), axis=2)
       bit = (run < within[..., None].astype(np.uint64)).sum(2)
       return np.where(c > 0, blk * 64 + bit, -1)
