@@ -44,6 +44,7 @@ from fractions import Fraction
 import numpy as np
 
 RATES = 20
+SIDE_BYTES = 1 << 30  # the largest per-pair-side tables built (all rules)
 RULES = ("mean", "weighted", "median", "min", "max")
 
 
@@ -85,6 +86,7 @@ class StrongNumpySweep:
     limits=(0.2, 0.3),
     window=64,
     batch=16,
+    side_tables=None,
   ):
     x = fixed_point(exits)
     self.x = x - x.min()  # >= 0
@@ -127,7 +129,11 @@ class StrongNumpySweep:
     self.width = np.clip(self.limits[:, None] - np.arange(self.q) / self.n_gen, 0, 1 / self.n_gen)
     self.cuts = (np.arange(RATES) * p) // RATES
     self.window = min(window, self.n_imp)
-    self.batch = batch
+    # per-pair-side tables where they fit (LFW: 4 x 64 x P x 8 B), else per-image tables
+    # and two gathers per variant (IJB-C); batches sized to about 256 MB of pair arrays
+    fits = (4 << (self.depth - self.depth // 2)) * p * 8 <= SIDE_BYTES
+    self.side = fits if side_tables is None else side_tables
+    self.batch = max(1, min(batch, (256 << 20) // (p * 8 * 8)))
     self.nw = -(-self.n_gen // 64) + 1  # genuine bit words, one spare (queries up to n_gen)
     self.gen_pos_i = self.gpos.astype(np.int64)
     self.tables: dict = {}
@@ -151,6 +157,9 @@ class StrongNumpySweep:
 
       lo, hi = table(list(range(h))), table(list(range(h, depth)))
       nth = _nth_bit_table(depth)
+      if not self.side:
+        base = np.arange(self.n)[None, :] * depth
+        return self.tables.setdefault(rule, (None, [lo], [hi], (nth, base, [asc.ravel()])))
       base = np.arange(self.p)[None, :] * depth
       out = (
         None,
@@ -175,6 +184,8 @@ class StrongNumpySweep:
         return t
 
       lo, hi = table(cols[:h]), table(cols[h:])
+      if not self.side:
+        return self.tables.setdefault(rule, (op, [lo], [hi], None))
       out = (op, [lo[:, self.ca], lo[:, self.cb]], [hi[:, self.ca], hi[:, self.cb]], None)
     self.tables[rule] = out
     return out
@@ -188,6 +199,9 @@ class StrongNumpySweep:
     cl, ch = codes & ((1 << h) - 1), codes >> h
     if (ch == ch[0]).all():
       ch = ch[:1]  # broadcast one row
+    if med is None and not self.side:  # per image, then the pairs' two gathers
+      f = op(lo[0][cl], hi[0][ch])
+      return np.minimum(np.take(f, self.ca, 1), np.take(f, self.cb, 1))
     if med is None:
       return np.minimum(op(lo[0][cl], hi[0][ch]), op(lo[1][cl], hi[1][ch]))
     nth, base, asc = med
@@ -196,13 +210,15 @@ class StrongNumpySweep:
     m1, m2 = ((k + 1) // 2 * size)[:, None], ((k // 2 + 1) * size)[:, None]  # middle ranks
     flat, odd = nth.ravel(), k % 2 == 1
     sides = []
-    for s in range(2):
+    for s in range(len(lo)):
       sc = lo[s][cl] | hi[s][ch]  # sorted positions of the selected exits, per pair
       v = asc[s][base + flat[m1 + sc]]
       if odd.all():  # one middle value: twice it has the same order
         sides.append(v)
       else:
         sides.append(v + np.where(odd[:, None], v, asc[s][base + flat[m2 + sc]]))
+    if not self.side:
+      return np.minimum(np.take(sides[0], self.ca, 1), np.take(sides[0], self.cb, 1))
     return np.minimum(*sides)
 
   # ---------------------------------------------------------------- metrics
@@ -235,13 +251,14 @@ class StrongNumpySweep:
       pq = np.stack([np.unique(r, return_inverse=True)[1].reshape(-1) for r in pq])
     return pq
 
-  def levels(self, pq, nb=4096):
+  def levels(self, pq, nb=None):
     """The highest rate each pair is kept at [B, P] int8 (kept at rate r iff its key
     >= the key at sorted position floor(r P / 20)), by selection, not a sort: a
     histogram of nb quality buckets per variant finds the bucket of each cut; pairs
     outside those buckets take their level from a per-bucket table, the few inside
     are ordered exactly."""
     bsz, p = pq.shape
+    nb = nb or 1 << max(12, min(20, (p // 4).bit_length()))  # about 4 pairs a bucket
     row = np.arange(bsz)[:, None]
     low = pq.min(1)
     span = pq.max(1) - low
@@ -326,7 +343,9 @@ class StrongNumpySweep:
     have = c_flat[c_base + w]
     nw = self.nw
     w_flat, p_flat, p_base = words.ravel(), pref.ravel(), br * (nw + 1)
-    p_sorted = (pref.reshape(-1, nw + 1) + (np.arange(bsz * RATES) * (self.n_gen + 1))[:, None]).ravel()
+    p_sorted = (
+      pref.reshape(-1, nw + 1) + (np.arange(bsz * RATES) * (self.n_gen + 1))[:, None]
+    ).ravel()
 
     def nth(n):  # impostor index of the n-th kept one (w - 1 when not in the window)
       m = np.searchsorted(c_sorted, br * (w + 2) + n, "left") - c_base - 1

@@ -53,12 +53,12 @@ def reference_row(data, mask, rule):
   return np.array(erc), np.array(edc_reference(rank, scores, genuine, thr, LIMITS)[1])
 
 
-@pytest.mark.parametrize("seed, window", [(0, 1), (1, 3), (2, 64)])
-def test_strong_numpy_rows_equal_the_plain_references(seed, window):
+@pytest.mark.parametrize("seed, window, side", [(0, 1, True), (1, 3, False), (2, 64, True)])
+def test_strong_numpy_rows_equal_the_plain_references(seed, window, side):
   data = tie_heavy(seed)
   rng = np.random.default_rng(seed)
   masks = ((rng.choice(np.arange(1, 1 << L), 12, replace=False)[:, None] >> np.arange(L)) & 1) == 1
-  eng = StrongNumpySweep(*data, fmrs=FMRS, limits=LIMITS, window=window, batch=5)
+  eng = StrongNumpySweep(*data, fmrs=FMRS, limits=LIMITS, window=window, batch=5, side_tables=side)
   for rule in RULES:
     erc, edc = eng.run(masks, rule)
     for j, mask in enumerate(masks):
@@ -67,11 +67,11 @@ def test_strong_numpy_rows_equal_the_plain_references(seed, window):
       np.testing.assert_allclose(edc[j], want_edc, atol=1e-12)
 
 
-def test_strong_numpy_window_and_batch_do_not_change_a_row():
+def test_strong_numpy_window_batch_and_tables_do_not_change_a_row():
   data = tie_heavy(3, n=200, p=1500, levels=12, distinct=40)
   masks = ((np.arange(1, 1 << L)[::7, None] >> np.arange(L)) & 1) == 1
   wide = StrongNumpySweep(*data, fmrs=FMRS, limits=LIMITS, window=10**6, batch=64)
-  short = StrongNumpySweep(*data, fmrs=FMRS, limits=LIMITS, window=2, batch=3)
+  short = StrongNumpySweep(*data, fmrs=FMRS, limits=LIMITS, window=2, batch=3, side_tables=False)
   for rule in RULES:
     for x, y in zip(wide.run(masks, rule), short.run(masks, rule), strict=True):
       np.testing.assert_array_equal(x, y)
