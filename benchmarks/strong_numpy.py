@@ -243,13 +243,9 @@ class StrongNumpySweep:
     return {"erc": np.concatenate([o[0] for o in out]), "edc": np.concatenate([o[1] for o in out])}
 
   def qualities(self, codes, rule):
-    """Pair qualities [B, P] (class-major) that pack beside the pair index in a key
-    quality << b | pair index (unique: the stable order)."""
-    pq = self.pair_quality(codes, rule)
-    top = int(pq.max())
-    if top >= 1 << (62 - self.bits):  # too wide beside the index: dense ranks, same order
-      pq = np.stack([np.unique(r, return_inverse=True)[1].reshape(-1) for r in pq])
-    return pq
+    """Pair qualities [B, P] (class-major); a pair's place in the stable quality
+    order is that of (quality, pair index)."""
+    return self.pair_quality(codes, rule)
 
   def levels(self, pq, nb=None):
     """The highest rate each pair is kept at [B, P] int8 (kept at rate r iff its key
@@ -294,19 +290,20 @@ class StrongNumpySweep:
         np.searchsorted(bnd, comp, "right") - np.searchsorted(bnd, group << width, "left")
       ).astype(np.int8)
     else:
-      ek = (pq.ravel()[flat] << self.bits) | self.csid[cols]
-      srt = np.lexsort((ek, rows))
+      eq, es = pq.ravel()[flat], self.csid[cols]  # (quality, pair index): the order
+      srt = np.lexsort((es, eq, rows))
       comb = rows[srt] * nb + ebk[srt]  # nondecreasing
       start = np.searchsorted(comb, (row * nb + vr).ravel(), "left").reshape(bsz, RATES)
-      bnd = ek[srt][start + rank]  # [B, 20] the keys at the cuts
-      kept = (vr[rows] == ebk[:, None]) & (ek[:, None] >= bnd[rows])
+      bq, bs = eq[srt][start + rank], es[srt][start + rank]  # [B, 20] the pairs at the cuts
+      at_or_above = (eq[:, None] > bq[rows]) | (eq[:, None] == bq[rows]) & (es[:, None] >= bs[rows])
+      kept = (vr[rows] == ebk[:, None]) & at_or_above
       lvl.ravel()[flat] += kept.sum(1, np.int8)
     return lvl
 
   def _batch(self, codes, rule):
     pq = self.qualities(codes, rule)
     lvl = self.levels(pq)
-    gk = (pq[:, : self.n_gen] << self.bits) | self.csid[: self.n_gen]  # [B, G] genuine keys
+    gq = pq[:, : self.n_gen]  # [B, G] genuine qualities in score order
     kept = lvl[:, None, : self.n_gen] >= np.arange(RATES, dtype=np.int8)[None, :, None]
     packed = np.packbits(kept, axis=2, bitorder="little")
     words = np.zeros((len(codes), RATES, self.nw * 8), np.uint8)
@@ -322,7 +319,7 @@ class StrongNumpySweep:
     for r in range(2, RATES - 1):  # rate by rate: the same rounding in any batch
       inner += f[:, :, r]
     area = (inner + (f[:, :, 0] + f[:, :, -1]) / 2) / RATES
-    return area, self._edc(gk)
+    return area, self._edc(gq)
 
   def _erc(self, ilvl, words, pref, n_gen_r, n_imp_r, w):
     """FNMR [B, F * 20] from the levels of the first w impostors in score order
@@ -412,13 +409,19 @@ class StrongNumpySweep:
       )
     return fnmr
 
-  def _edc(self, gk):
-    """Partial areas [B, K] from the genuine keys [B, G]: only the q lowest sorted."""
-    q = self.q
-    low = np.partition(gk, q - 1, axis=1)[:, :q] if q < gk.shape[1] else gk
-    low = np.sort(low, axis=1)
-    quality = low >> self.bits
-    e = self.error[low & ((1 << self.bits) - 1)].astype(np.int64)
+  def _edc(self, gq):
+    """Partial areas [B, K] from the genuine qualities [B, G]: only the q lowest
+    sorted (as int64 keys quality << b | pair index where they fit)."""
+    q, sid = self.q, self.csid[: self.n_gen]
+    if int(gq.max()) < 1 << (62 - self.bits):
+      gk = (gq << self.bits) | sid
+      low = np.partition(gk, q - 1, axis=1)[:, :q] if q < gk.shape[1] else gk
+      low = np.sort(low, axis=1)
+      quality, pair = low >> self.bits, low & ((1 << self.bits) - 1)
+    else:  # too wide for one int64: the stable order of (quality, pair index)
+      order = np.lexsort((np.broadcast_to(sid, gq.shape), gq), axis=1)[:, :q]
+      quality, pair = np.take_along_axis(gq, order, 1), sid[order]
+    e = self.error[pair].astype(np.int64)
     new = np.ones(low.shape, bool)
     new[:, 1:] = quality[:, 1:] != quality[:, :-1]
     first = np.maximum.accumulate(np.where(new, np.arange(q), 0), axis=1)

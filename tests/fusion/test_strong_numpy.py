@@ -75,3 +75,21 @@ def test_strong_numpy_window_batch_and_tables_do_not_change_a_row():
   for rule in RULES:
     for x, y in zip(wide.run(masks, rule), short.run(masks, rule), strict=True):
       np.testing.assert_array_equal(x, y)
+
+
+def test_strong_numpy_qualities_too_wide_for_one_int64_key():
+  # exit scores spanning about 50 bits of fixed point: weighted sums no longer pack
+  # beside the pair index, so the rate cuts and the EDC order (quality, index) pairs
+  data = list(tie_heavy(4, n=40, p=160))
+  rng = np.random.default_rng(4)
+  scale = np.float32(2.0) ** rng.integers(-28, 20, (40, 1)).astype(np.float32)
+  data[0] = (data[0] + np.float32(0.125)) * scale
+  masks = ((np.array([1, 7, 2048, 4095, 1365])[:, None] >> np.arange(L)) & 1) == 1
+  eng = StrongNumpySweep(*data, fmrs=FMRS, limits=LIMITS, window=2, batch=2)
+  assert int(eng.x.max()).bit_length() + 7 + eng.bits > 62
+  for rule in ("weighted", "max"):
+    erc, edc = eng.run(masks, rule)
+    for j, mask in enumerate(masks):
+      want_erc, want_edc = reference_row(data, mask, rule)
+      np.testing.assert_allclose(erc[j], want_erc, atol=1e-12, equal_nan=True)
+      np.testing.assert_allclose(edc[j], want_edc, atol=1e-12)
