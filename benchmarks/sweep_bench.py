@@ -128,7 +128,7 @@ def exfiqa_cmd(folder, out, *extra):
 
 def compare(folder) -> tuple[int, float]:
   """Rows compared and the largest |difference| of the exfiqa and strong numpy tables."""
-  with open(os.path.join(folder, "cold", "lfw_subsets.csv"), newline="") as f:
+  with open(os.path.join(folder, "cold0", "lfw_subsets.csv"), newline="") as f:
     rows = list(csv.DictReader(f))
   ref = np.load(os.path.join(folder, "strong.npz"))
   got = np.array([[float(r[k]) for k in ("erc_area@0.001", "erc_area@0.0001")] for r in rows])
@@ -150,10 +150,10 @@ def lfw(rounds):
     for r in range(rounds):
       env = {"JAX_COMPILATION_CACHE_DIR": os.path.join(cache, str(r))}
       times["strong"].append(timed_process([sys.executable, __file__, "--strong-child", folder]))
-      times["cold"].append(timed_process(exfiqa_cmd(folder, "cold"), env))
-      times["warm"].append(timed_process(exfiqa_cmd(folder, "warm"), env))
+      times["cold"].append(timed_process(exfiqa_cmd(folder, f"cold{r}"), env))
+      times["warm"].append(timed_process(exfiqa_cmd(folder, f"warm{r}"), env))
       small = ("weights.simplex=1", "weights.learn_steps=1")
-      times["small"].append(timed_process(exfiqa_cmd(folder, "small", *small), env))
+      times["small"].append(timed_process(exfiqa_cmd(folder, f"small{r}", *small), env))
     rows_cmp, diff = compare(folder)
   ref = np.median([t[0] for t in times["strong"]])
   print(
