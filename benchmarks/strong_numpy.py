@@ -422,12 +422,12 @@ class StrongNumpySweep:
       order = np.lexsort((np.broadcast_to(sid, gq.shape), gq), axis=1)[:, :q]
       quality, pair = np.take_along_axis(gq, order, 1), sid[order]
     e = self.error[pair].astype(np.int64)
-    new = np.ones(low.shape, bool)
+    new = np.ones(quality.shape, bool)
     new[:, 1:] = quality[:, 1:] != quality[:, :-1]
     first = np.maximum.accumulate(np.where(new, np.arange(q), 0), axis=1)
     e_start = np.take_along_axis(np.cumsum(e, 1) - e, first, 1)
     frac = (self.n_err - e_start) / (self.n_gen - first)
-    out = np.empty((len(low), len(self.limits)))
+    out = np.empty((len(quality), len(self.limits)))
     for k, w in enumerate(self.width):  # row by row: the same sum in any batch
       out[:, k] = [np.dot(f, w) for f in frac]
     return out

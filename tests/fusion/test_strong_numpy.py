@@ -82,11 +82,12 @@ def test_strong_numpy_qualities_too_wide_for_one_int64_key():
   # beside the pair index, so the rate cuts and the EDC order (quality, index) pairs
   data = list(tie_heavy(4, n=40, p=160))
   rng = np.random.default_rng(4)
-  scale = np.float32(2.0) ** rng.integers(-28, 20, (40, 1)).astype(np.float32)
+  scale = np.float32(2.0) ** rng.integers(-31, 20, (40, 1)).astype(np.float32)
   data[0] = (data[0] + np.float32(0.125)) * scale
   masks = ((np.array([1, 7, 2048, 4095, 1365])[:, None] >> np.arange(L)) & 1) == 1
   eng = StrongNumpySweep(*data, fmrs=FMRS, limits=LIMITS, window=2, batch=2)
-  assert int(eng.x.max()).bit_length() + 7 + eng.bits > 62
+  wide = eng.qualities(np.array([4095]), "weighted")
+  assert int(wide.max()) >= 1 << (62 - eng.bits)  # the wide paths run
   for rule in ("weighted", "max"):
     erc, edc = eng.run(masks, rule)
     for j, mask in enumerate(masks):
