@@ -235,6 +235,7 @@ def ijbc_child(which, variants):
     del data
     t1 = time.perf_counter()
     evaluate_variant(ps, np.ones(12, bool), "weighted")
+    sweep(ps, rules=("weighted",), masks=masks[:1])  # compiles the sweep's chunk programs
     t2 = time.perf_counter()
     sweep(ps, rules=("weighted",), masks=masks)
   else:
@@ -251,11 +252,12 @@ def ijbc_child(which, variants):
   print(t1 - t0, t2 - t1, t3 - t2, rss)
 
 
-def ijbc(variants):
+def ijbc(variants, which=("engine", "strong")):
   print(
     f"\n| IJB-C-sized: 15.7 M pairs ({IJBC_GENUINE:,} genuine), {IJBC_TEMPLATES:,} templates, "
     f"weighted rule, {variants} variants spread over the grid | prepare (s) | first variant "
-    "(s, incl. compilation) | per variant (s) | full grid of one FR model, projected (min) "
+    "(s, incl. compilation; engine: `evaluate_variant` and a 1-variant `sweep`) "
+    "| per variant (s) | full grid of one FR model, projected (min) "
     "| 4 FR models (h) | peak RSS (GiB) | load at start |\n"
     "| --- | --- | --- | --- | --- | --- | --- | --- |"
   )
@@ -263,9 +265,9 @@ def ijbc(variants):
     "engine": "engine (`make_pairset`, `evaluate_variant`, `sweep`), all cores",
     "strong": "strong exact numpy, one thread",
   }
-  for which, name in names.items():
+  for key, name in [(k, v) for k, v in names.items() if k in which]:
     wall, _, out, load = timed_process(
-      [sys.executable, __file__, "--ijbc-child", which, "--ijbc-variants", str(variants)]
+      [sys.executable, __file__, "--ijbc-child", key, "--ijbc-variants", str(variants)]
     )
     prep, one, many, rss = map(float, out.split()[-4:])
     per = many / variants
@@ -349,6 +351,7 @@ def main():
   ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds of the LFW runs")
   ap.add_argument("--ijbc-variants", type=int, default=20)
   ap.add_argument("--skip-ijbc", action="store_true")
+  ap.add_argument("--ijbc-only", choices=("engine", "strong"), help="one IJB-C row only")
   ap.add_argument("--skip-lfw", action="store_true")
   ap.add_argument("--skip-api", action="store_true")
   ap.add_argument("--profile-only", action="store_true", help="only the per-stage profile")
@@ -368,7 +371,7 @@ def main():
   if not args.skip_api:
     api(args.rounds)
   if not args.skip_ijbc:
-    ijbc(args.ijbc_variants)
+    ijbc(args.ijbc_variants, (args.ijbc_only,) if args.ijbc_only else ("engine", "strong"))
   print(f"\n- load average (1 min) at the end: {common.load()}")
 
 
