@@ -253,27 +253,30 @@ def ijbc_child(which, variants):
 
 
 def ijbc(variants, which=("engine", "strong")):
-  print(
-    f"\n| IJB-C-sized: 15.7 M pairs ({IJBC_GENUINE:,} genuine), {IJBC_TEMPLATES:,} templates, "
-    f"weighted rule, {variants} variants spread over the grid | prepare (s) | first variant "
-    "(s, incl. compilation; engine: `evaluate_variant` and a 1-variant `sweep`) "
-    "| per variant (s) | full grid of one FR model, projected (min) "
-    "| 4 FR models (h) | peak RSS (GiB) | load at start |\n"
-    "| --- | --- | --- | --- | --- | --- | --- | --- |"
-  )
   names = {
     "engine": "engine (`make_pairset`, `evaluate_variant`, `sweep`), all cores",
     "strong": "strong exact numpy, one thread",
   }
-  for key, name in [(k, v) for k, v in names.items() if k in which]:
-    wall, _, out, load = timed_process(
+  rows = {}
+  for key in [k for k in names if k in which]:
+    _, _, out, load = timed_process(
       [sys.executable, __file__, "--ijbc-child", key, "--ijbc-variants", str(variants)]
     )
     prep, one, many, rss = map(float, out.split()[-4:])
-    per = many / variants
+    rows[key] = (prep, one, many / variants, rss, load)
+  ref = rows.get("strong", (0, 0, np.nan))[2]
+  print(
+    f"\n| IJB-C-sized: 15.7 M pairs ({IJBC_GENUINE:,} genuine), {IJBC_TEMPLATES:,} templates, "
+    f"weighted rule, {variants} variants spread over the grid | prepare (s) | first variant "
+    "(s, incl. compilation; engine: `evaluate_variant` and a 1-variant `sweep`) "
+    "| per variant (s) | strong / this | full grid of one FR model, projected (min) "
+    "| 4 FR models (h) | peak RSS (GiB) | load at start |\n"
+    "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+  )
+  for key, (prep, one, per, rss, load) in rows.items():
     print(
-      f"| {name} | {prep:.1f} | {one:.2f} | {per:.3f} | {per * GRID / 60:.0f} "
-      f"| {4 * per * GRID / 3600:.1f} | {rss:.2f} | {load} |"
+      f"| {names[key]} | {prep:.1f} | {one:.2f} | {per:.3f} | {ref / per:.2f}x "
+      f"| {per * GRID / 60:.0f} | {4 * per * GRID / 3600:.1f} | {rss:.2f} | {load} |"
     )
 
 
