@@ -213,22 +213,30 @@ def fr_rows(args, batches: list[int], rounds: int, begin: float) -> None:
 
 
 def sweep_check(smoke: bool, ijbc_variants: int) -> None:
-  """The fusion sweep on the default device: LFW-sized (full grid) and IJB-C-sized."""
-  from sweep_bench import FMRS, LIMITS, synthetic
+  """The fusion sweep on the default device: LFW-sized (full grid, against the strong
+  numpy baseline on the host) and IJB-C-sized (template pairs; per variant after the
+  pair set is prepared, the projection of the grid for one and four FR models)."""
+  from strong_numpy import StrongNumpySweep
+  from sweep_bench import FMRS, GRID, IJBC_GENUINE, IJBC_PAIRS, IJBC_TEMPLATES, LIMITS, synthetic
 
   from exfiqa_jax.fusion.engine import evaluate_variant
   from exfiqa_jax.fusion.subsets import subset_masks
   from exfiqa_jax.fusion.sweep import sweep
   from exfiqa_jax.metrics import make_pairset
 
-  n, p, big_n, big_p = (600, 300, 4_000, 40_000) if smoke else (12_000, 6_000, 470_000, 15_658_489)
-  ps = make_pairset(*synthetic(n, p), fmrs=FMRS, limits=LIMITS)
+  n, p = (600, 300) if smoke else (12_000, 6_000)
+  big_n, big_p = (400, 40_000) if smoke else (IJBC_TEMPLATES, IJBC_PAIRS)
+  data = synthetic(n, p)
+  ps = make_pairset(*data, fmrs=FMRS, limits=LIMITS)
   t0 = time.perf_counter()
   table = sweep(ps)
   cold = time.perf_counter() - t0
   t0 = time.perf_counter()
   sweep(ps)
   warm = time.perf_counter() - t0
+  t0 = time.perf_counter()
+  strong = StrongNumpySweep(*data, fmrs=FMRS, limits=LIMITS).sweep(subset_masks(12))
+  host = time.perf_counter() - t0
   cpu = jax.devices("cpu")[0]
   rows = np.random.default_rng(0).choice(len(table["subset"]), 8, replace=False)
   worst = 0.0
@@ -240,28 +248,41 @@ def sweep_check(smoke: bool, ijbc_variants: int) -> None:
       table[f"edc_area@{x:g}"][r] for x in LIMITS
     ]
     worst = max(worst, float(np.nanmax(np.abs(np.r_[ref["erc_area"], ref["edc_area"]] - got))))
+  cols = [f"erc_area@{f:g}" for f in FMRS], [f"edc_area@{x:g}" for x in LIMITS]
+  mine = np.c_[np.stack([table[c] for c in cols[0]], 1), np.stack([table[c] for c in cols[1]], 1)]
+  host_diff = float(np.nanmax(np.abs(mine - np.c_[strong["erc"], strong["edc"]])))
+  v = len(table["subset"])
   print(
-    f"\nFusion sweep, {n} images x 12 exits, {p} pairs, {len(table['subset'])} variants on "
+    f"\nFusion sweep, {n} images x 12 exits, {p} pairs, {v} variants on "
     f"{jax.devices()[0].device_kind}: {cold:.1f} s cold, {warm:.1f} s compiled "
-    f"({warm / len(table['subset']) * 1e6:.0f} us per variant); 8 rows against the CPU "
-    f"engine: max |difference| {worst:.1e} ({'PASS' if worst <= 1e-6 else 'FAIL'} at 1e-6)"
+    f"({warm / v * 1e6:.0f} us per variant); strong numpy on the host, one thread: "
+    f"{host:.1f} s ({host / v * 1e6:.0f} us per variant; the compiled sweep "
+    f"{host / warm:.2f}x as fast); 8 rows against the CPU engine: max |difference| {worst:.1e}, "
+    f"every row against strong numpy: {host_diff:.1e} "
+    f"({'PASS' if max(worst, host_diff) <= 1e-6 else 'FAIL'} at 1e-6)"
   )
-  frac = 19_557 / 15_658_489 if not smoke else 0.05
+  frac = IJBC_GENUINE / IJBC_PAIRS if not smoke else 0.05
+  t0 = time.perf_counter()
   big = make_pairset(
     *synthetic(big_n, big_p, seed=1, genuine_fraction=frac), fmrs=FMRS, limits=LIMITS
   )
+  prep = time.perf_counter() - t0
   t0 = time.perf_counter()
   evaluate_variant(big, np.ones(12, bool), "weighted")
   one = time.perf_counter() - t0
   k = 4 if smoke else ijbc_variants
   masks = subset_masks(12)[np.linspace(0, 4094, k).astype(int)]
+  sweep(big, rules=("weighted",), masks=masks[::-1])  # the same chunk shapes compiled first
   t0 = time.perf_counter()
   sweep(big, rules=("weighted",), masks=masks)
-  many = time.perf_counter() - t0
+  per = (time.perf_counter() - t0) / k
+  stats = jax.devices()[0].memory_stats() or {}
+  peak = stats.get("peak_bytes_in_use", 0) / 2**30
   print(
-    f"\nIJB-C-sized sweep, {big_n} images, {big_p} pairs: one variant {one:.1f} s (incl. "
-    f"compilation); {k} variants {many:.1f} s ({many / k:.3f} s per variant; full grid of "
-    f"20,475 projected {many / k * 20475 / 60:.1f} min)"
+    f"\nIJB-C-sized sweep, {big_n} templates, {big_p} pairs: pair set {prep:.1f} s; one "
+    f"variant {one:.1f} s (incl. compilation); {k} variants {per:.3f} s per variant; "
+    f"full grid of {GRID:,} projected {per * GRID / 60:.1f} min, 4 FR models "
+    f"{4 * per * GRID / 3600:.2f} h; device peak memory {peak:.2f} GiB"
   )
 
 

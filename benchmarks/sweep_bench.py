@@ -1,19 +1,26 @@
 """Speed and memory of the fusion sweep, against a strong exact numpy sweep.
 
-  python benchmarks/sweep_bench.py [--rounds 2] [--ijbc-variants 1000] [--skip-ijbc]
+  python benchmarks/sweep_bench.py [--rounds 3] [--ijbc-variants 20] [--skip-ijbc]
   python benchmarks/sweep_bench.py --profile-only
 
-LFW-sized synthetic data (12,000 images x 12 exits, 6,000 pairs), the full sweep
-of 4,095 subsets x 5 rules (ERC at FMR 1e-3 and 1e-4, EDC partial areas at 0.2
-and 0.3), each as a whole fresh process, interleaved round by round:
-- `exfiqa sweep --scores --pairs` (the CLI: imports, subset sweep, weight sweeps,
-  learned weights, plots, CSV/JSON), cold (empty compilation cache) and warm;
-- the same command with the extras cut down (`weights.simplex=1 weights.learn_steps=1`);
-- benchmarks/numpy_engine.py (exact, plain numpy, one core) over the same 20,475 variants.
-Both tables are compared row by row. Then an IJB-C-sized list (15.7 M pairs,
-19,557 genuine, 470 k images): one variant and a sweep of `--ijbc-variants`
-variants, each in a fresh process with its peak RSS, and the projection to the
-full grid. Prints Markdown tables; --profile-only times each stage of one chunk.
+Everything is measured side by side in one run, as medians with ranges, with the
+load average beside each row (the machine is shared):
+- LFW-sized synthetic data (12,000 images x 12 exits, 6,000 pairs), the full
+  sweep of 4,095 subsets x 5 rules = 20,475 variants (ERC at FMR 1e-3 and 1e-4,
+  EDC partial areas at 0.2 and 0.3), each entry a whole fresh process,
+  interleaved round by round: the strong numpy baseline
+  (benchmarks/strong_numpy.py, exact, plain numpy, one core, imports included);
+  `exfiqa sweep --scores --pairs --depth-cost` (the CLI: imports, subset sweep,
+  weight sweeps, learned weights, plots, CSV/JSON) cold (empty compilation cache)
+  and warm; the same command with the extras cut down. The tables of the CLI and
+  of the baseline are compared row by row.
+- the same subset table in one process through the API (`fusion.sweep.sweep`,
+  compiled) against the baseline's, interleaved: time per variant of each.
+- IJB-C-sized (15.7 M pairs, 19,557 genuine, 23,000 templates): the engine and
+  the baseline each in a fresh process: preparing the pair set, one variant,
+  `--ijbc-variants` variants, peak RSS, the projection of the full grid for one
+  and four FR models.
+--profile-only times each stage of one compiled chunk.
 """
 
 from __future__ import annotations
@@ -62,8 +69,29 @@ def write_files(folder, data):
     )
 
 
-def timed_process(cmd, env=None) -> tuple[float, float, str]:
-  """A fresh process -> (wall s, CPU s of it, its stdout)."""
+IJBC_PAIRS, IJBC_GENUINE, IJBC_TEMPLATES = 15_658_489, 19_557, 23_000
+GRID = 4095 * 5
+
+
+def cpu_flags() -> str:
+  """The vector extensions numpy and XLA can use here, from /proc/cpuinfo."""
+  with open("/proc/cpuinfo") as f:
+    flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+  names = {"avx2": "AVX2", "avx512f": "AVX-512F", "avx512_bf16": "AVX512-BF16", "amx_tile": "AMX"}
+  return ", ".join(f"{v} {'yes' if k in flags else 'no'}" for k, v in names.items())
+
+
+def ijbc_synthetic(seed=1):
+  """IJB-C-sized: 23,000 templates x 12 exits (template qualities), 15.7 M template
+  pairs of which 19,557 genuine."""
+  return synthetic(
+    IJBC_TEMPLATES, IJBC_PAIRS, seed=seed, genuine_fraction=IJBC_GENUINE / IJBC_PAIRS
+  )
+
+
+def timed_process(cmd, env=None) -> tuple[float, float, str, str]:
+  """A fresh process -> (wall s, CPU s of it, its stdout, the 1-min load at its start)."""
+  load = common.load()
   before = resource.getrusage(resource.RUSAGE_CHILDREN)
   t0 = time.perf_counter()
   out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **(env or {})})
@@ -72,21 +100,22 @@ def timed_process(cmd, env=None) -> tuple[float, float, str]:
   if out.returncode:
     raise SystemExit(out.stderr[-3000:])
   cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
-  return wall, cpu, out.stdout
+  return wall, cpu, out.stdout, load
 
 
-def numpy_child(folder):
-  """The strong numpy sweep of the files in `folder` -> writes numpy.npz."""
-  from benchmarks.numpy_engine import NumpySweep
+def strong_child(folder):
+  """The strong numpy sweep of the files in `folder`, one core -> writes strong.npz."""
+  os.sched_setaffinity(0, [min(os.sched_getaffinity(0))])
+  from benchmarks.strong_numpy import StrongNumpySweep
   from exfiqa_jax.fusion.subsets import subset_masks
   from exfiqa_jax.metrics.inputs import PairInputs
 
   z = PairInputs.from_score_file(
     os.path.join(folder, "lfw.npz"), os.path.join(folder, "pairs.txt"), np.arange(1, 13.0)
   )
-  eng = NumpySweep(*z.columns, FMRS, 1e-3, LIMITS)
+  eng = StrongNumpySweep(*z.columns, FMRS, 1e-3, LIMITS)
   t = eng.sweep(subset_masks(12), RULES)
-  np.savez(os.path.join(folder, "numpy.npz"), **t)
+  np.savez(os.path.join(folder, "strong.npz"), **t)
 
 
 def exfiqa_cmd(folder, out, *extra):
@@ -96,92 +125,157 @@ def exfiqa_cmd(folder, out, *extra):
 
 
 def compare(folder) -> tuple[int, float]:
-  """Rows compared and the largest |difference| of the exfiqa and numpy tables."""
-  with open(os.path.join(folder, "cold", "lfw_subsets.csv"), newline="") as f:
+  """Rows compared and the largest |difference| of the exfiqa and strong numpy tables."""
+  with open(os.path.join(folder, "cold0", "lfw_subsets.csv"), newline="") as f:
     rows = list(csv.DictReader(f))
-  ref = np.load(os.path.join(folder, "numpy.npz"))
+  ref = np.load(os.path.join(folder, "strong.npz"))
   got = np.array([[float(r[k]) for k in ("erc_area@0.001", "erc_area@0.0001")] for r in rows])
   got_edc = np.array([[float(r[k]) for k in ("edc_area@0.2", "edc_area@0.3")] for r in rows])
-  d = max(np.nanmax(np.abs(got - ref["erc"])), np.nanmax(np.abs(got_edc - ref["edc"])))
   assert (np.isnan(got) == np.isnan(ref["erc"])).all()
+  d = max(np.nanmax(np.abs(got - ref["erc"])), np.nanmax(np.abs(got_edc - ref["edc"])))
   return len(rows), float(d)
+
+
+def _spread(xs, fmt="{:.1f}"):
+  return f"{fmt.format(np.median(xs))} ({fmt.format(min(xs))}-{fmt.format(max(xs))})"
 
 
 def lfw(rounds):
   with tempfile.TemporaryDirectory() as folder:
     write_files(folder, synthetic(12_000, 6_000))
     cache = os.path.join(folder, "xla")
-    times = {k: [] for k in ("numpy", "cold", "warm", "warm, extras cut down")}
+    times = {k: [] for k in ("strong", "cold", "warm", "small")}
     for r in range(rounds):
       env = {"JAX_COMPILATION_CACHE_DIR": os.path.join(cache, str(r))}
-      times["numpy"].append(timed_process([sys.executable, __file__, "--numpy-child", folder]))
-      times["cold"].append(timed_process(exfiqa_cmd(folder, "cold"), env))
-      times["warm"].append(timed_process(exfiqa_cmd(folder, "warm"), env))
+      times["strong"].append(timed_process([sys.executable, __file__, "--strong-child", folder]))
+      times["cold"].append(timed_process(exfiqa_cmd(folder, f"cold{r}"), env))
+      times["warm"].append(timed_process(exfiqa_cmd(folder, f"warm{r}"), env))
       small = ("weights.simplex=1", "weights.learn_steps=1")
-      times["warm, extras cut down"].append(timed_process(exfiqa_cmd(folder, "small", *small), env))
+      times["small"].append(timed_process(exfiqa_cmd(folder, f"small{r}", *small), env))
     rows_cmp, diff = compare(folder)
-  ref = np.median([t[0] for t in times["numpy"]])
+  ref = np.median([t[0] for t in times["strong"]])
   print(
-    f"\n| LFW-sized full sweep, 20,475 variants, whole process, {rounds} interleaved rounds "
-    "| wall s, median (range) | CPU s, median | numpy wall / this wall |\n| --- | --- | --- | --- |"
+    f"\n| LFW-sized full sweep, {GRID:,} variants, whole process, {rounds} interleaved rounds "
+    "| wall s, median (range) | CPU s, median | us per variant, wall | strong / this (wall) "
+    "| load at start |\n| --- | --- | --- | --- | --- | --- |"
   )
   names = {
-    "numpy": "strong exact numpy (benchmarks/numpy_engine.py), one core",
+    "strong": "strong exact numpy (benchmarks/strong_numpy.py), one core",
     "cold": "`exfiqa sweep`, empty compilation cache",
     "warm": "`exfiqa sweep`, warm compilation cache",
-    "warm, extras cut down": "`exfiqa sweep ... weights.simplex=1 weights.learn_steps=1`, warm",
+    "small": "`exfiqa sweep ... weights.simplex=1 weights.learn_steps=1`, warm",
   }
   for k, v in times.items():
     w = [t[0] for t in v]
     print(
-      f"| {names[k]} | {np.median(w):.1f} ({min(w):.1f}-{max(w):.1f}) "
-      f"| {np.median([t[1] for t in v]):.1f} | {ref / np.median(w):.2f}x |"
+      f"| {names[k]} | {_spread(w)} | {np.median([t[1] for t in v]):.1f} "
+      f"| {np.median(w) / GRID * 1e6:.0f} | {ref / np.median(w):.2f}x "
+      f"| {', '.join(t[3] for t in v)} |"
     )
   print(
-    f"\nexfiqa and numpy tables: {rows_cmp} rows x 4 areas compared, max |difference| {diff:.1e}."
+    f"\nexfiqa and strong numpy tables: {rows_cmp} rows x 4 areas compared, "
+    f"max |difference| {diff:.1e} (float32 against float64 area sums)."
   )
 
 
-def ijbc_child(variants):
-  """IJB-C-sized: pair set, one variant, then `variants` variants -> printed numbers."""
-  from exfiqa_jax.fusion.engine import evaluate_variant
+def api(rounds):
+  """The subset table in one process: compiled engine vs strong numpy, interleaved."""
+  import jax
+
+  from benchmarks.strong_numpy import StrongNumpySweep
   from exfiqa_jax.fusion.subsets import subset_masks
   from exfiqa_jax.fusion.sweep import sweep
   from exfiqa_jax.metrics import make_pairset
 
-  exits, a, b, genuine, scores = synthetic(
-    470_000, 15_658_489, seed=1, genuine_fraction=19_557 / 15_658_489
-  )
-  t0 = time.perf_counter()
-  ps = make_pairset(exits, a, b, genuine, scores, fmrs=FMRS, limits=LIMITS)
-  del a, b, genuine, scores
-  t1 = time.perf_counter()
-  evaluate_variant(ps, np.ones(12, bool), "weighted")
-  t2 = time.perf_counter()
-  rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-  if variants:
-    masks = subset_masks(12)[np.linspace(0, 4094, variants).astype(int)]
-    sweep(ps, rules=("weighted",), masks=masks)
-  t3 = time.perf_counter()
-  rss2 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-  print(t1 - t0, t2 - t1, rss1, t3 - t2, rss2)
+  data = synthetic(12_000, 6_000)
+  ps = make_pairset(*data, fmrs=FMRS, limits=LIMITS)
+  masks = subset_masks(12)
+  loads = []
 
+  def engine():
+    loads.append(common.load())
+    jax.block_until_ready(sweep(ps))
 
-def ijbc(variants):
-  one = timed_process([sys.executable, __file__, "--ijbc-child", "0"])[2].split()
-  many = timed_process([sys.executable, __file__, "--ijbc-child", str(variants)])[2].split()
-  build, single, rss_one = map(float, one[:3])
-  sweep_s, rss_sweep = float(many[3]), float(many[4])
-  per = sweep_s / variants
+  def strong():
+    StrongNumpySweep(*data, fmrs=FMRS, limits=LIMITS).sweep(masks, RULES)
+
+  t = common.interleaved({"engine": engine, "strong": strong}, rounds, warmup=1)
+  ref = np.median(t["strong"]["wall"])
+  rows = [
+    ["strong exact numpy, one thread (tables built per run)", "strong"],
+    ["engine, `fusion.sweep.sweep`, compiled, all cores", "engine"],
+  ]
   print(
-    "\n| IJB-C-sized: 15.7 M pairs (19,557 genuine), 470 k images | value |\n| --- | --- |\n"
-    f"| pair set (score order, classes, threshold) (s) | {build:.1f} |\n"
-    f"| one variant, `evaluate_variant` with curves (s) | {single:.1f} |\n"
-    f"| peak RSS, pair set + one variant (GiB) | {rss_one:.2f} |\n"
-    f"| {variants} variants, `sweep` (s) | {sweep_s:.0f} ({per:.2f} s per variant) |\n"
-    f"| peak RSS, pair set + {variants}-variant sweep (GiB) | {rss_sweep:.2f} |\n"
-    f"| projected full grid, 20,475 variants (h) | {per * 20475 / 3600:.1f} |"
+    f"\n| LFW-sized subset table, {GRID:,} variants, in one process, {rounds} rounds "
+    "| us per variant, wall, median (range) | CPU us per variant | strong / this (wall) |"
+    "\n| --- | --- | --- | --- |"
   )
+  for name, k in rows:
+    w = [x / GRID * 1e6 for x in t[k]["wall"]]
+    c = np.median(t[k]["cpu"]) / GRID * 1e6
+    print(f"| {name} | {_spread(w, '{:.0f}')} | {c:.0f} | {ref / np.median(t[k]['wall']):.2f}x |")
+  print(f"\nload (1 min) at the engine's rounds: {', '.join(loads)}")
+
+
+def ijbc_child(which, variants):
+  """IJB-C-sized, `which` engine or strong: prepare, one variant, `variants` more."""
+  from exfiqa_jax.fusion.subsets import subset_masks
+
+  data = ijbc_synthetic()
+  masks = subset_masks(12)[np.linspace(0, 4094, max(variants, 1)).astype(int)]
+  t0 = time.perf_counter()
+  if which == "engine":
+    from exfiqa_jax.fusion.engine import evaluate_variant
+    from exfiqa_jax.fusion.sweep import sweep
+    from exfiqa_jax.metrics import make_pairset
+
+    ps = make_pairset(*data, fmrs=FMRS, limits=LIMITS)
+    del data
+    t1 = time.perf_counter()
+    evaluate_variant(ps, np.ones(12, bool), "weighted")
+    sweep(ps, rules=("weighted",), masks=masks[:1])  # compiles the sweep's chunk programs
+    t2 = time.perf_counter()
+    sweep(ps, rules=("weighted",), masks=masks)
+  else:
+    from benchmarks.strong_numpy import StrongNumpySweep
+
+    eng = StrongNumpySweep(*data, fmrs=FMRS, limits=LIMITS)
+    del data
+    t1 = time.perf_counter()
+    eng.run(np.ones((1, 12), bool), "weighted")
+    t2 = time.perf_counter()
+    eng.run(masks, "weighted")
+  t3 = time.perf_counter()
+  rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+  print(t1 - t0, t2 - t1, t3 - t2, rss)
+
+
+def ijbc(variants, which=("engine", "strong")):
+  names = {
+    "engine": "engine (`make_pairset`, `evaluate_variant`, `sweep`), all cores",
+    "strong": "strong exact numpy, one thread",
+  }
+  rows = {}
+  for key in [k for k in names if k in which]:
+    _, _, out, load = timed_process(
+      [sys.executable, __file__, "--ijbc-child", key, "--ijbc-variants", str(variants)]
+    )
+    prep, one, many, rss = map(float, out.split()[-4:])
+    rows[key] = (prep, one, many / variants, rss, load)
+  ref = rows.get("strong", (0, 0, np.nan))[2]
+  print(
+    f"\n| IJB-C-sized: 15.7 M pairs ({IJBC_GENUINE:,} genuine), {IJBC_TEMPLATES:,} templates, "
+    f"weighted rule, {variants} variants spread over the grid | prepare (s) | first variant "
+    "(s, incl. compilation; engine: `evaluate_variant` and a 1-variant `sweep`) "
+    "| per variant (s) | strong / this | full grid of one FR model, projected (min) "
+    "| 4 FR models (h) | peak RSS (GiB) | load at start |\n"
+    "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+  )
+  for key, (prep, one, per, rss, load) in rows.items():
+    print(
+      f"| {names[key]} | {prep:.1f} | {one:.2f} | {per:.3f} | {ref / per:.2f}x "
+      f"| {per * GRID / 60:.0f} | {4 * per * GRID / 3600:.1f} | {rss:.2f} | {load} |"
+    )
 
 
 def profile(chunk=32):
@@ -255,25 +349,30 @@ def profile(chunk=32):
 
 def main():
   ap = argparse.ArgumentParser()
-  ap.add_argument("--rounds", type=int, default=2, help="interleaved rounds of the LFW runs")
-  ap.add_argument("--ijbc-variants", type=int, default=1000)
+  ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds of the LFW runs")
+  ap.add_argument("--ijbc-variants", type=int, default=20)
   ap.add_argument("--skip-ijbc", action="store_true")
+  ap.add_argument("--ijbc-only", choices=("engine", "strong"), help="one IJB-C row only")
   ap.add_argument("--skip-lfw", action="store_true")
+  ap.add_argument("--skip-api", action="store_true")
   ap.add_argument("--profile-only", action="store_true", help="only the per-stage profile")
-  ap.add_argument("--ijbc-child", type=int, help=argparse.SUPPRESS)
-  ap.add_argument("--numpy-child", help=argparse.SUPPRESS)
+  ap.add_argument("--ijbc-child", choices=("engine", "strong"), help=argparse.SUPPRESS)
+  ap.add_argument("--strong-child", help=argparse.SUPPRESS)
   args = ap.parse_args()
-  if args.ijbc_child is not None:
-    return ijbc_child(args.ijbc_child)
-  if args.numpy_child:
-    return numpy_child(args.numpy_child)
+  if args.ijbc_child:
+    return ijbc_child(args.ijbc_child, args.ijbc_variants)
+  if args.strong_child:
+    return strong_child(args.strong_child)
   print(common.machine_info())
+  print(f"- CPU flags: {cpu_flags()}")
   if args.profile_only:
     return profile()
   if not args.skip_lfw:
     lfw(args.rounds)
+  if not args.skip_api:
+    api(args.rounds)
   if not args.skip_ijbc:
-    ijbc(args.ijbc_variants)
+    ijbc(args.ijbc_variants, (args.ijbc_only,) if args.ijbc_only else ("engine", "strong"))
   print(f"\n- load average (1 min) at the end: {common.load()}")
 
 

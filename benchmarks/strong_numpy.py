@@ -1,0 +1,460 @@
+"""A strong, exact, plain-numpy fusion sweep: the baseline of sweep_bench.py.
+
+Written from docs/protocol.md §2-5 and /work/shared/SPEC.md §3 without the
+package's engine (only numpy); every number equals the plain references of
+exfiqa_jax/metrics/reference.py on the exact rational fusion (tests/fusion/
+test_strong_numpy.py). What makes it fast, all exact:
+
+- exit scores as exact fixed-point integers (a float32 is m 2^e: every score
+  shifted to the smallest exponent in use), so a mean is an integer sum, the
+  depth-weighted mean the integer sum of i x_i (the shared divisor cannot change
+  the order), an even median the sum of the two middle values (an odd one twice
+  the middle value);
+- half-subset tables (every subset of exits 1-6 and of 7-12) gathered once to
+  each pair side in comparison-score order: a variant's pair qualities are
+  min(op(lo_a[c & 63], hi_a[c >> 6]), op(lo_b[..], hi_b[..])), four row reads and
+  three operations per pair; the median through per-image tables of the sorted
+  positions of each half's exits and a lookup of the middle set bits;
+- pairs sorted by comparison score once per pair set; a pair's key is
+  quality << b | pair index (unique; ties in pair-list order, the stable sort);
+  per variant only the 20 rate cuts are found, by one np.partition (selection,
+  not a sort); a pair is kept at rate r iff its key >= the r-th cut;
+- the kept genuines at each rate as bit words over genuine score order
+  (packbits), so a count of kept genuines above a score is a prefix popcount;
+- at FMR <= 1e-2 a threshold depends only on the first few kept impostors in
+  score order: a window of the first W impostors (W doubled for a variant whose
+  window cannot decide, up to all of them);
+- the EDC sorts only the genuine keys the largest discard limit reaches
+  (np.partition, then a sort of that prefix);
+- variants of one rule in batches: numpy's per-call cost is paid once per batch.
+
+    eng = StrongNumpySweep(exits, a, b, labels, scores, fmrs=(1e-3, 1e-4), limits=(0.2, 0.3))
+    erc, edc = eng.run(masks, "mean")          # [V, F] areas, [V, K] partial areas
+    table = eng.sweep(masks, rules)            # {"erc": [V R, F], "edc": [V R, K]}
+
+Also `python benchmarks/strong_numpy.py [--images 12000 --pairs 6000]`: the
+LFW-sized sweep in this process, its time per variant.
+"""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+
+import numpy as np
+
+RATES = 20
+SIDE_BYTES = 1 << 30  # the largest per-pair-side tables built (all rules)
+RULES = ("mean", "weighted", "median", "min", "max")
+
+
+def fixed_point(x: np.ndarray) -> np.ndarray:
+  """float32 [...] -> exact int64 x * 2^-e0 (e0: the lowest set bit over all values)."""
+  x = np.asarray(x, np.float32).astype(np.float64)
+  nz = x[x != 0]
+  if not nz.size:
+    return np.zeros(x.shape, np.int64)
+  m, e = np.frexp(nz)
+  mant = np.abs(np.ldexp(m, 24)).astype(np.int64)
+  e0 = int((e - 24 + np.log2(mant & -mant).astype(np.int64)).min())
+  if int(e.max()) - e0 > 55:
+    raise ValueError("exit scores span more than 55 bits of fixed point")
+  return np.ldexp(x, -e0).astype(np.int64)
+
+
+def _nth_bit_table(depth: int) -> np.ndarray:
+  """[depth + 1, 2^depth] int64: index of the m-th (1-based) set bit of each code."""
+  codes = np.arange(1 << depth)
+  bits = (codes[:, None] >> np.arange(depth)) & 1
+  run = np.cumsum(bits, 1)
+  out = np.zeros((depth + 1, 1 << depth), np.int64)
+  for m in range(1, depth + 1):
+    out[m] = np.argmax((run == m) & (bits == 1), 1)
+  return out
+
+
+class StrongNumpySweep:
+  def __init__(
+    self,
+    exits,
+    a,
+    b,
+    labels,
+    scores,
+    fmrs=(1e-3, 1e-4),
+    edc_fmr=1e-3,
+    limits=(0.2, 0.3),
+    window=64,
+    batch=16,
+    side_tables=None,
+  ):
+    x = fixed_point(exits)
+    self.x = x - x.min()  # >= 0
+    self.n, self.depth = x.shape
+    scores = np.asarray(scores, np.float64)
+    genuine = np.asarray(labels).astype(bool)
+    a, b = np.asarray(a, np.int64), np.asarray(b, np.int64)
+    p = len(scores)
+    self.p, self.bits = p, max(1, (p - 1).bit_length())
+    perm = np.argsort(-scores, kind="stable")  # descending score, ties in list order
+    s = scores[perm]
+    new = np.r_[True, s[1:] != s[:-1]]
+    start = np.maximum.accumulate(np.where(new, np.arange(p), 0))
+    end = np.minimum.accumulate(np.where(np.r_[new[1:], True], np.arange(p), p)[::-1])[::-1]
+    g_s = genuine[perm]
+    self.sa, self.sb, self.sid = a[perm], b[perm], perm.astype(np.int64)
+    self.gpos, self.ipos = np.flatnonzero(g_s), np.flatnonzero(~g_s)
+    # class-major layout of the per-variant arrays: genuines, then impostors, each in
+    # score order (a class is a contiguous slice; keys keep the pair-list index)
+    cm = np.r_[perm[g_s], perm[~g_s]]
+    self.ca, self.cb, self.csid = a[cm], b[cm], cm.astype(np.int64)
+    g_upto, i_upto = np.r_[0, np.cumsum(g_s)], np.r_[0, np.cumsum(~g_s)]
+    self.imp_end = i_upto[end[self.ipos] + 1]  # impostors up to the end of its tie group
+    self.imp_start = i_upto[start[self.ipos]]  # impostors before its tie group
+    self.imp_gen = g_upto[start[self.ipos]]  # genuines before its tie group
+    self.gen_group = g_upto[start[self.gpos]]  # genuines before a genuine's tie group
+    self.n_gen, self.n_imp = len(self.gpos), len(self.ipos)
+    if not self.n_gen or not self.n_imp:
+      raise ValueError("need genuine and impostor pairs")
+    thr = np.quantile(scores[~genuine], 1 - edc_fmr)
+    self.error = genuine & (scores < thr)  # by pair-list index
+    self.n_err = int(self.error.sum())
+    fr = [Fraction(str(f)) for f in fmrs]
+    self.f = len(fr)
+    self.num = np.repeat([f.numerator for f in fr], RATES).astype(np.int64)  # [F * 20]
+    self.den = np.repeat([f.denominator for f in fr], RATES).astype(np.int64)
+    self.rows = np.tile(np.arange(RATES), self.f)  # the rate of each of the F * 20 entries
+    self.limits = np.asarray(limits, np.float64)
+    self.q = min(self.n_gen, math.ceil(self.limits.max() * self.n_gen) + 1)
+    self.width = np.clip(self.limits[:, None] - np.arange(self.q) / self.n_gen, 0, 1 / self.n_gen)
+    self.cuts = (np.arange(RATES) * p) // RATES
+    self.window = min(window, self.n_imp)
+    # per-pair-side tables where they fit (LFW: 4 x 64 x P x 8 B), else per-image tables
+    # and two gathers per variant (IJB-C); batches sized to about 256 MB of pair arrays
+    fits = (4 << (self.depth - self.depth // 2)) * p * 8 <= SIDE_BYTES
+    self.side = fits if side_tables is None else side_tables
+    self.batch = max(1, min(batch, (256 << 20) // (p * 8 * 8)))
+    self.nw = -(-self.n_gen // 64) + 1  # genuine bit words, one spare (queries up to n_gen)
+    self.gen_pos_i = self.gpos.astype(np.int64)
+    self.tables: dict = {}
+
+  # ---------------------------------------------------------------- fusion
+  def _side_tables(self, rule):
+    """Per rule: (op, [lo_a, lo_b], [hi_a, hi_b]) [2^h, P] in score order, h = L // 2."""
+    if rule in self.tables:
+      return self.tables[rule]
+    h, depth = self.depth // 2, self.depth
+    if rule == "median":
+      order = np.argsort(self.x, axis=1, kind="stable")
+      pos = np.argsort(order, axis=1)  # sorted position of each exit, per image
+      asc = np.take_along_axis(self.x, order, 1)
+
+      def table(exits):
+        t = np.zeros((1 << len(exits), self.n), np.int64)
+        for c in range(1, len(t)):
+          t[c] = t[c & (c - 1)] | (1 << pos[:, exits[(c & -c).bit_length() - 1]])
+        return t
+
+      lo, hi = table(list(range(h))), table(list(range(h, depth)))
+      nth = _nth_bit_table(depth)
+      if not self.side:
+        base = np.arange(self.n)[None, :] * depth
+        return self.tables.setdefault(rule, (None, [lo], [hi], (nth, base, [asc.ravel()])))
+      base = np.arange(self.p)[None, :] * depth
+      out = (
+        None,
+        [lo[:, self.ca], lo[:, self.cb]],
+        [hi[:, self.ca], hi[:, self.cb]],
+        (nth, base, [asc[self.ca].ravel(), asc[self.cb].ravel()]),
+      )
+    else:
+      cols = self.x.T * (np.arange(1, depth + 1)[:, None] if rule == "weighted" else 1)
+      op, empty = {
+        "mean": (np.add, 0),
+        "weighted": (np.add, 0),
+        "min": (np.minimum, 2**62),
+        "max": (np.maximum, -1),
+      }[rule]
+
+      def table(part):
+        t = np.empty((1 << len(part), self.n), np.int64)
+        t[0] = empty
+        for c in range(1, len(t)):
+          t[c] = op(t[c & (c - 1)], part[(c & -c).bit_length() - 1])
+        return t
+
+      lo, hi = table(cols[:h]), table(cols[h:])
+      if not self.side:
+        return self.tables.setdefault(rule, (op, [lo], [hi], None))
+      out = (op, [lo[:, self.ca], lo[:, self.cb]], [hi[:, self.ca], hi[:, self.cb]], None)
+    self.tables[rule] = out
+    return out
+
+  def pair_quality(self, codes: np.ndarray, rule: str) -> np.ndarray:
+    """codes: [B] subset codes (bit i: exit i + 1) -> exact fused pair qualities [B, P]
+    in class-major score order (integers with the order and ties of the rule's fused
+    scores). A batch whose codes share their high half reads that row once."""
+    op, lo, hi, med = self._side_tables(rule)
+    h = self.depth // 2
+    cl, ch = codes & ((1 << h) - 1), codes >> h
+    if (ch == ch[0]).all():
+      ch = ch[:1]  # broadcast one row
+    if med is None and not self.side:  # per image, then the pairs' two gathers
+      f = op(lo[0][cl], hi[0][ch])
+      return np.minimum(np.take(f, self.ca, 1), np.take(f, self.cb, 1))
+    if med is None:
+      return np.minimum(op(lo[0][cl], hi[0][ch]), op(lo[1][cl], hi[1][ch]))
+    nth, base, asc = med
+    k = np.array([int(c).bit_count() for c in codes])
+    size = nth.shape[1]
+    m1, m2 = ((k + 1) // 2 * size)[:, None], ((k // 2 + 1) * size)[:, None]  # middle ranks
+    flat, odd = nth.ravel(), k % 2 == 1
+    sides = []
+    for s in range(len(lo)):
+      sc = lo[s][cl] | hi[s][ch]  # sorted positions of the selected exits, per pair
+      v = asc[s][base + flat[m1 + sc]]
+      if odd.all():  # one middle value: twice it has the same order
+        sides.append(v)
+      else:
+        sides.append(v + np.where(odd[:, None], v, asc[s][base + flat[m2 + sc]]))
+    if not self.side:
+      return np.minimum(np.take(sides[0], self.ca, 1), np.take(sides[0], self.cb, 1))
+    return np.minimum(*sides)
+
+  # ---------------------------------------------------------------- metrics
+  def run(self, masks, rule):
+    """masks: [V, L] bool -> (ERC areas [V, F], EDC partial areas [V, K])."""
+    masks = np.asarray(masks, bool)
+    codes = (masks.astype(np.int64) << np.arange(self.depth)).sum(1)
+    # batches of codes sharing the high half (one table row each), results unsorted
+    order = np.argsort(codes, kind="stable")
+    high = codes[order] >> (self.depth // 2)
+    erc = np.empty((len(codes), self.f))
+    edc = np.empty((len(codes), len(self.limits)))
+    starts = np.flatnonzero(np.r_[True, high[1:] != high[:-1]])
+    for s0, s1 in zip(starts, np.r_[starts[1:], len(codes)], strict=True):
+      for i in range(s0, s1, self.batch):
+        idx = order[i : min(s1, i + self.batch)]
+        erc[idx], edc[idx] = self._batch(codes[idx], rule)
+    return erc, edc
+
+  def sweep(self, masks, rules=RULES):
+    out = [self.run(masks, r) for r in rules]
+    return {"erc": np.concatenate([o[0] for o in out]), "edc": np.concatenate([o[1] for o in out])}
+
+  def qualities(self, codes, rule):
+    """Pair qualities [B, P] (class-major); a pair's place in the stable quality
+    order is that of (quality, pair index)."""
+    return self.pair_quality(codes, rule)
+
+  def levels(self, pq, nb=None):
+    """The highest rate each pair is kept at [B, P] int8 (kept at rate r iff its key
+    >= the key at sorted position floor(r P / 20)), by selection, not a sort: a
+    histogram of nb quality buckets per variant finds the bucket of each cut; pairs
+    outside those buckets take their level from a per-bucket table, the few inside
+    are ordered exactly."""
+    bsz, p = pq.shape
+    nb = nb or 1 << max(12, min(20, (p // 4).bit_length()))  # about 4 pairs a bucket
+    row = np.arange(bsz)[:, None]
+    low = pq.min(1)
+    span = pq.max(1) - low
+    shift = np.array([max(0, int(x).bit_length() - (nb.bit_length() - 1)) for x in span])
+    bk = pq - low[:, None]
+    bk >>= shift[:, None]  # [B, P] in 0..nb-1
+    off = bk + row * nb
+    cnt = np.bincount(off.ravel(), minlength=bsz * nb).reshape(bsz, nb)
+    cum = np.cumsum(cnt, 1)  # pairs in buckets <= v
+    base = row * (p + 1)  # rows offset: one increasing array for one searchsorted
+    vr = np.searchsorted((cum + base).ravel(), (self.cuts + base).ravel(), "right")
+    vr = vr.reshape(bsz, RATES) - row * nb  # the bucket holding each cut
+    marks = np.bincount((vr + 1 + row * (nb + 1)).ravel(), minlength=bsz * (nb + 1))
+    below = np.cumsum(marks.reshape(bsz, nb + 1), 1)  # [b, v]: #{r: vr < v}
+    # one table per bucket: the level, + 64 where the bucket holds a cut
+    tab = (below[:, :nb] - 1 + 64 * (below[:, 1:] > below[:, :nb])).astype(np.int8)
+    lvl = tab.ravel()[off]
+    flat = np.flatnonzero(lvl >= 63)  # pairs in a bucket holding a cut
+    lvl.ravel()[flat] -= 64
+    rows, cols = flat // p, flat % p
+    ebk, group = bk.ravel()[flat], off.ravel()[flat]  # bucket, (row, bucket)
+    rank = self.cuts - np.take_along_axis(cum - cnt, vr, 1)  # rank of each cut in its bucket
+    width = int(shift.max()) + self.bits
+    if (bsz * nb) << width < 1 << 62:
+      # one sortable int64: (row, bucket) above the pair's key relative to its bucket
+      rel = (pq.ravel()[flat] - low[rows] - (ebk << shift[rows])) << self.bits | self.csid[cols]
+      comp = group << width | rel
+      srt = np.sort(comp)
+      start = np.searchsorted(srt, ((row * nb + vr) << width).ravel(), "left")
+      bnd = srt[start + rank.ravel()]  # [B 20] the cuts, as composites (nondecreasing)
+      # kept at the rates whose cut lies in the pair's bucket at or below it
+      lvl.ravel()[flat] += (
+        np.searchsorted(bnd, comp, "right") - np.searchsorted(bnd, group << width, "left")
+      ).astype(np.int8)
+    else:
+      eq, es = pq.ravel()[flat], self.csid[cols]  # (quality, pair index): the order
+      srt = np.lexsort((es, eq, rows))
+      comb = rows[srt] * nb + ebk[srt]  # nondecreasing
+      start = np.searchsorted(comb, (row * nb + vr).ravel(), "left").reshape(bsz, RATES)
+      bq, bs = eq[srt][start + rank], es[srt][start + rank]  # [B, 20] the pairs at the cuts
+      at_or_above = (eq[:, None] > bq[rows]) | (eq[:, None] == bq[rows]) & (es[:, None] >= bs[rows])
+      kept = (vr[rows] == ebk[:, None]) & at_or_above
+      lvl.ravel()[flat] += kept.sum(1, np.int8)
+    return lvl
+
+  def _batch(self, codes, rule):
+    pq = self.qualities(codes, rule)
+    lvl = self.levels(pq)
+    gq = pq[:, : self.n_gen]  # [B, G] genuine qualities in score order
+    kept = lvl[:, None, : self.n_gen] >= np.arange(RATES, dtype=np.int8)[None, :, None]
+    packed = np.packbits(kept, axis=2, bitorder="little")
+    words = np.zeros((len(codes), RATES, self.nw * 8), np.uint8)
+    words[:, :, : packed.shape[2]] = packed
+    words = words.view(np.uint64)  # [B, 20, nw]: bit j of word w = genuine 64 w + j
+    pref = np.zeros((len(codes), RATES, self.nw + 1), np.int64)
+    np.cumsum(np.bitwise_count(words), axis=2, out=pref[:, :, 1:])
+    n_gen_r = pref[:, :, -1]
+    n_imp_r = (self.p - self.cuts)[None, :] - n_gen_r
+    fnmr = self._erc(lvl[:, self.n_gen :], words, pref, n_gen_r, n_imp_r, self.window)
+    f = fnmr.reshape(len(codes), self.f, RATES)
+    inner = f[:, :, 1].copy()
+    for r in range(2, RATES - 1):  # rate by rate: the same rounding in any batch
+      inner += f[:, :, r]
+    area = (inner + (f[:, :, 0] + f[:, :, -1]) / 2) / RATES
+    return area, self._edc(gq)
+
+  def _erc(self, ilvl, words, pref, n_gen_r, n_imp_r, w):
+    """FNMR [B, F * 20] from the levels of the first w impostors in score order
+    (ilvl [B, >= w]); variants whose window cannot decide are redone with 2 w (at
+    most all impostors)."""
+    bsz = len(ilvl)
+    rows = self.rows
+    c0 = np.zeros((bsz, RATES, w + 1), np.int32)
+    steps = np.arange(RATES, dtype=np.int8)[None, :, None]
+    np.cumsum(ilvl[:, None, :w] >= steps, axis=2, out=c0[:, :, 1:])  # kept among the first m
+    br = np.arange(bsz)[:, None] * RATES + rows  # [B, F20] the (variant, rate) row of each entry
+    nimp, ngen = n_imp_r[:, rows], n_gen_r[:, rows]
+    q, rem = (self.num * nimp) // self.den, (self.num * nimp) % self.den
+    # rows made one nondecreasing array (each row offset past the last): one searchsorted
+    c_flat, c_base = c0.ravel(), br * (w + 1)
+    c_step = (np.arange(bsz * RATES) * (w + 2))[:, None]
+    c_sorted = (c0.reshape(-1, w + 1) + c_step).ravel()
+    have = c_flat[c_base + w]
+    nw = self.nw
+    w_flat, p_flat, p_base = words.ravel(), pref.ravel(), br * (nw + 1)
+    p_sorted = (
+      pref.reshape(-1, nw + 1) + (np.arange(bsz * RATES) * (self.n_gen + 1))[:, None]
+    ).ravel()
+
+    def nth(n):  # impostor index of the n-th kept one (w - 1 when not in the window)
+      m = np.searchsorted(c_sorted, br * (w + 2) + n, "left") - c_base - 1
+      return np.clip(m, 0, w - 1)
+
+    def imp_below(i):
+      return c_flat[c_base + np.minimum(i, w)]
+
+    def gen_below(j):  # kept genuines with index < j (0 <= j <= n_gen)
+      blk = j >> 6
+      word = w_flat[br * nw + np.minimum(blk, nw - 1)]
+      mask = (np.uint64(1) << (j & 63).astype(np.uint64)) - np.uint64(1)
+      return p_flat[p_base + blk] + np.bitwise_count(word & mask)
+
+    def gen_last(j):  # the largest kept genuine index < j, -1 if none
+      c = gen_below(j)
+      blk = np.searchsorted(p_sorted, br * (self.n_gen + 1) + c, "left") - p_base - 1
+      blk = np.clip(blk, 0, nw - 1)
+      word = w_flat[br * nw + blk]
+      within = c - p_flat[p_base + blk]
+      run = np.cumsum((word[..., None] >> np.arange(64, dtype=np.uint64)) & np.uint64(1), axis=2)
+      bit = (run < within[..., None].astype(np.uint64)).sum(2)
+      return np.where(c > 0, blk * 64 + bit, -1)
+
+    need_hi = q + (rem > 0)
+    first = nth(np.ones_like(q))
+    zero_ok = gen_below(self.imp_gen[first]) > 0
+    at_hi, at_q = nth(need_hi), nth(np.maximum(q, 1))
+    hi, q_end = imp_below(self.imp_end[at_hi]), imp_below(self.imp_end[at_q])
+    q_start = imp_below(self.imp_start[at_q])
+    lo = np.where(q >= 1, np.where(q_end == q, q, q_start), 0)
+    lo = np.where((lo > 0) | zero_ok, lo, -1)
+    # |lo - c*| < |hi - c*|, c* = q + rem / den, in integers; an exact tie takes hi
+    sel = np.where((lo >= 0) & (self.den * ((q - lo) - (hi - q)) < -2 * rem), lo, hi)
+    nxt_n = np.minimum(sel + 1, np.maximum(nimp, 1))
+    nxt = nth(nxt_n)
+    jx = np.where(sel < nimp, self.imp_gen[nxt], self.n_gen)
+    sel_n = np.maximum(sel, 1)
+    at_sel = nth(sel_n)
+    t_imp = np.where(sel >= 1, self.ipos[at_sel], -1)
+    i_gen = gen_last(jx)
+    t_gen = np.where(i_gen >= 0, self.gpos[np.maximum(i_gen, 0)], -1)
+    j = np.where(t_gen > t_imp, self.gen_group[np.maximum(i_gen, 0)], self.imp_gen[at_sel])
+    with np.errstate(invalid="ignore", divide="ignore"):
+      fnmr = (ngen - gen_below(j)) / ngen
+    ok = (nimp > 0) & (ngen > 0)
+    fnmr = np.where(ok, fnmr, np.nan)
+    if w >= self.n_imp:
+      return fnmr
+    # the window decides when every kept impostor used lies in it, with its tie group
+    short = (
+      (have < 1)
+      | (have < need_hi)
+      | (have < np.maximum(q, 1))
+      | ((sel < nimp) & (have < nxt_n))
+      | (have < sel_n)
+      | (self.imp_end[at_hi] > w)
+      | (self.imp_end[at_q] > w)
+    ) & ok
+    redo = np.flatnonzero(short.any(1))
+    if len(redo):
+      fnmr[redo] = self._erc(
+        ilvl[redo], words[redo], pref[redo], n_gen_r[redo], n_imp_r[redo], min(2 * w, self.n_imp)
+      )
+    return fnmr
+
+  def _edc(self, gq):
+    """Partial areas [B, K] from the genuine qualities [B, G]: only the q lowest
+    sorted (as int64 keys quality << b | pair index where they fit)."""
+    q, sid = self.q, self.csid[: self.n_gen]
+    if int(gq.max()) < 1 << (62 - self.bits):
+      gk = (gq << self.bits) | sid
+      low = np.partition(gk, q - 1, axis=1)[:, :q] if q < gk.shape[1] else gk
+      low = np.sort(low, axis=1)
+      quality, pair = low >> self.bits, low & ((1 << self.bits) - 1)
+    else:  # too wide for one int64: the stable order of (quality, pair index)
+      order = np.lexsort((np.broadcast_to(sid, gq.shape), gq), axis=1)[:, :q]
+      quality, pair = np.take_along_axis(gq, order, 1), sid[order]
+    e = self.error[pair].astype(np.int64)
+    new = np.ones(quality.shape, bool)
+    new[:, 1:] = quality[:, 1:] != quality[:, :-1]
+    first = np.maximum.accumulate(np.where(new, np.arange(q), 0), axis=1)
+    e_start = np.take_along_axis(np.cumsum(e, 1) - e, first, 1)
+    frac = (self.n_err - e_start) / (self.n_gen - first)
+    out = np.empty((len(quality), len(self.limits)))
+    for k, w in enumerate(self.width):  # row by row: the same sum in any batch
+      out[:, k] = [np.dot(f, w) for f in frac]
+    return out
+
+
+def main():
+  import argparse
+  import os
+  import sys
+  import time
+
+  sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+  ap = argparse.ArgumentParser()
+  ap.add_argument("--images", type=int, default=12_000)
+  ap.add_argument("--pairs", type=int, default=6_000)
+  args = ap.parse_args()
+  from sweep_bench import synthetic
+
+  data = synthetic(args.images, args.pairs)
+  t0, c0 = time.perf_counter(), time.process_time()
+  eng = StrongNumpySweep(*data)
+  masks = (np.arange(1, 1 << 12)[:, None] >> np.arange(12)) & 1
+  t = eng.sweep(masks.astype(bool))
+  dt, dc = time.perf_counter() - t0, time.process_time() - c0
+  v = len(t["erc"])
+  print(f"{v} variants: {dt:.2f} s wall, {dc:.2f} s CPU; {dt / v * 1e6:.0f} us per variant wall")
+
+
+if __name__ == "__main__":
+  main()
