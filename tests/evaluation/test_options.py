@@ -65,10 +65,11 @@ def test_sweep_accepts_what_evaluate_accepts(tmp_path, scores, capsys):
 
 
 def test_defaults_are_held_once_and_resolved():
-  assert defaults("metrics")["metrics"] == METRIC_DEFAULTS
+  # the ERC/EDC settings are make_pairset's; template_quality forms the pair qualities
+  assert defaults("metrics")["metrics"] == {**METRIC_DEFAULTS, "template_quality": "min"}
   assert SECTIONS["sweep"].defaults()["rules"] == RULES
   assert options({"sweep": {"top_k": 5}}, "sweep") == {**SECTIONS["sweep"].defaults(), "top_k": 5}
-  assert options({}, "scoring") == {"batch_size": 32, "dtype": "float32"}
+  assert options({}, "scoring") == {"batch_size": 32, "dtype": "float32", "channel_order": "rgb"}
   # make_pairset's own defaults are the table's
   pairs = (np.ones((3, 1), "f4"), [0, 1], [1, 2], [1, 0], [0.5, 0.1])
   ps = make_pairset(*pairs)
