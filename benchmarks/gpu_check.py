@@ -27,6 +27,7 @@ import argparse
 import time
 
 import common
+import cpu_info
 import fr_workloads
 import jax
 import jax.numpy as jnp
@@ -89,6 +90,7 @@ def main() -> None:
     ([1, 2], 256, 2, 8) if args.smoke else ([1, 16, 64, 256, 1024], 8192, 5, 256)
   )
   print(common.machine_info())
+  print(cpu_info.cpu_flags())
   print(f"- device: {device.device_kind} ({device.platform}), {jax.device_count()} visible\n")
   peak = {
     "float32": matmul_tflops(n, jnp.float32, rounds),
