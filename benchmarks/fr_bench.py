@@ -82,8 +82,10 @@ def conversion(config: FRConfig, repeats: int) -> None:
 
 
 def _torch_call(model, x, bf16: bool):
+  """The embedding; the IR release's forward also returns its flattened conv features."""
   with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16, enabled=bf16):
-    return model(x)
+    out = model(x)
+  return out[0] if isinstance(out, tuple) else out
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef", "dtype"))
@@ -112,8 +114,7 @@ def speed(config: FRConfig, batch: int, rounds: int, compiled: bool, unfolded: b
   for mode, model in modes.items():
     fns[f"torch {mode} float32"] = lambda m=model: _torch_call(m, xt, False)
     fns[f"torch {mode} bfloat16"] = lambda m=model: _torch_call(m, xt, True)
-  with torch.inference_mode():
-    want = ref(xt).numpy()
+  want = _torch_call(ref, xt, False).numpy()
   got = np.asarray(apply_fr(graphdef, params, stats, xj))
   gap = float(np.abs(got - want).max() / np.abs(want).max())
   raw = np.asarray(_unfolded(graphdef, params, stats, xj, jnp.float32))
