@@ -15,7 +15,7 @@ from einops import rearrange
 from flax import nnx
 
 from exfiqa_jax.models.fr_config import FRConfig
-from exfiqa_jax.models.layers import F32, Dense, PReLU, batch_norm, conv1x1, conv3x3
+from exfiqa_jax.models.layers import F32, Dense, PReLU, batch_norm, conv1x1, conv3x3, conv_bn
 
 
 class IBasicBlock(nnx.Module):
@@ -43,19 +43,12 @@ class IBasicBlock(nnx.Module):
     """`fold_bn`: bn2, bn3 and the downsample's BN folded into the convolutions before
     them (`layers.Conv`); bn1 precedes its convolution and stays (its shift would
     also move the zero padding)."""
-    if not fold_bn:
-      out = self.conv1(self.bn1(x), dtype)
-      out = self.bn3(self.conv2(self.prelu(self.bn2(out)), dtype))
-      if self.downsample is None:
-        return out + x
-      conv, bn = self.downsample
-      return out + bn(conv(x, dtype))
-    out = self.conv1(self.bn1(x), dtype, bn=self.bn2)
-    out = self.conv2(self.prelu(out), dtype, bn=self.bn3)
+    out = conv_bn(self.conv1, self.bn2, self.bn1(x), dtype, fold_bn)
+    out = conv_bn(self.conv2, self.bn3, self.prelu(out), dtype, fold_bn)
     if self.downsample is None:
       return out + x
     conv, bn = self.downsample
-    return out + conv(x, dtype, bn=bn)
+    return out + conv_bn(conv, bn, x, dtype, fold_bn)
 
 
 class IResNet(nnx.Module):
@@ -83,10 +76,7 @@ class IResNet(nnx.Module):
 
   def __call__(self, images: jax.Array, dtype=F32, fold_bn: bool = True) -> jax.Array:
     """`fold_bn=False` applies every BatchNorm on its own (the PyTorch order of operations)."""
-    if fold_bn:
-      x = self.prelu(self.conv1(images, dtype, bn=self.bn1))
-    else:
-      x = self.prelu(self.bn1(self.conv1(images, dtype)))
+    x = self.prelu(conv_bn(self.conv1, self.bn1, images, dtype, fold_bn))
     for s in range(self.num_stages):
       for block in getattr(self, f"layer{s + 1}"):
         x = block(x, dtype, fold_bn)

@@ -20,7 +20,7 @@ from einops import rearrange
 from flax import nnx
 
 from exfiqa_jax.models.fr_config import FRConfig
-from exfiqa_jax.models.layers import F32, Dense, PReLU, batch_norm, conv1x1, conv3x3
+from exfiqa_jax.models.layers import F32, Dense, PReLU, batch_norm, conv1x1, conv3x3, conv_bn
 
 
 class BottleneckIR(nnx.Module):
@@ -50,10 +50,10 @@ class BottleneckIR(nnx.Module):
       shortcut = x[:, :: self.stride, :: self.stride]  # MaxPool2d(kernel 1, stride)
     else:
       conv, bn = self.shortcut_layer
-      shortcut = conv(x, dtype, bn=bn) if fold_bn else bn(conv(x, dtype))
+      shortcut = conv_bn(conv, bn, x, dtype, fold_bn)
     bn1, conv1, prelu, conv2, bn2 = self.res_layer
     out = prelu(conv1(bn1(x), dtype))
-    return (conv2(out, dtype, bn=bn2) if fold_bn else bn2(conv2(out, dtype))) + shortcut
+    return conv_bn(conv2, bn2, out, dtype, fold_bn) + shortcut
 
 
 class IRBackbone(nnx.Module):
@@ -83,7 +83,7 @@ class IRBackbone(nnx.Module):
   def __call__(self, images: jax.Array, dtype=F32, fold_bn: bool = True) -> jax.Array:
     """`fold_bn=False` applies every BatchNorm on its own (the PyTorch order of operations)."""
     conv, bn, prelu = self.input_layer
-    x = prelu(conv(images, dtype, bn=bn) if fold_bn else bn(conv(images, dtype)))
+    x = prelu(conv_bn(conv, bn, images, dtype, fold_bn))
     for block in self.body:
       x = block(x, dtype, fold_bn)
     bn2d, _, _, fc, bn1d = self.output_layer

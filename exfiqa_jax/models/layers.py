@@ -114,6 +114,11 @@ class Conv(nnx.Module):
     return y if bn is None else y + shift
 
 
+def conv_bn(conv: Conv, bn: nnx.BatchNorm, x: jax.Array, dtype=F32, fold: bool = True):
+  """`bn(conv(x))`, the BatchNorm folded into the convolution when `fold`."""
+  return conv(x, dtype, bn=bn) if fold else bn(conv(x, dtype))
+
+
 def conv3x3(din: int, dout: int, stride: int, rngs: nnx.Rngs) -> Conv:
   return Conv(din, dout, 3, stride, 1, rngs=rngs)  # PyTorch padding=1, not "SAME"
 
