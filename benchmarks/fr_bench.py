@@ -1,13 +1,16 @@
 """Face-recognition backbones: images/s of Flax vs the PyTorch reference, and converting one.
 
-    python benchmarks/fr_bench.py [--batch 64] [--rounds 2] [--no-compile] [--skip-convert]
+    python benchmarks/fr_bench.py [--batch 64] [--rounds 2] [--families arcface,curricularface]
+                                  [--no-compile] [--unfolded] [--skip-convert]
 
-Speed: full-size iresnet100 (ArcFace/ElasticFace/MagFace shape), random
-weights copied by the converter, the same float32 input on the same cores.
-Engines: Flax jit float32 and bfloat16 (bf16 convolutions accumulating in
-float32), PyTorch eager and `torch.compile`, each float32 and bfloat16
-autocast. Calls alternate round-robin (the machine may be shared); medians
-and ranges after one warm-up call each.
+Speed: full-size iresnet100 (ArcFace/ElasticFace/MagFace shape) and IR-101
+(CurricularFace), random weights copied by the converter, the same float32
+input on the same cores. Engines: Flax jit float32 and bfloat16 (bf16
+convolutions accumulating in float32), PyTorch eager and `torch.compile`,
+each float32 and bfloat16 autocast; `--unfolded` adds Flax with every
+BatchNorm applied on its own (`fold_bn=False`, the order before folding).
+Calls alternate round-robin (the machine may be shared); medians and ranges
+after one warm-up call each, the load average after each table.
 
 Conversion: a random iresnet100 `backbone.pth` converted by `exfiqa convert
 --family arcface` (and exported back) in a fresh process each: wall time and
@@ -17,17 +20,20 @@ peak resident memory (`os.wait4`), imports included.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import shutil
 import sys
 import tempfile
 
 import common
+import cpu_info
 import fr_workloads
 import jax
 import jax.numpy as jnp
 import numpy as np
 import torch
+from flax import nnx
 
 from exfiqa_jax.models.fr_config import FRConfig
 from exfiqa_jax.models.inference import apply
@@ -64,11 +70,18 @@ def conversion(config: FRConfig, repeats: int) -> None:
 
 
 def _torch_call(model, x, bf16: bool):
+  """The embedding; the IR release's forward also returns its flattened conv features."""
   with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16, enabled=bf16):
-    return model(x)
+    out = model(x)
+  return out[0] if isinstance(out, tuple) else out
 
 
-def speed(config: FRConfig, batch: int, rounds: int, compiled: bool) -> None:
+@functools.partial(jax.jit, static_argnames=("graphdef", "dtype"))
+def _unfolded(graphdef, params, stats, images, dtype):
+  return nnx.merge(graphdef, params, stats)(images, dtype, fold_bn=False)
+
+
+def speed(config: FRConfig, batch: int, rounds: int, compiled: bool, unfolded: bool) -> None:
   ref, (graphdef, params, stats) = fr_workloads.reference_pair(config)
   x = np.random.default_rng(0).uniform(-1, 1, (batch, 112, 112, 3)).astype(np.float32)
   xj, xt = jnp.asarray(x), torch.from_numpy(x).permute(0, 3, 1, 2).contiguous()
@@ -78,16 +91,22 @@ def speed(config: FRConfig, batch: int, rounds: int, compiled: bool) -> None:
     )
     for n, d in {"float32": jnp.float32, "bfloat16": jnp.bfloat16}.items()
   }
+  if unfolded:
+    for n, d in {"float32": jnp.float32, "bfloat16": jnp.bfloat16}.items():
+      fns[f"Flax jit, BN unfolded, {n}"] = lambda d=d: jax.block_until_ready(
+        _unfolded(graphdef, params, stats, xj, d)
+      )
   modes = {"eager": ref}
   if compiled:
     modes["compile"] = torch.compile(ref, dynamic=False)
   for mode, model in modes.items():
     fns[f"torch {mode} float32"] = lambda m=model: _torch_call(m, xt, False)
     fns[f"torch {mode} bfloat16"] = lambda m=model: _torch_call(m, xt, True)
-  with torch.inference_mode():
-    want = ref(xt).numpy()
+  want = _torch_call(ref, xt, False).numpy()
   got = np.asarray(apply(graphdef, params, stats, xj))
   gap = float(np.abs(got - want).max() / np.abs(want).max())
+  raw = np.asarray(_unfolded(graphdef, params, stats, xj, jnp.float32))
+  gap_raw = float(np.abs(raw - want).max() / np.abs(want).max())
   times = common.interleaved(fns, rounds, warmup=1)
   gflop = fr_workloads.fr_gflops(config)
   ips = {name: batch / common.median(t["wall"]) for name, t in times.items()}
@@ -103,7 +122,8 @@ def speed(config: FRConfig, batch: int, rounds: int, compiled: bool) -> None:
     rows.append([name, rate, f"{lo:.2f}-{hi:.2f}", rate * gflop, *vs])
   print(
     f"\n{config.name}, batch {batch}, {gflop:.1f} GFLOP per image; medians (range) of "
-    f"{rounds} rounds; Flax float32 vs torch float32: max|diff|/max|ref| = {gap:.1e}\n"
+    f"{rounds} rounds, load {common.load()} after; Flax float32 vs torch float32: "
+    f"max|diff|/max|ref| = {gap:.1e} (BN unfolded: {gap_raw:.1e})\n"
   )
   print(
     common.table(
@@ -118,17 +138,19 @@ def main() -> None:
   p.add_argument("--rounds", type=int, default=2)
   p.add_argument("--repeats", type=int, default=1, help="fresh processes per conversion command")
   p.add_argument("--threads", type=int, default=os.cpu_count())
+  p.add_argument("--families", default="arcface,curricularface", help="iresnet100, IR-101")
   p.add_argument("--no-compile", action="store_true", help="skip torch.compile")
+  p.add_argument("--unfolded", action="store_true", help="add Flax rows with BN unfolded")
   p.add_argument("--skip-convert", action="store_true")
   p.add_argument("--skip-speed", action="store_true")
   args = p.parse_args()
   common.use_threads(args.threads)
   print(common.machine_info(args.threads))
-  config = FRConfig.for_family("arcface")  # iresnet100
+  print(cpu_info.cpu_flags())
   if not args.skip_convert:
-    conversion(config, args.repeats)
-  if not args.skip_speed:
-    speed(config, args.batch, args.rounds, not args.no_compile)
+    conversion(FRConfig.for_family("arcface"), args.repeats)  # iresnet100
+  for family in [] if args.skip_speed else args.families.split(","):
+    speed(FRConfig.for_family(family), args.batch, args.rounds, not args.no_compile, args.unfolded)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ import argparse
 import time
 
 import common
+import cpu_info
 import fr_workloads
 import jax
 import jax.numpy as jnp
@@ -88,6 +89,7 @@ def main() -> None:
     ([1, 2], 256, 2, 8) if args.smoke else ([1, 16, 64, 256, 1024], 8192, 5, 256)
   )
   print(common.machine_info())
+  print(cpu_info.cpu_flags())
   print(f"- device: {device.device_kind} ({device.platform}), {jax.device_count()} visible\n")
   peak = {
     "float32": matmul_tflops(n, jnp.float32, rounds),
@@ -146,7 +148,7 @@ def main() -> None:
         ["exit", "max|diff|/max|ref| of the exit", "Spearman"], exit_agreement(ours, ref)
       )
     )
-  fr_rows(args, batches, rounds, begin)
+  fr_rows(args, batches, rounds, begin, peak, nominal)
   sweep_check(args.smoke, args.ijbc_variants)
   staged_check(args.smoke)
   print(f"\nTotal {time.perf_counter() - begin:.0f} s")
@@ -176,8 +178,13 @@ def _torch_engines(ref, x: np.ndarray, smoke: bool) -> dict:
   }
 
 
-def fr_rows(args, batches: list[int], rounds: int, begin: float) -> None:
-  """The face-recognition rows: Flax iresnet100 vs the PyTorch reference, bf16 vs f32."""
+def fr_rows(
+  args, batches: list[int], rounds: int, begin: float, peak: dict, nominal: float | None
+) -> None:
+  """The face-recognition rows: Flax iresnet100 vs the PyTorch reference, bf16 vs f32.
+
+  MFU: the row's TFLOP/s over the matmul peak measured in its dtype, and (bfloat16
+  rows, known devices) over the nominal dense bfloat16 peak."""
   config = FRConfig.for_family("arcface")  # iresnet100, 24 GFLOP per image
   if args.smoke:
     config = FRConfig.for_family("arcface", layers=(1, 1, 1, 1))
@@ -188,7 +195,7 @@ def fr_rows(args, batches: list[int], rounds: int, begin: float) -> None:
   gflop, rows = fr_workloads.fr_gflops(config), []
   for batch in batches:
     if time.perf_counter() - begin > 2 * args.budget:
-      rows.append([batch, "skipped: over 2 x --budget", "", ""])
+      rows.append([batch, "skipped: over 2 x --budget", "", "", "", ""])
       continue
     x = np.random.default_rng(0).uniform(-1, 1, (batch, 112, 112, 3)).astype(np.float32)
     xj = jnp.asarray(x)
@@ -200,9 +207,12 @@ def fr_rows(args, batches: list[int], rounds: int, begin: float) -> None:
       fns.update(_torch_engines(ref, x, args.smoke))
     for name, fn in fns.items():
       t = timed(fn, 0.2, rounds)
-      rows.append([batch, name, batch / t, batch * gflop / t / 1e3])
+      tflops, dtype = batch * gflop / t / 1e3, name.split()[-1]
+      mfu = f"{100 * tflops / nominal:.1f}%" if nominal and dtype == "bfloat16" else ""
+      rows.append([batch, name, batch / t, tflops, f"{100 * tflops / peak[dtype]:.0f}%", mfu])
   print(f"\n{config.name}: {gflop:.1f} GFLOP per image; medians of {rounds} samples.\n")
-  print(common.table(["batch", "engine", "images/s", "TFLOP/s"], rows))
+  header = ["batch", "engine", "images/s", "TFLOP/s", "MFU (measured peak)"]
+  print(common.table([*header, f"MFU (nominal bf16, {nominal or 'unknown'} TFLOP/s)"], rows))
   x = jnp.asarray(np.random.default_rng(1).uniform(-1, 1, (8, 112, 112, 3)).astype(np.float32))
   f32 = np.asarray(apply(*variables, x))
   bf16 = np.asarray(apply(*variables, x, dtype=jnp.bfloat16))

@@ -19,6 +19,7 @@ import argparse
 import os
 
 import common
+import cpu_info
 import jax
 import jax.numpy as jnp
 import workloads
@@ -77,7 +78,8 @@ def main() -> None:
   )
   common.use_threads(args.threads)
   config = ViTConfig()  # the released ViT-S: 112x112, patch 9, width 512, depth 12
-  print(common.machine_info(args.threads), "\n")
+  print(common.machine_info(args.threads))
+  print(cpu_info.cpu_flags(), "\n")
   peaks = workloads.matmul_gflops(torch_too=not args.jax_only)
   print(common.table(["[2048, 2048] matmul", "GFLOP/s"], [[k, v] for k, v in peaks.items()]))
   peak = {d: max(v for k, v in peaks.items() if k.endswith(d)) for d in DTYPES}

@@ -11,11 +11,11 @@ Dropout (before the fc) is the identity at inference and has no parameters.
 from __future__ import annotations
 
 import jax
+from einops import rearrange
 from flax import nnx
 
 from exfiqa_jax.models.fr_config import FRConfig
-from exfiqa_jax.models.fr_layers import PReLU, batch_norm, conv1x1, conv3x3
-from exfiqa_jax.models.layers import F32, Dense
+from exfiqa_jax.models.layers import F32, Dense, PReLU, batch_norm, conv1x1, conv3x3, conv_bn
 
 
 class IBasicBlock(nnx.Module):
@@ -26,26 +26,29 @@ class IBasicBlock(nnx.Module):
   """
 
   def __init__(self, din: int, dout: int, stride: int, eps: float, *, rngs: nnx.Rngs):
-    self.bn1 = batch_norm(din, eps, rngs)
+    self.bn1 = batch_norm(din, rngs, eps)
     self.conv1 = conv3x3(din, dout, 1, rngs)
-    self.bn2 = batch_norm(dout, eps, rngs)
+    self.bn2 = batch_norm(dout, rngs, eps)
     self.prelu = PReLU(dout)
     self.conv2 = conv3x3(dout, dout, stride, rngs)
-    self.bn3 = batch_norm(dout, eps, rngs)
+    self.bn3 = batch_norm(dout, rngs, eps)
     # PyTorch adds the downsample when stride != 1 or the width changes.
     self.downsample = (
-      nnx.List([conv1x1(din, dout, stride, rngs), batch_norm(dout, eps, rngs)])
+      nnx.List([conv1x1(din, dout, stride, rngs), batch_norm(dout, rngs, eps)])
       if stride != 1 or din != dout
       else None
     )
 
-  def __call__(self, x: jax.Array, dtype=F32) -> jax.Array:
-    out = self.conv1(self.bn1(x), dtype)
-    out = self.bn3(self.conv2(self.prelu(self.bn2(out)), dtype))
+  def __call__(self, x: jax.Array, dtype=F32, fold_bn: bool = True) -> jax.Array:
+    """`fold_bn`: bn2, bn3 and the downsample's BN folded into the convolutions before
+    them (`layers.Conv`); bn1 precedes its convolution and stays (its shift would
+    also move the zero padding)."""
+    out = conv_bn(self.conv1, self.bn2, self.bn1(x), dtype, fold_bn)
+    out = conv_bn(self.conv2, self.bn3, self.prelu(out), dtype, fold_bn)
     if self.downsample is None:
       return out + x
     conv, bn = self.downsample
-    return out + bn(conv(x, dtype))
+    return out + conv_bn(conv, bn, x, dtype, fold_bn)
 
 
 class IResNet(nnx.Module):
@@ -58,7 +61,7 @@ class IResNet(nnx.Module):
   def __init__(self, config: FRConfig, *, rngs: nnx.Rngs):
     eps = config.bn_eps
     self.conv1 = conv3x3(3, config.stem_width, 1, rngs)
-    self.bn1 = batch_norm(config.stem_width, eps, rngs)
+    self.bn1 = batch_norm(config.stem_width, rngs, eps)
     self.prelu = PReLU(config.stem_width)
     din = config.stem_width
     for s, (n, width) in enumerate(zip(config.layers, config.widths, strict=True)):
@@ -67,14 +70,15 @@ class IResNet(nnx.Module):
       setattr(self, f"layer{s + 1}", nnx.List(blocks))
       din = width
     self.num_stages = len(config.layers)
-    self.bn2 = batch_norm(din, eps, rngs)
+    self.bn2 = batch_norm(din, rngs, eps)
     self.fc = Dense(config.fc_inputs, config.embedding_size, rngs=rngs)
-    self.features = batch_norm(config.embedding_size, eps, rngs)
+    self.features = batch_norm(config.embedding_size, rngs, eps)
 
-  def __call__(self, images: jax.Array, dtype=F32) -> jax.Array:
-    x = self.prelu(self.bn1(self.conv1(images, dtype)))
+  def __call__(self, images: jax.Array, dtype=F32, fold_bn: bool = True) -> jax.Array:
+    """`fold_bn=False` applies every BatchNorm on its own (the PyTorch order of operations)."""
+    x = self.prelu(conv_bn(self.conv1, self.bn1, images, dtype, fold_bn))
     for s in range(self.num_stages):
       for block in getattr(self, f"layer{s + 1}"):
-        x = block(x, dtype)
-    x = self.bn2(x).reshape(x.shape[0], -1)  # NHWC order (h, w, c)
+        x = block(x, dtype, fold_bn)
+    x = rearrange(self.bn2(x), "b h w c -> b (h w c)")  # NHWC order; PyTorch's is (c h w)
     return self.features(self.fc(x, dtype))

@@ -16,11 +16,11 @@ embedding is computed here. BatchNorm eps: PyTorch's default 1e-5 throughout.
 from __future__ import annotations
 
 import jax
+from einops import rearrange
 from flax import nnx
 
 from exfiqa_jax.models.fr_config import FRConfig
-from exfiqa_jax.models.fr_layers import PReLU, batch_norm, conv1x1, conv3x3
-from exfiqa_jax.models.layers import F32, Dense
+from exfiqa_jax.models.layers import F32, Dense, PReLU, batch_norm, conv1x1, conv3x3, conv_bn
 
 
 class BottleneckIR(nnx.Module):
@@ -31,26 +31,29 @@ class BottleneckIR(nnx.Module):
     self.shortcut_layer = (
       None
       if din == dout
-      else nnx.List([conv1x1(din, dout, stride, rngs), batch_norm(dout, eps, rngs)])
+      else nnx.List([conv1x1(din, dout, stride, rngs), batch_norm(dout, rngs, eps)])
     )
     self.res_layer = nnx.List(
       [
-        batch_norm(din, eps, rngs),
+        batch_norm(din, rngs, eps),
         conv3x3(din, dout, 1, rngs),
         PReLU(dout),
         conv3x3(dout, dout, stride, rngs),
-        batch_norm(dout, eps, rngs),
+        batch_norm(dout, rngs, eps),
       ]
     )
 
-  def __call__(self, x: jax.Array, dtype=F32) -> jax.Array:
+  def __call__(self, x: jax.Array, dtype=F32, fold_bn: bool = True) -> jax.Array:
+    """`fold_bn`: the BN after conv2 and the shortcut's BN folded into their
+    convolutions (`layers.Conv`); the first BN precedes its convolution and stays."""
     if self.shortcut_layer is None:
       shortcut = x[:, :: self.stride, :: self.stride]  # MaxPool2d(kernel 1, stride)
     else:
       conv, bn = self.shortcut_layer
-      shortcut = bn(conv(x, dtype))
+      shortcut = conv_bn(conv, bn, x, dtype, fold_bn)
     bn1, conv1, prelu, conv2, bn2 = self.res_layer
-    return bn2(conv2(prelu(conv1(bn1(x), dtype)), dtype)) + shortcut
+    out = prelu(conv1(bn1(x), dtype))
+    return conv_bn(conv2, bn2, out, dtype, fold_bn) + shortcut
 
 
 class IRBackbone(nnx.Module):
@@ -59,7 +62,7 @@ class IRBackbone(nnx.Module):
   def __init__(self, config: FRConfig, *, rngs: nnx.Rngs):
     eps, stem = config.bn_eps, config.stem_width
     self.input_layer = nnx.List(
-      [conv3x3(3, stem, 1, rngs), batch_norm(stem, eps, rngs), PReLU(stem)]
+      [conv3x3(3, stem, 1, rngs), batch_norm(stem, rngs, eps), PReLU(stem)]
     )
     blocks, din = [], stem
     for n, width in zip(config.layers, config.widths, strict=True):
@@ -69,19 +72,20 @@ class IRBackbone(nnx.Module):
     self.body = nnx.List(blocks)
     self.output_layer = nnx.List(
       [
-        batch_norm(din, eps, rngs),
+        batch_norm(din, rngs, eps),
         None,  # Dropout(0.4): the identity at inference
         None,  # Flatten
         Dense(config.fc_inputs, config.embedding_size, rngs=rngs),
-        batch_norm(config.embedding_size, eps, rngs, affine=False),
+        batch_norm(config.embedding_size, rngs, eps, affine=False),
       ]
     )
 
-  def __call__(self, images: jax.Array, dtype=F32) -> jax.Array:
+  def __call__(self, images: jax.Array, dtype=F32, fold_bn: bool = True) -> jax.Array:
+    """`fold_bn=False` applies every BatchNorm on its own (the PyTorch order of operations)."""
     conv, bn, prelu = self.input_layer
-    x = prelu(bn(conv(images, dtype)))
+    x = prelu(conv_bn(conv, bn, images, dtype, fold_bn))
     for block in self.body:
-      x = block(x, dtype)
+      x = block(x, dtype, fold_bn)
     bn2d, _, _, fc, bn1d = self.output_layer
-    x = bn2d(x).reshape(x.shape[0], -1)  # NHWC order (h, w, c)
+    x = rearrange(bn2d(x), "b h w c -> b (h w c)")  # NHWC order; PyTorch's is (c h w)
     return bn1d(fc(x, dtype))
