@@ -11,7 +11,8 @@ from tests.helpers import import_torch
 
 torch = import_torch()
 
-from exfiqa_jax.convert.fr_core import fr_variables
+from exfiqa_jax.convert.core import variables
+from exfiqa_jax.convert.families import FAMILIES
 from exfiqa_jax.models import layers
 from exfiqa_jax.models.inference import abstract_variables
 from exfiqa_jax.models.registry import fr_input
@@ -56,7 +57,7 @@ def test_folded_convolution_equals_convolution_then_batch_norm(k, stride, paddin
 def test_unfolded_model_matches_the_reference_and_the_folded_one(family):
   config = tiny(family)
   ref, sd = reference_state_dict(config, seed=5)
-  params, stats = fr_variables({k: v.numpy() for k, v in sd.items()}, config)
+  params, stats = variables(FAMILIES[family], {k: v.numpy() for k, v in sd.items()}, config)
   x = np.asarray(fr_input(faces(3, 2), "rgb", config))
   want = reference_embedding(ref, x)
   model = nnx.merge(abstract_variables(config)[0], params, stats)
