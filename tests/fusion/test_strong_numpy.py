@@ -2,14 +2,13 @@
 plain references on the exact rational fusion: tie-heavy data, every rule, windows
 so short that the fallback (a wider impostor window) runs."""
 
-from fractions import Fraction
-
 import numpy as np
 import pytest
 
 from benchmarks.strong_numpy import StrongNumpySweep
 from exfiqa_jax.fusion.rules import RULES
 from exfiqa_jax.metrics.reference import edc_reference, edc_threshold, erc_reference
+from tests.fusion.test_exact import exact_fused
 
 L = 12
 FMRS, LIMITS = (0.05, 1e-3), (0.2, 0.3)
@@ -24,21 +23,6 @@ def tie_heavy(seed, n=48, p=200, levels=6, distinct=14):
   genuine = rng.random(p) < 0.5
   scores = (rng.integers(0, distinct, p) + 5 * genuine).astype(np.float32) / 16
   return exits, a, b, genuine.astype(int), scores
-
-
-def exact_fused(exits, mask, rule):
-  """Fused scores of one variant as Fractions, straight from the protocol (§2)."""
-  x = [[Fraction(float(v)) for v in row[mask]] for row in exits]
-  w = [Fraction(int(i) + 1) for i in np.flatnonzero(mask)]
-  if rule == "mean":
-    return [sum(r) / len(r) for r in x]
-  if rule == "weighted":
-    return [sum(wi * v for wi, v in zip(w, r, strict=True)) / sum(w) for r in x]
-  if rule == "median":
-    s = [sorted(r) for r in x]
-    k = len(s[0])
-    return [(r[(k - 1) // 2] + r[k // 2]) / 2 for r in s]
-  return [(min if rule == "min" else max)(r) for r in x]
 
 
 def reference_row(data, mask, rule):
