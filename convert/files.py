@@ -25,7 +25,7 @@ import torch
 from exfiqa_jax.convert.core import to_torch, variables
 from exfiqa_jax.convert.families import family_named
 from exfiqa_jax.convert.verify import report, verify
-from exfiqa_jax.fileio import atomic_path, check_output, write_text
+from exfiqa_jax.fileio import JSONFileError, atomic_path, check_output, read_json, write_text
 from exfiqa_jax.models.checkpoint import load, save
 from exfiqa_jax.models.registry import config_from_dict, config_to_dict
 
@@ -42,13 +42,13 @@ def read_export(src: str) -> Any:
   there is none. Bounded (1 MiB) and checked: a malformed file is a one-line ValueError
   naming it. Files of before the stored kind hold the config's fields only."""
   path = settings_path(src)
-  if not os.path.isfile(path):
+  if not os.path.lexists(path):  # a FIFO, a device or a dangling link is refused, not skipped
     return None
   try:
-    if os.path.getsize(path) > 1 << 20:
-      raise ValueError("over 1 MiB")
-    with open(path, encoding="utf-8") as f:
-      info = json.load(f)
+    try:
+      info = read_json(path, "export settings file", 1 << 20)
+    except JSONFileError as e:
+      raise ValueError(e.problem) from None
     if not isinstance(info, dict) or info.get("format") != SETTINGS_FORMAT:
       raise ValueError(f"not of format {SETTINGS_FORMAT}")
     if not isinstance(info.get("config"), dict):

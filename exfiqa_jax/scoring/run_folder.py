@@ -31,7 +31,7 @@ import jax
 import numpy as np
 
 from exfiqa_jax.data import npz
-from exfiqa_jax.fileio import FolderLock, atomic_path, remove_stale, write_text
+from exfiqa_jax.fileio import FolderLock, atomic_path, read_json, remove_stale, write_text
 
 RUN_FILE, SCORES_FILE = "run.json", "scores.npz"
 
@@ -87,11 +87,12 @@ def start(out_dir: str, run: dict, *, replace: bool = False) -> set[int]:
     remove_stale(out_dir)
   path = os.path.join(out_dir, RUN_FILE)
   if os.path.exists(path):
-    with open(path, encoding="utf-8") as f:
-      try:
-        old = json.load(f)
-      except ValueError:
-        old = {"run.json": "unreadable"}
+    try:
+      old = read_json(path, "run description")
+    except ValueError:
+      old = {"run.json": "unreadable"}
+    if not isinstance(old, dict):
+      old = {"run.json": "unreadable"}
     diff = sorted(k for k in set(old) | set(run) if old.get(k) != run.get(k))
     if diff and not (replace and lead):
       if lead:
