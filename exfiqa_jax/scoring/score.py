@@ -150,7 +150,7 @@ if TYPE_CHECKING:
   from exfiqa_jax.data.sources import ImageSource
 
 
-FR_PREFIX = "fr/"  # stored arrays of FR model m: "fr/<m>/embeddings", "fr/<m>/embeddings_flip"
+FR_PREFIX = resume.FR_PREFIX  # "fr/<m>/embeddings", "fr/<m>/embeddings_flip" of FR model m
 
 
 @dataclasses.dataclass(frozen=True)

@@ -62,3 +62,31 @@ def test_policy_flags_are_unknown_arguments(setup, tmp_path, capsys, flag):
   assert e.value.code == 2
   assert f"unrecognized arguments: {' '.join(flag)}" in capsys.readouterr().err
   assert not (tmp_path / "e.npz").exists()
+
+
+def test_work_dir_resumes_finished_fr_chunks(setup, tmp_path, capsys):
+  """A second `embed --work-dir` on a finished folder reuses its chunk (no "damaged",
+  the chunk file is not rewritten) and gives the same embeddings, byte for byte; a
+  truncated chunk is still scored again."""
+  import os
+
+  d, work = setup, tmp_path / "w"
+  assert main(_args(d, tmp_path / "a.npz", "--work-dir", str(work), "--flip")) == 0
+  capsys.readouterr()
+  chunk = work / "chunk-000000.npz"
+  before = os.stat(chunk)
+  assert main(_args(d, tmp_path / "b.npz", "--work-dir", str(work), "--flip")) == 0
+  err = capsys.readouterr().err
+  assert "damaged" not in err, err
+  after = os.stat(chunk)
+  assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)  # reused
+  a, b = np.load(tmp_path / "a.npz"), np.load(tmp_path / "b.npz")
+  assert sorted(a.files) == sorted(b.files) == ["embeddings", "embeddings_flip", "paths"]
+  for k in a.files:
+    assert a[k].dtype == b[k].dtype and a[k].tobytes() == b[k].tobytes()
+  chunk.write_bytes(chunk.read_bytes()[:100])  # a damaged chunk is still scored again
+  assert main(_args(d, tmp_path / "c.npz", "--work-dir", str(work), "--flip")) == 0
+  assert "chunk-000000.npz: truncated or damaged" in capsys.readouterr().err
+  c = np.load(tmp_path / "c.npz")
+  for k in a.files:
+    assert a[k].tobytes() == c[k].tobytes()
