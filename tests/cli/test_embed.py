@@ -90,3 +90,50 @@ def test_work_dir_resumes_finished_fr_chunks(setup, tmp_path, capsys):
   c = np.load(tmp_path / "c.npz")
   for k in a.files:
     assert a[k].tobytes() == c[k].tobytes()
+
+
+@pytest.mark.parametrize(
+  "edit, message",
+  [
+    ({"layers": [1, 2, 1, 2000]}, r"layers \[1, 2, 1, 2000\]: 2004 blocks, over the 128"),
+    ({"embedding_size": 0}, r"embedding_size 0 is outside the bounds 1 to 8192"),
+    ({"widths": [8, 8, 8, 0]}, r"widths\[3\] 0 is outside the bounds 1 to 8192"),
+    ({"image_size": 0}, r"image_size 0 is outside the bounds 1 to 1024"),
+    ({"bn_eps": -1}, r"bn_eps -1 is not a number in \(0, 1\)"),
+    ({"kind": "vit_fiqa", "depth": 100000}, r"depth 100000 is outside the bounds 1 to 128"),
+  ],
+)
+def test_edited_checkpoint_config_is_bounded_before_building(setup, tmp_path, edit, message):
+  """A few edited bytes of a checkpoint's config: refused in one line naming the
+  checkpoint and the field, exit 2, within seconds (a real process; building the
+  2004-block network took over 400 s, a zero-sized fc fell into ZeroDivisionError)."""
+  import json
+  import os
+  import re
+  import shutil
+  import subprocess
+  import sys
+
+  from exfiqa_jax.models.config import ViTConfig
+
+  shutil.copytree(setup / "ckpt", tmp_path / "ckpt")
+  meta = tmp_path / "ckpt" / "config" / "metadata"
+  cfg = json.loads(meta.read_text())
+  if edit.get("kind") == "vit_fiqa":
+    cfg = {"kind": "vit_fiqa", **ViTConfig(patch_size=28, width=16, num_heads=2).to_dict()}
+  meta.write_text(json.dumps({**cfg, **edit}))
+  root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  args = _args(setup, tmp_path / "e.npz")
+  args[args.index("--checkpoint") + 1] = str(tmp_path / "ckpt")
+  r = subprocess.run(
+    [sys.executable, "-m", "exfiqa_jax.cli", *args],
+    env={**os.environ, "PYTHONPATH": root, "JAX_COMPILATION_CACHE_DIR": ""},
+    capture_output=True,
+    text=True,
+    timeout=90,
+  )
+  lines = r.stderr.strip().splitlines()
+  assert r.returncode == 2 and len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
+  assert f"{tmp_path / 'ckpt'}: not an exfiqa checkpoint (config/metadata: " in lines[0]
+  assert re.search(message, lines[0]), lines[0]
+  assert not (tmp_path / "e.npz").exists()
