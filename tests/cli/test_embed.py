@@ -137,3 +137,35 @@ def test_edited_checkpoint_config_is_bounded_before_building(setup, tmp_path, ed
   assert f"{tmp_path / 'ckpt'}: not an exfiqa checkpoint (config/metadata: " in lines[0]
   assert re.search(message, lines[0]), lines[0]
   assert not (tmp_path / "e.npz").exists()
+
+
+def test_non_finite_embeddings_are_refused_in_one_line(tmp_path):
+  """A checkpoint whose weights overflow (written directly, as convert now refuses them):
+  `embed` exits 2 with one stderr line naming the array and an image, and writes
+  nothing (before: all-NaN embeddings, exit 0). A real process."""
+  import os
+  import subprocess
+  import sys
+
+  import jax
+
+  config = FRConfig.for_family("arcface", **SIZES)
+  _, params, stats = split(create(config, seed=3))
+  params = jax.tree.map(lambda a: a * 1e30, params)
+  save(str(tmp_path / "ckpt"), config, params, stats)
+  (tmp_path / "imgs").mkdir()
+  for i, x in enumerate(faces(3, 4)):
+    Image.fromarray(x).save(tmp_path / "imgs" / f"f{i}.png")
+  root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  r = subprocess.run(
+    [sys.executable, "-m", "exfiqa_jax.cli", *_args(tmp_path, tmp_path / "e.npz")],
+    env={**os.environ, "PYTHONPATH": root, "JAX_COMPILATION_CACHE_DIR": ""},
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
+  lines = r.stderr.strip().splitlines()
+  assert r.returncode == 2 and len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
+  assert "the model's fr/model/embeddings are NaN or infinite for 3 of 3 images" in lines[0]
+  assert "(first: " in lines[0] and "f0.png" in lines[0], lines[0]
+  assert not (tmp_path / "e.npz").exists()
