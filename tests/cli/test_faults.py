@@ -586,3 +586,29 @@ def test_json_inputs_are_bounded_regular_files(setup, tmp_path, where, how):
   assert f"{named}: " in line or named in line and where == "checkpoint", line
   assert re.search(HOSTILE[how], line), line
   assert not (tmp_path / "o.npz").exists() and not (tmp_path / "o").exists()
+
+
+def test_score_refuses_non_finite_exit_scores_in_one_line(setup, tmp_path):
+  """A ViT checkpoint whose weights overflow (written directly): `score` exits 2 with one
+  stderr line naming the array and an image, no output (a real process; before: exit 0)."""
+  import jax
+
+  root, variables = setup
+  params = jax.tree.map(lambda a: a * 1e30, variables[1])
+  exfiqa_jax.save(str(tmp_path / "ckpt"), TINY, params, variables[2])
+  args = ["score", "--checkpoint", tmp_path / "ckpt", "--images", root / "imgs"]
+  r = subprocess.run(
+    [*EXE, *map(str, [*args, "--out", tmp_path / "s.npz", "--quiet"])],
+    env=ENV,
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
+  assert r.returncode == 2, r.stderr
+  line = _one_line(r.stderr)
+  assert re.search(
+    r"the model's (exit_scores|embeddings) are NaN or infinite for 6 of 6 images "
+    r"\(first: \S*f0\.png\)",
+    line,
+  ), line
+  assert not (tmp_path / "s.npz").exists()
