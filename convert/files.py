@@ -25,7 +25,7 @@ import torch
 from exfiqa_jax.convert.core import to_torch, variables
 from exfiqa_jax.convert.families import family_named
 from exfiqa_jax.convert.verify import report, verify
-from exfiqa_jax.fileio import atomic_path, check_output, write_text
+from exfiqa_jax.fileio import JSONFileError, atomic_path, check_output, read_json, write_text
 from exfiqa_jax.models.checkpoint import load, save
 from exfiqa_jax.models.registry import config_from_dict, config_to_dict
 
@@ -42,13 +42,13 @@ def read_export(src: str) -> Any:
   there is none. Bounded (1 MiB) and checked: a malformed file is a one-line ValueError
   naming it. Files of before the stored kind hold the config's fields only."""
   path = settings_path(src)
-  if not os.path.isfile(path):
+  if not os.path.lexists(path):  # a FIFO, a device or a dangling link is refused, not skipped
     return None
   try:
-    if os.path.getsize(path) > 1 << 20:
-      raise ValueError("over 1 MiB")
-    with open(path, encoding="utf-8") as f:
-      info = json.load(f)
+    try:
+      info = read_json(path, "export settings file", 1 << 20)
+    except JSONFileError as e:
+      raise ValueError(e.problem) from None
     if not isinstance(info, dict) or info.get("format") != SETTINGS_FORMAT:
       raise ValueError(f"not of format {SETTINGS_FORMAT}")
     if not isinstance(info.get("config"), dict):
@@ -60,11 +60,37 @@ def read_export(src: str) -> Any:
     raise ValueError(f"{path}: unreadable export settings ({what}); remove or fix it") from None
 
 
-def _non_finite(sd) -> list[str]:
-  """Keys of the floating arrays holding a NaN or an infinity."""
-  return [
-    k for k, a in sd.items() if np.issubdtype(a.dtype, np.floating) and not np.isfinite(a).all()
-  ]
+MAX_ABS_WEIGHT = 1e6  # no trained network's weight or BatchNorm statistic comes near it
+
+
+def check_weights(sd) -> None:
+  """Refuses, naming the keys (ValueError, one line), weights that would make NaN or
+  infinite outputs: a NaN or infinity, a magnitude over MAX_ABS_WEIGHT (3e38 is finite in
+  float32 but overflows in the first product), a negative BatchNorm `running_var` (the
+  square root of variance + eps is NaN)."""
+
+  def keys(bad: list[str]) -> str:
+    return f"{bad[:5]}{' ...' if len(bad) > 5 else ''}"
+
+  floats = {k: a for k, a in sd.items() if np.issubdtype(a.dtype, np.floating)}
+  bad = [k for k, a in floats.items() if not np.isfinite(a).all()]
+  if bad:
+    raise ValueError(
+      f"NaN or infinite weights in {keys(bad)}; nothing written (the scores would be NaN)"
+    )
+  big = [k for k, a in floats.items() if a.size and np.abs(a).max() > MAX_ABS_WEIGHT]
+  if big:
+    top = max(float(np.abs(floats[k]).max()) for k in big)
+    raise ValueError(
+      f"weights of magnitude up to {top:.3g} in {keys(big)}, over {MAX_ABS_WEIGHT:g}; nothing "
+      "written (the outputs would overflow)"
+    )
+  neg = [k for k, a in floats.items() if k.endswith("running_var") and (a < 0).any()]
+  if neg:
+    raise ValueError(
+      f"negative BatchNorm running variance in {keys(neg)}; nothing written (the outputs "
+      "would be NaN)"
+    )
 
 
 def convert_file(
@@ -110,12 +136,7 @@ def convert_file(
   obj = f.read(src)
   try:
     sd = f.unwrap(obj)
-    bad = _non_finite(sd)
-    if bad:
-      raise ValueError(
-        f"NaN or infinite weights in {bad[:5]}{' ...' if len(bad) > 5 else ''}; "
-        "nothing written (the scores would be NaN)"
-      )
+    check_weights(sd)
     config = f.infer(sd, **options)  # checks the architecture and the sizes
     config = stored or f.stated(obj) or config  # stated values win; shapes checked below
     params, batch_stats = variables(f, sd, config)

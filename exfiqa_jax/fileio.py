@@ -13,6 +13,10 @@ folder fsynced. New files get mode 0666 & ~umask (folders 0777 & ~umask), as
 left by a process that died (same host, pid gone: a kill, a power cut) is
 removed by the next write of the same output (`remove_stale`).
 
+Small JSON inputs (`read_json`): one bounded reader for every JSON file a command
+reads (policies, checkpoint configs, export settings): a regular file of at most a
+stated size, opened without blocking; anything else is a one-line ValueError.
+
 Locks (`FolderLock`): an exclusive `flock` on a folder itself (no lock file), so
 that two processes never write one run folder or one dataset at once.
 """
@@ -29,12 +33,81 @@ import re
 import secrets
 import shutil
 import socket
+import stat
 import sys
 from collections.abc import Callable, Iterator
+from typing import Any
 
 MARKER = ".exfiqa-output.json"
 _HOST = re.sub(r"[^A-Za-z0-9_.]", "_", socket.gethostname()) or "host"
 _TAG = re.compile(r"\.(?:tmp|old)-([A-Za-z0-9_.]+)-(\d+)-[0-9a-f]{8}")
+
+
+JSON_MAX_BYTES = 16 << 20  # the bound of read_json unless a caller states its own
+
+
+class JSONFileError(ValueError):
+  """A JSON input `read_json` refuses: `str()` is the one-line message naming the file;
+  `problem` the cause alone (e.g. "over 1 MiB (5,000,000 bytes)", "Expecting value: ...")
+  and `kind` the decoder's error type for a malformed document (else None)."""
+
+  def __init__(self, path: str, what: str, problem: str, kind: str | None = None):
+    super().__init__(f"{path}: not a {what} ({kind or problem})")
+    self.path, self.problem, self.kind = path, problem, kind
+
+
+def _size(n: int) -> str:
+  return f"{n >> 20} MiB" if n >= 1 << 20 and n % (1 << 20) == 0 else f"{n:,} bytes"
+
+
+def read_json(path: str, what: str, max_bytes: int = JSON_MAX_BYTES) -> Any:
+  """The JSON document of the file `path` (`what` it should be, for the message).
+
+  Bounded: only a regular file (a symlink to one is followed) of at most `max_bytes`
+  is read; a FIFO, a device (`/dev/zero`), a folder or a larger file is refused by
+  its `stat` before it is opened, and it is opened with O_NONBLOCK and checked again
+  (a file swapped in between never blocks or streams). At most max_bytes + 1 bytes
+  are read. FileNotFoundError for a missing file; JSONFileError (a ValueError, one
+  line naming the file) for anything else, invalid UTF-8 or JSON and nesting too
+  deep included.
+  """
+
+  def check(st: os.stat_result) -> None:
+    if not stat.S_ISREG(st.st_mode):
+      raise JSONFileError(path, what, f"not a regular file: {_file_type(st.st_mode)}")
+    if st.st_size > max_bytes:
+      raise JSONFileError(path, what, f"over {_size(max_bytes)} ({st.st_size:,} bytes)")
+
+  try:
+    check(os.stat(path))
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+  except FileNotFoundError:
+    raise FileNotFoundError(f"{path}: no such {what}") from None
+  except OSError as e:
+    raise JSONFileError(path, what, e.strerror or type(e).__name__) from None
+  with os.fdopen(fd, "rb") as f:
+    check(os.fstat(f.fileno()))
+    data = f.read(max_bytes + 1)
+  if len(data) > max_bytes:
+    raise JSONFileError(path, what, f"over {_size(max_bytes)}")
+  try:
+    return json.loads(data.decode("utf-8"))
+  except (UnicodeDecodeError, ValueError, RecursionError) as e:
+    msg = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+    raise JSONFileError(path, what, msg, type(e).__name__) from None
+
+
+def _file_type(mode: int) -> str:
+  for test, name in (
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISDIR, "a folder"),
+    (stat.S_ISSOCK, "a socket"),
+  ):
+    if test(mode):
+      return name
+  return "not a plain file"
 
 
 def _tag(kind: str) -> str:
@@ -43,8 +116,7 @@ def _tag(kind: str) -> str:
 
 def _marker_kind(path: str) -> str | None:
   try:
-    with open(os.path.join(path, MARKER), encoding="utf-8") as f:
-      return str(json.load(f).get("kind"))
+    return str(read_json(os.path.join(path, MARKER), "output marker", 1 << 16).get("kind"))
   except (OSError, ValueError, AttributeError):
     return None
 

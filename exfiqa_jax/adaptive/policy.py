@@ -37,13 +37,14 @@ from typing import Any
 
 import numpy as np
 
-from exfiqa_jax.fileio import write_text
+from exfiqa_jax.fileio import read_json, write_text
 
 POLICIES = ("delta", "band", "gate")
 POLICY_FILE = "policies.json"  # beside the checkpoint: every policy x knob
 FRACTION, SEED = 0.5, 0  # a study's default calibration split: fraction of pairs, seed
 FORMAT = "exfiqa-adaptive-policies"
 VERSION = 1
+MAX_POLICY_BYTES = 4 << 20  # a policy file is a few KB; read_json refuses more
 
 
 def default_stages(depth: int, every: int = 3) -> tuple[int, ...]:
@@ -262,12 +263,9 @@ def load_sweep(path: str) -> list[Policy]:
   """All policies of a file `save` wrote. ValueError (one line, naming the file)
   for a missing, unreadable, foreign or newer file, or a bad entry."""
   try:
-    with open(path, encoding="utf-8") as f:
-      doc = json.load(f)
+    doc = read_json(path, "policy file", MAX_POLICY_BYTES)
   except FileNotFoundError:
     raise ValueError(f"{path}: no such policy file") from None
-  except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-    raise ValueError(f"{path}: not a policy file ({type(e).__name__})") from None
   if not isinstance(doc, dict) or doc.get("format") != FORMAT:
     raise ValueError(f"{path}: not a policy file (no format {FORMAT!r})")
   if doc.get("version") != VERSION:

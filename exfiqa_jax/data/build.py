@@ -25,7 +25,6 @@ so memory does not grow with the dataset's size.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 from collections.abc import Iterable, Iterator
 
@@ -40,7 +39,7 @@ from exfiqa_jax.data.images import decode, stack
 from exfiqa_jax.data.npz import write_npz
 from exfiqa_jax.data.records import SPLIT, write_dataset
 from exfiqa_jax.data.verification_bin import VerificationBin
-from exfiqa_jax.fileio import FolderLock, atomic_path
+from exfiqa_jax.fileio import FolderLock, atomic_path, read_json
 
 BUILDERS: dict[str, type[FaceBuilder]] = {
   c.name: c for c in (VerificationBin, CrFiqaFolder, Ijbc1to1, FaceImages)
@@ -58,8 +57,7 @@ def dataset_dir(data_dir: str, builder: str, name: str) -> str:
 def read_build(path: str) -> dict | None:
   """The build description (`metadata.json`) of a built dataset folder, or None."""
   try:
-    with open(os.path.join(path, BUILD_FILE), encoding="utf-8") as f:
-      return json.load(f)
+    return read_json(os.path.join(path, BUILD_FILE), "dataset build description")
   except (OSError, ValueError):
     return None
 

@@ -22,7 +22,7 @@ import orbax.checkpoint as ocp
 from flax import nnx
 
 from exfiqa_jax import backend
-from exfiqa_jax.fileio import atomic_path
+from exfiqa_jax.fileio import JSONFileError, atomic_path, read_json
 from exfiqa_jax.models.inference import abstract_variables
 from exfiqa_jax.models.registry import KINDS, config_from_dict, config_to_dict, kind_of
 
@@ -82,12 +82,20 @@ def load(path: str, expect: type | None = None) -> Loaded:
   if not os.path.isdir(path):
     raise FileNotFoundError(f"{path}: no such checkpoint folder (one written by exfiqa convert)")
   path = os.path.abspath(path)  # orbax takes absolute paths only
+  try:  # the config item (orbax JsonSave) read by the one bounded JSON reader
+    meta = read_json(os.path.join(path, "config", "metadata"), "checkpoint config", 1 << 20)
+  except FileNotFoundError:
+    raise ValueError(f"{path}: not an exfiqa checkpoint (no config/metadata)") from None
+  except JSONFileError as e:
+    raise ValueError(f"{path}: not an exfiqa checkpoint (config/metadata: {e.problem})") from None
+  try:
+    if not isinstance(meta, dict):
+      raise TypeError("not a JSON object")
+    config = config_from_dict(meta)
+  except (TypeError, ValueError) as e:  # an unknown kind stays a KeyError naming the kinds
+    what = str(e).splitlines()[0] if str(e) else type(e).__name__
+    raise ValueError(f"{path}: not an exfiqa checkpoint (config/metadata: {what})") from None
   with ocp.Checkpointer(ocp.CompositeCheckpointHandler()) as ckptr:
-    try:
-      meta = ckptr.restore(path, args=ocp.args.Composite(config=ocp.args.JsonRestore()))
-    except (FileNotFoundError, ValueError, KeyError) as e:
-      raise ValueError(f"{path}: not an exfiqa checkpoint ({e})") from e
-    config = config_from_dict(meta["config"])
     kind = kind_of(config)
     if expect is not None and kind.config_type is not expect:
       want = next(k for k in KINDS.values() if k.config_type is expect)

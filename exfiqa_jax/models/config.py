@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, ClassVar
 
+from exfiqa_jax.models import bounds as B
+
 
 @dataclasses.dataclass(frozen=True)
 class ViTConfig:
@@ -20,10 +22,27 @@ class ViTConfig:
   mlp_dim: int = 2048
 
   def __post_init__(self):
+    """Checks the sizes against `models.bounds` before anything is built."""
+    for name, hi in (
+      ("image_size", B.MAX_IMAGE_SIZE),
+      ("patch_size", B.MAX_IMAGE_SIZE),
+      ("width", B.MAX_WIDTH),
+      ("depth", B.MAX_BLOCKS),
+      ("num_heads", B.MAX_WIDTH),
+      ("mlp_dim", B.MAX_MLP_DIM),
+    ):
+      object.__setattr__(self, name, B.check_int(name, getattr(self, name), 1, hi))
     if self.width % self.num_heads:
       raise ValueError(f"num_heads={self.num_heads} does not divide width={self.width}")
     if self.patch_size > self.image_size:
       raise ValueError(f"patch_size={self.patch_size} exceeds image_size={self.image_size}")
+    if self.num_patches > B.MAX_TOKENS:
+      raise ValueError(
+        f"image_size {self.image_size} / patch_size {self.patch_size}: {self.num_patches} "
+        f"patches, over the {B.MAX_TOKENS} this exfiqa builds"
+      )
+    per_block = 4 * self.width**2 + 2 * self.width * self.mlp_dim
+    B.check_params("the ViT", self.depth * per_block + 3 * self.patch_size**2 * self.width)
 
   @property
   def grid(self) -> int:

@@ -14,6 +14,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, ClassVar, NamedTuple
 
+from exfiqa_jax.models import bounds as B
+
 ARCHS = ("iresnet", "irse")
 # "half": (x / 255 - 0.5) / 0.5, in [-1, 1]; "unit": x / 255, in [0, 1]; "mxnet":
 # (x - 127.5) * 0.0078125 = (x - 127.5) / 128, in [-0.996, 0.996], what insightface's MXNet
@@ -84,8 +86,23 @@ class FRConfig:
   input_scale: str = "half"
 
   def __post_init__(self):
-    object.__setattr__(self, "layers", tuple(int(n) for n in self.layers))
-    object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
+    """Checks every field, the sizes against `models.bounds` before anything is built."""
+    stages = (1, B.MAX_STAGES)
+    object.__setattr__(self, "layers", B.check_ints("layers", self.layers, 1, 1 << 20, stages))
+    object.__setattr__(self, "widths", B.check_ints("widths", self.widths, 1, B.MAX_WIDTH, stages))
+    if sum(self.layers) > B.MAX_BLOCKS:
+      raise ValueError(
+        f"layers {list(self.layers)}: {sum(self.layers)} blocks, over the {B.MAX_BLOCKS} "
+        "this exfiqa builds"
+      )
+    for name, hi in (("stem_width", B.MAX_WIDTH), ("embedding_size", B.MAX_WIDTH)):
+      object.__setattr__(self, name, B.check_int(name, getattr(self, name), 1, hi))
+    object.__setattr__(
+      self, "image_size", B.check_int("image_size", self.image_size, 1, B.MAX_IMAGE_SIZE)
+    )
+    eps = self.bn_eps
+    if isinstance(eps, bool) or not isinstance(eps, int | float) or not 0 < eps < 1:
+      raise ValueError(f"bn_eps {eps!r} is not a number in (0, 1) (BatchNorm's eps)")
     check_family(self.family)
     if self.arch not in ARCHS:
       raise ValueError(f"arch {self.arch!r} is not one of {ARCHS}")
@@ -101,6 +118,7 @@ class FRConfig:
         f"image_size {self.image_size} is not a multiple of 2**{len(self.layers)} (one stride-2 "
         "stage each)"
       )
+    B.check_params(f"{self.arch}{list(self.layers)}", self.num_params)
 
   @classmethod
   def for_family(cls, family: str, **sizes) -> "FRConfig":
@@ -123,6 +141,16 @@ class FRConfig:
   @property
   def fc_inputs(self) -> int:
     return self.widths[-1] * self.grid**2
+
+  @property
+  def num_params(self) -> int:
+    """The weights of the convolutions and the fc (BatchNorm and PReLU left out): what
+    `models.bounds.MAX_PARAMS` bounds."""
+    n, c = 9 * 3 * self.stem_width, self.stem_width
+    for blocks, w in zip(self.layers, self.widths, strict=True):
+      n += 9 * c * w + 9 * w * w + c * w + (blocks - 1) * 18 * w * w
+      c = w
+    return n + self.fc_inputs * self.embedding_size
 
   @property
   def name(self) -> str:

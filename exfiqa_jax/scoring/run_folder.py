@@ -5,7 +5,8 @@
                              exits, dtype, chunk size, channel order); a restart
                              must match it exactly
     <out>/chunk-000000.npz   exit_scores float32 [n, L] and, when asked,
-    <out>/chunk-000001.npz   embeddings float32 [n, D] of images
+    <out>/chunk-000001.npz   embeddings float32 [n, D] of images; of each
+                             FR model m fr/<m>/embeddings [n, D] (`chunk_members`)
     ...                      [k * chunk_size, (k + 1) * chunk_size)
     <out>/scores.npz         ids [N] str, exit_scores [N, L], embeddings [N, D]
 
@@ -31,7 +32,7 @@ import jax
 import numpy as np
 
 from exfiqa_jax.data import npz
-from exfiqa_jax.fileio import FolderLock, atomic_path, remove_stale, write_text
+from exfiqa_jax.fileio import FolderLock, atomic_path, read_json, remove_stale, write_text
 
 RUN_FILE, SCORES_FILE = "run.json", "scores.npz"
 
@@ -59,15 +60,38 @@ def chunk_path(out_dir: str, k: int) -> str:
   return os.path.join(out_dir, f"chunk-{k:06d}.npz")
 
 
-def _chunk_ok(path: str, rows: int) -> bool:
-  """Whether a chunk file is whole: a readable zip whose arrays have `rows` rows."""
+FR_PREFIX = "fr/"  # stored arrays of FR model m: "fr/<m>/embeddings", "fr/<m>/embeddings_flip"
+
+
+def chunk_members(run: dict) -> dict[str, int]:
+  """The arrays every chunk of `run` (its run.json) holds, with their number of
+  dimensions: exit_scores [n, L] (and embeddings [n, D]) of a quality model, and
+  fr/<m>/embeddings [n, D] (and embeddings_flip) of each face-recognition model m."""
+  want = {}
+  if "num_layers" in run:
+    want["exit_scores"] = 2
+    if run.get("embedding"):
+      want["embeddings"] = 2
+  for m, fr in (run.get("fr_models") or {}).items():
+    want[f"{FR_PREFIX}{m}/embeddings"] = 2
+    if fr.get("flip"):
+      want[f"{FR_PREFIX}{m}/embeddings_flip"] = 2
+  return want
+
+
+def _chunk_ok(path: str, rows: int, want: dict[str, int]) -> bool:
+  """Whether a chunk file is whole: a readable zip holding every array of `want` with its
+  number of dimensions, and every array with `rows` rows."""
   try:
     members = npz.describe(path)
   except (ValueError, OSError, zipfile.BadZipFile):
     return False
-  shape = members.get("exit_scores", ((),))[0]
-  emb = members.get("embeddings", ((rows,),))[0]
-  return len(shape) == 2 and shape[0] == rows and len(emb) >= 1 and emb[0] == rows
+  shapes = {k: v[0] for k, v in members.items()}
+  return (
+    bool(want)
+    and all(k in shapes and len(shapes[k]) == nd for k, nd in want.items())
+    and all(len(s) >= 1 and s[0] == rows for s in shapes.values())
+  )
 
 
 def lock(out_dir: str) -> FolderLock:
@@ -87,11 +111,12 @@ def start(out_dir: str, run: dict, *, replace: bool = False) -> set[int]:
     remove_stale(out_dir)
   path = os.path.join(out_dir, RUN_FILE)
   if os.path.exists(path):
-    with open(path, encoding="utf-8") as f:
-      try:
-        old = json.load(f)
-      except ValueError:
-        old = {"run.json": "unreadable"}
+    try:
+      old = read_json(path, "run description")
+    except ValueError:
+      old = {"run.json": "unreadable"}
+    if not isinstance(old, dict):
+      old = {"run.json": "unreadable"}
     diff = sorted(k for k in set(old) | set(run) if old.get(k) != run.get(k))
     if diff and not (replace and lead):
       if lead:
@@ -107,12 +132,12 @@ def start(out_dir: str, run: dict, *, replace: bool = False) -> set[int]:
         os.remove(os.path.join(out_dir, SCORES_FILE))
   if not os.path.exists(path) and lead:
     write_text(path, json.dumps(run, indent=1, sort_keys=True) + "\n")
-  size, n = run["chunk_size"], run["num_images"]
+  size, n, want = run["chunk_size"], run["num_images"], chunk_members(run)
   done = set()
   for p in glob.glob(os.path.join(glob.escape(out_dir), "chunk-*.npz")):
     k = int(os.path.basename(p)[6:12])
     rows = min(size, n - k * size)
-    if rows > 0 and _chunk_ok(p, rows):
+    if rows > 0 and _chunk_ok(p, rows, want):
       done.add(k)
     elif lead:
       print(f"{p}: truncated or damaged; scoring it again", file=sys.stderr)

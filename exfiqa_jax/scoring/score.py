@@ -106,6 +106,7 @@ def run_chunks(
     if last:
       arrays = {n: np.concatenate([r[n] for r in rows]) for n in rows[0]}
       rows.clear()
+      check_finite(arrays, images.ids[bounds[k][0] : bounds[k][1]])
       if out_dir is None:
         parts[k] = arrays
       else:
@@ -150,7 +151,26 @@ if TYPE_CHECKING:
   from exfiqa_jax.data.sources import ImageSource
 
 
-FR_PREFIX = "fr/"  # stored arrays of FR model m: "fr/<m>/embeddings", "fr/<m>/embeddings_flip"
+def check_finite(arrays: dict[str, np.ndarray], ids) -> None:
+  """Refuses (one-line ValueError, before the chunk is written) a model output [n, ...]
+  holding NaN or infinity for any image of `ids` [n]; a policy run's exit_scores are
+  checked up to each image's `blocks_run` (NaN after it by design)."""
+  for name, a in arrays.items():
+    if not np.issubdtype(a.dtype, np.floating):
+      continue
+    ok = np.isfinite(a).reshape(len(a), -1)
+    run = arrays.get(name.replace("exit_scores", "blocks_run")) if "exit_scores" in name else None
+    if run is not None:
+      ok |= np.arange(ok.shape[1])[None] >= np.asarray(run)[:, None]
+    bad = np.flatnonzero(~ok.all(1))
+    if len(bad):
+      raise ValueError(
+        f"the model's {name} are NaN or infinite for {len(bad)} of {len(a)} images (first: "
+        f"{ids[bad[0]]}); nothing written (its weights or settings do not work on these images)"
+      )
+
+
+FR_PREFIX = resume.FR_PREFIX  # "fr/<m>/embeddings", "fr/<m>/embeddings_flip" of FR model m
 
 
 @dataclasses.dataclass(frozen=True)

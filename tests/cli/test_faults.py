@@ -532,3 +532,83 @@ def test_embedding_files_refuse_shared_stems_and_lying_headers(tmp_path):
     f.write(bytes(16))
   with pytest.raises(ValueError, match=r"m\.npy: header declares 4,398,046,511,104 bytes"):
     load_embeddings(str(tmp_path / "m.npy"), np.array(["x"]))
+
+
+def _hostile_json(tmp_path, how: str) -> str:
+  """A JSON input path that is a FIFO, a link to /dev/zero, or a file over 4 MiB."""
+  path = str(tmp_path / f"hostile-{how}.json")
+  if how == "fifo":
+    os.mkfifo(path)
+  elif how == "zero":
+    os.symlink("/dev/zero", path)
+  else:
+    with open(path, "w") as f:
+      f.write("[" + "0," * (2 << 20) + "0]")  # 4 MiB + 3 bytes of valid JSON
+  return path
+
+
+HOSTILE = {
+  "fifo": r"not a regular file: a FIFO",
+  "zero": r"not a regular file: a character device",
+  "big": r"over (4|1) MiB \(",
+}
+
+
+@pytest.mark.parametrize("how", sorted(HOSTILE))
+@pytest.mark.parametrize("where", ["policy", "checkpoint", "export"])
+def test_json_inputs_are_bounded_regular_files(setup, tmp_path, where, how):
+  """A policy file, a checkpoint's config and an export's settings file that are a FIFO,
+  a /dev/zero link or too large: refused in one line naming the file, exit 2, at once
+  (a real process: a read that blocks or streams runs into the timeout)."""
+  import shutil
+
+  root, _ = setup
+  src = _hostile_json(tmp_path, how)
+  if where == "policy":
+    args = _score_args(root, tmp_path / "o.npz", "--policy", "delta", "--budget", "1")
+    args += ["--policy-file", src]
+    named = src
+  elif where == "checkpoint":
+    shutil.copytree(root / "ckpt", tmp_path / "ckpt")
+    os.remove(tmp_path / "ckpt" / "config" / "metadata")
+    os.rename(src, tmp_path / "ckpt" / "config" / "metadata")
+    named = f"{tmp_path / 'ckpt'}: not an exfiqa checkpoint (config/metadata"
+    args = ["score", "--checkpoint", tmp_path / "ckpt", "--images", root / "imgs"]
+    args += ["--out", tmp_path / "o.npz"]
+  else:
+    torch.save(_sd()[1], tmp_path / "m.pt")
+    named = str(tmp_path / "m.pt.json")
+    os.rename(src, named)
+    args = ["convert", tmp_path / "m.pt", tmp_path / "o"]
+  r = subprocess.run([*EXE, *map(str, args)], env=ENV, capture_output=True, text=True, timeout=120)
+  assert r.returncode == 2, r.stderr
+  line = _one_line(r.stderr)
+  assert f"{named}: " in line or named in line and where == "checkpoint", line
+  assert re.search(HOSTILE[how], line), line
+  assert not (tmp_path / "o.npz").exists() and not (tmp_path / "o").exists()
+
+
+def test_score_refuses_non_finite_exit_scores_in_one_line(setup, tmp_path):
+  """A ViT checkpoint whose weights overflow (written directly): `score` exits 2 with one
+  stderr line naming the array and an image, no output (a real process; before: exit 0)."""
+  import jax
+
+  root, variables = setup
+  params = jax.tree.map(lambda a: a * 1e30, variables[1])
+  exfiqa_jax.save(str(tmp_path / "ckpt"), TINY, params, variables[2])
+  args = ["score", "--checkpoint", tmp_path / "ckpt", "--images", root / "imgs"]
+  r = subprocess.run(
+    [*EXE, *map(str, [*args, "--out", tmp_path / "s.npz", "--quiet"])],
+    env=ENV,
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
+  assert r.returncode == 2, r.stderr
+  line = _one_line(r.stderr)
+  assert re.search(
+    r"the model's (exit_scores|embeddings) are NaN or infinite for 6 of 6 images "
+    r"\(first: \S*f0\.png\)",
+    line,
+  ), line
+  assert not (tmp_path / "s.npz").exists()

@@ -3,6 +3,7 @@ The key, shape and file checks are parametrised over the families."""
 
 import os
 import pickle
+import re
 
 import pytest
 
@@ -327,3 +328,42 @@ def test_existing_dst_kept_without_force(tmp_path, state_dict, capsys):
 def test_missing_source(tmp_path):
   with pytest.raises(FileNotFoundError, match=r"nope\.pt: no such file"):
     convert_file(str(tmp_path / "nope.pt"), str(tmp_path / "dst"))
+
+
+@pytest.mark.parametrize(
+  "key, value, match",
+  [
+    (
+      "layer1.0.bn2.running_var",
+      -1.0,
+      r"negative BatchNorm running variance in \['layer1\.0\.bn2\.",
+    ),
+    ("fc.weight", 3e38, r"weights of magnitude up to 3e\+38 in \['fc\.weight'\], over 1e\+06"),
+    ("layer2.0.conv1.weight", -2e6, r"up to 2e\+06 in \['layer2\.0\.conv1\.weight'\]"),
+  ],
+)
+def test_weights_that_make_nan_or_overflow_are_refused(
+  tmp_path, iresnet, capsys, key, value, match
+):
+  """Finite weights whose outputs are NaN or overflow (before: converted, then `embed` wrote
+  all-NaN embeddings with exit 0): refused at conversion naming the key, nothing written."""
+  sd = {k: v.clone() for k, v in iresnet.items()}
+  sd[key].view(-1)[0] = value
+  _refused(tmp_path, sd, match, family="arcface")
+  assert (
+    main(["convert", str(tmp_path / "src.pt"), str(tmp_path / "dst"), "--family", "arcface"]) == 2
+  )
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and re.search(match, err[0]), err
+  assert sorted(os.listdir(tmp_path)) == ["src.pt"]
+
+
+def test_export_settings_with_a_negative_bn_eps_are_refused(tmp_path, iresnet):
+  import json
+
+  torch.save(iresnet, tmp_path / "src.pt")
+  config = {"kind": "face_recognition", **tiny("arcface").to_dict(), "bn_eps": -1}
+  (tmp_path / "src.pt.json").write_text(json.dumps({"format": "exfiqa-export-1", "config": config}))
+  with pytest.raises(ValueError, match=r"src\.pt\.json: unreadable export settings \(bn_eps -1 is"):
+    convert_file(str(tmp_path / "src.pt"), str(tmp_path / "dst"), family="arcface")
+  assert sorted(os.listdir(tmp_path)) == ["src.pt", "src.pt.json"]

@@ -71,3 +71,39 @@ def test_bad_overrides_are_refused(tmp_path, capsys):
     assert main(base + [extra]) == 2
     assert msg in capsys.readouterr().err
   assert not (tmp_path / "o").exists()
+
+
+def test_sweep_page_links_cannot_carry_a_scheme_from_the_file_name(tmp_path):
+  """An inputs file named like a `javascript:` URL: every href/src of the page (and every
+  figure link of the Markdown) is a `./` relative path with no scheme, except the page's
+  own data: URIs (the embedded PNGs and the empty icon)."""
+  import html
+  import re
+  import urllib.parse
+
+  from exfiqa_jax.metrics.inputs import PairInputs
+
+  exits, a, b, labels, scores = _files(tmp_path)
+  name = "javascript:alert(1);x"
+  PairInputs(exits, a, b, labels.astype(bool), scores, np.arange(1.0, 5.0)).save(
+    str(tmp_path / f"{name}.npz")
+  )
+  opts = ["weights.simplex=2", "weights.learn_steps=2", "sweep.rules=('mean',)"]
+  args = ["sweep", "--quiet", "--inputs", str(tmp_path / f"{name}.npz")]
+  assert main([*args, "--out", str(tmp_path / "o"), *opts]) == 0
+  page = (tmp_path / "o" / f"{name}.html").read_text()
+  targets = [html.unescape(t) for t in re.findall(r'(?:href|src)\s*=\s*"([^"]*)"', page)]
+  assert len(re.findall(r"(?:href|src)\s*=", page)) == len(targets) >= 5  # all quoted
+  files = [t for t in targets if not t.startswith("data:")]
+  assert sorted(files) == [
+    f"./{urllib.parse.quote(name, safe='')}_{k}.svg" for k in ("pairs", "pareto")
+  ]
+  for t in files:
+    assert urllib.parse.urlsplit(t).scheme == "" and t.startswith("./") and ":" not in t
+    assert (tmp_path / "o" / urllib.parse.unquote(t)).is_file()  # still names the file
+  assert {t for t in targets if t.startswith("data:")} <= {"data:,"} | {
+    t for t in targets if re.fullmatch(r"data:image/png;base64,[A-Za-z0-9+/=]+", t)
+  }
+  md = (tmp_path / "o" / f"{name}.md").read_text()
+  links = re.findall(r"!\[[^\]]*\]\(([^)]*)\)", md)
+  assert len(links) == 2 and all(x.startswith("./") and ":" not in x for x in links)
