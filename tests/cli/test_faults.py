@@ -490,7 +490,14 @@ def test_two_runs_on_one_work_dir_do_not_mix(setup, tmp_path, capsys):
   deadline = time.time() + 120
   while not list(work.glob("chunk-*.npz")) and time.time() < deadline:
     time.sleep(0.05)  # the first run is scoring
-  code, err = _cli(args(tmp_path / "other", tmp_path / "b.npz"), capsys)
+  # Held still while the second run starts, so that it still holds its lock however fast
+  # it would otherwise finish (on a loaded machine the second's start-up can outlast it).
+  assert first.poll() is None, "the first run ended before the second could start"
+  first.send_signal(signal.SIGSTOP)
+  try:
+    code, err = _cli(args(tmp_path / "other", tmp_path / "b.npz"), capsys)
+  finally:
+    first.send_signal(signal.SIGCONT)
   _, err1 = first.communicate(timeout=300)
   assert first.returncode == 0, err1
   assert code == 2 and "another exfiqa process is using this folder" in _one_line(err), err
