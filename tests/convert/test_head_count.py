@@ -35,9 +35,8 @@ def test_no_head_count_no_settings_file_is_refused_in_one_line(tmp_path):
     assert run.returncode == 2
     lines = run.stderr.strip().splitlines()
     assert len(lines) == 1, run.stderr
-    assert f"{tmp_path / 'm.pt'}: the attention head count cannot be read from the weights" in (
-      lines[0]
-    )
+    head = f"{tmp_path / 'm.pt'}: the attention head count cannot be read from the weights"
+    assert head in lines[0]
     assert "pass --num-heads N (8 for the released ViT-FIQA model)" in lines[0]
     assert str(tmp_path / "m.pt.json") in lines[0]
     assert not (tmp_path / "ckpt").exists()
@@ -55,7 +54,8 @@ def test_demo_writes_its_head_count_beside_its_pt(tmp_path):
   assert info["config"]["num_heads"] == 4
   run = _convert(pt, tmp_path / "again", "--verify")
   assert run.returncode == 0, run.stderr
-  again, demo = exfiqa_jax.load(str(tmp_path / "again")), exfiqa_jax.load(str(tmp_path / "demo_ckpt"))
+  again = exfiqa_jax.load(str(tmp_path / "again"))
+  demo = exfiqa_jax.load(str(tmp_path / "demo_ckpt"))
   assert again.config == demo.config == config
   x = preprocess(np.random.default_rng(0).integers(0, 256, (3, 40, 40, 3), dtype=np.uint8), 40)
   np.testing.assert_array_equal(apply(*again[1:], x).exits, apply(*demo[1:], x).exits)
