@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from exfiqa_jax.cli import add_force, add_quiet
+from exfiqa_jax.cli import add_cost, add_force, add_quiet
 
 NAME = "sweep"
 HELP = "fusion sweep on saved scores: subsets, weights, learned weights, Pareto front"
@@ -28,8 +28,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
   p.add_argument(
     "--depth-cost",
     action="store_true",
-    help="with --scores: cost = exit number instead of the vit_s GFLOPs",
+    help="with --scores: cost = exit number (else --checkpoint or --cost)",
   )
+  p.add_argument(
+    "--checkpoint",
+    help="with --scores: the checkpoint folder of the model that scored them; the exit "
+    "costs are the GFLOPs of its config",
+  )
+  add_cost(p)
   p.add_argument("--out", help="output folder (default <out_dir>/sweep or out/sweep)")
   add_force(p, "sweep files of the same name in --out")
   add_quiet(p)
@@ -64,6 +70,7 @@ def sweep_config(overrides: list[str]) -> dict:
 def run(args: argparse.Namespace) -> int:
   import jax
 
+  from exfiqa_jax.cli import NEEDS_COST, score_file_costs
   from exfiqa_jax.evaluation.job_config import load_job
   from exfiqa_jax.evaluation.run import inputs_path
   from exfiqa_jax.evaluation.saved_sweep import weight_study
@@ -72,10 +79,19 @@ def run(args: argparse.Namespace) -> int:
   from exfiqa_jax.report.sweep import write_sweep
 
   cfg = load_job(args.config, args.overrides) if args.config else sweep_config(args.overrides)
+  costs = (args.checkpoint, args.cost, args.depth_cost)
+  if not args.scores and any(c not in (None, False) for c in costs):
+    raise ValueError("--checkpoint, --cost and --depth-cost go with --scores")
+  if args.scores and not args.pairs:
+    raise ValueError("--scores needs --pairs (a list of `idA idB label score`)")
+  if args.scores and not any(c not in (None, False) for c in costs):
+    raise ValueError(NEEDS_COST + " or --depth-cost (the exit number)")
   if args.distributed:
     jax.distributed.initialize()
   if args.scores:
-    work = {_stem(args.scores): _score_file_inputs(args.scores, args.pairs, args.depth_cost)}
+    cost, said = score_file_costs(args.scores, *costs)
+    print(said)
+    work = {_stem(args.scores): PairInputs.from_score_file(args.scores, args.pairs, cost)}
   else:
     paths = args.inputs or [
       inputs_path(cfg["out_dir"], d, f) for d in cfg["datasets"] for f in cfg["fr_models"]
@@ -94,13 +110,3 @@ def run(args: argparse.Namespace) -> int:
 
 def _stem(path: str) -> str:
   return os.path.splitext(os.path.basename(path))[0]
-
-
-def _score_file_inputs(scores: str, pairs: str | None, depth_cost: bool):
-  """The PairInputs of an `exfiqa score` file and a pair list (cost: the vit_s GFLOPs at
-  the file's depth, or the exit number with --depth-cost)."""
-  from exfiqa_jax.metrics.inputs import PairInputs, score_file_cost
-
-  if not pairs:
-    raise ValueError("--scores needs --pairs (a list of `idA idB label score`)")
-  return PairInputs.from_score_file(scores, pairs, score_file_cost(scores, by_exit=depth_cost))
