@@ -11,12 +11,26 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 
 from exfiqa_jax.cli import add_cost, add_force, add_quiet
 
 NAME = "sweep"
 HELP = "fusion sweep on saved scores: subsets, weights, learned weights, Pareto front"
 SECTIONS = ("metrics", "sweep", "weights")  # the options a sweep of saved inputs reads
+OVERRIDE = re.compile(r"[A-Za-z_]\w*(\.\w+)+=")  # section.key=value
+
+
+def split_overrides(args: argparse.Namespace) -> None:
+  """Moves the KEY=VALUE overrides that `--inputs F ...` took in (argparse cannot tell
+  them from files) to the overrides: an item of the form `section.key=value` that is
+  not an existing file is an override."""
+  if args.inputs:
+    moved = [x for x in args.inputs if OVERRIDE.match(x) and not os.path.exists(x)]
+    args.inputs = [x for x in args.inputs if x not in moved]
+    args.overrides = [*moved, *args.overrides]
+    if not args.inputs:
+      raise ValueError("--inputs needs at least one saved inputs file before KEY=VALUE options")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -56,14 +70,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def sweep_config(overrides: list[str]) -> dict:
   """The defaults of SECTIONS with `section.key=value` overrides applied and checked;
-  without a metrics override the inputs' saved metric settings (else the defaults) apply."""
+  `metrics` holds only the metric keys overridden: each other metric setting is the one
+  saved with the inputs (else the default; `PairInputs.metric_options`)."""
   from exfiqa_jax.configs import apply_overrides
   from exfiqa_jax.evaluation.options import check_options, defaults
 
   cfg = apply_overrides(defaults(*SECTIONS), list(overrides))
   check_options(cfg, "KEY=VALUE", SECTIONS)
-  if not any(o.startswith("metrics.") for o in overrides):
-    del cfg["metrics"]
+  given = {o.partition("=")[0].removeprefix("metrics.") for o in overrides}
+  cfg["metrics"] = {k: v for k, v in cfg["metrics"].items() if k in given}
   return cfg
 
 
@@ -78,6 +93,7 @@ def run(args: argparse.Namespace) -> int:
   from exfiqa_jax.metrics.inputs import PairInputs
   from exfiqa_jax.report.sweep import write_sweep
 
+  split_overrides(args)
   cfg = load_job(args.config, args.overrides) if args.config else sweep_config(args.overrides)
   costs = (args.checkpoint, args.cost, args.depth_cost)
   if not args.scores and any(c not in (None, False) for c in costs):

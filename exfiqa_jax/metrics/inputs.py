@@ -37,13 +37,13 @@ MAX_EXITS = 24  # 2^24 subsets: the deepest shipped model (vit_s_depth24)
 
 
 def resolve_metrics(given: dict | None, saved: dict | None = None) -> dict[str, Any]:
-  """The metric settings: those given (a config's `metrics`), else those saved with
-  the inputs, else the defaults; missing keys from the defaults (METRIC_DEFAULTS). Keys
-  of a config's `metrics` that are not ERC/EDC settings (`template_quality`, which forms
-  the pair qualities before any metric) are not metric settings here."""
+  """The metric settings, key by key: the one given (a config's `metrics`, or the keys
+  overridden on `exfiqa sweep`), else the one saved with the inputs, else the default
+  (METRIC_DEFAULTS). Keys of a config's `metrics` that are not ERC/EDC settings
+  (`template_quality`, which forms the pair qualities before any metric) are not metric
+  settings here."""
   given = {k: v for k, v in (given or {}).items() if k in METRIC_DEFAULTS}
-  chosen = given if given else (saved or {})
-  return {**METRIC_DEFAULTS, **chosen}
+  return {**METRIC_DEFAULTS, **(saved or {}), **given}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,8 +69,8 @@ class PairInputs:
     return tuple(getattr(self, k) for k in COLUMNS)
 
   def metric_options(self, given: dict | None = None) -> dict[str, Any]:
-    """The metric settings: `given` (a config's `metrics`), else those saved with
-    these inputs, else the defaults."""
+    """The metric settings, key by key: `given` (a config's `metrics`), else those
+    saved with these inputs, else the defaults (`resolve_metrics`)."""
     return resolve_metrics(given, self.metrics)
 
   def pairset(self, metrics: dict | None = None) -> PairSet:
