@@ -23,10 +23,13 @@ A job config is a dict (see configs/paper.py for every key):
   adaptive     optional: policies, stages, fraction, seed, knobs of the adaptive
                early-exit study run on every pair set (docs/protocol.md §10)
   report       exits: exits to plot besides the last one and the fusions
+  model        the demo's generated model (configs/demo.py)
+Any other top-level key is refused (a typo such as `adaptiv`), naming the closest one.
 """
 
 from __future__ import annotations
 
+import difflib
 import os
 from typing import Any
 
@@ -39,6 +42,22 @@ SELF = "self"
 # (CurricularFace's evaluation).
 FLIP_RULES = ("none", "concat", "sum")
 SPEC_KEYS = {"checkpoint": ("checkpoint", "flip", "channel_order"), "embeddings": ("embeddings",)}
+# Every top-level key a job config may have ("model": the demo's generated model).
+JOB_KEYS = (
+  "checkpoint",
+  "out_dir",
+  "data_dir",
+  "datasets",
+  "fr_models",
+  "embeddings",
+  "scoring",
+  "metrics",
+  "sweep",
+  "weights",
+  "adaptive",
+  "report",
+  "model",
+)
 _FILES = {
   "verification_bin": lambda name, files: os.path.join(files, f"{name}.bin"),
   "cr_fiqa_folder": lambda name, files: os.path.join(files, "pair_list.txt"),
@@ -92,9 +111,22 @@ def embeddings_path(cfg: dict, fr_model: str, dataset: str) -> str | None:
   )
 
 
+def check_job_keys(cfg: Any, path: str) -> None:
+  """Raises KeyError naming an unknown top-level key (a typo such as `adaptiv`), the
+  closest known key and all known ones; TypeError when the config is not a dict."""
+  if not isinstance(cfg, dict):
+    raise TypeError(f"{path}: get_config() must return a dict; got {type(cfg).__name__}")
+  for key in cfg:
+    if key not in JOB_KEYS:
+      close = difflib.get_close_matches(str(key), JOB_KEYS, n=1)
+      hint = f" (did you mean {close[0]!r}?)" if close else ""
+      raise KeyError(f"{path}: unknown key {key!r} in the config{hint}; known: {list(JOB_KEYS)}")
+
+
 def check_job(cfg: dict, path: str) -> None:
-  """Raises naming the config key or file: missing keys or files, unknown names,
-  options of a wrong type (`check_options`)."""
+  """Raises naming the config key or file: unknown or missing keys, missing files,
+  unknown names, options of a wrong type (`check_options`)."""
+  check_job_keys(cfg, path)
   for key in ("checkpoint", "out_dir", "data_dir", "datasets", "fr_models"):
     if key not in cfg:
       raise KeyError(f"{path}: config has no {key!r}")

@@ -8,7 +8,6 @@ Blocks: Heading, Text (Markdown inline: **bold**, *italic*, `code`; lines starti
 from __future__ import annotations
 
 import dataclasses
-import urllib.parse
 from collections.abc import Sequence
 from typing import Any
 
@@ -44,17 +43,6 @@ class Figures:
 Block = Heading | Text | Table | Figures
 
 
-def relative_link(path: str) -> str:
-  """`path` (relative to the report's folder, '/'-separated) as a link target that can only
-  name a file beside the report: every part URL-quoted (a ':' becomes %3A, so no part can
-  carry a URL scheme such as `javascript:`) and the whole prefixed `./`. An absolute path
-  or a '..' part is refused: a report links only to files in its own folder."""
-  parts = path.split("/")
-  if path.startswith("/") or any(x in ("", ".", "..") for x in parts):
-    raise ValueError(f"{path!r}: a report links only to relative paths inside its folder")
-  return "./" + "/".join(urllib.parse.quote(x, safe="") for x in parts)
-
-
 def table(
   rows: Sequence[dict[str, Any]],
   columns: Sequence[str],
@@ -88,9 +76,7 @@ def to_markdown(blocks: Sequence[Block]) -> str:
     elif isinstance(b, Table):
       out.append(markdown_table(b))
     else:
-      out.append(
-        " ".join(f"![{p.rsplit('/', 1)[-1]}]({relative_link(p)})" for p in b.paths) + "\n"
-      )
+      out.append(" ".join(f"![{p.rsplit('/', 1)[-1]}]({p})" for p in b.paths) + "\n")
   return "\n".join(out)
 
 

@@ -1,7 +1,6 @@
 """A self-contained HTML page of report blocks: opens from disk, no server, no network.
 
-Figures are embedded as base64 PNG data URIs (each links to its SVG beside it, by a
-`./`-prefixed, URL-quoted relative path that cannot carry a URL scheme);
+Figures are embedded as base64 PNG data URIs (each links to its SVG beside it);
 the style sheet is inline; there is no script. A missing figure file is an error
 naming it, so a page never shows a broken image.
 """
@@ -15,7 +14,7 @@ import re
 from collections.abc import Sequence
 
 from exfiqa_jax.fileio import write_text
-from exfiqa_jax.report.document import Block, Figures, Heading, Table, Text, relative_link
+from exfiqa_jax.report.document import Block, Figures, Heading, Table, Text
 
 STYLE = """
 body { font-family: sans-serif; max-width: 1400px; margin: 1em auto; padding: 0 1em; color: #222; }
@@ -68,7 +67,7 @@ def _figures(b: Figures, base: str) -> str:
     with open(path, "rb") as f:
       data = base64.b64encode(f.read()).decode("ascii")
     name = html.escape(os.path.basename(rel))
-    svg = html.escape(relative_link(os.path.splitext(rel)[0] + ".svg"))
+    svg = html.escape(os.path.splitext(rel)[0] + ".svg")
     out.append(
       f'<figure><img alt="{name}" src="data:image/png;base64,{data}">'
       f'<figcaption>{name} (<a href="{svg}">SVG</a>)</figcaption></figure>'
