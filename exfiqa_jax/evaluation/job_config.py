@@ -146,6 +146,7 @@ def check_job(cfg: dict, path: str) -> None:
     raise FileNotFoundError(
       f"{path}: checkpoint {cfg['checkpoint']} does not exist (write one with `exfiqa convert`)"
     )
+  _check_depth(cfg, path)
   for name, ds in cfg["datasets"].items():
     builder = ds.get("builder")
     if builder not in _FILES:
@@ -164,6 +165,32 @@ def check_job(cfg: dict, path: str) -> None:
       emb = embeddings_path(cfg, fr, name)
       if emb is not None and not os.path.exists(emb):
         raise FileNotFoundError(f"{path}: embeddings of {fr} for {name}: {emb} does not exist")
+
+
+def _check_depth(cfg: dict, path: str) -> None:
+  """report.exits and adaptive.stages against the depth of the checkpoint's model (its
+  stored config alone is read), before any scoring."""
+  from exfiqa_jax.adaptive.policy import check_stages
+  from exfiqa_jax.models.checkpoint import load_config
+
+  exits = (cfg.get("report") or {}).get("exits", ())
+  stages = (cfg.get("adaptive") or {}).get("stages")
+  if not exits and stages is None:
+    return  # nothing depends on the depth
+  depth = getattr(load_config(cfg["checkpoint"]), "depth", None)
+  if depth is None:
+    return
+  bad = [e for e in exits if not 1 <= e <= depth]
+  if bad:
+    raise ValueError(
+      f"{path}: report.exits {bad} are not exits of the depth-{depth} model in the "
+      f"checkpoint (1..{depth})"
+    )
+  if stages is not None:
+    try:
+      check_stages(stages, depth)
+    except ValueError as e:
+      raise ValueError(f"{path}: adaptive.{e}") from None
 
 
 def _check_spec(path: str, fr: str, spec: dict, known: set[str]) -> None:

@@ -51,3 +51,50 @@ def test_shipped_job_configs_use_known_keys(name):
   cfg = load_config_file(name)
   check_job_keys(cfg, name)
   assert set(cfg) <= set(JOB_KEYS)
+
+
+def _job(tmp_path, extra):
+  from exfiqa_jax import save
+  from tests.score_helpers import TINY, random_variables
+
+  save(str(tmp_path / "ckpt"), TINY, *random_variables(TINY)[1:])  # depth 3
+  (tmp_path / "files").mkdir()
+  (tmp_path / "files" / "x.bin").write_bytes(b"")
+  job = tmp_path / "job.py"
+  job.write_text(
+    "def get_config():\n  return dict(\n"
+    f"    checkpoint={str(tmp_path / 'ckpt')!r}, out_dir={str(tmp_path / 'out')!r},\n"
+    f"    data_dir={str(tmp_path / 'tfds')!r}, fr_models=['self'],\n"
+    f"    datasets=dict(x=dict(builder='verification_bin', files={str(tmp_path / 'files')!r})),\n"
+    f"    {extra}\n  )\n"
+  )
+  return job
+
+
+@pytest.mark.parametrize(
+  "extra,message",
+  [
+    (
+      "report=dict(exits=(3, 66)),",
+      "report.exits [66] are not exits of the depth-3 model in the checkpoint (1..3)",
+    ),
+    ("report=dict(exits='3'),", "report.exits must be a list of exits (1-based)"),
+    ("report=dict(exit=(3,)),", "unknown option report.exit"),
+    (
+      "adaptive=dict(stages=(2, 5)),",
+      "adaptive.stages must increase within 1..3 and end at the depth 3, got [2, 5]",
+    ),
+  ],
+)
+def test_report_and_adaptive_values_are_refused_before_any_scoring(tmp_path, extra, message):
+  job = _job(tmp_path, extra)
+  run = subprocess.run(
+    [sys.executable, "-m", "exfiqa_jax.cli", "evaluate", "--config", str(job), "--quiet"],
+    capture_output=True,
+    text=True,
+    timeout=120,
+  )
+  assert run.returncode == 2
+  lines = run.stderr.strip().splitlines()
+  assert len(lines) == 1 and f"{job}: " in lines[0] and message in lines[0], run.stderr
+  assert not (tmp_path / "out").exists() and not (tmp_path / "tfds").exists()
