@@ -142,11 +142,13 @@ def check_job(cfg: dict, path: str) -> None:
   if not (names_ok or isinstance(fr, dict)):  # a dict of specs is checked by fr_specs
     raise TypeError(f"{path}: fr_models must be a list of names or a dict of specs; got {fr!r}")
   check_options(cfg, path)
+  missing = []  # every missing input, named at once
   if not os.path.isdir(cfg["checkpoint"]):
-    raise FileNotFoundError(
-      f"{path}: checkpoint {cfg['checkpoint']} does not exist (write one with `exfiqa convert`)"
+    missing.append(
+      f"checkpoint {cfg['checkpoint']} does not exist (write one with `exfiqa convert`)"
     )
-  _check_depth(cfg, path)
+  else:
+    _check_depth(cfg, path)
   for name, ds in cfg["datasets"].items():
     builder = ds.get("builder")
     if builder not in _FILES:
@@ -157,14 +159,21 @@ def check_job(cfg: dict, path: str) -> None:
     _check_dataset_keys(path, name, ds)
     needed = _FILES[builder](name, ds.get("files", ""))
     if not os.path.exists(needed):
-      raise FileNotFoundError(f"{path}: datasets.{name} needs {needed}, which does not exist")
+      missing.append(f"datasets.{name} needs {needed}, which does not exist")
   known = {SELF, *cfg.get("embeddings", {})}
   for fr, spec in fr_specs(cfg).items():
-    _check_spec(path, fr, spec, known)
+    try:
+      _check_spec(path, fr, spec, known)
+    except FileNotFoundError as e:
+      missing.append(str(e).removeprefix(f"{path}: "))
     for name in cfg["datasets"]:
       emb = embeddings_path(cfg, fr, name)
       if emb is not None and not os.path.exists(emb):
-        raise FileNotFoundError(f"{path}: embeddings of {fr} for {name}: {emb} does not exist")
+        missing.append(f"embeddings of {fr} for {name}: {emb} does not exist")
+  if len(missing) == 1:
+    raise FileNotFoundError(f"{path}: {missing[0]}")
+  if missing:
+    raise FileNotFoundError(f"{path}: {len(missing)} inputs are missing: " + "; ".join(missing))
 
 
 def _check_depth(cfg: dict, path: str) -> None:

@@ -98,3 +98,24 @@ def test_report_and_adaptive_values_are_refused_before_any_scoring(tmp_path, ext
   lines = run.stderr.strip().splitlines()
   assert len(lines) == 1 and f"{job}: " in lines[0] and message in lines[0], run.stderr
   assert not (tmp_path / "out").exists() and not (tmp_path / "tfds").exists()
+
+
+def test_paper_names_every_missing_input_at_once(tmp_path):
+  run = subprocess.run(
+    [sys.executable, "-m", "exfiqa_jax.cli", "evaluate", "--config", "paper", "--quiet"],
+    capture_output=True,
+    text=True,
+    timeout=120,
+    cwd=tmp_path,
+  )
+  assert run.returncode == 2
+  lines = run.stderr.strip().splitlines()
+  assert len(lines) == 1, run.stderr
+  assert "paper: 13 inputs are missing: checkpoint weights/vit_fiqa does not exist" in lines[0]
+  for name in ("lfw", "agedb_30", "cfp_fp", "calfw", "cplfw"):
+    assert f"datasets.{name} needs data/bins/{name}.bin" in lines[0]
+  assert "datasets.xqlfw needs data/quality_data/XQLFW/pair_list.txt" in lines[0]
+  assert "datasets.ijbc needs data/IJBC" in lines[0]
+  for fr in ("ArcFace", "ElasticFace", "MagFace", "CurricularFace"):
+    assert f"fr_models.{fr}.checkpoint weights/" in lines[0]
+  assert not (tmp_path / "out").exists()
