@@ -94,7 +94,11 @@ def run(args: argparse.Namespace) -> int:
   from exfiqa_jax.report.sweep import write_sweep
 
   split_overrides(args)
-  cfg = load_job(args.config, args.overrides) if args.config else sweep_config(args.overrides)
+  cfg = (
+    load_job(args.config, args.overrides, saved_inputs=True)
+    if args.config
+    else sweep_config(args.overrides)
+  )
   costs = (args.checkpoint, args.cost, args.depth_cost)
   if not args.scores and any(c not in (None, False) for c in costs):
     raise ValueError("--checkpoint, --cost and --depth-cost go with --scores")

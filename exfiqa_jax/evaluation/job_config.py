@@ -65,10 +65,27 @@ _FILES = {
 }
 
 
-def load_job(path: str, overrides: list[str] = ()) -> dict[str, Any]:
-  """Runs the config file, applies `key.sub=value` overrides, checks it."""
+def load_job(path: str, overrides: list[str] = (), saved_inputs: bool = False) -> dict[str, Any]:
+  """Runs the config file, applies `key.sub=value` overrides, checks it; with
+  `saved_inputs` (a sweep of what `exfiqa evaluate` saved) the checkpoints and raw files
+  are not needed, only `<out_dir>/inputs/<dataset>_<FR model>.npz` (all missing named)."""
   cfg = apply_overrides(load_config_file(path), list(overrides))
-  check_job(cfg, path)
+  if not saved_inputs:
+    check_job(cfg, path)
+    return cfg
+  check_job_keys(cfg, path)
+  check_options(cfg, path)
+  missing = [
+    p
+    for d in cfg.get("datasets", {})
+    for f in cfg.get("fr_models", ())
+    if not os.path.isfile(p := os.path.join(cfg.get("out_dir", ""), "inputs", f"{d}_{f}.npz"))
+  ]
+  if missing:
+    raise FileNotFoundError(
+      f"{path}: saved inputs missing (run `exfiqa evaluate --config {path}` first): "
+      + ", ".join(missing)
+    )
   return cfg
 
 

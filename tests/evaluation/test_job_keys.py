@@ -119,3 +119,29 @@ def test_paper_names_every_missing_input_at_once(tmp_path):
   for fr in ("ArcFace", "ElasticFace", "MagFace", "CurricularFace"):
     assert f"fr_models.{fr}.checkpoint weights/" in lines[0]
   assert not (tmp_path / "out").exists()
+
+
+def test_sweep_of_a_config_needs_only_its_saved_inputs(tmp_path):
+  import numpy as np
+
+  from exfiqa_jax.metrics.inputs import PairInputs
+
+  job = tmp_path / "job.py"
+  job.write_text(JOB.format(out=tmp_path / "out", extra="weights=dict(simplex=2, learn_steps=2),"))
+  argv = [sys.executable, "-m", "exfiqa_jax.cli", "sweep", "--config", str(job), "--quiet"]
+  run = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+  assert run.returncode == 2
+  want = f"{job}: saved inputs missing (run `exfiqa evaluate --config {job}` first): "
+  assert want + str(tmp_path / "out" / "inputs" / "x_self.npz") in run.stderr
+  rng = np.random.default_rng(0)
+  n = 200
+  a, b = np.arange(0, n, 2), np.arange(1, n, 2)
+  labels = np.arange(n // 2) % 2 == 0
+  z = PairInputs(
+    rng.normal(size=(n, 3)).astype(np.float32), a, b, labels,
+    labels + rng.normal(size=n // 2), np.array([1.0, 2.0, 3.0]),
+  )  # fmt: skip
+  z.save(str(tmp_path / "out" / "inputs" / "x_self.npz"))
+  run = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+  assert run.returncode == 0, run.stderr  # no checkpoint, no raw .bin: not needed
+  assert (tmp_path / "out" / "sweep" / "x_self_subsets.csv").is_file()
