@@ -1,6 +1,6 @@
 """The EX-FIQA paper protocol: 8 benchmarks x 4 FR models, from raw files and five checkpoints.
 
-    exfiqa convert vit_fiqa.pt weights/vit_fiqa
+    exfiqa convert vit_fiqa.pt weights/vit_fiqa --num-heads 8
     exfiqa convert ms1mv2_arcface_r100_fp16/backbone.pth weights/arcface --family arcface
     exfiqa convert 295672backbone.pth weights/elasticface --family elasticface
     exfiqa convert magface_epoch_00025.pth weights/magface --family magface

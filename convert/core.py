@@ -1,7 +1,7 @@
 """The one conversion driver: a loaded checkpoint of any family <-> (config, params,
 batch_stats), strictly and exactly.
 
-    config, params, batch_stats = from_torch(torch.load(path, weights_only=True))  # ViT-FIQA
+    config, params, batch_stats = from_torch(torch.load(path, weights_only=True), num_heads=8)
     config, params, batch_stats = from_torch(load_torch(path), family="magface")
     state_dict = to_torch(config, params, batch_stats)   # the release's layout
 
@@ -115,9 +115,10 @@ def from_torch(
   """A loaded checkpoint of `family` (any wrapper of its release) -> (config, params,
   batch_stats). Leaves are float32 numpy arrays; ValueError naming the offending keys.
 
-  num_heads, image_size: ViT-FIQA's options (default 8 heads and the smallest image
-  size of the patch grid); the face-recognition families read every size from the shapes,
-  the rest from their release or from what the loaded object states (`Family.stated`).
+  num_heads, image_size: ViT-FIQA's options (the head count must be given, 8 for the
+  released model; default image size: the smallest of the patch grid); the
+  face-recognition families read every size from the shapes, the rest from their release
+  or from what the loaded object states (`Family.stated`).
   """
   f = family_named(family)
   sd = f.unwrap(obj)

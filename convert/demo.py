@@ -16,7 +16,8 @@ from exfiqa_jax.models.inference import create, split
 
 
 def write_demo_checkpoint(config: ViTConfig, files: str, checkpoint: str, seed: int = 0) -> str:
-  """Random weights of `config` (seed) as `<files>/vit_fiqa_demo.pt` converted to the
+  """Random weights of `config` (seed) as `<files>/vit_fiqa_demo.pt` (with its settings,
+  the head count, in `vit_fiqa_demo.pt.json`) converted to the
   checkpoint folder `checkpoint` (replaced), or saved straight to it without torch;
   returns a line saying which."""
   _, params, batch_stats = split(create(config, seed=seed))
@@ -26,11 +27,14 @@ def write_demo_checkpoint(config: ViTConfig, files: str, checkpoint: str, seed: 
   import torch
 
   from exfiqa_jax.convert import to_torch
-  from exfiqa_jax.convert.files import convert_file
+  from exfiqa_jax.convert.files import convert_file, write_settings
   from exfiqa_jax.fileio import atomic_path
 
   pt = os.path.join(files, "vit_fiqa_demo.pt")
   with atomic_path(pt) as tmp:
     torch.save(to_torch(config, params, batch_stats), tmp)
-  convert_file(pt, checkpoint, num_heads=config.num_heads, force=True)
-  return "wrote random weights in the released PyTorch layout and converted them"
+  # What the weights cannot tell (the head count) beside them, as `exfiqa export` writes it:
+  # `exfiqa convert <files>/vit_fiqa_demo.pt DST` then gives this very model.
+  write_settings(pt, config)
+  convert_file(pt, checkpoint, force=True)
+  return "wrote random weights in the released PyTorch layout (and its settings) and converted them"

@@ -24,6 +24,7 @@ import torch
 
 from exfiqa_jax.convert.core import to_torch, variables
 from exfiqa_jax.convert.families import family_named
+from exfiqa_jax.convert.infer import RELEASED_HEADS
 from exfiqa_jax.convert.verify import report, verify
 from exfiqa_jax.fileio import JSONFileError, atomic_path, check_output, read_json, write_text
 from exfiqa_jax.models.checkpoint import load, save
@@ -110,7 +111,8 @@ def convert_file(
   the one converted to (its family, and what the shapes cannot tell: ViT-FIQA's head
   count and image size, a face-recognition release's eps, channel order and input
   scale); a `family`, `num_heads` or `image_size` that disagrees with it is refused.
-  Without it: `family` default ViT-FIQA; ViT-FIQA's 8 heads and the smallest image size
+  Without it: `family` default ViT-FIQA, whose head count must then be given (the
+  weights cannot tell it: refused, never guessed) and whose image size is the smallest
   of the patch grid; the face-recognition families read every size from the shapes and
   the rest from their release (or from what their files state: `Family.stated`).
   """
@@ -136,6 +138,12 @@ def convert_file(
   obj = f.read(src)
   try:
     sd = f.unwrap(obj)
+    if "num_heads" in f.settings and options["num_heads"] is None:
+      raise ValueError(
+        "the attention head count cannot be read from the weights; pass --num-heads N "
+        f"({RELEASED_HEADS} for the released ViT-FIQA model), or keep the settings file "
+        f"{settings_path(src)} beside it (`exfiqa export` writes one)"
+      )
     check_weights(sd)
     config = f.infer(sd, **options)  # checks the architecture and the sizes
     config = stored or f.stated(obj) or config  # stated values win; shapes checked below
@@ -163,6 +171,12 @@ def export_file(src: str, dst: str, *, force: bool = False) -> Any:
   state_dict = to_torch(config, params, batch_stats)
   with atomic_path(dst, force=force) as tmp:
     torch.save(state_dict, tmp)
-  info = {"format": SETTINGS_FORMAT, "config": config_to_dict(config)}
-  write_text(settings_path(dst), json.dumps(info, indent=1, sort_keys=True) + "\n")
+  write_settings(dst, config)
   return config
+
+
+def write_settings(pt: str, config: Any) -> None:
+  """Writes `config` as the settings file beside the PyTorch file `pt` (`settings_path`),
+  what `convert` reads back for what the shapes cannot tell."""
+  info = {"format": SETTINGS_FORMAT, "config": config_to_dict(config)}
+  write_text(settings_path(pt), json.dumps(info, indent=1, sort_keys=True) + "\n")

@@ -49,16 +49,20 @@ def default_image_size(grid: int, patch: int) -> int:
   return size if size < (grid + 1) * patch else grid * patch
 
 
-DEFAULT_HEADS = 8  # the released model's
+RELEASED_HEADS = 8  # the released model's (configs/vit_s.py); never assumed, only named
 
 
 def infer_vit(
   sd: StateDict, num_heads: int | None = None, image_size: int | None = None
 ) -> ViTConfig:
   """Width, depth, patches, MLP width and patch size from the shapes; heads as given
-  (default `DEFAULT_HEADS`), after `check_architecture`."""
+  (the shapes cannot tell them: None is refused), after `check_architecture`."""
   check_architecture(sd)
-  num_heads = DEFAULT_HEADS if num_heads is None else num_heads
+  if num_heads is None:
+    raise ValueError(
+      "the attention head count cannot be read from the weights; pass num_heads "
+      f"({RELEASED_HEADS} for the released ViT-FIQA model)"
+    )
   _, tokens, width = _shape(sd, "pos_embed", "width and number of patches")
   patch = _shape(sd, "patch_embed.proj.weight", "patch size")[-1]
   mlp_dim = _shape(sd, "blocks.0.mlp.fc1.weight", "MLP width")[0]

@@ -67,6 +67,64 @@ def int_list(text: str) -> tuple[int, ...]:
     raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of exits") from None
 
 
+def cost_list(text: str) -> tuple[float, ...]:
+  """argparse type: comma-separated positive GFLOPs, one per exit, e.g. 0.99,1.95,2.9."""
+  try:
+    values = tuple(float(x) for x in text.split(",") if x.strip())
+  except ValueError:
+    raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of GFLOPs") from None
+  if not values or not all(math.isfinite(v) and v > 0 for v in values):
+    raise argparse.ArgumentTypeError(f"{text!r}: give one positive GFLOPs value per exit")
+  return values
+
+
+NEEDS_COST = (
+  "--scores needs the cost of each exit: --checkpoint FOLDER (GFLOPs from the model's "
+  "config) or --cost G1,...,GL (GFLOPs per exit)"
+)
+
+
+def add_cost(p: argparse.ArgumentParser) -> None:
+  p.add_argument(
+    "--cost",
+    type=cost_list,
+    metavar="G1,...,GL",
+    help="with --scores: the GFLOPs of each exit, one per exit (else --checkpoint)",
+  )
+
+
+def score_file_costs(scores: str, checkpoint: str | None, cost, by_exit: bool = False):
+  """(cost per exit [L], the line saying where it came from) for an `exfiqa score` file:
+  the exit numbers (by_exit), the GFLOPs of the exits of the ViT-FIQA model in
+  `checkpoint` (models/flops.py), or `cost` as given; ValueError when none is given, or
+  when the depth or the number of costs differs from the file's exits."""
+  import numpy as np
+
+  from exfiqa_jax.metrics.inputs import score_file_cost
+
+  depth = len(score_file_cost(scores, by_exit=True))  # 0: from_score_file says why
+  if by_exit:
+    return score_file_cost(scores, by_exit=True), "exit costs: the exit numbers (--depth-cost)"
+  if checkpoint is None and cost is None:
+    raise ValueError(NEEDS_COST)
+  if cost is not None:
+    if depth and len(cost) != depth:
+      raise ValueError(f"--cost gives {len(cost)} exit costs; {scores} has {depth} exits")
+    values, source = np.asarray(cost, float), "as given by --cost"
+  else:
+    from exfiqa_jax.models.checkpoint import load
+    from exfiqa_jax.models.config import ViTConfig
+
+    config = load(checkpoint, expect=ViTConfig).config
+    if depth and config.depth != depth:
+      raise ValueError(
+        f"--checkpoint {checkpoint} has depth {config.depth}, the scores have {depth} exits"
+      )
+    values = score_file_cost(scores, config)
+    source = f"from the model in --checkpoint {checkpoint}"
+  return values, f"exit costs (GFLOPs) {source}: " + ", ".join(f"{g:.4g}" for g in values)
+
+
 def name_list(known: tuple[str, ...], what: str, plural: str):
   """argparse type: comma-separated names from `known` (at least one, repeats dropped);
   what, plural: what a name is, for the error ("policy", "policies")."""

@@ -13,7 +13,7 @@ import argparse
 import os
 
 from exfiqa_jax.adaptive.policy import FRACTION, POLICIES, SEED
-from exfiqa_jax.cli import add_force, add_quiet, fraction, int_list, name_list
+from exfiqa_jax.cli import add_cost, add_force, add_quiet, fraction, int_list, name_list
 
 NAME = "adaptive"
 HELP = "calibrate and evaluate adaptive early-exit policies (delta, band, gate) on saved scores"
@@ -42,8 +42,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
   p.add_argument(
     "--checkpoint",
     help="the model's checkpoint folder: policies.json is written into it (and with --scores "
-    "the exit costs come from its config)",
+    "the exit costs are the GFLOPs of its config; else give --cost)",
   )
+  add_cost(p)
   p.add_argument("--out", default="out/adaptive", help="folder of the table and figure")
   p.add_argument(
     "--policies",
@@ -76,6 +77,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
   from exfiqa_jax.adaptive.policy import POLICY_FILE, check_stages, default_stages
   from exfiqa_jax.adaptive.study import run_study
+  from exfiqa_jax.cli import NEEDS_COST
   from exfiqa_jax.fileio import check_output
   from exfiqa_jax.report.adaptive import write_study
 
@@ -83,6 +85,10 @@ def run(args: argparse.Namespace) -> int:
     raise ValueError("--scores needs --pairs (a list of `idA idB label score`)")
   if args.pairs and not args.scores:
     raise ValueError("--pairs goes with --scores")
+  if args.cost is not None and not args.scores:
+    raise ValueError("--cost goes with --scores")
+  if args.scores and args.checkpoint is None and args.cost is None:
+    raise ValueError(NEEDS_COST)
   if args.checkpoint and not os.path.isdir(args.checkpoint):
     raise FileNotFoundError(f"--checkpoint {args.checkpoint}: no such checkpoint folder")
   source = args.inputs or args.scores
@@ -110,13 +116,15 @@ def run(args: argparse.Namespace) -> int:
 
 def _inputs(args: argparse.Namespace):
   """(the checkpoint's ViTConfig or None, the PairInputs): saved inputs, or a score file
-  and a pair list with the cost of the checkpoint's (else vit_s's) exits."""
-  from exfiqa_jax.metrics.inputs import PairInputs, score_file_cost
+  and a pair list with the cost of the checkpoint's exits or of --cost (said on stdout)."""
+  from exfiqa_jax.cli import score_file_costs
+  from exfiqa_jax.metrics.inputs import PairInputs
   from exfiqa_jax.models.checkpoint import load
   from exfiqa_jax.models.config import ViTConfig
 
   config = load(args.checkpoint, expect=ViTConfig).config if args.checkpoint else None
   if not args.scores:
     return config, PairInputs.load(args.inputs)
-  cost = score_file_cost(args.scores, config)
+  cost, said = score_file_costs(args.scores, None if args.cost else args.checkpoint, args.cost)
+  print(said)
   return config, PairInputs.from_score_file(args.scores, args.pairs, cost)

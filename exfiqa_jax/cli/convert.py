@@ -30,8 +30,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     "--num-heads",
     type=positive_int,
     default=None,
-    help="attention heads; not readable from the shapes: from SRC.json when `exfiqa "
-    "export` wrote one, else 8, as released",
+    help="ViT-FIQA's attention heads (8 for the released model); the weights cannot tell "
+    "them: required unless SRC.json (written by `exfiqa export` or `exfiqa demo`) holds them",
   )
   p.add_argument(
     "--image-size",

@@ -11,12 +11,26 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 
-from exfiqa_jax.cli import add_force, add_quiet
+from exfiqa_jax.cli import add_cost, add_force, add_quiet
 
 NAME = "sweep"
 HELP = "fusion sweep on saved scores: subsets, weights, learned weights, Pareto front"
 SECTIONS = ("metrics", "sweep", "weights")  # the options a sweep of saved inputs reads
+OVERRIDE = re.compile(r"[A-Za-z_]\w*(\.\w+)+=")  # section.key=value
+
+
+def split_overrides(args: argparse.Namespace) -> None:
+  """Moves the KEY=VALUE overrides that `--inputs F ...` took in (argparse cannot tell
+  them from files) to the overrides: an item of the form `section.key=value` that is
+  not an existing file is an override."""
+  if args.inputs:
+    moved = [x for x in args.inputs if OVERRIDE.match(x) and not os.path.exists(x)]
+    args.inputs = [x for x in args.inputs if x not in moved]
+    args.overrides = [*moved, *args.overrides]
+    if not args.inputs:
+      raise ValueError("--inputs needs at least one saved inputs file before KEY=VALUE options")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -28,8 +42,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
   p.add_argument(
     "--depth-cost",
     action="store_true",
-    help="with --scores: cost = exit number instead of the vit_s GFLOPs",
+    help="with --scores: cost = exit number (else --checkpoint or --cost)",
   )
+  p.add_argument(
+    "--checkpoint",
+    help="with --scores: the checkpoint folder of the model that scored them; the exit "
+    "costs are the GFLOPs of its config",
+  )
+  add_cost(p)
   p.add_argument("--out", help="output folder (default <out_dir>/sweep or out/sweep)")
   add_force(p, "sweep files of the same name in --out")
   add_quiet(p)
@@ -50,20 +70,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def sweep_config(overrides: list[str]) -> dict:
   """The defaults of SECTIONS with `section.key=value` overrides applied and checked;
-  without a metrics override the inputs' saved metric settings (else the defaults) apply."""
+  `metrics` holds only the metric keys overridden: each other metric setting is the one
+  saved with the inputs (else the default; `PairInputs.metric_options`)."""
   from exfiqa_jax.configs import apply_overrides
   from exfiqa_jax.evaluation.options import check_options, defaults
 
   cfg = apply_overrides(defaults(*SECTIONS), list(overrides))
   check_options(cfg, "KEY=VALUE", SECTIONS)
-  if not any(o.startswith("metrics.") for o in overrides):
-    del cfg["metrics"]
+  given = {o.partition("=")[0].removeprefix("metrics.") for o in overrides}
+  cfg["metrics"] = {k: v for k, v in cfg["metrics"].items() if k in given}
   return cfg
 
 
 def run(args: argparse.Namespace) -> int:
   import jax
 
+  from exfiqa_jax.cli import NEEDS_COST, score_file_costs
   from exfiqa_jax.evaluation.job_config import load_job
   from exfiqa_jax.evaluation.run import inputs_path
   from exfiqa_jax.evaluation.saved_sweep import weight_study
@@ -71,11 +93,25 @@ def run(args: argparse.Namespace) -> int:
   from exfiqa_jax.metrics.inputs import PairInputs
   from exfiqa_jax.report.sweep import write_sweep
 
-  cfg = load_job(args.config, args.overrides) if args.config else sweep_config(args.overrides)
+  split_overrides(args)
+  cfg = (
+    load_job(args.config, args.overrides, saved_inputs=True)
+    if args.config
+    else sweep_config(args.overrides)
+  )
+  costs = (args.checkpoint, args.cost, args.depth_cost)
+  if not args.scores and any(c not in (None, False) for c in costs):
+    raise ValueError("--checkpoint, --cost and --depth-cost go with --scores")
+  if args.scores and not args.pairs:
+    raise ValueError("--scores needs --pairs (a list of `idA idB label score`)")
+  if args.scores and not any(c not in (None, False) for c in costs):
+    raise ValueError(NEEDS_COST + " or --depth-cost (the exit number)")
   if args.distributed:
     jax.distributed.initialize()
   if args.scores:
-    work = {_stem(args.scores): _score_file_inputs(args.scores, args.pairs, args.depth_cost)}
+    cost, said = score_file_costs(args.scores, *costs)
+    print(said)
+    work = {_stem(args.scores): PairInputs.from_score_file(args.scores, args.pairs, cost)}
   else:
     paths = args.inputs or [
       inputs_path(cfg["out_dir"], d, f) for d in cfg["datasets"] for f in cfg["fr_models"]
@@ -94,13 +130,3 @@ def run(args: argparse.Namespace) -> int:
 
 def _stem(path: str) -> str:
   return os.path.splitext(os.path.basename(path))[0]
-
-
-def _score_file_inputs(scores: str, pairs: str | None, depth_cost: bool):
-  """The PairInputs of an `exfiqa score` file and a pair list (cost: the vit_s GFLOPs at
-  the file's depth, or the exit number with --depth-cost)."""
-  from exfiqa_jax.metrics.inputs import PairInputs, score_file_cost
-
-  if not pairs:
-    raise ValueError("--scores needs --pairs (a list of `idA idB label score`)")
-  return PairInputs.from_score_file(scores, pairs, score_file_cost(scores, by_exit=depth_cost))

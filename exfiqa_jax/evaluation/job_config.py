@@ -23,10 +23,13 @@ A job config is a dict (see configs/paper.py for every key):
   adaptive     optional: policies, stages, fraction, seed, knobs of the adaptive
                early-exit study run on every pair set (docs/protocol.md §10)
   report       exits: exits to plot besides the last one and the fusions
+  model        the demo's generated model (configs/demo.py)
+Any other top-level key is refused (a typo such as `adaptiv`), naming the closest one.
 """
 
 from __future__ import annotations
 
+import difflib
 import os
 from typing import Any
 
@@ -39,6 +42,22 @@ SELF = "self"
 # (CurricularFace's evaluation).
 FLIP_RULES = ("none", "concat", "sum")
 SPEC_KEYS = {"checkpoint": ("checkpoint", "flip", "channel_order"), "embeddings": ("embeddings",)}
+# Every top-level key a job config may have ("model": the demo's generated model).
+JOB_KEYS = (
+  "checkpoint",
+  "out_dir",
+  "data_dir",
+  "datasets",
+  "fr_models",
+  "embeddings",
+  "scoring",
+  "metrics",
+  "sweep",
+  "weights",
+  "adaptive",
+  "report",
+  "model",
+)
 _FILES = {
   "verification_bin": lambda name, files: os.path.join(files, f"{name}.bin"),
   "cr_fiqa_folder": lambda name, files: os.path.join(files, "pair_list.txt"),
@@ -46,10 +65,27 @@ _FILES = {
 }
 
 
-def load_job(path: str, overrides: list[str] = ()) -> dict[str, Any]:
-  """Runs the config file, applies `key.sub=value` overrides, checks it."""
+def load_job(path: str, overrides: list[str] = (), saved_inputs: bool = False) -> dict[str, Any]:
+  """Runs the config file, applies `key.sub=value` overrides, checks it; with
+  `saved_inputs` (a sweep of what `exfiqa evaluate` saved) the checkpoints and raw files
+  are not needed, only `<out_dir>/inputs/<dataset>_<FR model>.npz` (all missing named)."""
   cfg = apply_overrides(load_config_file(path), list(overrides))
-  check_job(cfg, path)
+  if not saved_inputs:
+    check_job(cfg, path)
+    return cfg
+  check_job_keys(cfg, path)
+  check_options(cfg, path)
+  missing = [
+    p
+    for d in cfg.get("datasets", {})
+    for f in cfg.get("fr_models", ())
+    if not os.path.isfile(p := os.path.join(cfg.get("out_dir", ""), "inputs", f"{d}_{f}.npz"))
+  ]
+  if missing:
+    raise FileNotFoundError(
+      f"{path}: saved inputs missing (run `exfiqa evaluate --config {path}` first): "
+      + ", ".join(missing)
+    )
   return cfg
 
 
@@ -92,9 +128,22 @@ def embeddings_path(cfg: dict, fr_model: str, dataset: str) -> str | None:
   )
 
 
+def check_job_keys(cfg: Any, path: str) -> None:
+  """Raises KeyError naming an unknown top-level key (a typo such as `adaptiv`), the
+  closest known key and all known ones; TypeError when the config is not a dict."""
+  if not isinstance(cfg, dict):
+    raise TypeError(f"{path}: get_config() must return a dict; got {type(cfg).__name__}")
+  for key in cfg:
+    if key not in JOB_KEYS:
+      close = difflib.get_close_matches(str(key), JOB_KEYS, n=1)
+      hint = f" (did you mean {close[0]!r}?)" if close else ""
+      raise KeyError(f"{path}: unknown key {key!r} in the config{hint}; known: {list(JOB_KEYS)}")
+
+
 def check_job(cfg: dict, path: str) -> None:
-  """Raises naming the config key or file: missing keys or files, unknown names,
-  options of a wrong type (`check_options`)."""
+  """Raises naming the config key or file: unknown or missing keys, missing files,
+  unknown names, options of a wrong type (`check_options`)."""
+  check_job_keys(cfg, path)
   for key in ("checkpoint", "out_dir", "data_dir", "datasets", "fr_models"):
     if key not in cfg:
       raise KeyError(f"{path}: config has no {key!r}")
@@ -110,10 +159,13 @@ def check_job(cfg: dict, path: str) -> None:
   if not (names_ok or isinstance(fr, dict)):  # a dict of specs is checked by fr_specs
     raise TypeError(f"{path}: fr_models must be a list of names or a dict of specs; got {fr!r}")
   check_options(cfg, path)
+  missing = []  # every missing input, named at once
   if not os.path.isdir(cfg["checkpoint"]):
-    raise FileNotFoundError(
-      f"{path}: checkpoint {cfg['checkpoint']} does not exist (write one with `exfiqa convert`)"
+    missing.append(
+      f"checkpoint {cfg['checkpoint']} does not exist (write one with `exfiqa convert`)"
     )
+  else:
+    _check_depth(cfg, path)
   for name, ds in cfg["datasets"].items():
     builder = ds.get("builder")
     if builder not in _FILES:
@@ -124,14 +176,47 @@ def check_job(cfg: dict, path: str) -> None:
     _check_dataset_keys(path, name, ds)
     needed = _FILES[builder](name, ds.get("files", ""))
     if not os.path.exists(needed):
-      raise FileNotFoundError(f"{path}: datasets.{name} needs {needed}, which does not exist")
+      missing.append(f"datasets.{name} needs {needed}, which does not exist")
   known = {SELF, *cfg.get("embeddings", {})}
   for fr, spec in fr_specs(cfg).items():
-    _check_spec(path, fr, spec, known)
+    try:
+      _check_spec(path, fr, spec, known)
+    except FileNotFoundError as e:
+      missing.append(str(e).removeprefix(f"{path}: "))
     for name in cfg["datasets"]:
       emb = embeddings_path(cfg, fr, name)
       if emb is not None and not os.path.exists(emb):
-        raise FileNotFoundError(f"{path}: embeddings of {fr} for {name}: {emb} does not exist")
+        missing.append(f"embeddings of {fr} for {name}: {emb} does not exist")
+  if len(missing) == 1:
+    raise FileNotFoundError(f"{path}: {missing[0]}")
+  if missing:
+    raise FileNotFoundError(f"{path}: {len(missing)} inputs are missing: " + "; ".join(missing))
+
+
+def _check_depth(cfg: dict, path: str) -> None:
+  """report.exits and adaptive.stages against the depth of the checkpoint's model (its
+  stored config alone is read), before any scoring."""
+  from exfiqa_jax.adaptive.policy import check_stages
+  from exfiqa_jax.models.checkpoint import load_config
+
+  exits = (cfg.get("report") or {}).get("exits", ())
+  stages = (cfg.get("adaptive") or {}).get("stages")
+  if not exits and stages is None:
+    return  # nothing depends on the depth
+  depth = getattr(load_config(cfg["checkpoint"]), "depth", None)
+  if depth is None:
+    return
+  bad = [e for e in exits if not 1 <= e <= depth]
+  if bad:
+    raise ValueError(
+      f"{path}: report.exits {bad} are not exits of the depth-{depth} model in the "
+      f"checkpoint (1..{depth})"
+    )
+  if stages is not None:
+    try:
+      check_stages(stages, depth)
+    except ValueError as e:
+      raise ValueError(f"{path}: adaptive.{e}") from None
 
 
 def _check_spec(path: str, fr: str, spec: dict, known: set[str]) -> None:

@@ -147,6 +147,16 @@ SECTIONS: dict[str, Section] = {
       },
     ),
     Section(
+      "report",
+      {
+        "exits": Option(
+          (),
+          lambda v: isinstance(v, (list, tuple)) and all(_positive_int(x) for x in v),
+          "a list of exits (1-based) to plot, e.g. (3, 6)",
+        ),
+      },
+    ),
+    Section(
       "adaptive",
       {
         "policies": Option(POLICIES, _names(POLICIES), _names_wanted(POLICIES)),

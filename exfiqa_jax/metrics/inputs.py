@@ -37,13 +37,13 @@ MAX_EXITS = 24  # 2^24 subsets: the deepest shipped model (vit_s_depth24)
 
 
 def resolve_metrics(given: dict | None, saved: dict | None = None) -> dict[str, Any]:
-  """The metric settings: those given (a config's `metrics`), else those saved with
-  the inputs, else the defaults; missing keys from the defaults (METRIC_DEFAULTS). Keys
-  of a config's `metrics` that are not ERC/EDC settings (`template_quality`, which forms
-  the pair qualities before any metric) are not metric settings here."""
+  """The metric settings, key by key: the one given (a config's `metrics`, or the keys
+  overridden on `exfiqa sweep`), else the one saved with the inputs, else the default
+  (METRIC_DEFAULTS). Keys of a config's `metrics` that are not ERC/EDC settings
+  (`template_quality`, which forms the pair qualities before any metric) are not metric
+  settings here."""
   given = {k: v for k, v in (given or {}).items() if k in METRIC_DEFAULTS}
-  chosen = given if given else (saved or {})
-  return {**METRIC_DEFAULTS, **chosen}
+  return {**METRIC_DEFAULTS, **(saved or {}), **given}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,8 +69,8 @@ class PairInputs:
     return tuple(getattr(self, k) for k in COLUMNS)
 
   def metric_options(self, given: dict | None = None) -> dict[str, Any]:
-    """The metric settings: `given` (a config's `metrics`), else those saved with
-    these inputs, else the defaults."""
+    """The metric settings, key by key: `given` (a config's `metrics`), else those
+    saved with these inputs, else the defaults (`resolve_metrics`)."""
     return resolve_metrics(given, self.metrics)
 
   def pairset(self, metrics: dict | None = None) -> PairSet:
@@ -166,20 +166,22 @@ class PairInputs:
 
 def score_file_cost(path: str, config=None, by_exit: bool = False) -> np.ndarray:
   """The cost per exit [L] for an `exfiqa score` file's L exits: the GFLOPs of the
-  exits of `config` (a ViTConfig; default: vit_s at the file's depth, read from its
-  header), or the exit numbers 1..L with by_exit. A missing file or one without
-  [N, L] exit_scores gives L = 0, and `from_score_file` then says why."""
+  exits of `config` (a ViTConfig: the model that scored the file; no default, a model's
+  cost is never assumed), or the exit numbers 1..L with by_exit. A missing file or one
+  without [N, L] exit_scores gives L = 0, and `from_score_file` then says why."""
   import os
 
-  from exfiqa_jax.models.config import ViTConfig
   from exfiqa_jax.models.flops import exit_gflops
+
+  if config is None and not by_exit:
+    raise ValueError(f"{path}: the cost of its exits needs the model's config (or by_exit)")
 
   shapes = describe(path) if os.path.isfile(path) else {}
   shape = shapes.get("exit_scores", ((),))[0]
   depth = shape[-1] if len(shape) == 2 else 0
   if by_exit:
     return np.arange(1, depth + 1.0)
-  return np.asarray(exit_gflops(config or ViTConfig(depth=depth)), float)
+  return np.asarray(exit_gflops(config), float)
 
 
 def _saved_metrics(z: dict[str, np.ndarray]) -> dict[str, Any] | None:

@@ -73,6 +73,20 @@ def _target(state: nnx.State, sharding: jax.sharding.Sharding) -> dict:
   return _keys(jax.tree.map(sds, nnx.to_pure_dict(state)), str)
 
 
+def load_config(path: str) -> Any:
+  """The config stored in the checkpoint folder `path`, without reading its variables."""
+  if not os.path.isdir(path):
+    raise FileNotFoundError(f"{path}: no such checkpoint folder (one written by exfiqa convert)")
+  with ocp.Checkpointer(ocp.CompositeCheckpointHandler()) as ckptr:
+    try:
+      meta = ckptr.restore(
+        os.path.abspath(path), args=ocp.args.Composite(config=ocp.args.JsonRestore())
+      )
+    except (FileNotFoundError, ValueError, KeyError) as e:
+      raise ValueError(f"{path}: not an exfiqa checkpoint ({e})") from e
+  return config_from_dict(meta["config"])
+
+
 def load(path: str, expect: type | None = None) -> Loaded:
   """Restores config and variables, replicated over every available device.
 

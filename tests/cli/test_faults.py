@@ -194,9 +194,13 @@ def test_export_then_convert_round_trips_the_head_count(tmp_path, capsys):
     ["convert", tmp_path / "back.pt", tmp_path / "third", "--num-heads", "8"], capsys
   )
   assert code == 2 and "--num-heads 8 disagrees with" in _one_line(err)
-  # Without the settings file the shapes cannot tell: the released default, 8.
+  # Without the settings file the shapes cannot tell: refused unless given (issue 26).
   os.remove(tmp_path / "back.pt.json")
-  assert convert_file(str(tmp_path / "back.pt"), str(tmp_path / "third")).num_heads == 8
+  with pytest.raises(ValueError, match="head count cannot be read from the weights"):
+    convert_file(str(tmp_path / "back.pt"), str(tmp_path / "third"))
+  assert not (tmp_path / "third").exists()
+  third = convert_file(str(tmp_path / "back.pt"), str(tmp_path / "third"), num_heads=8)
+  assert third.num_heads == 8
 
 
 def test_export_and_convert_overwrite_rule(tmp_path, capsys):

@@ -231,6 +231,7 @@ def test_errors_name_the_file_or_key(demo, tmp_path, capsys):
         str(tmp_path / "s.npz"),
         "--pairs",
         str(tmp_path / "p.txt"),
+        "--depth-cost",
         "--out",
         str(tmp_path / "x"),
       ]

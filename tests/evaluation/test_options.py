@@ -59,7 +59,7 @@ def test_sweep_accepts_what_evaluate_accepts(tmp_path, scores, capsys):
   opts = ["metrics.edc_limits=(1.0,)", "metrics.fmrs=(0.5,)", "weights.simplex=2"]
   opts += ["weights.learn_steps=2", "sweep.rules=('mean',)"]
   check_options({"metrics": {"edc_limits": (1.0,), "fmrs": (0.5,)}}, "job.py")
-  argv = ["sweep", "--scores", f"{scores}/sc.npz", "--pairs", f"{scores}/pairs.txt"]
+  argv = ["sweep", "--scores", f"{scores}/sc.npz", "--pairs", f"{scores}/pairs.txt", "--cost=1,2,3"]
   assert main([*argv, "--out", f"{tmp_path}/s", "--quiet", *opts]) == 0
   assert (tmp_path / "s" / "sc.md").is_file()
 
