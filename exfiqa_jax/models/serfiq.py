@@ -30,8 +30,8 @@ T = 100, about 5% of an iresnet100 forward) and a T x T Gram matrix.
 Masks: `masks[t, b, f]` keeps feature f of image b in pass t. The feature axis f is
 in the order of the Flax models' flattened map, (h, w, c) (NHWC); PyTorch's is
 (c, h, w) (a reference permutes them). Drawn from a key, image b's masks come from
-`jax.random.fold_in(key, image_ids[b])` alone, so an image gets the same masks in
-any batch, batch size, position or device count.
+`fold_in(fold_in(key, image_ids[b]), t)` alone (t the pass), so an image gets the
+same masks in any batch, batch size, position or device count.
 """
 
 from __future__ import annotations
@@ -50,19 +50,31 @@ from exfiqa_jax.models.irse import IRBackbone
 F32 = jnp.float32
 PASSES = 100  # T of the upstream demo ("T=100 (default) is a good choice")
 DROPOUT = 0.5  # the upstream head's Dropout(0.5)
+PASS_CHUNK = 10  # head passes per step (bounds the masks held at once to 10 x B x F)
 
 
+def _pass_masks(key, ids, t, features, p):
+  """bool [B, features]: pass t's keep-masks of images `ids` (uint32 [B])."""
+
+  def one(i):
+    return jax.random.bernoulli(
+      jax.random.fold_in(jax.random.fold_in(key, i), t), 1.0 - p, (features,)
+    )
+
+  return jax.vmap(one)(ids)
+
+
+@functools.partial(jax.jit, static_argnames=("passes", "features", "p"))
 def serfiq_masks(
   key: jax.Array, image_ids: jax.Array, passes: int, features: int, p: float = DROPOUT
 ) -> jax.Array:
   """Keep-masks bool [passes, B, features] of images `image_ids` (uint32 [B], global
-  indices): image b's from `fold_in(key, image_ids[b])` only; True with probability 1 - p."""
+  indices): image b's mask in pass t from `fold_in(fold_in(key, image_ids[b]), t)`
+  alone; True with probability 1 - p."""
   ids = jnp.asarray(image_ids, jnp.uint32)
-
-  def one(i):
-    return jax.random.bernoulli(jax.random.fold_in(key, i), 1.0 - p, (passes, features))
-
-  return jnp.moveaxis(jax.vmap(one)(ids), 0, 1)
+  return jax.vmap(lambda t: _pass_masks(key, ids, t, features, p))(
+    jnp.arange(passes, dtype=jnp.uint32)
+  )
 
 
 def trunk(model: nnx.Module, x: jax.Array) -> jax.Array:
@@ -134,6 +146,11 @@ def _check(model, x, passes, p, key, image_ids, masks) -> None:
     raise ValueError(f"serfiq: image_ids must be [B] = [{b}], got {tuple(np.shape(image_ids))}")
 
 
+def _chunk(passes: int) -> int:
+  """Passes per step: the largest divisor of `passes` up to PASS_CHUNK."""
+  return max(d for d in range(1, min(passes, PASS_CHUNK) + 1) if passes % d == 0)
+
+
 @functools.partial(jax.jit, static_argnames=("graphdef", "passes", "p", "head_bn"))
 def _serfiq(graphdef, state, x, key, ids, masks, *, passes, p, head_bn):
   model = nnx.merge(graphdef, state)
@@ -141,20 +158,30 @@ def _serfiq(graphdef, state, x, key, ids, masks, *, passes, p, head_bn):
   fc, bn = head_layers(model)
   scale = 1.0 / (1.0 - p)
 
-  def one(args):
-    feat, m = args[0], args[1]
-    if m is None:
-      m = jax.random.bernoulli(jax.random.fold_in(key, args[2]), 1.0 - p, (passes, feat.size))
-    h = fc(jnp.where(m.astype(bool), feat * scale, 0.0))  # [T, D], one batched matmul
+  def embed(m):  # keep-masks [c, B, F] -> unit embeddings [c, B, D]
+    h = fc(jnp.where(m.astype(bool), feats[None] * scale, 0.0))  # one batched matmul
     if head_bn:
       h = bn(h)
-    e = h * jax.lax.rsqrt(jnp.maximum(jnp.sum(h * h, -1, keepdims=True), 1e-12))
-    return robustness(e)
+    return h * jax.lax.rsqrt(jnp.maximum(jnp.sum(h * h, -1, keepdims=True), 1e-12))
 
-  # One image at a time: the masks of a whole batch (T x B x F) would not fit in cache.
+  # The passes in steps of c (a scan over the pass axis, never over the batch axis,
+  # which may be sharded): the masks of all T passes of a batch (T x B x F) at once
+  # would take gigabytes.
+  c = _chunk(passes)
   if masks is None:
-    return jax.lax.map(lambda a: one((a[0], None, a[1])), (feats, ids))
-  return jax.lax.map(lambda a: one((a[0], a[1])), (feats, jnp.moveaxis(masks, 1, 0)))
+    ts = jnp.arange(passes, dtype=jnp.uint32).reshape(passes // c, c)
+    f = feats.shape[1]
+
+    def step(_, tc):
+      return None, embed(jax.vmap(lambda t: _pass_masks(key, ids, t, f, p))(tc))
+
+    _, emb = jax.lax.scan(step, None, ts)
+  else:
+    _, emb = jax.lax.scan(
+      lambda _, m: (None, embed(m)), None, masks.reshape(passes // c, c, *masks.shape[1:])
+    )
+  emb = emb.reshape(passes, *emb.shape[2:])  # [T, B, D]
+  return jax.vmap(robustness, in_axes=1)(emb)
 
 
 def serfiq_quality(
