@@ -49,3 +49,22 @@ def serfiq_reference(model, x: np.ndarray, masks: np.ndarray, p: float, head_bn:
       iu = torch.triu_indices(t, t, offset=1)
       out[i] = 2.0 / (1.0 + np.exp(d[iu[0], iu[1]].mean().item()))
   return out
+
+
+def serfiq_sampled(model, x, passes: int = 100, p: float = 0.5, generator=None):
+  """SER-FIQ as the upstream demo runs it, for speed comparisons: x [B, 3, S, S] tensor ->
+  qualities [B]; the backbone once on the batch, then per image `passes` head passes in
+  one batched matmul with masks drawn by torch (float32 distances, as sklearn's)."""
+  import torch
+
+  with torch.no_grad():
+    fmap, fc, bn = feature_map(model, x)
+    feats = torch.flatten(fmap, 1)
+    out = torch.empty(len(feats))
+    iu = torch.triu_indices(passes, passes, offset=1)
+    for i in range(len(feats)):
+      keep = torch.rand(passes, feats.shape[1], generator=generator) >= p
+      e = torch.nn.functional.normalize(bn(fc(feats[i][None] * keep / (1.0 - p))), dim=1)
+      d = torch.cdist(e, e)[iu[0], iu[1]]
+      out[i] = 2.0 / (1.0 + torch.exp(d.mean()))
+  return out
