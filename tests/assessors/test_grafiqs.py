@@ -6,7 +6,7 @@ import pytest
 
 from exfiqa_jax.models.fr_config import FRConfig
 from exfiqa_jax.models.grafiqs import VARIANTS, grafiqs_quality
-from tests.assessors.helpers_h11 import inputs, pair, random_model
+from tests.assessors.fr_pairs import inputs, pair, random_model
 from tests.helpers import import_torch
 
 SMALL = dict(

@@ -13,7 +13,7 @@ import pytest
 
 from exfiqa_jax.models.fr_config import FRConfig
 from exfiqa_jax.models.serfiq import serfiq_masks, serfiq_quality
-from tests.assessors.helpers_h11 import inputs, pair, random_model
+from tests.assessors.fr_pairs import inputs, pair, random_model
 from tests.helpers import import_torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -80,7 +80,7 @@ WORKER = textwrap.dedent("""
     from jax.sharding import NamedSharding, PartitionSpec as P
     from exfiqa_jax.models.fr_config import FRConfig
     from exfiqa_jax.models.serfiq import serfiq_quality
-    from tests.assessors.helpers_h11 import inputs, random_model
+    from tests.assessors.fr_pairs import inputs, random_model
     args = json.loads(sys.argv[1])
     config = FRConfig.for_family("arcface", **args["small"])
     model = random_model(config, seed=1)
