@@ -85,7 +85,8 @@ class StrongNumpySweep:
     edc_fmr=1e-3,
     limits=(0.2, 0.3),
     window=64,
-    batch=16,
+    batch=64,
+    buckets=None,
     side_tables=None,
   ):
     x = fixed_point(exits)
@@ -136,6 +137,7 @@ class StrongNumpySweep:
     self.batch = max(1, min(batch, (256 << 20) // (p * 8 * 8)))
     self.nw = -(-self.n_gen // 64) + 1  # genuine bit words, one spare (queries up to n_gen)
     self.gen_pos_i = self.gpos.astype(np.int64)
+    self.buckets = buckets
     self.tables: dict = {}
 
   # ---------------------------------------------------------------- fusion
@@ -203,15 +205,24 @@ class StrongNumpySweep:
       f = op(lo[0][cl], hi[0][ch])
       return np.minimum(np.take(f, self.ca, 1), np.take(f, self.cb, 1))
     if med is None:
-      return np.minimum(op(lo[0][cl], hi[0][ch]), op(lo[1][cl], hi[1][ch]))
+      if len(cl) > 1 and (np.diff(cl) == 1).all():  # consecutive low halves: row slices
+        la, lb = lo[0][cl[0] : cl[-1] + 1], lo[1][cl[0] : cl[-1] + 1]
+      else:
+        la, lb = lo[0][cl], lo[1][cl]
+      out = op(la, hi[0][ch])
+      tmp = self._buffer(out.shape)
+      op(lb, hi[1][ch], out=tmp)
+      return np.minimum(out, tmp, out=out)
     nth, base, asc = med
     k = np.array([int(c).bit_count() for c in codes])
     size = nth.shape[1]
     m1, m2 = ((k + 1) // 2 * size)[:, None], ((k // 2 + 1) * size)[:, None]  # middle ranks
     flat, odd = nth.ravel(), k % 2 == 1
     sides = []
+    run = len(cl) > 1 and (np.diff(cl) == 1).all()  # consecutive low halves: row slices
     for s in range(len(lo)):
-      sc = lo[s][cl] | hi[s][ch]  # sorted positions of the selected exits, per pair
+      rows_lo = lo[s][cl[0] : cl[-1] + 1] if run else lo[s][cl]
+      sc = rows_lo | hi[s][ch]  # sorted positions of the selected exits, per pair
       v = asc[s][base + flat[m1 + sc]]
       if odd.all():  # one middle value: twice it has the same order
         sides.append(v)
@@ -220,6 +231,13 @@ class StrongNumpySweep:
     if not self.side:
       return np.minimum(np.take(sides[0], self.ca, 1), np.take(sides[0], self.cb, 1))
     return np.minimum(*sides)
+
+  def _buffer(self, shape):
+    """A reused int64 scratch array of `shape` (no fresh pages per batch)."""
+    size = math.prod(shape)
+    if getattr(self, "_scratch", np.empty(0, np.int64)).size < size:
+      self._scratch = np.empty(size, np.int64)
+    return self._scratch[:size].reshape(shape)
 
   # ---------------------------------------------------------------- metrics
   def run(self, masks, rule):
@@ -259,9 +277,10 @@ class StrongNumpySweep:
     low = pq.min(1)
     span = pq.max(1) - low
     shift = np.array([max(0, int(x).bit_length() - (nb.bit_length() - 1)) for x in span])
-    bk = pq - low[:, None]
-    bk >>= shift[:, None]  # [B, P] in 0..nb-1
-    off = bk + row * nb
+    off = self._buffer((bsz, p))  # in place: (key - low) >> shift + row nb
+    np.subtract(pq, low[:, None], out=off)
+    off >>= shift[:, None]  # [B, P] buckets in 0..nb-1
+    off += row * nb
     cnt = np.bincount(off.ravel(), minlength=bsz * nb).reshape(bsz, nb)
     cum = np.cumsum(cnt, 1)  # pairs in buckets <= v
     base = row * (p + 1)  # rows offset: one increasing array for one searchsorted
@@ -275,7 +294,8 @@ class StrongNumpySweep:
     flat = np.flatnonzero(lvl >= 63)  # pairs in a bucket holding a cut
     lvl.ravel()[flat] -= 64
     rows, cols = flat // p, flat % p
-    ebk, group = bk.ravel()[flat], off.ravel()[flat]  # bucket, (row, bucket)
+    group = off.ravel()[flat]  # (row, bucket)
+    ebk = group - rows * nb  # bucket
     rank = self.cuts - np.take_along_axis(cum - cnt, vr, 1)  # rank of each cut in its bucket
     width = int(shift.max()) + self.bits
     if (bsz * nb) << width < 1 << 62:
@@ -302,7 +322,7 @@ class StrongNumpySweep:
 
   def _batch(self, codes, rule):
     pq = self.qualities(codes, rule)
-    lvl = self.levels(pq)
+    lvl = self.levels(pq, self.buckets)
     gq = pq[:, : self.n_gen]  # [B, G] genuine qualities in score order
     kept = lvl[:, None, : self.n_gen] >= np.arange(RATES, dtype=np.int8)[None, :, None]
     packed = np.packbits(kept, axis=2, bitorder="little")
