@@ -138,6 +138,7 @@ class StrongNumpySweep:
     self.nw = -(-self.n_gen // 64) + 1  # genuine bit words, one spare (queries up to n_gen)
     self.gen_pos_i = self.gpos.astype(np.int64)
     self.buckets = buckets
+    self.edc_by_level = True  # False: partition all genuine keys (the check of the other)
     self.tables: dict = {}
 
   # ---------------------------------------------------------------- fusion
@@ -339,7 +340,7 @@ class StrongNumpySweep:
     for r in range(2, RATES - 1):  # rate by rate: the same rounding in any batch
       inner += f[:, :, r]
     area = (inner + (f[:, :, 0] + f[:, :, -1]) / 2) / RATES
-    return area, self._edc(gq)
+    return area, self._edc(gq, lvl[:, : self.n_gen], n_gen_r)
 
   def _erc(self, ilvl, words, pref, n_gen_r, n_imp_r, w):
     """FNMR [B, F * 20] from the levels of the first w impostors in score order
@@ -429,11 +430,26 @@ class StrongNumpySweep:
       )
     return fnmr
 
-  def _edc(self, gq):
-    """Partial areas [B, K] from the genuine qualities [B, G]: only the q lowest
-    sorted (as int64 keys quality << b | pair index where they fit)."""
+  def _edc(self, gq, glvl, n_gen_r):
+    """Partial areas [B, K] from the genuine qualities [B, G], their rate levels
+    [B, G] and kept genuines per rate [B, 20]: only the q lowest sorted (as int64 keys
+    quality << b | pair index where they fit). The q lowest lie among the genuines
+    not kept at the first rate that discards at least q of them (level below it):
+    only those are sorted (about q + G / 20)."""
     q, sid = self.q, self.csid[: self.n_gen]
-    if int(gq.max()) < 1 << (62 - self.bits):
+    bsz, g = gq.shape
+    disc = self.n_gen - n_gen_r  # genuines discarded at each rate [B, 20], nondecreasing
+    r = (disc < q).sum(1)  # the first rate discarding >= q (20: none does)
+    if int(gq.max()) < 1 << (62 - self.bits) and (r < RATES).all() and q < g and self.edc_by_level:
+      cnt = disc[np.arange(bsz), r]  # candidates per variant (>= q)
+      idx = np.flatnonzero(glvl < r[:, None].astype(np.int8))  # row-major: rows in order
+      rows, cols = idx // g, idx % g
+      pos = np.arange(len(idx)) - np.repeat(np.cumsum(cnt) - cnt, cnt)
+      buf = np.full((bsz, int(cnt.max())), np.iinfo(np.int64).max)
+      buf[rows, pos] = (gq.ravel()[idx] << self.bits) | sid[cols]
+      low = np.sort(buf, axis=1)[:, :q]
+      quality, pair = low >> self.bits, low & ((1 << self.bits) - 1)
+    elif int(gq.max()) < 1 << (62 - self.bits):
       gk = (gq << self.bits) | sid
       low = np.partition(gk, q - 1, axis=1)[:, :q] if q < gk.shape[1] else gk
       low = np.sort(low, axis=1)
