@@ -17,16 +17,20 @@ test_strong_numpy.py). What makes it fast, all exact:
   positions of each half's exits and a lookup of the middle set bits;
 - pairs sorted by comparison score once per pair set; a pair's key is
   quality << b | pair index (unique; ties in pair-list order, the stable sort);
-  per variant only the 20 rate cuts are found, by one np.partition (selection,
-  not a sort); a pair is kept at rate r iff its key >= the r-th cut;
+  per variant only the 20 rate cuts are found, by selection, not a sort (a
+  histogram of quality buckets; only the pairs in the buckets holding a cut are
+  ordered exactly); a pair is kept at rate r iff its key >= the r-th cut;
 - the kept genuines at each rate as bit words over genuine score order
   (packbits), so a count of kept genuines above a score is a prefix popcount;
 - at FMR <= 1e-2 a threshold depends only on the first few kept impostors in
   score order: a window of the first W impostors (W doubled for a variant whose
   window cannot decide, up to all of them);
-- the EDC sorts only the genuine keys the largest discard limit reaches
-  (np.partition, then a sort of that prefix);
-- variants of one rule in batches: numpy's per-call cost is paid once per batch.
+- the EDC sorts only the genuine keys the largest discard limit can reach: those
+  not kept at the first rate cut that discards enough genuines (their rate level
+  says so; about q + G / 20 keys), else np.partition of all of them;
+- variants of one rule in batches of 64 codes sharing their high half-subset: the
+  low-half table rows are one slice (no gathered copy), numpy's per-call cost is paid
+  once per batch, scratch arrays are reused.
 
     eng = StrongNumpySweep(exits, a, b, labels, scores, fmrs=(1e-3, 1e-4), limits=(0.2, 0.3))
     erc, edc = eng.run(masks, "mean")          # [V, F] areas, [V, K] partial areas
