@@ -1,6 +1,7 @@
 """The one-variant plan cache of fusion/engine.py: a cached plan gives the numbers of a
 fresh one, a plan of another pair set or rule is never reused, and the cache keeps no
-pair set alive."""
+pair set alive; the sweep's analysis (saved_sweep.analyse_inputs, without the scoring
+stack) equals the job's, the second reading the first's plans."""
 
 import gc
 import weakref
@@ -45,3 +46,26 @@ def test_the_plan_cache_keeps_no_pair_set_alive():
   del ps
   gc.collect()
   assert gone() is None
+
+
+def test_the_sweeps_analyse_inputs_equals_the_jobs():
+  # exfiqa sweep analyses without importing the scoring stack (saved_sweep.analyse_inputs);
+  # the job's evaluation.run.analyse_inputs must give the same Analysis
+  from exfiqa_jax.evaluation import run, saved_sweep
+  from exfiqa_jax.metrics.inputs import PairInputs
+
+  exits, a, b, genuine, scores = tie_heavy(8, n=60, p=400)
+  z = PairInputs(exits, a, b, genuine.astype(bool), scores, np.arange(1, 13.0))
+  cfg = {
+    "metrics": {"fmrs": (0.05, 0.01), "edc_limits": (0.25,)},
+    "sweep": {"rules": ("mean", "min")},
+    "report": {"exits": (3,)},
+  }
+  want, got = run.analyse_inputs(z, cfg), saved_sweep.analyse_inputs(z, cfg)
+  assert want.table.keys() == got.table.keys() and want.select == got.select
+  for k in want.table:
+    np.testing.assert_array_equal(got.table[k], want.table[k])
+  assert want.curves.keys() == got.curves.keys()
+  for label, c in want.curves.items():
+    for k in ("erc_area", "edc_area", "edc_discard", "edc_error", "fine_fnmr"):
+      np.testing.assert_array_equal(got.curves[label][k], c[k])
