@@ -20,6 +20,8 @@ load average beside each row (the machine is shared):
   the baseline each in a fresh process: preparing the pair set, one variant,
   `--ijbc-variants` variants, peak RSS, the projection of the full grid for one
   and four FR models.
+- the steps of a warm `exfiqa sweep` (imports, subset sweep, weight sweeps, learned
+  weights, figures, files), each timed in fresh processes.
 --profile-only times each stage of one compiled chunk.
 """
 
@@ -176,6 +178,88 @@ def lfw(rounds):
     f"\nexfiqa and strong numpy tables: {rows_cmp} rows x 4 areas compared, "
     f"max |difference| {diff:.1e} (float32 against float64 area sums)."
   )
+
+
+def stages_child(folder):
+  """Where a warm `exfiqa sweep` process spends its time: the CLI's own steps, timed
+  in this process (the compilation cache of `folder`, warmed by the caller)."""
+  t = [time.perf_counter()]
+  names = []
+
+  def mark(name):
+    t.append(time.perf_counter())
+    names.append(name)
+
+  import jax  # noqa: F401
+
+  mark("import jax")
+  from exfiqa_jax.cli import compilation_cache
+  from exfiqa_jax.cli.sweep import sweep_config
+  from exfiqa_jax.evaluation import saved_sweep
+  from exfiqa_jax.metrics.inputs import PairInputs
+  from exfiqa_jax.report import sweep as report_sweep
+
+  compilation_cache()
+  mark("import the sweep's modules")
+  cfg = sweep_config([])
+  z = PairInputs.from_score_file(
+    os.path.join(folder, "lfw.npz"), os.path.join(folder, "pairs.txt"), np.arange(1, 13.0)
+  )
+  mark("read the inputs")
+  an = saved_sweep.analyse_inputs(z, cfg)
+  mark("subset sweep + curves (analyse)")
+  wrap = {}
+  for name, label in (("sweep_weights", "weight sweep"), ("learn_weights", "learned weights")):
+    fn = getattr(saved_sweep, name)
+    wrap[name] = fn
+
+    def timed(*a, fn=fn, label=label, **k):
+      out = fn(*a, **k)
+      mark(label)
+      return out
+
+    setattr(saved_sweep, name, timed)
+  study = saved_sweep.weight_study(z, cfg, an, progress=False)
+  mark("tables of the study")
+  save = report_sweep.plots.save
+
+  def timed_save(*a, **k):
+    out = save(*a, **k)
+    mark("figure " + os.path.basename(a[1]))
+    return out
+
+  report_sweep.plots.save = timed_save
+  report_sweep.write_sweep(study, os.path.join(folder, "stages"), "lfw")
+  mark("CSV, JSON, Markdown, HTML")
+  for name, a, b in zip(names, t[:-1], t[1:], strict=True):
+    print(f"{name}\t{b - a:.3f}")
+
+
+def stages(rounds):
+  """The steps of a warm `exfiqa sweep` (fresh processes, medians of `rounds`)."""
+  with tempfile.TemporaryDirectory() as folder:
+    write_files(folder, synthetic(12_000, 6_000))
+    env = {"JAX_COMPILATION_CACHE_DIR": os.path.join(folder, "xla")}
+    timed_process(exfiqa_cmd(folder, "warmup"), env)
+    runs, loads = [], []
+    for _ in range(rounds):
+      _, _, out, load = timed_process([sys.executable, __file__, "--stages-child", folder], env)
+      loads.append(load)
+      runs.append([line.split("\t") for line in out.strip().splitlines()])
+  totals: dict[str, list[float]] = {}
+  for run in runs:
+    seen: dict[str, float] = {}
+    for name, sec in run:
+      seen[name] = seen.get(name, 0.0) + float(sec)
+    for name, sec in seen.items():
+      totals.setdefault(name, []).append(sec)
+  print(f"\n| step of a warm `exfiqa sweep` process, {rounds} runs | s, median (range) |")
+  print("| --- | --- |")
+  for name, xs in totals.items():
+    print(f"| {name} | {_spread(xs, '{:.2f}')} |")
+  whole = np.median([sum(float(s) for _, s in r) for r in runs])
+  print(f"| whole (sum of the steps) | {whole:.2f} |")
+  print(f"\nload (1 min) at the starts: {', '.join(loads)}")
 
 
 def api(rounds):
@@ -358,17 +442,23 @@ def main():
   ap.add_argument("--profile-only", action="store_true", help="only the per-stage profile")
   ap.add_argument("--ijbc-child", choices=("engine", "strong"), help=argparse.SUPPRESS)
   ap.add_argument("--strong-child", help=argparse.SUPPRESS)
+  ap.add_argument("--stages-child", help=argparse.SUPPRESS)
+  ap.add_argument("--skip-stages", action="store_true", help="no step table of a warm sweep")
   args = ap.parse_args()
   if args.ijbc_child:
     return ijbc_child(args.ijbc_child, args.ijbc_variants)
   if args.strong_child:
     return strong_child(args.strong_child)
+  if args.stages_child:
+    return stages_child(args.stages_child)
   print(common.machine_info())
   print(f"- CPU flags: {cpu_flags()}")
   if args.profile_only:
     return profile()
   if not args.skip_lfw:
     lfw(args.rounds)
+  if not args.skip_stages:
+    stages(args.rounds)
   if not args.skip_api:
     api(args.rounds)
   if not args.skip_ijbc:

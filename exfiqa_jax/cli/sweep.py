@@ -87,7 +87,6 @@ def run(args: argparse.Namespace) -> int:
 
   from exfiqa_jax.cli import NEEDS_COST, score_file_costs
   from exfiqa_jax.evaluation.job_config import load_job
-  from exfiqa_jax.evaluation.run import inputs_path
   from exfiqa_jax.evaluation.saved_sweep import weight_study
   from exfiqa_jax.fileio import check_output
   from exfiqa_jax.metrics.inputs import PairInputs
@@ -113,6 +112,8 @@ def run(args: argparse.Namespace) -> int:
     print(said)
     work = {_stem(args.scores): PairInputs.from_score_file(args.scores, args.pairs, cost)}
   else:
+    from exfiqa_jax.evaluation.run import inputs_path  # the scoring stack: only here
+
     paths = args.inputs or [
       inputs_path(cfg["out_dir"], d, f) for d in cfg["datasets"] for f in cfg["fr_models"]
     ]

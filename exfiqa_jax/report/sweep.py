@@ -3,8 +3,13 @@ the Pareto and two-exit figures, Markdown and HTML."""
 
 from __future__ import annotations
 
+import csv
+import io
+import math
 import os
 import sys
+
+import numpy as np
 
 from exfiqa_jax.evaluation.saved_sweep import WeightStudy
 from exfiqa_jax.fileio import write_text
@@ -13,7 +18,29 @@ from exfiqa_jax.report import plots
 from exfiqa_jax.report.document import Block, Figures, Heading, Text, table, to_markdown
 from exfiqa_jax.report.html import write_html
 from exfiqa_jax.report.labels import metric_label
-from exfiqa_jax.report.tables import write_csv, write_json
+from exfiqa_jax.report.tables import cell, write_csv, write_json
+
+
+def write_rows_csv(path: str, rows: list[dict]) -> None:
+  """`report.tables.write_csv(path, rows)`, byte for byte, a column at a time: a
+  subset table has 20,475 rows, and formatting cell by cell through dicts took about
+  a second of a sweep. Float columns (numpy or Python floats) are formatted in one
+  pass; any other column cell by cell as `tables.cell` does."""
+  if not rows:
+    return write_csv(path, rows)
+  columns = list(rows[0].keys())
+  out = []
+  for c in columns:
+    values = [r.get(c, "") for r in rows]
+    if all(isinstance(v, (float, np.floating)) for v in values):
+      out.append(["nan" if math.isnan(v) else f"{v:.10f}" for v in map(float, values)])
+    else:
+      out.append([cell(v, 10) for v in values])
+  buf = io.StringIO()
+  w = csv.writer(buf, lineterminator="\n")
+  w.writerow(columns)
+  w.writerows(zip(*out, strict=True))
+  write_text(path, buf.getvalue())
 
 
 def write_sweep(study: WeightStudy, out_dir: str, key: str) -> str:
@@ -26,9 +53,9 @@ def write_sweep(study: WeightStudy, out_dir: str, key: str) -> str:
   sel, t = an.select, an.table
   metric_cols = metric_columns(t)
   base = os.path.join(out_dir, key)
-  write_csv(f"{base}_subsets.csv", study.subsets)
+  write_rows_csv(f"{base}_subsets.csv", study.subsets)
   write_csv(f"{base}_power_law.csv", tables["power_law"])
-  write_csv(f"{base}_simplex.csv", study.simplex)
+  write_rows_csv(f"{base}_simplex.csv", study.simplex)
   write_json(
     f"{base}.json",
     {**tables, "learned_weights": learned["weights"], "metrics": m, "warnings": an.warnings},
