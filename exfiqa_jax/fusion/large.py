@@ -1,0 +1,337 @@
+"""Fused variants of a large pair set (IJB-C: 15.7 M template pairs, 23 k templates)
+without a sort of the pairs per variant.
+
+A variant's pair quality is min(f[a], f[b]) of its exact fused template keys f
+(docs/protocol.md §2-3), and the ERC and EDC need of the pair order only
+(`exfiqa_jax.metrics.erc`): the 20 rate cuts B_r (the key quality << b | pair
+index at quality position floor(r P / 20)), which pairs of the 19.5 k genuine
+ones and of the first impostors in score order are kept at each rate, and the
+genuine keys in order (EDC). Per variant, all exact:
+
+1. fused template keys f [N] (the engine's integer fusion, or float64 dense ranks
+   for float weights); their stable order and, per template, the count of
+   templates of lower f (its rank: the same order and ties as f).
+2. per template position in that order, the pairs whose lower end it is (ties
+   between the two ends by position): a popcount over the template adjacency bits
+   [N, N / 32] masked by the templates further up (one mask per block of 64
+   positions, the block's own pairs by bit lookups), plus a scatter of the pairs
+   the bits cannot hold (repeated template pairs, a template with itself; every
+   pair where the bits would cost more than the pairs). Its prefix sum counts the
+   pairs below each quality, so each cut lies in one tie group of templates.
+3. on the host, each cut's pair: the group's pairs (a table of every template's
+   pairs, built once) kept where the other end ranks as high, the m-th by pair index.
+4. the genuine keys and a window of the first impostors in score order against
+   the cuts -> the ERC (`metrics.erc.kept_bits`, `_fnmr`: the same threshold
+   rule, the window widened where it cannot decide); the genuine keys sorted ->
+   the EDC (`metrics.edc.edc`).
+
+The pair set is prepared once (`prepare`: the adjacency bits, the per-template
+pair table; kept for the last pair set used). `score_variants` is the large-set
+counterpart of `exfiqa_jax.fusion.chunks.score_variants` (which routes pair sets
+of at least `LARGE_PAIRS` pairs here): the same table, the variants spread over
+this host's devices (threads on one CPU device) and over hosts.
+"""
+
+from __future__ import annotations
+
+import functools
+from concurrent.futures import ThreadPoolExecutor
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from exfiqa_jax.fusion.engine import host_keys, jit_engine, plan
+from exfiqa_jax.fusion.rules import RULES, fuse_integers
+from exfiqa_jax.metrics import PairSet, bucket
+from exfiqa_jax.metrics.edc import edc
+from exfiqa_jax.metrics.erc import RATES, _fnmr, kept_bits
+from exfiqa_jax.metrics.keys import KEY_MAX, index_bits
+
+LARGE_PAIRS = 1 << 21  # pair sets at least this large go this way (chunks.score_variants)
+BLOCK = 64  # template positions per mask row of step 2
+BIT_BYTES = 1 << 30  # the largest dense [N, N] bool matrix built to make the bits
+
+
+class Large(NamedTuple):
+  """A pair set prepared for this path. adj: [N, W] uint32 template adjacency bits
+  (bit u of row t: a pair of t and u, each unordered pair of distinct templates once;
+  W = 1 and all zero when the pairs are counted one by one); rem_a, rem_b: [R]
+  the pairs not in the bits; offsets [N + 1], pair [2 P], partner [2 P] (host): each
+  template's pairs (a pair under both of its ends); cuts [20] floor(r P / 20)."""
+
+  adj: jax.Array
+  rem_a: jax.Array
+  rem_b: jax.Array
+  offsets: np.ndarray
+  pair: np.ndarray
+  partner: np.ndarray
+  cuts: np.ndarray
+
+
+def routed(ps: PairSet) -> bool:
+  """Whether `chunks.score_variants` sends this pair set here."""
+  return int(ps.count) >= LARGE_PAIRS
+
+
+def use_bits(n: int, pairs: int) -> bool:
+  """Adjacency bits where their popcounts (N^2 / 32 words) cost less than the pairs'
+  scatter and the [N, N] matrix they are made from fits BIT_BYTES."""
+  return n * n <= BIT_BYTES and n * n // 32 <= 4 * pairs
+
+
+def prepare(ps: PairSet, bits: bool | None = None) -> Large:
+  """The per-pair-set tables (host work, once). bits: force the adjacency bits on or off."""
+  n, cnt = ps.exits.shape[0], int(ps.count)
+  a, b = np.asarray(ps.a)[:cnt].astype(np.int64), np.asarray(ps.b)[:cnt].astype(np.int64)
+  bits = use_bits(n, cnt) if bits is None else bits
+  w = -(-n // 32)
+  if bits:
+    lo, hi = np.minimum(a, b), np.maximum(a, b)
+    order = np.argsort(lo * n + hi, kind="stable")
+    code = (lo * n + hi)[order]
+    first = np.r_[True, code[1:] != code[:-1]]
+    single = order[first & (lo[order] != hi[order])]
+    rem = np.sort(order[~first | (lo[order] == hi[order])])
+    m = np.zeros((n, w * 32), bool)
+    m[lo[single], hi[single]] = True
+    m[hi[single], lo[single]] = True
+    adj = np.packbits(m, axis=1, bitorder="little").view("<u4")
+    del m
+  else:
+    adj, rem = np.zeros((n, 1), np.uint32), np.arange(cnt)
+  owner = np.r_[a, b]
+  idx = np.argsort(owner, kind="stable")
+  offsets = np.r_[0, np.cumsum(np.bincount(owner, minlength=n))]
+  pair = np.r_[np.arange(cnt), np.arange(cnt)][idx].astype(np.int32)
+  partner = np.r_[b, a][idx].astype(np.int32)
+  return Large(
+    jnp.asarray(adj),
+    jnp.asarray(a[rem].astype(np.int32)),
+    jnp.asarray(b[rem].astype(np.int32)),
+    offsets,
+    pair,
+    partner,
+    (np.arange(RATES) * cnt) // RATES,
+  )
+
+
+_LAST: list = []  # (pair set, bits, Large) of the last call
+
+
+def prepared(ps: PairSet, bits: bool | None = None) -> Large:
+  """`prepare`, kept for the last pair set (a sweep calls once per rule)."""
+  if _LAST and _LAST[0] is ps and _LAST[1] == bits:
+    return _LAST[2]
+  _LAST[:] = [ps, bits, prepare(ps, bits)]
+  return _LAST[2]
+
+
+def fused_fn(fusion, masks, weights, rule):
+  """Exact fused template keys [B, N] of B variants (masks, weights [B, L])."""
+  with jax.enable_x64(True):
+    return jax.vmap(lambda m, w: fuse_integers(fusion, m, rule, w))(masks, weights)
+
+
+def counts_fn(valid, adj, rem_a, rem_b, f):
+  """Step 2 for B variants: f [B, N] int64 -> (order [B, N] template at each
+  position, upto [B, N] pairs whose lower end lies at positions <= i, rank [B, N]
+  templates of lower f, per template; all int32)."""
+  with jax.enable_x64(True):
+    return jax.vmap(lambda x: _counts(valid, adj, rem_a, rem_b, x))(f)
+
+
+def _counts(valid, adj, rem_a, rem_b, f):
+  n, w = adj.shape
+  g = -(-n // BLOCK)
+  f = jnp.where(valid, f, KEY_MAX)
+  order = jnp.argsort(f, stable=True).astype(jnp.int32)
+  fs = f[order]
+  i = jnp.arange(n, dtype=jnp.int32)
+  pos = jnp.zeros(n, jnp.int32).at[order].set(i)
+  new = jnp.concatenate([jnp.ones(1, bool), fs[1:] != fs[:-1]])
+  start = jax.lax.cummax(jnp.where(new, i, 0))
+  # templates at blocks of positions >= k, as bits [g + 1, w] (disjoint bits: a sum is an or)
+  bit = jnp.uint32(1) << (i & 31).astype(jnp.uint32)
+  members = jnp.zeros((g + 1, w), jnp.uint32).at[pos // BLOCK, i >> 5].add(bit)
+  above = jnp.cumsum(members[::-1], axis=0, dtype=jnp.uint32)[::-1]
+  cross = jnp.sum(
+    jax.lax.population_count(adj & above[pos // BLOCK + 1]).astype(jnp.int32), axis=1
+  )
+  # pairs within a block: lower end j before k in the block
+  blk = jnp.pad(order, (0, g * BLOCK - n), constant_values=0).reshape(g, BLOCK)
+  real = jnp.pad(jnp.ones(n, bool), (0, g * BLOCK - n)).reshape(g, BLOCK)
+  words = adj[blk[:, :, None], blk[:, None, :] >> 5]  # [g, BLOCK, BLOCK]
+  linked = (words >> (blk[:, None, :] & 31).astype(jnp.uint32)) & 1
+  later = jnp.arange(BLOCK)[None, :] > jnp.arange(BLOCK)[:, None]
+  within = jnp.sum(jnp.where(later & real[:, None, :], linked, 0).astype(jnp.int32), axis=2)
+  per_pos = cross[order] + within.reshape(-1)[:n]
+  lower = jnp.minimum(pos[rem_a], pos[rem_b])
+  per_pos = per_pos.at[lower].add(1)
+  return order, jnp.cumsum(per_pos, dtype=jnp.int32), start[pos]
+
+
+def resolve(lg: Large, order, upto, rank, shift: int) -> np.ndarray:
+  """Step 3, one variant (host): the cut keys B_r [20] int64 (rank << shift | pair)."""
+  out = np.empty(RATES, np.int64)
+  starts = rank[order]  # nondecreasing: the first position of each position's tie group
+  for r, k in enumerate(lg.cuts):
+    i = int(np.searchsorted(upto, k, "right"))  # the position the cut's pair is below
+    t = order[i]
+    i0 = int(rank[t])
+    i1 = int(np.searchsorted(starts, i0, "right"))
+    before = int(upto[i0 - 1]) if i0 else 0
+    ts = order[i0:i1]
+    sl = np.concatenate([np.arange(lg.offsets[x], lg.offsets[x + 1]) for x in ts])
+    keep = rank[lg.partner[sl]] >= i0
+    pairs = np.unique(lg.pair[sl][keep])
+    out[r] = (i0 << shift) | int(pairs[k - before])
+  return out
+
+
+def metrics_fn(ps, rank, bounds, *, top: int):
+  """Step 4 for B variants: template ranks [B, N], cut keys [B, 20] -> (erc_area
+  [B, F], edc_area [B, K], edc_best [B, K], overflow [B]: more than `top`
+  impostors needed)."""
+  with jax.enable_x64(True):
+    return jax.vmap(lambda r, b: _metrics(ps, r, b, top))(rank, bounds)
+
+
+def _metrics(ps, rank, bounds, top):
+  shift = index_bits(ps.sa.shape[0])
+  rank = rank.astype(jnp.int64)
+
+  def keys(at):  # exact keys of the pairs at score positions `at`
+    q = jnp.minimum(rank[ps.sa[at]], rank[ps.sb[at]])
+    return (q << shift) | ps.sid[at].astype(jnp.int64)
+
+  g_real = jnp.arange(ps.gen_pos.shape[0]) < ps.n_gen
+  gk = keys(ps.gen_pos)
+  gen = kept_bits(gk, bounds, g_real)
+  imp = kept_bits(keys(ps.imp_pos[:top]), bounds, jnp.arange(top) < ps.n_imp)
+  n_gen_r = gen.before[:, -1]
+  cuts = (jnp.arange(RATES, dtype=jnp.int32) * ps.count) // RATES
+  n_imp_r = ps.count - cuts - n_gen_r
+  per_rate = jax.vmap(
+    lambda ib, gb, ni, ng: jax.vmap(lambda n, d: _fnmr(ps, ib, gb, top, ni, ng, n, d))(
+      ps.fmr_num, ps.fmr_den
+    )
+  )
+  fnmr, overflow = per_rate(imp, gen, n_imp_r, n_gen_r)
+  inner = fnmr[1]  # trapezoid in rate order, as metrics.erc.erc
+  for r in range(2, RATES - 1):
+    inner = inner + fnmr[r]
+  area = (inner + (fnmr[0] + fnmr[-1]) / 2) / RATES
+  e = edc(jnp.sort(jnp.where(g_real, gk, KEY_MAX)), ps.edc_error, ps.n_gen, ps.edc_width,
+          ps.limits, shift)  # fmt: skip
+  return area, e.area, e.best, jnp.any(overflow)
+
+
+score_fused = jit_engine(fused_fn)
+score_counts = jit_engine(counts_fn)
+score_metrics = jit_engine(metrics_fn, static_argnames=("top",))
+
+
+def first_top(ps: PairSet) -> int:
+  """The impostor window tried first: twice the kept impostors the largest FMR needs
+  when none is discarded, and a margin (kept impostors spread as the discarded
+  ones: a rate that keeps a fraction keeps that fraction of the window); widened
+  8x per try where it cannot decide, up to every impostor."""
+  n_imp, cap = int(ps.n_imp), ps.imp_pos.shape[0]
+  f = max(int(n) / int(d) for n, d in zip(ps.fmr_num, ps.fmr_den, strict=True))
+  return min(cap, bucket(2 * int(np.ceil(f * n_imp)) + 256, 32))
+
+
+def score_variants(
+  ps: PairSet,
+  masks,
+  weights,
+  rule: str,
+  norm: str = "none",
+  memory_mb: float = 256,
+  devices=None,
+  bits: bool | None = None,
+  chunk: int = 4,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """Areas of every variant: masks, weights [V, L] -> ([V, F], [V, K], [V, K]), as
+  `exfiqa_jax.fusion.chunks.score_variants`. bits: force the adjacency bits on or off;
+  chunk: variants per device per call."""
+  from exfiqa_jax.fusion.chunks import _gather_hosts, host_share, parallelism, sharded
+
+  masks, weights = np.asarray(masks, bool), np.asarray(weights)
+  v = len(masks)
+  lo, hi = host_share(v)
+  devices = tuple(devices or jax.local_devices())
+  lg = prepared(ps, bits)
+  p = plan(ps, norm, rule, weights)
+  w = p.weights if p.integer else weights
+  masks, w = masks[lo:hi], w[lo:hi]
+  n = len(masks)
+  f_dim, k_dim = ps.fmr_num.shape[0], ps.limits.shape[0]
+  if not n:
+    empty = np.zeros((0, k_dim), np.float32)
+    return _gather_hosts((np.zeros((0, f_dim), np.float32), empty, empty), v)
+  threads, _ = parallelism(len(devices))
+  step = chunk * len(devices)
+  pad = (-n) % step
+  masks, w = np.r_[masks, masks[:1].repeat(pad, 0)], np.r_[w, w[:1].repeat(pad, 0)]
+  shift = index_bits(ps.sa.shape[0])
+  tops = [first_top(ps)]
+  while tops[-1] < ps.imp_pos.shape[0]:
+    tops.append(min(ps.imp_pos.shape[0], tops[-1] * 8))
+  with jax.enable_x64(True):
+    if len(devices) > 1:
+      rep = jax.NamedSharding(_mesh(devices), jax.P())
+
+      def on(fn, specs, **static):
+        return sharded(fn, devices, specs, **static)
+    else:
+      rep = devices[0]
+      jitted = {fused_fn: score_fused, counts_fn: score_counts, metrics_fn: score_metrics}
+
+      def on(fn, specs, **static):
+        return functools.partial(jitted[fn], **static)
+
+    ps_d = jax.device_put(ps, rep)
+    valid = jax.device_put(ps.image_valid, rep)
+    adj, ra, rb = (jax.device_put(x, rep) for x in (lg.adj, lg.rem_a, lg.rem_b))
+    fusion = jax.device_put(p.fusion, rep) if p.integer else None
+    fused = on(fused_fn, (False, True, True, False)) if p.integer else None
+    counts = on(counts_fn, (False, False, False, False, True))
+    metrics = {t: on(metrics_fn, (False, True, True), top=t) for t in tops}
+
+  def run(s):
+    mk, wk = masks[s : s + step], w[s : s + step]
+    with jax.enable_x64(True):
+      if p.integer:
+        f = fused(fusion, jnp.asarray(mk), jnp.asarray(wk), RULES.index(rule))
+      else:
+        f = jnp.asarray(host_keys(ps, p, mk, wk))
+      order, upto, rank = (np.asarray(x) for x in jax.device_get(counts(valid, adj, ra, rb, f)))
+      bounds = np.stack([resolve(lg, *x, shift) for x in zip(order, upto, rank, strict=True)])
+      rank_d, bounds_d = jnp.asarray(rank), jnp.asarray(bounds)
+      out = [np.array(x) for x in jax.device_get(metrics[tops[0]](ps_d, rank_d, bounds_d))]
+      for t in tops[1:]:
+        again = np.flatnonzero(out[3])
+        if not len(again):
+          break
+        redo = jax.device_get(metrics[t](ps_d, rank_d, bounds_d))
+        for x, y in zip(out, redo, strict=True):
+          x[again] = np.asarray(y)[again]
+      return out[:3]
+
+  starts = range(0, len(masks), step)
+  if threads > 1:
+    with ThreadPoolExecutor(threads) as pool:
+      parts = list(pool.map(run, starts))
+  else:
+    parts = [run(s) for s in starts]
+  mine = tuple(np.concatenate([q[j] for q in parts])[:n] for j in range(3))
+  return _gather_hosts(mine, v)
+
+
+def _mesh(devices):
+  from exfiqa_jax.backend import mesh
+
+  return mesh(list(devices))
