@@ -56,18 +56,26 @@ BIT_BYTES = 1 << 30  # the largest dense [N, N] bool matrix built to make the bi
 
 class Large(NamedTuple):
   """A pair set prepared for this path. adj: [N, W] uint32 template adjacency bits
-  (bit u of row t: a pair of t and u, each unordered pair of distinct templates once;
-  W = 1 and all zero when the pairs are counted one by one); rem_a, rem_b: [R]
-  the pairs not in the bits; offsets [N + 1], pair [2 P], partner [2 P] (host): each
-  template's pairs (a pair under both of its ends); cuts [20] floor(r P / 20)."""
+  (bit u of row t: a pair of t and u, each unordered pair of distinct templates met
+  once; W even, all zero when the pairs are counted one by one), adj64 the same
+  bits as uint64 [N, W / 2] on the host; rem_a, rem_b: [R] the pairs not in the
+  bits (and host copies); offsets [N + 1], pair [2 P], partner [2 P] (host): each
+  template's pairs (a pair under both of its ends); cuts [20] floor(r P / 20); gen_ord [G]: of the genuine at each genuine score
+  position, its ordinal among the genuines in pair-list order; gen_err [G]: by
+  ordinal, an EDC error (padding entries 0, False)."""
 
   adj: jax.Array
+  adj64: np.ndarray
   rem_a: jax.Array
   rem_b: jax.Array
+  rem_a_host: np.ndarray
+  rem_b_host: np.ndarray
   offsets: np.ndarray
   pair: np.ndarray
   partner: np.ndarray
   cuts: np.ndarray
+  gen_ord: jax.Array
+  gen_err: jax.Array
 
 
 def routed(ps: PairSet) -> bool:
@@ -86,34 +94,49 @@ def prepare(ps: PairSet, bits: bool | None = None) -> Large:
   n, cnt = ps.exits.shape[0], int(ps.count)
   a, b = np.asarray(ps.a)[:cnt].astype(np.int64), np.asarray(ps.b)[:cnt].astype(np.int64)
   bits = use_bits(n, cnt) if bits is None else bits
-  w = -(-n // 32)
+  w = -(-n // 64) * 2
   if bits:
     lo, hi = np.minimum(a, b), np.maximum(a, b)
-    order = np.argsort(lo * n + hi, kind="stable")
-    code = (lo * n + hi)[order]
-    first = np.r_[True, code[1:] != code[:-1]]
-    single = order[first & (lo[order] != hi[order])]
-    rem = np.sort(order[~first | (lo[order] == hi[order])])
+    code = lo * (w * 32) + hi
+    s = np.sort(code)
     m = np.zeros((n, w * 32), bool)
-    m[lo[single], hi[single]] = True
-    m[hi[single], lo[single]] = True
+    m.ravel()[s[1:][s[1:] == s[:-1]]] = True  # template pairs listed more than once
+    rem = np.flatnonzero(m.ravel()[code] | (lo == hi))
+    m[:] = False
+    one = np.ones(cnt, bool)
+    one[rem] = False
+    m[lo[one], hi[one]] = True
+    m[hi[one], lo[one]] = True
     adj = np.packbits(m, axis=1, bitorder="little").view("<u4")
-    del m
+    del m, s, code
   else:
-    adj, rem = np.zeros((n, 1), np.uint32), np.arange(cnt)
+    adj, rem = np.zeros((n, 2), np.uint32), np.arange(cnt)
   owner = np.r_[a, b]
-  idx = np.argsort(owner, kind="stable")
+  idx = np.argsort(owner.astype(np.uint16) if n <= 1 << 16 else owner)  # order within: any
   offsets = np.r_[0, np.cumsum(np.bincount(owner, minlength=n))]
   pair = np.r_[np.arange(cnt), np.arange(cnt)][idx].astype(np.int32)
   partner = np.r_[b, a][idx].astype(np.int32)
+  # genuines by pair-list order: their ordinal keys the EDC (its errors indexed by it)
+  gid = np.sort(np.asarray(ps.sid)[np.asarray(ps.gen_pos)[: int(ps.n_gen)]])
+  g = ps.gen_pos.shape[0]
+  ordinal = np.zeros(cnt, np.int32)
+  ordinal[gid] = np.arange(len(gid))
+  gen_ord = np.r_[ordinal[np.asarray(ps.sid)[np.asarray(ps.gen_pos)[: len(gid)]]],
+                  np.zeros(g - len(gid), np.int32)]  # fmt: skip
+  gen_err = np.r_[np.asarray(ps.edc_error)[gid], np.zeros(g - len(gid), bool)]
   return Large(
     jnp.asarray(adj),
+    adj.view(np.uint64),
     jnp.asarray(a[rem].astype(np.int32)),
     jnp.asarray(b[rem].astype(np.int32)),
+    a[rem].astype(np.int32),
+    b[rem].astype(np.int32),
     offsets,
     pair,
     partner,
     (np.arange(RATES) * cnt) // RATES,
+    jnp.asarray(gen_ord),
+    jnp.asarray(gen_err),
   )
 
 
@@ -172,6 +195,40 @@ def _counts(valid, adj, rem_a, rem_b, f):
   return order, jnp.cumsum(per_pos, dtype=jnp.int32), start[pos]
 
 
+HOST_BLOCK = 16  # positions per mask row of the host count
+
+
+def host_counts(lg: Large, valid: np.ndarray, f: np.ndarray):
+  """Step 2 of one variant in numpy (the CPU backend: XLA's CPU popcount runs 5-10x
+  slower than numpy's there): f [N] int64 -> (order, upto, rank) [N] as `counts_fn`."""
+  n = len(f)
+  f = np.where(valid, f, KEY_MAX)
+  order = np.argsort(f, kind="stable")
+  fs = f[order]
+  i = np.arange(n)
+  start = np.maximum.accumulate(np.where(np.r_[True, fs[1:] != fs[:-1]], i, 0))
+  pos = np.empty(n, np.int64)
+  pos[order] = i
+  per_pos = np.zeros(n, np.int64)
+  w = lg.adj64.shape[1]
+  if w * 64 >= n:  # adjacency bits (else every pair is in the remainder)
+    g = -(-n // HOST_BLOCK)
+    members = np.zeros((g + 1) * w, np.uint64)
+    bit = np.uint64(1) << (i & 63).astype(np.uint64)
+    np.add.at(members, pos // HOST_BLOCK * w + (i >> 6), bit)  # disjoint bits: a sum is an or
+    above = np.cumsum(members.reshape(g + 1, w)[::-1], axis=0, dtype=np.uint64)[::-1]
+    cross = np.bitwise_count(lg.adj64 & above[pos // HOST_BLOCK + 1]).sum(1, dtype=np.int64)
+    blk = np.r_[order, np.zeros(g * HOST_BLOCK - n, np.int64)].reshape(g, HOST_BLOCK)
+    words = lg.adj64[blk[:, :, None], blk[:, None, :] >> 6]
+    linked = (words >> (blk[:, None, :] & 63).astype(np.uint64)) & np.uint64(1)
+    later = np.triu(np.ones((HOST_BLOCK, HOST_BLOCK), bool), 1)
+    within = np.where(later, linked, 0).sum(2, dtype=np.int64).reshape(-1)[:n]
+    per_pos += cross[order] + within
+  lower = np.minimum(pos[lg.rem_a_host], pos[lg.rem_b_host])
+  per_pos += np.bincount(lower, minlength=n)
+  return order, np.cumsum(per_pos), start[pos]
+
+
 def resolve(lg: Large, order, upto, rank, shift: int) -> np.ndarray:
   """Step 3, one variant (host): the cut keys B_r [20] int64 (rank << shift | pair)."""
   out = np.empty(RATES, np.int64)
@@ -190,24 +247,27 @@ def resolve(lg: Large, order, upto, rank, shift: int) -> np.ndarray:
   return out
 
 
-def metrics_fn(ps, rank, bounds, *, top: int):
+def metrics_fn(ps, gen_ord, gen_err, rank, bounds, *, top: int):
   """Step 4 for B variants: template ranks [B, N], cut keys [B, 20] -> (erc_area
   [B, F], edc_area [B, K], edc_best [B, K], overflow [B]: more than `top`
   impostors needed)."""
   with jax.enable_x64(True):
-    return jax.vmap(lambda r, b: _metrics(ps, r, b, top))(rank, bounds)
+    return jax.vmap(lambda r, b: _metrics(ps, gen_ord, gen_err, r, b, top))(rank, bounds)
 
 
-def _metrics(ps, rank, bounds, top):
+def _metrics(ps, gen_ord, gen_err, rank, bounds, top):
   shift = index_bits(ps.sa.shape[0])
   rank = rank.astype(jnp.int64)
 
+  def quality(at):  # pair qualities (as template ranks) at score positions `at`
+    return jnp.minimum(rank[ps.sa[at]], rank[ps.sb[at]])
+
   def keys(at):  # exact keys of the pairs at score positions `at`
-    q = jnp.minimum(rank[ps.sa[at]], rank[ps.sb[at]])
-    return (q << shift) | ps.sid[at].astype(jnp.int64)
+    return (quality(at) << shift) | ps.sid[at].astype(jnp.int64)
 
   g_real = jnp.arange(ps.gen_pos.shape[0]) < ps.n_gen
-  gk = keys(ps.gen_pos)
+  gq = quality(ps.gen_pos)
+  gk = (gq << shift) | ps.sid[ps.gen_pos].astype(jnp.int64)
   gen = kept_bits(gk, bounds, g_real)
   imp = kept_bits(keys(ps.imp_pos[:top]), bounds, jnp.arange(top) < ps.n_imp)
   n_gen_r = gen.before[:, -1]
@@ -223,8 +283,11 @@ def _metrics(ps, rank, bounds, top):
   for r in range(2, RATES - 1):
     inner = inner + fnmr[r]
   area = (inner + (fnmr[0] + fnmr[-1]) / 2) / RATES
-  e = edc(jnp.sort(jnp.where(g_real, gk, KEY_MAX)), ps.edc_error, ps.n_gen, ps.edc_width,
-          ps.limits, shift)  # fmt: skip
+  # EDC keys over the genuines alone (quality << b_g | ordinal: the same order), so
+  # its error count reads [G], not [P]
+  sg = index_bits(gen_ord.shape[0])
+  ek = jnp.where(g_real, (gq << sg) | gen_ord.astype(jnp.int64), KEY_MAX)
+  e = edc(jnp.sort(ek), gen_err, ps.n_gen, ps.edc_width, ps.limits, sg)
   return area, e.area, e.best, jnp.any(overflow)
 
 
@@ -253,10 +316,12 @@ def score_variants(
   devices=None,
   bits: bool | None = None,
   chunk: int = 4,
+  host: bool | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
   """Areas of every variant: masks, weights [V, L] -> ([V, F], [V, K], [V, K]), as
   `exfiqa_jax.fusion.chunks.score_variants`. bits: force the adjacency bits on or off;
-  chunk: variants per device per call."""
+  chunk: variants per device per call; host: step 2 in numpy (default: on the CPU
+  backend) or compiled."""
   from exfiqa_jax.fusion.chunks import _gather_hosts, host_share, parallelism, sharded
 
   masks, weights = np.asarray(masks, bool), np.asarray(weights)
@@ -264,6 +329,8 @@ def score_variants(
   lo, hi = host_share(v)
   devices = tuple(devices or jax.local_devices())
   lg = prepared(ps, bits)
+  host = jax.default_backend() == "cpu" if host is None else host
+  valid_h = np.asarray(ps.image_valid)
   p = plan(ps, norm, rule, weights)
   w = p.weights if p.integer else weights
   masks, w = masks[lo:hi], w[lo:hi]
@@ -299,7 +366,8 @@ def score_variants(
     fusion = jax.device_put(p.fusion, rep) if p.integer else None
     fused = on(fused_fn, (False, True, True, False)) if p.integer else None
     counts = on(counts_fn, (False, False, False, False, True))
-    metrics = {t: on(metrics_fn, (False, True, True), top=t) for t in tops}
+    metrics = {t: on(metrics_fn, (False, False, False, True, True), top=t) for t in tops}
+    gen_ord, gen_err = (jax.device_put(x, rep) for x in (lg.gen_ord, lg.gen_err))
 
   def run(s):
     mk, wk = masks[s : s + step], w[s : s + step]
@@ -308,15 +376,21 @@ def score_variants(
         f = fused(fusion, jnp.asarray(mk), jnp.asarray(wk), RULES.index(rule))
       else:
         f = jnp.asarray(host_keys(ps, p, mk, wk))
-      order, upto, rank = (np.asarray(x) for x in jax.device_get(counts(valid, adj, ra, rb, f)))
+      if host:
+        parts = [host_counts(lg, valid_h, x) for x in np.asarray(jax.device_get(f))]
+        order, upto, rank = (np.stack(x) for x in zip(*parts, strict=True))
+      else:
+        order, upto, rank = (
+          np.asarray(x) for x in jax.device_get(counts(valid, adj, ra, rb, f))
+        )
       bounds = np.stack([resolve(lg, *x, shift) for x in zip(order, upto, rank, strict=True)])
       rank_d, bounds_d = jnp.asarray(rank), jnp.asarray(bounds)
-      out = [np.array(x) for x in jax.device_get(metrics[tops[0]](ps_d, rank_d, bounds_d))]
+      out = [np.array(x) for x in jax.device_get(metrics[tops[0]](ps_d, gen_ord, gen_err, rank_d, bounds_d))]
       for t in tops[1:]:
         again = np.flatnonzero(out[3])
         if not len(again):
           break
-        redo = jax.device_get(metrics[t](ps_d, rank_d, bounds_d))
+        redo = jax.device_get(metrics[t](ps_d, gen_ord, gen_err, rank_d, bounds_d))
         for x, y in zip(out, redo, strict=True):
           x[again] = np.asarray(y)[again]
       return out[:3]
