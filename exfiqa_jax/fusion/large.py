@@ -179,9 +179,7 @@ def _counts(valid, adj, rem_a, rem_b, f):
   bit = jnp.uint32(1) << (i & 31).astype(jnp.uint32)
   members = jnp.zeros((g + 1, w), jnp.uint32).at[pos // BLOCK, i >> 5].add(bit)
   above = jnp.cumsum(members[::-1], axis=0, dtype=jnp.uint32)[::-1]
-  cross = jnp.sum(
-    jax.lax.population_count(adj & above[pos // BLOCK + 1]).astype(jnp.int32), axis=1
-  )
+  cross = jnp.sum(jax.lax.population_count(adj & above[pos // BLOCK + 1]).astype(jnp.int32), axis=1)
   # pairs within a block: lower end j before k in the block
   blk = jnp.pad(order, (0, g * BLOCK - n), constant_values=0).reshape(g, BLOCK)
   real = jnp.pad(jnp.ones(n, bool), (0, g * BLOCK - n)).reshape(g, BLOCK)
@@ -219,7 +217,7 @@ def host_counts(lg: Large, valid: np.ndarray, f: np.ndarray):
     above = np.cumsum(members.reshape(g + 1, w)[::-1], axis=0, dtype=np.uint64)[::-1]
     cross = np.bitwise_count(lg.adj64 & above[pos // HOST_BLOCK + 1]).sum(1, dtype=np.int64)
     blk = np.r_[order, np.zeros(g * HOST_BLOCK - n, np.int64)].reshape(g, HOST_BLOCK)
-    words = lg.adj64[blk[:, :, None], blk[:, None, :] >> 6]
+    words = np.take(lg.adj64.reshape(-1), blk[:, :, None] * w + (blk[:, None, :] >> 6))
     linked = (words >> (blk[:, None, :] & 63).astype(np.uint64)) & np.uint64(1)
     later = np.triu(np.ones((HOST_BLOCK, HOST_BLOCK), bool), 1)
     within = np.where(later, linked, 0).sum(2, dtype=np.int64).reshape(-1)[:n]
@@ -380,12 +378,13 @@ def score_variants(
         parts = [host_counts(lg, valid_h, x) for x in np.asarray(jax.device_get(f))]
         order, upto, rank = (np.stack(x) for x in zip(*parts, strict=True))
       else:
-        order, upto, rank = (
-          np.asarray(x) for x in jax.device_get(counts(valid, adj, ra, rb, f))
-        )
+        order, upto, rank = (np.asarray(x) for x in jax.device_get(counts(valid, adj, ra, rb, f)))
       bounds = np.stack([resolve(lg, *x, shift) for x in zip(order, upto, rank, strict=True)])
       rank_d, bounds_d = jnp.asarray(rank), jnp.asarray(bounds)
-      out = [np.array(x) for x in jax.device_get(metrics[tops[0]](ps_d, gen_ord, gen_err, rank_d, bounds_d))]
+      out = [
+        np.array(x)
+        for x in jax.device_get(metrics[tops[0]](ps_d, gen_ord, gen_err, rank_d, bounds_d))
+      ]
       for t in tops[1:]:
         again = np.flatnonzero(out[3])
         if not len(again):
