@@ -60,9 +60,10 @@ class Large(NamedTuple):
   once; W even, all zero when the pairs are counted one by one), adj64 the same
   bits as uint64 [N, W / 2] on the host; rem_a, rem_b: [R] the pairs not in the
   bits (and host copies); offsets [N + 1], pair [2 P], partner [2 P] (host): each
-  template's pairs (a pair under both of its ends); cuts [20] floor(r P / 20); gen_ord [G]: of the genuine at each genuine score
-  position, its ordinal among the genuines in pair-list order; gen_err [G]: by
-  ordinal, an EDC error (padding entries 0, False)."""
+  template's pairs (a pair under both of its ends); cuts [20] floor(r P / 20);
+  gen_ord [G]: of the genuine at each genuine score position, its ordinal among
+  the genuines in pair-list order; gen_err [G]: by ordinal, an EDC error (padding
+  entries 0, False)."""
 
   adj: jax.Array
   adj64: np.ndarray
