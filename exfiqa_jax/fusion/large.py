@@ -318,30 +318,48 @@ def score_variants(
   host: bool | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
   """Areas of every variant: masks, weights [V, L] -> ([V, F], [V, K], [V, K]), as
-  `exfiqa_jax.fusion.chunks.score_variants`. bits: force the adjacency bits on or off;
+  `exfiqa_jax.fusion.chunks.score_variants` (memory_mb: unused, a chunk's memory is
+  O(chunk N) beside the pair set's). bits: force the adjacency bits on or off;
   chunk: variants per device per call; host: step 2 in numpy (default: on the CPU
   backend) or compiled."""
-  from exfiqa_jax.fusion.chunks import _gather_hosts, host_share, parallelism, sharded
+  from exfiqa_jax.fusion.chunks import _gather_hosts, host_share
 
   masks, weights = np.asarray(masks, bool), np.asarray(weights)
   v = len(masks)
   lo, hi = host_share(v)
+  run = runner(ps, masks[lo:hi], weights[lo:hi], rule, norm, devices, bits, chunk, host)
+  return _gather_hosts(run(0, hi - lo), v)
+
+
+def runner(
+  ps: PairSet,
+  masks,
+  weights,
+  rule: str,
+  norm: str = "none",
+  devices=None,
+  bits: bool | None = None,
+  chunk: int = 4,
+  host: bool | None = None,
+):
+  """The set-up of one rule's variants on this host (fusion plan, device copies,
+  compiled programs): masks, weights [n, L] -> run(start, stop), the three area
+  arrays of variants [start, stop) (see `score_variants` for the options)."""
+  from exfiqa_jax.fusion.chunks import parallelism, sharded
+
+  masks, weights = np.asarray(masks, bool), np.asarray(weights)
   devices = tuple(devices or jax.local_devices())
   lg = prepared(ps, bits)
   host = jax.default_backend() == "cpu" if host is None else host
   valid_h = np.asarray(ps.image_valid)
+  f_dim, k_dim = ps.fmr_num.shape[0], ps.limits.shape[0]
+  if not len(masks):
+    empty = np.zeros((0, k_dim), np.float32)
+    return lambda start, stop: (np.zeros((0, f_dim), np.float32), empty, empty)
   p = plan(ps, norm, rule, weights)
   w = p.weights if p.integer else weights
-  masks, w = masks[lo:hi], w[lo:hi]
-  n = len(masks)
-  f_dim, k_dim = ps.fmr_num.shape[0], ps.limits.shape[0]
-  if not n:
-    empty = np.zeros((0, k_dim), np.float32)
-    return _gather_hosts((np.zeros((0, f_dim), np.float32), empty, empty), v)
   threads, _ = parallelism(len(devices))
   step = chunk * len(devices)
-  pad = (-n) % step
-  masks, w = np.r_[masks, masks[:1].repeat(pad, 0)], np.r_[w, w[:1].repeat(pad, 0)]
   shift = index_bits(ps.sa.shape[0])
   tops = [first_top(ps)]
   while tops[-1] < ps.imp_pos.shape[0]:
@@ -368,8 +386,8 @@ def score_variants(
     metrics = {t: on(metrics_fn, (False, False, False, True, True), top=t) for t in tops}
     gen_ord, gen_err = (jax.device_put(x, rep) for x in (lg.gen_ord, lg.gen_err))
 
-  def run(s):
-    mk, wk = masks[s : s + step], w[s : s + step]
+  def one_chunk(rows):
+    mk, wk = masks[rows], w[rows]
     with jax.enable_x64(True):
       if p.integer:
         f = fused(fusion, jnp.asarray(mk), jnp.asarray(wk), RULES.index(rule))
@@ -395,14 +413,18 @@ def score_variants(
           x[again] = np.asarray(y)[again]
       return out[:3]
 
-  starts = range(0, len(masks), step)
-  if threads > 1:
-    with ThreadPoolExecutor(threads) as pool:
-      parts = list(pool.map(run, starts))
-  else:
-    parts = [run(s) for s in starts]
-  mine = tuple(np.concatenate([q[j] for q in parts])[:n] for j in range(3))
-  return _gather_hosts(mine, v)
+  def run(start: int, stop: int):
+    n = stop - start
+    rows = np.r_[np.arange(start, stop), np.full((-n) % step, start)]  # padded: whole chunks
+    chunks_ = [rows[i : i + step] for i in range(0, len(rows), step)]
+    if threads > 1 and len(chunks_) > 1:
+      with ThreadPoolExecutor(threads) as pool:
+        parts = list(pool.map(one_chunk, chunks_))
+    else:
+      parts = [one_chunk(c) for c in chunks_]
+    return tuple(np.concatenate([q[j] for q in parts])[:n] for j in range(3))
+
+  return run
 
 
 def _mesh(devices):
