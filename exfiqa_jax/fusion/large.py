@@ -113,7 +113,8 @@ def prepare(ps: PairSet, bits: bool | None = None) -> Large:
   else:
     adj, rem = np.zeros((n, 2), np.uint32), np.arange(cnt)
   owner = np.r_[a, b]
-  idx = np.argsort(owner.astype(np.uint16) if n <= 1 << 16 else owner)  # order within: any
+  small = n <= 1 << 16  # 16-bit keys: numpy's stable sort is a radix sort
+  idx = np.argsort(owner.astype(np.uint16) if small else owner, kind="stable" if small else None)
   offsets = np.r_[0, np.cumsum(np.bincount(owner, minlength=n))]
   pair = np.r_[np.arange(cnt), np.arange(cnt)][idx].astype(np.int32)
   partner = np.r_[b, a][idx].astype(np.int32)
