@@ -297,8 +297,13 @@ def sweep_check(smoke: bool, ijbc_variants: int) -> None:
     run(i, i + 1)
     singles.append(time.perf_counter() - t0)
   # the compiled counts (this device) against the numpy counts (host): one table
-  host = large.runner(big, masks[:4], w[:4], "weighted", chunk=1, host=True)(0, 4)
-  same = all(np.array_equal(x, y, equal_nan=True) for x, y in zip(got, host, strict=True))
+  host, dev = (
+    large.runner(big, masks[:4], w[:4], "weighted", chunk=1, host=h)(0, 4) for h in (True, False)
+  )
+  same = all(
+    np.array_equal(x, y, equal_nan=True) and np.array_equal(x, z, equal_nan=True)
+    for x, y, z in zip(host, dev, got, strict=True)
+  )
   sweep(big, rules=("weighted",), masks=masks[:k][::-1])  # the same chunk shapes compiled first
   t0 = time.perf_counter()
   sweep(big, rules=("weighted",), masks=masks[:k])
