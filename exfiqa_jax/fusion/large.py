@@ -9,7 +9,7 @@ ones and of the first impostors in score order are kept at each rate, and the
 genuine keys in order (EDC). Per variant, all exact:
 
 1. fused template keys f [N] (the engine's integer fusion, or float64 dense ranks
-   for float weights); their stable order and, per template, the count of
+   for float weights); their order (ties in any order) and, per template, the count of
    templates of lower f (its rank: the same order and ties as f).
 2. per template position in that order, the pairs whose lower end it is (ties
    between the two ends by position): a popcount over the template adjacency bits
@@ -102,7 +102,9 @@ def prepare(ps: PairSet, bits: bool | None = None) -> Large:
     s = np.sort(code)
     m = np.zeros((n, w * 32), bool)
     m.ravel()[s[1:][s[1:] == s[:-1]]] = True  # template pairs listed more than once
-    rem = np.flatnonzero(m.ravel()[code] | (lo == hi))
+    again = np.flatnonzero(m.ravel()[code])
+    first = again[np.unique(code[again], return_index=True)[1]]  # each one's first listing
+    rem = np.union1d(np.setdiff1d(again, first), np.flatnonzero(lo == hi))
     m[:] = False
     one = np.ones(cnt, bool)
     one[rem] = False
@@ -203,7 +205,7 @@ def host_counts(lg: Large, valid: np.ndarray, f: np.ndarray):
   slower than numpy's there): f [N] int64 -> (order, upto, rank) [N] as `counts_fn`."""
   n = len(f)
   f = np.where(valid, f, KEY_MAX)
-  order = np.argsort(f, kind="stable")
+  order = np.argsort(f)  # ties in any order: a tie group shares its rank
   fs = f[order]
   i = np.arange(n)
   start = np.maximum.accumulate(np.where(np.r_[True, fs[1:] != fs[:-1]], i, 0))
@@ -240,7 +242,10 @@ def resolve(lg: Large, order, upto, rank, shift: int) -> np.ndarray:
     i1 = int(np.searchsorted(starts, i0, "right"))
     before = int(upto[i0 - 1]) if i0 else 0
     ts = order[i0:i1]
-    sl = np.concatenate([np.arange(lg.offsets[x], lg.offsets[x + 1]) for x in ts])
+    if len(ts) == 1:
+      sl = slice(lg.offsets[ts[0]], lg.offsets[ts[0] + 1])
+    else:
+      sl = np.concatenate([np.arange(lg.offsets[x], lg.offsets[x + 1]) for x in ts])
     keep = rank[lg.partner[sl]] >= i0
     pairs = np.unique(lg.pair[sl][keep])
     out[r] = (i0 << shift) | int(pairs[k - before])

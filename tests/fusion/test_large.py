@@ -48,6 +48,7 @@ def test_prepare_keeps_repeated_and_self_pairs_out_of_the_bits(case):
   lg = large.prepare(ps, bits=True)
   rem = set(zip(np.asarray(lg.rem_a).tolist(), np.asarray(lg.rem_b).tolist(), strict=True))
   assert {(int(x), int(x)) for x in a[:3]} <= rem
+  assert {(int(x), int(y)) for x, y in zip(a[6:9], b[6:9], strict=True)} <= rem  # listed again
   adj = np.unpackbits(np.asarray(lg.adj).view(np.uint8), axis=1, bitorder="little")
   adj = adj[:, : len(adj)]
   assert (adj == adj.T).all()
