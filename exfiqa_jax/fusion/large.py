@@ -200,9 +200,10 @@ def _counts(valid, adj, rem_a, rem_b, f):
 HOST_BLOCK = 16  # positions per mask row of the host count
 
 
-def host_counts(lg: Large, valid: np.ndarray, f: np.ndarray):
+def host_counts(lg: Large, valid: np.ndarray, f: np.ndarray, split: int = 1):
   """Step 2 of one variant in numpy (the CPU backend: XLA's CPU popcount runs 5-10x
-  slower than numpy's there): f [N] int64 -> (order, upto, rank) [N] as `counts_fn`."""
+  slower than numpy's there): f [N] int64 -> (order, upto, rank) [N] as `counts_fn`.
+  split: threads sharing the popcount pass (numpy releases the GIL there)."""
   n = len(f)
   f = np.where(valid, f, KEY_MAX)
   order = np.argsort(f)  # ties in any order: a tie group shares its rank
@@ -219,7 +220,17 @@ def host_counts(lg: Large, valid: np.ndarray, f: np.ndarray):
     bit = np.uint64(1) << (i & 63).astype(np.uint64)
     np.add.at(members, pos // HOST_BLOCK * w + (i >> 6), bit)  # disjoint bits: a sum is an or
     above = np.cumsum(members.reshape(g + 1, w)[::-1], axis=0, dtype=np.uint64)[::-1]
-    cross = np.bitwise_count(lg.adj64 & above[pos // HOST_BLOCK + 1]).sum(1, dtype=np.int64)
+    rows = pos // HOST_BLOCK + 1
+
+    def cross_of(lo: int, hi: int) -> np.ndarray:
+      return np.bitwise_count(lg.adj64[lo:hi] & above[rows[lo:hi]]).sum(1, dtype=np.int64)
+
+    if split > 1:
+      cuts = np.linspace(0, n, split + 1).astype(int)
+      with ThreadPoolExecutor(split) as pool:
+        cross = np.concatenate(list(pool.map(cross_of, cuts[:-1], cuts[1:])))
+    else:
+      cross = cross_of(0, n)
     blk = np.r_[order, np.zeros(g * HOST_BLOCK - n, np.int64)].reshape(g, HOST_BLOCK)
     words = np.take(lg.adj64.reshape(-1), blk[:, :, None] * w + (blk[:, None, :] >> 6))
     linked = (words >> (blk[:, None, :] & 63).astype(np.uint64)) & np.uint64(1)
@@ -392,7 +403,7 @@ def runner(
     metrics = {t: on(metrics_fn, (False, False, False, True, True), top=t) for t in tops}
     gen_ord, gen_err = (jax.device_put(x, rep) for x in (lg.gen_ord, lg.gen_err))
 
-  def one_chunk(rows):
+  def one_chunk(rows, single=False):
     mk, wk = masks[rows], w[rows]
     with jax.enable_x64(True):
       if p.integer:
@@ -400,7 +411,8 @@ def runner(
       else:
         f = jnp.asarray(host_keys(ps, p, mk, wk))
       if host:
-        parts = [host_counts(lg, valid_h, x) for x in np.asarray(jax.device_get(f))]
+        split = threads if single else 1  # one chunk: its threads share the popcounts
+        parts = [host_counts(lg, valid_h, x, split) for x in np.asarray(jax.device_get(f))]
         order, upto, rank = (np.stack(x) for x in zip(*parts, strict=True))
       else:
         order, upto, rank = (np.asarray(x) for x in jax.device_get(counts(valid, adj, ra, rb, f)))
@@ -427,7 +439,7 @@ def runner(
       with ThreadPoolExecutor(threads) as pool:
         parts = list(pool.map(one_chunk, chunks_))
     else:
-      parts = [one_chunk(c) for c in chunks_]
+      parts = [one_chunk(c, len(chunks_) == 1) for c in chunks_]
     return tuple(np.concatenate([q[j] for q in parts])[:n] for j in range(3))
 
   return run

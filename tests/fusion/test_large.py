@@ -147,3 +147,19 @@ def test_eight_devices_give_the_table_of_one(tmp_path):
     x = np.load(tmp_path / f"{other}.npz")
     for k in one.files:
       np.testing.assert_array_equal(x[k], one[k], err_msg=k)
+
+
+def test_a_variant_alone_equals_its_row_in_a_batch(case):
+  _, ps = case
+  masks = subset_masks(L)
+  w = np.broadcast_to(np.arange(1, L + 1), masks.shape)
+  run = large.runner(ps, masks, w, "median", chunk=1)
+  batch = run(0, len(masks))
+  for i in (0, 17, 62):  # one chunk alone: its popcount pass split over the threads
+    for x, y in zip(run(i, i + 1), batch, strict=True):
+      np.testing.assert_array_equal(x[0], y[i])
+  lg = large.prepared(ps)
+  f = np.random.default_rng(5).integers(0, 9, ps.exits.shape[0])
+  valid = np.asarray(ps.image_valid)
+  for x, y in zip(large.host_counts(lg, valid, f), large.host_counts(lg, valid, f, 3), strict=True):
+    np.testing.assert_array_equal(x, y)
