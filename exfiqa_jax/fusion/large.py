@@ -13,8 +13,8 @@ genuine keys in order (EDC). Per variant, all exact:
    templates of lower f (its rank: the same order and ties as f).
 2. per template position in that order, the pairs whose lower end it is (ties
    between the two ends by position): a popcount over the template adjacency bits
-   [N, N / 32] masked by the templates further up (one mask per block of 64
-   positions, the block's own pairs by bit lookups), plus a scatter of the pairs
+   [N, N / 32] masked by the templates further up (one mask per block of
+   positions: 16 in numpy, 64 compiled; the block's own pairs by bit lookups), plus a scatter of the pairs
    the bits cannot hold (repeated template pairs, a template with itself; every
    pair where the bits would cost more than the pairs). Its prefix sum counts the
    pairs below each quality, so each cut lies in one tie group of templates.
