@@ -14,9 +14,9 @@ genuine keys in order (EDC). Per variant, all exact:
 2. per template position in that order, the pairs whose lower end it is (ties
    between the two ends by position): a popcount over the template adjacency bits
    [N, N / 32] masked by the templates further up (one mask per block of
-   positions: 16 in numpy, 64 compiled; the block's own pairs by bit lookups), plus a scatter of the pairs
-   the bits cannot hold (repeated template pairs, a template with itself; every
-   pair where the bits would cost more than the pairs). Its prefix sum counts the
+   positions: 16 in numpy, 64 compiled; the block's own pairs by bit lookups),
+   plus a scatter of the pairs the bits cannot hold (a template pair listed
+   again, a template with itself; every pair where the bits would cost more). Its prefix sum counts the
    pairs below each quality, so each cut lies in one tie group of templates.
 3. on the host, each cut's pair: the group's pairs (a table of every template's
    pairs, built once) kept where the other end ranks as high, the m-th by pair index.
