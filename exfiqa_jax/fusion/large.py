@@ -9,15 +9,16 @@ ones and of the first impostors in score order are kept at each rate, and the
 genuine keys in order (EDC). Per variant, all exact:
 
 1. fused template keys f [N] (the engine's integer fusion, or float64 dense ranks
-   for float weights); their order (ties in any order) and, per template, the count of
-   templates of lower f (its rank: the same order and ties as f).
+   for float weights); their order (ties in any order) and, per template, the
+   count of templates of lower f (its rank: the same order and ties as f).
 2. per template position in that order, the pairs whose lower end it is (ties
    between the two ends by position): a popcount over the template adjacency bits
    [N, N / 32] masked by the templates further up (one mask per block of
    positions: 16 in numpy, 64 compiled; the block's own pairs by bit lookups),
    plus a scatter of the pairs the bits cannot hold (a template pair listed
-   again, a template with itself; every pair where the bits would cost more). Its prefix sum counts the
-   pairs below each quality, so each cut lies in one tie group of templates.
+   again, a template with itself; every pair where the bits would cost more).
+   Its prefix sum counts the pairs below each quality, so each cut lies in one
+   tie group of templates.
 3. on the host, each cut's pair: the group's pairs (a table of every template's
    pairs, built once) kept where the other end ranks as high, the m-th by pair index.
 4. the genuine keys and a window of the first impostors in score order against
