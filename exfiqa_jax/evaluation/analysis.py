@@ -121,9 +121,22 @@ def nan_warnings(table: dict) -> list[str]:
   return out
 
 
+FEW_IMPOSTORS = 10  # an FMR threshold set by fewer impostors above it is a small sample
+
+
 def resolution_warnings(fmrs: Sequence[float], n_impostor: int) -> list[str]:
-  """A line per ERC FMR that `n_impostor` impostor comparisons cannot resolve."""
-  out, coarse = [], [float(f) for f in fmrs if n_impostor * float(f) < 1]
+  """A line per ERC FMR that `n_impostor` impostor comparisons cannot resolve, or
+  resolve with fewer than FEW_IMPOSTORS impostors above the threshold (there, rejecting
+  a few images moves the threshold by a whole impostor and FNMR jumps: small-sample
+  steps, not a property of the quality)."""
+  small = [float(f) for f in fmrs if 1 <= n_impostor * float(f) < FEW_IMPOSTORS]
+  out = [
+    f"ERC at FMR {f:g} rests on {n_impostor * f:.3g} impostor comparisons above its "
+    f"threshold ({n_impostor} impostors; fewer than {FEW_IMPOSTORS}): its FNMR moves in "
+    "small-sample steps when a few comparisons are rejected"
+    for f in small
+  ]
+  coarse = [float(f) for f in fmrs if n_impostor * float(f) < 1]
   for f in coarse:
     out.append(
       f"ERC at FMR {f:g} is not resolvable: {n_impostor} impostor comparisons give FMR "
