@@ -13,7 +13,7 @@ import argparse
 import os
 import re
 
-from exfiqa_jax.cli import add_cost, add_force, add_quiet
+from exfiqa_jax.cli import add_cost, add_force, add_quiet, initialize_distributed
 
 NAME = "sweep"
 HELP = "fusion sweep on saved scores: subsets, weights, learned weights, Pareto front"
@@ -107,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
   if args.scores and not any(c not in (None, False) for c in costs):
     raise ValueError(NEEDS_COST + " or --depth-cost (the exit number)")
   if args.distributed:
-    jax.distributed.initialize()
+    initialize_distributed()
   if args.scores:
     cost, said = score_file_costs(args.scores, *costs)
     print(said)
