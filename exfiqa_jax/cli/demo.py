@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
   print("4/4 sweeping weights")
   z = PairInputs.load(inputs_path(args.out, "demo", "self"))
   study = weight_study(z, cfg, job.results[0][2], progress=not args.quiet)
-  sweep = write_sweep(study, os.path.join(args.out, "sweep"), "demo_self")
+  sweep = write_sweep(study, os.path.join(args.out, "sweep"), "demo_self", fr="self")
   report = os.path.join(os.path.dirname(summary), "report.html")
   print(f"wrote {summary}\nwrote {report} (the whole report: open it in a browser)\nwrote {sweep}")
   return 0

@@ -26,7 +26,7 @@ from exfiqa_jax.report.document import (
   to_markdown,
 )
 from exfiqa_jax.report.html import write_html
-from exfiqa_jax.report.labels import metric_label
+from exfiqa_jax.report.labels import mark_label, metric_label
 from exfiqa_jax.report.tables import write_csv, write_json
 
 Result = tuple[str, str, Analysis]  # (dataset, FR model, analysis)
@@ -81,7 +81,8 @@ def figures(dataset: str, group: Sequence[tuple[str, Analysis]]) -> dict[str, An
         )
         for fr, an in group
       ],
-      title=f"{dataset}: FNMR at FMR = {f:g} against the fraction rejected",
+      title=f"{dataset}: FNMR at FMR = {f:g} against the fraction rejected\n(curves at "
+      "1% rejection steps; the ERC areas in the tables use the protocol's 5% steps)",
       fmr=f,
       colors=palette,
     )
@@ -104,7 +105,7 @@ def figures(dataset: str, group: Sequence[tuple[str, Analysis]]) -> dict[str, An
         an.table[sel],
         an.front,
         {
-          n if n.startswith("best") else f"{n}: {c['variant']}": (
+          mark_label(n, c["variant"]): (
             float(an.table["gflops"][c["row"]]),
             float(an.table[sel][c["row"]]),
           )
@@ -199,7 +200,7 @@ def _write_adaptive(out_dir: str, dataset: str, fr: str, an: Analysis) -> None:
   rows = [static_row(an.adaptive), *an.adaptive.rows]
   write_csv(os.path.join(out_dir, "adaptive", f"{dataset}_{fr}_adaptive.csv"), rows, cols)
   figure = os.path.join(out_dir, "plots", f"{dataset}_{fr}_adaptive_pareto.png")
-  plots.save(pareto(an.adaptive, f"{dataset} / {fr}"), figure)
+  plots.save(pareto(an.adaptive, f"{dataset} / {fr}", fr), figure)
 
 
 def write_report(out_dir: str, header: str, results: list[Result], config: dict[str, Any]) -> str:
