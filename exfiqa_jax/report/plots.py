@@ -1,7 +1,8 @@
 """Figures of the evaluation report (matplotlib, no display needed).
 
 Each `*_figure` function builds and returns a Figure with one panel per FR
-model, so that a test can read back titles, axis labels, legend entries and
+model (a grid of at most MAX_COLUMNS panels a row, one y-scale for the panels of one
+quantity), so that a test can read back titles, axis labels, legend entries and
 lines before `save` writes it as PNG and SVG. The conventions are those of
 quality-assessment reports: the EDC of ISO/IEC 29794-1 (FNMR at a fixed
 threshold against the fraction of genuine comparisons discarded, with the
