@@ -190,7 +190,7 @@ def analyse(
   select: str | None = None,
   top_k: int = 3,
   memory_mb: float = 1024,
-  progress: bool = False,
+  progress: bool | str = False,
   exits: Sequence[int] = (),
   **metrics,
 ) -> Analysis:

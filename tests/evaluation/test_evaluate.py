@@ -134,6 +134,20 @@ def test_evaluate_with_overrides_reproduces_the_demo(demo, tmp_path, capsys):
   assert printed and all(f"**Warning:** {w}" in summary for w in printed)
 
 
+def test_evaluate_bars_name_the_dataset_models_and_fr_model(demo, tmp_path, capsys):
+  """Without --quiet every bar says what it counts (issue 26: one unlabelled bar, one
+  `scoring:` bar and identical `sweep:` bars before)."""
+  args = [
+    "evaluate", "--config", "demo", f"checkpoint={demo}/checkpoint", f"out_dir={tmp_path}",
+    f"data_dir={tmp_path}/tfds", f"datasets.demo.files={demo}/files", "sweep.top_k=1",
+    "sweep.norms=('none',)", "sweep.rules=('mean',)",
+  ]  # fmt: skip
+  assert main(args) == 0
+  err = capsys.readouterr().err
+  for label in ("building demo: 100%", "scoring demo (ViT-FIQA): 100%", "sweep demo/self: 100%"):
+    assert label in err, label
+
+
 def test_sweep_on_saved_inputs_and_on_score_files(demo, tmp_path):
   """`exfiqa sweep` as a fresh process, which keeps its compiled programs in the cache."""
   z = read_npz(str(demo / "inputs" / "demo_self.npz"))
