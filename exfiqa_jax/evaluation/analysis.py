@@ -80,11 +80,15 @@ def _row(table: dict, i: int, depth: int, kind: str) -> dict[str, Any]:
   return row
 
 
-def ranked(table: dict, metric: str, variants: int | None = None) -> list[int]:
+def ranked(
+  table: dict, metric: str, variants: int | None = None, distinct_values: bool = False
+) -> list[int]:
   """Row indices of `table` by ascending `metric`; rows whose `metric` is NaN left
   out, rows with a NaN in another metric column after all complete rows, ties in
   table order. With `variants`: the first row of each of the best that many
-  distinct variant names (a single exit is one variant under every rule and norm)."""
+  distinct variant names (a single exit is one variant under every rule and norm);
+  with distinct_values too, a row whose every metric equals a chosen row's is left out
+  (e.g. two medians that order the comparisons alike: the same result twice)."""
   depth = int(np.max(table["deepest"]))
   values = np.asarray(table[metric], float)
   incomplete = np.zeros(len(values), bool)
@@ -95,13 +99,16 @@ def ranked(table: dict, metric: str, variants: int | None = None) -> list[int]:
   ]  # lexsort is stable: ties keep table order
   if variants is None:
     return order
-  seen, out = set(), []
+  seen, out, values_seen = set(), [], set()
+  cols = metric_columns(table)
   for i in order:
     name = variant_name(
       int(table["subset"][i]), str(table["rule"][i]), str(table["norm"][i]), depth
     )
-    if name not in seen:
+    numbers = tuple(float(table[k][i]) for k in cols)  # NaN != NaN: such rows stay
+    if name not in seen and not (distinct_values and numbers in values_seen):
       seen.add(name)
+      values_seen.add(numbers)
       out.append(i)
       if len(out) == variants:
         break
@@ -223,7 +230,7 @@ def analyse(
   full = (1 << depth) - 1
   rows = [_row(table, find(1 << i, "mean"), depth, "exit") for i in range(depth)]
   rows += [_row(table, find(full, r), depth, "paper fusion") for r in ("mean", "weighted")]
-  best = ranked(table, select, top_k)
+  best = ranked(table, select, top_k, distinct_values=True)
   rows += [_row(table, i, depth, f"best by {select}") for i in best]
   for r in rows:
     mask = [i + 1 in r["exits"] for i in range(depth)]

@@ -196,7 +196,8 @@ def _pair_set_blocks(dataset: str, fr: str, an: Analysis) -> list[Block]:
   said = [
     "The best subsets are chosen on the very pairs they are scored on here (an "
     "optimistic figure: `exfiqa sweep` fits learned weights on half of the pairs and "
-    "reports them on the other half)."
+    "reports them on the other half). A subset whose every number equals a better "
+    "one's (it orders the comparisons alike) is not listed again."
   ]
   if best:
     said.append(
