@@ -117,6 +117,12 @@ def run(args: argparse.Namespace) -> int:
       inputs_path(cfg["out_dir"], d, f) for d in cfg["datasets"] for f in cfg["fr_models"]
     ]
     work = {_stem(p): PairInputs.load(p) for p in paths}
+  # the FR model of each pair set where the config tells it (figures name it)
+  frs = {
+    _stem(inputs_path("", d, f)): f
+    for d in (cfg.get("datasets") or {})
+    for f in (cfg.get("fr_models") or ())
+  }
   out = args.out or os.path.join(cfg.get("out_dir", "out"), "sweep")
   writer = jax.process_index() == 0  # every host computes its share, host 0 writes
   for key in work if writer else ():
@@ -124,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
   for key, z in work.items():
     study = weight_study(z, cfg, progress=not args.quiet)
     if writer:
-      print(f"wrote {write_sweep(study, out, key)}")
+      print(f"wrote {write_sweep(study, out, key, fr=frs.get(key))}")
   return 0
 
 
