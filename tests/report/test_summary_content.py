@@ -41,3 +41,30 @@ def test_headline_note_constant_column_and_sweep_links(tmp_path):
   links = re.findall(r'<a href="(sweep/[^"]+)">', html)
   assert links == ["sweep/lfw_ArcFace.html", "sweep/lfw_MagFace.html"]
   assert np.isfinite(e)
+
+
+def test_legend_and_panel_names_say_each_thing_once():
+  """Pareto legends read `exit 6`, not `exit 6: exit 6`; a pair-set id is never called
+  an FR model (issue 26)."""
+  from exfiqa_jax.report import plots
+  from exfiqa_jax.report.labels import mark_label
+
+  assert mark_label("exit 6", "exit 6") == "exit 6"
+  assert mark_label("depth-weighted", "weighted(all)") == "depth-weighted: weighted(all)"
+  assert mark_label("best subset", "mean({3,6})") == "best subset"
+  assert plots.panel_title("self") == "FR model: self"
+  assert plots.panel_title("pair set: demo_self") == "pair set: demo_self"
+  x = np.arange(3.0)
+  fig = plots.pareto_figure(
+    [
+      plots.ParetoPanel(
+        "pair set: demo_self", x, x, [0, 1], {mark_label("exit 6", "exit 6"): (1, 1)}
+      )
+    ],
+    title="t",
+    metric="edc_area@0.2",
+  )
+  ax = fig.axes[0]
+  assert ax.get_title() == "pair set: demo_self"
+  assert "exit 6" in [t.get_text() for t in ax.get_legend().get_texts()]
+  plots.plt.close(fig)
