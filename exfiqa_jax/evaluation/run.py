@@ -43,7 +43,7 @@ class JobResults:
   results: list[tuple[str, str, Analysis]]  # (dataset, FR model, its analysis)
 
 
-def open_dataset(name: str, ds: dict, data_dir: str, progress: bool = False) -> data.Dataset:
+def open_dataset(name: str, ds: dict, data_dir: str, progress: bool | str = False) -> data.Dataset:
   """The built dataset, built from its files on first use and again when they changed."""
   full = data.build(
     ds["builder"],
@@ -74,7 +74,7 @@ def inputs_path(out_dir: str, dataset: str, fr: str) -> str:
   return os.path.join(out_dir, "inputs", f"{dataset}_{fr}.npz")
 
 
-def analyse_inputs(z: PairInputs, cfg: dict[str, Any], progress: bool = False) -> Analysis:
+def analyse_inputs(z: PairInputs, cfg: dict[str, Any], progress: bool | str = False) -> Analysis:
   """The Analysis of one pair set with the job's options (metrics: the config's, else
   those saved with z)."""
   return analyse(
@@ -142,7 +142,7 @@ def evaluate_job(cfg: dict[str, Any], progress: bool = True, force: bool = False
     fr_models.append(FRModel(fr, c.config, c[1:], flip, spec["channel_order"]))
   results = []
   for name, ds in cfg["datasets"].items():
-    dataset = open_dataset(name, ds, cfg["data_dir"], progress)
+    dataset = open_dataset(name, ds, cfg["data_dir"], progress and f"building {name}")
     if dataset.pairs is None:
       raise ValueError(f"dataset {dataset.name!r} has no pairs to evaluate")
     images, fed = fed_orders(dataset.images, fr_models, scoring["channel_order"])
@@ -153,7 +153,7 @@ def evaluate_job(cfg: dict[str, Any], progress: bool = True, force: bool = False
       fr_models=fed,
       batch_size=scoring["batch_size"],
       dtype=jnp.dtype(scoring["dtype"]),
-      progress=progress,
+      progress=progress and f"scoring {name} (ViT-FIQA" + "".join(f", {m.name}" for m in fed) + ")",
       replace=force,
     )
     for fr, spec in fr_specs(cfg).items():
@@ -169,7 +169,7 @@ def evaluate_job(cfg: dict[str, Any], progress: bool = True, force: bool = False
       )
       z = x.pair_inputs(cost, metrics)
       z.save(inputs_path(out, name, fr))
-      an = analyse_inputs(z, cfg, progress)
+      an = analyse_inputs(z, cfg, progress and f"sweep {name}/{fr}")
       an.adaptive = adaptive_study(z, cfg, an.select)
       results.append((name, fr, an))
   return JobResults(cfg["checkpoint"], ckpt.config.depth, ckpt.config.width, results)

@@ -17,7 +17,7 @@ from exfiqa_jax.fusion.sweep import metric_columns
 from exfiqa_jax.report import plots
 from exfiqa_jax.report.document import Block, Figures, Heading, Text, table, to_markdown
 from exfiqa_jax.report.html import write_html
-from exfiqa_jax.report.labels import metric_label
+from exfiqa_jax.report.labels import mark_label, metric_label
 from exfiqa_jax.report.tables import cell, write_csv, write_json
 
 
@@ -43,9 +43,10 @@ def write_rows_csv(path: str, rows: list[dict]) -> None:
   write_text(path, buf.getvalue())
 
 
-def write_sweep(study: WeightStudy, out_dir: str, key: str) -> str:
+def write_sweep(study: WeightStudy, out_dir: str, key: str, fr: str | None = None) -> str:
   """Writes `<out_dir>/<key>.md`, `<key>.html` and its CSV/JSON/PNG/SVG files;
-  returns the .md path. Warnings (an FMR the impostors cannot resolve) go to
+  returns the .md path. fr: the FR model of the comparison scores, named in the figures
+  (else they say `pair set: <key>`). Warnings (an FMR the impostors cannot resolve) go to
   stderr and into the report."""
   an, m, tables, learned = study.analysis, study.metrics, study.tables, study.learned
   for line in an.warnings:
@@ -61,7 +62,7 @@ def write_sweep(study: WeightStudy, out_dir: str, key: str) -> str:
     {**tables, "learned_weights": learned["weights"], "metrics": m, "warnings": an.warnings},
   )
   marks = {
-    (n if n.startswith("best") else f"{n}: {c['variant']}"): (
+    mark_label(n, c["variant"]): (
       float(t["gflops"][c["row"]]),
       float(t[sel][c["row"]]),
     )
@@ -69,7 +70,7 @@ def write_sweep(study: WeightStudy, out_dir: str, key: str) -> str:
   }
   plots.save(
     plots.pareto_figure(
-      [plots.ParetoPanel(key, t["gflops"], t[sel], an.front, marks)],
+      [plots.ParetoPanel(fr or f"pair set: {key}", t["gflops"], t[sel], an.front, marks)],
       title=f"{key}: quality against compute, every fused variant (lower is better)",
       metric=sel,
     ),
@@ -77,7 +78,7 @@ def write_sweep(study: WeightStudy, out_dir: str, key: str) -> str:
   )
   plots.save(
     plots.heatmap_figure(
-      [plots.HeatPanel(key, an.pairs_grid)],
+      [plots.HeatPanel(fr or f"pair set: {key}", an.pairs_grid)],
       title=f"{key}: fusion of two exits i, j by the weighted mean (depth weights w_i = i); "
       "diagonal: exit i alone",
       metric=sel,
