@@ -78,8 +78,9 @@ def run(args: argparse.Namespace) -> int:
   from exfiqa_jax.adaptive.policy import POLICY_FILE, check_stages, default_stages
   from exfiqa_jax.adaptive.study import run_study
   from exfiqa_jax.cli import NEEDS_COST
-  from exfiqa_jax.fileio import check_output
+  from exfiqa_jax.fileio import FolderLock, check_output, finish_output_set
   from exfiqa_jax.report.adaptive import write_study
+  from exfiqa_jax.report.unit import write_unit
 
   if args.scores and not args.pairs:
     raise ValueError("--scores needs --pairs (a list of `idA idB label score`)")
@@ -95,6 +96,9 @@ def run(args: argparse.Namespace) -> int:
   key = os.path.splitext(os.path.basename(source))[0]
   policy_path = os.path.join(args.checkpoint or args.out, POLICY_FILE)
   base = os.path.join(args.out, f"{key}_adaptive")
+  lock = FolderLock(args.out, "an adaptive study")
+  lock.acquire()  # held to the end of the process; a set a kill left half moved is finished
+  finish_output_set(os.path.abspath(args.out), f"adaptive-{key}")
   for end in ("", ".md", ".csv", ".json", "_pareto.png", "_pareto.svg"):
     path = f"{base}{end}" if end else policy_path
     check_output(path, force=args.force, option="--out" if end else "--checkpoint")
@@ -108,9 +112,22 @@ def run(args: argparse.Namespace) -> int:
     z, names=args.policies, stages=stages, fraction=args.fraction, seed=args.seed,
     knobs=dict(args.knobs),
   )  # fmt: skip
-  for path in write_study(study, args.out, key, policy_path, os.path.abspath(source)):
+  paths: list[str] = []
+  staged = f"{key}_adaptive_{POLICY_FILE}"  # policies.json moved in last, maybe outside --out
+  write_unit(
+    args.out,
+    f"adaptive-{key}",
+    lambda folder: paths.extend(
+      write_study(study, folder, key, policy_path, os.path.abspath(source), f"{folder}/{staged}")
+    ),
+    last=(staged,),
+    outside={staged: policy_path},
+  )
+  for path in paths:
     if path.endswith((".md", ".json")) and not path.endswith("_adaptive.json"):
-      print(f"wrote {path}")
+      print(
+        f"wrote {path if path == policy_path else os.path.join(args.out, os.path.basename(path))}"
+      )
   return 0
 
 

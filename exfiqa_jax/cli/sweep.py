@@ -92,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
   from exfiqa_jax.fileio import check_output
   from exfiqa_jax.metrics.inputs import PairInputs
   from exfiqa_jax.report.sweep import write_sweep
+  from exfiqa_jax.report.unit import write_unit
 
   split_overrides(args)
   cfg = (
@@ -123,9 +124,17 @@ def run(args: argparse.Namespace) -> int:
     check_output(os.path.join(out, f"{key}.md"), force=args.force, option="--out")
   for key, z in work.items():
     study = weight_study(z, cfg, progress=not args.quiet)
-    if writer:
-      print(f"wrote {write_sweep(study, out, key)}")
+    if writer:  # the page and its files as one unit (report/unit.py), the page last
+      page = write_unit(
+        out, f"sweep-{key}", lambda f, s=study, k=key: write_sweep(s, f, k), sweep_head(key)
+      )
+      print(f"wrote {os.path.splitext(page)[0]}.md")
   return 0
+
+
+def sweep_head(key: str) -> tuple[str, str]:
+  """A sweep page's head files, moved in last (the .md the very last)."""
+  return (f"{key}.html", f"{key}.md")
 
 
 def _stem(path: str) -> str:

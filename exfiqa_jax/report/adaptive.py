@@ -110,10 +110,13 @@ def save_policies(s: Study, path: str, source: str) -> None:
   )
 
 
-def write_study(s: Study, out_dir: str, key: str, policy_path: str, source: str) -> list[str]:
-  """Writes policy_path and `<out_dir>/<key>_adaptive.{md,csv,json}`,
-  `<key>_adaptive_pareto.{png,svg}`; returns the paths."""
-  save_policies(s, policy_path, source)
+def write_study(
+  s: Study, out_dir: str, key: str, policy_path: str, source: str, policy_to: str | None = None
+) -> list[str]:
+  """Writes `<out_dir>/<key>_adaptive.{md,csv,json}`, `<key>_adaptive_pareto.{png,svg}`
+  and then, last, the policy file (named policy_path in the tables; written to
+  policy_to, default policy_path: a staging path when the study is written as a unit,
+  report/unit.py); returns the paths."""
   base = os.path.join(out_dir, f"{key}_adaptive")
   cols = metric_columns(s.full)
   write_csv(f"{base}.csv", [static_row(s), *s.rows], COLUMNS + cols)
@@ -126,4 +129,5 @@ def write_study(s: Study, out_dir: str, key: str, policy_path: str, source: str)
   paths = plots.save(pareto(s, key), f"{base}_pareto.png")
   blocks = study_blocks(s, key, policy_path, os.path.basename(paths[0]))
   write_text(f"{base}.md", to_markdown(blocks))
+  save_policies(s, policy_to or policy_path, source)  # last: what `score --policy` reads
   return [policy_path, f"{base}.md", f"{base}.csv", f"{base}.json", *paths]
