@@ -35,6 +35,7 @@ class Study:
   split: dict[str, Any]  # counts and settings of the calibration / evaluation split
   metrics: dict[str, Any]
   select: str  # the ERC area column the knob choice uses (the first FMR)
+  cost: tuple[float, ...] = ()  # GFLOPs per exit [L] the policies were costed with
 
 
 def run_study(
@@ -100,7 +101,7 @@ def run_study(
     "evaluation_images": len(images),
     "dropped_pairs": len(sp["dropped"]),
   }
-  return Study(rows, static, full, policies, split, m, select)
+  return Study(rows, static, full, policies, split, m, select, tuple(float(c) for c in cost))
 
 
 def cheapest_within(rows: Sequence[dict], full: dict, metric: str, tolerance: float = 0.01):

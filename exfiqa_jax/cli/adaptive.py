@@ -102,11 +102,21 @@ def run(args: argparse.Namespace) -> int:
   for end in ("", ".md", ".csv", ".json", "_pareto.png", "_pareto.svg"):
     path = f"{base}{end}" if end else policy_path
     check_output(path, force=args.force, option="--out" if end else "--checkpoint")
-  config, z = _inputs(args)
+  config, weights, z = _inputs(args)
   if config is not None and config.depth != z.depth:
     raise ValueError(
       f"--checkpoint {args.checkpoint} has depth {config.depth}, the scores have {z.depth} exits"
     )
+  if config is not None:  # the policies are tied to these weights: costs must be theirs
+    import numpy as np
+
+    from exfiqa_jax.models.flops import exit_gflops
+
+    if not np.allclose(exit_gflops(config), z.cost, rtol=1e-6, atol=0):
+      raise ValueError(
+        f"--checkpoint {args.checkpoint}: its exit costs differ from those of {source} "
+        "(inputs of another model)"
+      )
   stages = check_stages(args.stages, z.depth) if args.stages else default_stages(z.depth)
   study = run_study(
     z, names=args.policies, stages=stages, fraction=args.fraction, seed=args.seed,
@@ -118,7 +128,9 @@ def run(args: argparse.Namespace) -> int:
     args.out,
     f"adaptive-{key}",
     lambda folder: paths.extend(
-      write_study(study, folder, key, policy_path, os.path.abspath(source), f"{folder}/{staged}")
+      write_study(
+        study, folder, key, policy_path, os.path.abspath(source), f"{folder}/{staged}", weights
+      )
     ),
     last=(staged,),
     outside={staged: policy_path},
@@ -132,16 +144,20 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _inputs(args: argparse.Namespace):
-  """(the checkpoint's ViTConfig or None, the PairInputs): saved inputs, or a score file
-  and a pair list with the cost of the checkpoint's exits or of --cost (said on stdout)."""
+  """(the checkpoint's ViTConfig or None, its weights' sha256 or None, the PairInputs):
+  saved inputs, or a score file and a pair list with the cost of the checkpoint's exits
+  or of --cost (said on stdout)."""
   from exfiqa_jax.cli import score_file_costs
   from exfiqa_jax.metrics.inputs import PairInputs
   from exfiqa_jax.models.checkpoint import load
   from exfiqa_jax.models.config import ViTConfig
+  from exfiqa_jax.scoring.run_folder import weights_sha256
 
-  config = load(args.checkpoint, expect=ViTConfig).config if args.checkpoint else None
+  loaded = load(args.checkpoint, expect=ViTConfig) if args.checkpoint else None
+  config = loaded.config if loaded else None
+  weights = weights_sha256(loaded[2:]) if loaded else None
   if not args.scores:
-    return config, PairInputs.load(args.inputs)
+    return config, weights, PairInputs.load(args.inputs)
   cost, said = score_file_costs(args.scores, None if args.cost else args.checkpoint, args.cost)
   print(said)
-  return config, PairInputs.from_score_file(args.scores, args.pairs, cost)
+  return config, weights, PairInputs.from_score_file(args.scores, args.pairs, cost)

@@ -96,12 +96,16 @@ def pareto(s: Study, key: str):
   )
 
 
-def save_policies(s: Study, path: str, source: str) -> None:
-  """The policy file: every policy x knob, the split, the metrics, the evaluation rows."""
+def save_policies(s: Study, path: str, source: str, weights_sha256: str | None = None) -> None:
+  """The policy file: every policy x knob, the split, the metrics, the evaluation rows,
+  and the fingerprints `exfiqa score --policy` checks: the GFLOPs per exit the policies
+  were costed with and the weights they were calibrated on (None: not known)."""
   save(
     s.policies,
     path,
     source=source,
+    weights_sha256=weights_sha256,
+    cost_gflops=list(s.cost),
     depth=s.policies[0].depth,
     split=s.split,
     metrics={k: list(np.ravel(v).astype(float)) for k, v in s.metrics.items()},
@@ -111,7 +115,13 @@ def save_policies(s: Study, path: str, source: str) -> None:
 
 
 def write_study(
-  s: Study, out_dir: str, key: str, policy_path: str, source: str, policy_to: str | None = None
+  s: Study,
+  out_dir: str,
+  key: str,
+  policy_path: str,
+  source: str,
+  policy_to: str | None = None,
+  weights_sha256: str | None = None,
 ) -> list[str]:
   """Writes `<out_dir>/<key>_adaptive.{md,csv,json}`, `<key>_adaptive_pareto.{png,svg}`
   and then, last, the policy file (named policy_path in the tables; written to
@@ -129,5 +139,7 @@ def write_study(
   paths = plots.save(pareto(s, key), f"{base}_pareto.png")
   blocks = study_blocks(s, key, policy_path, os.path.basename(paths[0]))
   write_text(f"{base}.md", to_markdown(blocks))
-  save_policies(s, policy_to or policy_path, source)  # last: what `score --policy` reads
+  save_policies(
+    s, policy_to or policy_path, source, weights_sha256
+  )  # last: what `score --policy` reads
   return [policy_path, f"{base}.md", f"{base}.csv", f"{base}.json", *paths]
