@@ -117,6 +117,7 @@ def run(args: argparse.Namespace) -> int:
     paths = args.inputs or [
       inputs_path(cfg["out_dir"], d, f) for d in cfg["datasets"] for f in cfg["fr_models"]
     ]
+    check_names(paths)
     work = {_stem(p): PairInputs.load(p) for p in paths}
   out = args.out or os.path.join(cfg.get("out_dir", "out"), "sweep")
   writer = jax.process_index() == 0  # every host computes its share, host 0 writes
@@ -135,6 +136,19 @@ def run(args: argparse.Namespace) -> int:
 def sweep_head(key: str) -> tuple[str, str]:
   """A sweep page's head files, moved in last (the .md the very last)."""
   return (f"{key}.html", f"{key}.md")
+
+
+def check_names(paths: list[str]) -> None:
+  """Refuses (one line) two inputs files of one base name: their pages and tables would
+  be the same files, so one sweep would be lost; the same file twice is refused too."""
+  seen: dict[str, str] = {}
+  for p in paths:
+    if _stem(p) in seen:
+      raise ValueError(
+        f"--inputs {seen[_stem(p)]} and {p} share the name {_stem(p)!r} (the name of their "
+        "sweep files): give each its own name, or sweep them with separate --out folders"
+      )
+    seen[_stem(p)] = p
 
 
 def _stem(path: str) -> str:

@@ -162,3 +162,16 @@ def test_adaptive_kill_or_failure_leaves_one_split_seed(tmp_path):
   r = _exfiqa(*args, "--seed", "1", "--force")
   assert r.returncode == 0, r.stderr[-3000:]
   assert seeds() == (1, 1)
+
+
+def test_sweep_inputs_of_one_base_name_refused_in_one_line(tmp_path):
+  from tests.adaptive.test_adaptive_cli import _inputs
+
+  for d in ("A", "B"):
+    (tmp_path / d).mkdir()
+    _inputs(tmp_path / d)
+  a, b = tmp_path / "A" / "bench_self.npz", tmp_path / "B" / "bench_self.npz"
+  r = _exfiqa("sweep", "--inputs", a, b, "--out", tmp_path / "s", "--quiet")
+  assert r.returncode == 2, r.stderr[-3000:]
+  assert len(r.stderr.strip().splitlines()) == 1 and "share the name 'bench_self'" in r.stderr
+  assert not (tmp_path / "s").exists()
