@@ -27,7 +27,7 @@ from exfiqa_jax.models.checkpoint import load
 from exfiqa_jax.models.config import ViTConfig
 from exfiqa_jax.models.flops import exit_gflops
 from exfiqa_jax.models.fr_config import FRConfig
-from exfiqa_jax.scoring.score import FRModel, score
+from exfiqa_jax.scoring.score import FRModel, check_input_size, score
 
 __all__ = ["JobResults", "analyse_inputs", "evaluate_job", "inputs_path"]
 
@@ -140,6 +140,7 @@ def evaluate_job(cfg: dict[str, Any], progress: bool = True, force: bool = False
     c = load(spec["checkpoint"], expect=FRConfig)
     flip = spec["flip"] != "none"
     fr_models.append(FRModel(fr, c.config, c[1:], flip, spec["channel_order"]))
+  check_input_size(fr_models)  # before any dataset is built or scored
   results = []
   for name, ds in cfg["datasets"].items():
     dataset = open_dataset(name, ds, cfg["data_dir"], progress)
