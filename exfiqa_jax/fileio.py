@@ -438,3 +438,22 @@ def output_set(
     _remove(staging)
     raise
   _apply_commit(root, journal, manifest)
+
+
+@contextlib.contextmanager
+def locked_folder(path: str, what: str) -> Iterator[None]:
+  """Holds the lock of the output folder `path` (`FolderLock`, creating the folder) for
+  the block; a folder this call created is removed again when the block fails and left
+  it empty (a refused run leaves nothing behind)."""
+  created = not os.path.lexists(path)
+  lock = FolderLock(path, what)
+  lock.acquire()
+  try:
+    yield
+  except BaseException:
+    if created:
+      with contextlib.suppress(OSError):
+        os.rmdir(path)  # only when empty
+    raise
+  finally:
+    lock.release()

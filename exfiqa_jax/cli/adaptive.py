@@ -75,12 +75,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-  from exfiqa_jax.adaptive.policy import POLICY_FILE, check_stages, default_stages
-  from exfiqa_jax.adaptive.study import run_study
+  from exfiqa_jax.adaptive.policy import POLICY_FILE
   from exfiqa_jax.cli import NEEDS_COST
-  from exfiqa_jax.fileio import FolderLock, check_output, finish_output_set
-  from exfiqa_jax.report.adaptive import write_study
-  from exfiqa_jax.report.unit import write_unit
+  from exfiqa_jax.fileio import locked_folder
 
   if args.scores and not args.pairs:
     raise ValueError("--scores needs --pairs (a list of `idA idB label score`)")
@@ -96,8 +93,18 @@ def run(args: argparse.Namespace) -> int:
   key = os.path.splitext(os.path.basename(source))[0]
   policy_path = os.path.join(args.checkpoint or args.out, POLICY_FILE)
   base = os.path.join(args.out, f"{key}_adaptive")
-  lock = FolderLock(args.out, "an adaptive study")
-  lock.acquire()  # held to the end of the process; a set a kill left half moved is finished
+  with locked_folder(args.out, "an adaptive study"):
+    return _run(args, source, key, policy_path, base)
+
+
+def _run(args: argparse.Namespace, source: str, key: str, policy_path: str, base: str) -> int:
+  """The study under the lock of --out; a set a kill left half moved is finished first."""
+  from exfiqa_jax.adaptive.policy import POLICY_FILE, check_stages, default_stages
+  from exfiqa_jax.adaptive.study import run_study
+  from exfiqa_jax.fileio import check_output, finish_output_set
+  from exfiqa_jax.report.adaptive import write_study
+  from exfiqa_jax.report.unit import write_unit
+
   finish_output_set(os.path.abspath(args.out), f"adaptive-{key}")
   for end in ("", ".md", ".csv", ".json", "_pareto.png", "_pareto.svg"):
     path = f"{base}{end}" if end else policy_path

@@ -21,7 +21,7 @@ from exfiqa_jax.evaluation.analysis import Analysis, analyse
 from exfiqa_jax.evaluation.comparison import load_embeddings
 from exfiqa_jax.evaluation.inputs import fr_embeddings, pair_inputs
 from exfiqa_jax.evaluation.job_config import embeddings_path, fr_checkpoints, fr_specs
-from exfiqa_jax.evaluation.options import options
+from exfiqa_jax.evaluation.options import check_sweep_size, options
 from exfiqa_jax.metrics.inputs import PairInputs
 from exfiqa_jax.models.checkpoint import load
 from exfiqa_jax.models.config import ViTConfig
@@ -133,6 +133,7 @@ def evaluate_job(cfg: dict[str, Any], progress: bool = True, force: bool = False
   """
   ckpt = load(cfg["checkpoint"], expect=ViTConfig)
   check_adaptive(cfg, ckpt.config.depth)
+  check_sweep_size(cfg, ckpt.config.depth, "the job")  # before any scoring
   cost = np.asarray(exit_gflops(ckpt.config))
   out, scoring = cfg["out_dir"], options(cfg, "scoring")
   fr_models = []

@@ -34,6 +34,7 @@ from exfiqa_jax.scoring.run_folder import save_npz
 F32_MAX = float(np.finfo(np.float32).max)  # comparison scores are float32 in the metrics
 COLUMNS = ("exit_scores", "a", "b", "labels", "comparison")  # the arrays of a pair set
 METRIC_KEYS = {k: f"metrics_{k}" for k in METRIC_DEFAULTS}  # saved metric settings
+MAX_METRIC_VALUES = 64  # saved FMRs / EDC limits (evaluation.options states the same bound)
 MAX_EXITS = 24  # 2^24 subsets: the deepest shipped model (vit_s_depth24)
 
 
@@ -136,7 +137,7 @@ class PairInputs:
       c,
       z["cost"],
       z.get("ids"),
-      _saved_metrics(z),
+      _saved_metrics(z, path),
     )
 
   @classmethod
@@ -187,10 +188,15 @@ def score_file_cost(path: str, config=None, by_exit: bool = False) -> np.ndarray
   return np.asarray(exit_gflops(config), float)
 
 
-def _saved_metrics(z: dict[str, np.ndarray]) -> dict[str, Any] | None:
+def _saved_metrics(z: dict[str, np.ndarray], path: str = "inputs") -> dict[str, Any] | None:
   """The metric settings saved with inputs `z` (None for inputs saved without them)."""
   if not all(name in z for name in METRIC_KEYS.values()):
     return None
+  big = [name for name in METRIC_KEYS.values() if np.size(z[name]) > MAX_METRIC_VALUES]
+  if big:
+    raise ValueError(
+      f"{path}: {big[0]} holds {np.size(z[big[0]])} values, over {MAX_METRIC_VALUES}"
+    )
   out = {k: tuple(float(x) for x in np.ravel(z[name])) for k, name in METRIC_KEYS.items()}
   out["edc_fmr"] = out["edc_fmr"][0]
   return out
