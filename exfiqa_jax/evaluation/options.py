@@ -192,6 +192,26 @@ def check_sweep_size(cfg: Mapping[str, Any], depth: int, where: str) -> None:
   check_variants(depth, len(sweep["rules"]), len(sweep["norms"]), f"{where}: sweep")
 
 
+def check_select(cfg: Mapping[str, Any], where: str) -> None:
+  """sweep.select against the metric columns the job's metrics options give (ERC areas
+  at each FMR, EDC areas and best discards at each limit), before any scoring (it was
+  refused after scoring): ValueError naming `where` and the option."""
+  import numpy as np
+
+  select = options(cfg, "sweep")["select"]
+  if select is None:
+    return
+  m = options(cfg, "metrics")
+  cols = {f"erc_area@{float(f):g}" for f in m["fmrs"]}
+  for limit in m["edc_limits"]:
+    for x in (float(limit), np.float32(limit)):  # as the sweep table names them
+      cols |= {f"edc_area@{x:g}", f"edc_best@{x:g}"}
+  if select not in cols:
+    raise ValueError(
+      f"{where}: sweep.select {select!r} is not a metric of this job; one of {sorted(cols)}"
+    )
+
+
 def check_options(cfg: Mapping[str, Any], where: str, sections=tuple(SECTIONS)) -> None:
   """Raises naming `where` and the key: an option of `sections` of a wrong type or
   value (e.g. `sweep.rules=mean`, a bare string, or `scoring.batch_size=abc`), or an
