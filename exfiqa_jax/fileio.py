@@ -321,3 +321,139 @@ class FolderLock:
 
 def _stderr(message: str) -> None:
   print(message, file=sys.stderr, flush=True)
+
+
+def _set_paths(root: str, name: str) -> tuple[str, str]:
+  return os.path.join(root, f".exfiqa-{name}.json"), os.path.join(
+    root, f".exfiqa-{name}.commit.json"
+  )
+
+
+def _inside(rel: str) -> bool:
+  """A manifest entry that names a file under its root (only those are ever removed)."""
+  norm = os.path.normpath(rel)
+  return (
+    not os.path.isabs(norm) and norm != "." and not norm.startswith(".." + os.sep) and norm != ".."
+  )
+
+
+def _files_under(folder: str) -> list[str]:
+  out = []
+  for base, _, files in os.walk(folder):
+    out += [os.path.relpath(os.path.join(base, f), folder) for f in files]
+  return sorted(out)
+
+
+def _apply_commit(root: str, journal_path: str, manifest_path: str) -> None:
+  """Carries out a commit journal (idempotent: a second pass after a kill finishes it)."""
+  j = read_json(journal_path, "output set journal", 1 << 24)
+  staging = os.path.join(root, j["staging"])
+  # staged relative path -> destination (relative to root, or absolute outside it)
+  targets = {r: os.path.join(root, d) for r, d in j["targets"].items()}
+  last = [r for r in j["last"] if r in targets]
+  for dest in [*j["remove"], *(targets[r] for r in last)]:
+    _remove(os.path.join(root, dest))  # the old set's files the new one lacks; its head
+  for rel in [*(r for r in targets if r not in last), *last]:
+    src, dest = os.path.join(staging, rel), targets[rel]
+    if os.path.lexists(src):  # else moved by the pass a kill interrupted
+      os.makedirs(os.path.dirname(dest), exist_ok=True)
+      os.replace(src, dest)
+      fsync_dir(os.path.dirname(dest))
+  with atomic_path(manifest_path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+    json.dump({"files": sorted([*j["targets"].values(), *j["kept"]])}, f)
+  _remove(journal_path)
+  _remove(staging)
+  fsync_dir(root)
+
+
+def finish_output_set(root: str, name: str) -> bool:
+  """Finishes the commit of the output set `name` in `root` that a killed process left
+  half done (its journal is written only once every file is staged, so the set is rolled
+  forward); returns True when there was one. Call it holding the folder's lock."""
+  manifest, journal = _set_paths(root, name)
+  if not os.path.exists(journal):
+    return False
+  _apply_commit(root, journal, manifest)
+  return True
+
+
+@contextlib.contextmanager
+def output_set(
+  root: str,
+  name: str,
+  *,
+  last: tuple[str, ...] = (),
+  outside: dict[str, str] | None = None,
+  kept: tuple[str, ...] = (),
+) -> Iterator[str]:
+  """Writes a set of files as one unit: yields a staging folder (hidden, in `root`);
+  what the caller writes under it (relative paths) becomes `root/<path>` on success.
+
+  On success, in this order: a journal naming every move is written (atomically), the
+  previous set's files (the manifest `root/.exfiqa-<name>.json`) that the new set lacks
+  are removed, and the `last` files (the set's head, e.g. summary.md) too, the staged
+  files are moved into place with `last` at the end, the manifest is written and the
+  journal removed. A kill before the journal leaves the previous set untouched (its
+  staging folder is removed by the next write, `remove_stale`); a kill after it leaves
+  the journal, and `finish_output_set` (called by the next output_set of the set) rolls
+  the new set forward: no state mixes two sets once a command has run. On an exception
+  nothing is moved and the staging folder is removed.
+
+  outside: staged relative path -> a destination outside root (e.g. a checkpoint's
+  policies.json); it is moved like the others (put it in `last` to move it at the end).
+  kept: files already in place under root (relative) that belong to the set (written
+  before it, e.g. a job's saved inputs): listed in the manifest, so that a later set
+  without them removes them. The manifest and journal hold paths relative to root (a
+  moved folder keeps working), absolute only for `outside` destinations.
+  """
+  root = os.path.abspath(root)
+  os.makedirs(root, exist_ok=True)
+  manifest, journal = _set_paths(root, name)
+  finish_output_set(root, name)
+  remove_stale(root, f"exfiqa-{name}-staging")
+  staging = os.path.join(root, f".exfiqa-{name}-staging{_tag('tmp')}")
+  os.mkdir(staging, 0o777)
+  try:
+    yield staging
+    staged = _files_under(staging)
+    out = {r: os.path.abspath(d) for r, d in (outside or {}).items()}
+    targets = {r: out.get(r, r) for r in staged}
+    try:
+      old = read_json(manifest, "output set manifest", 1 << 24).get("files", [])
+    except (OSError, ValueError, AttributeError):
+      old = []
+    keep = {*targets.values(), *kept}
+    remove = [p for p in old if isinstance(p, str) and p not in keep and _inside(p)]
+    fsync_tree(staging)
+    doc = {
+      "staging": os.path.basename(staging),
+      "targets": targets,
+      "last": list(last),
+      "remove": remove,
+      "kept": sorted(set(kept)),
+    }
+    with atomic_path(journal) as tmp, open(tmp, "w", encoding="utf-8") as f:
+      json.dump(doc, f)
+  except BaseException:
+    _remove(staging)
+    raise
+  _apply_commit(root, journal, manifest)
+
+
+@contextlib.contextmanager
+def locked_folder(path: str, what: str) -> Iterator[None]:
+  """Holds the lock of the output folder `path` (`FolderLock`, creating the folder) for
+  the block; a folder this call created is removed again when the block fails and left
+  it empty (a refused run leaves nothing behind)."""
+  created = not os.path.lexists(path)
+  lock = FolderLock(path, what)
+  lock.acquire()
+  try:
+    yield
+  except BaseException:
+    if created:
+      with contextlib.suppress(OSError):
+        os.rmdir(path)  # only when empty
+    raise
+  finally:
+    lock.release()

@@ -210,6 +210,11 @@ def _numbers(v: Any, n: int, width: int | None = None, none_ok: bool = False) ->
 def check_calibration(p: Policy) -> None:
   """ValueError (one line) unless p.calibration holds what p's rule reads, one entry
   per stage (band edges, gate weights) or its scale (delta)."""
+  from exfiqa_jax.adaptive.calibrate import check_knob
+
+  check_knob(p.name, p.knob)  # the knob's range, as calibration takes it
+  if not (math.isnan(p.gflops) or (math.isfinite(p.gflops) and p.gflops > 0)):
+    raise ValueError(f"policy {p.name} knob {p.knob:g}: gflops must be positive, got {p.gflops}")
   c, n = p.calibration, len(p.stages)
   if p.name == "delta":
     ok = _numbers([c.get("scale")], 1) and c["scale"] >= 0
@@ -220,7 +225,8 @@ def check_calibration(p: Policy) -> None:
   else:
     f = len(FEATURES)
     ok = all(_numbers(c.get(k), n, f) for k in ("mean", "std", "w")) and _numbers(c.get("b"), n)
-    want = f"mean, std, w: {n} lists of {f} numbers each, and b: {n} numbers"
+    ok = ok and all(x > 0 for row in c["std"] for x in row)  # the features are divided by it
+    want = f"mean, std, w: {n} lists of {f} numbers each (std > 0), and b: {n} numbers"
   if not ok:
     raise ValueError(f"policy {p.name} knob {p.knob:g}: calibration needs {want}")
 
@@ -332,12 +338,45 @@ def for_budget(
   return max(fit, key=lambda p: (p.gflops, _compute_order(p)))
 
 
+def check_fingerprints(path: str, weights_sha256: str, cost: Sequence[float]) -> str:
+  """Refuses (one-line ValueError) a policy file calibrated on other weights or costed
+  for another model: its `weights_sha256` (written when `exfiqa adaptive` had
+  --checkpoint) against the model's, its `cost_gflops` (the GFLOPs per exit its
+  calibrated GFLOPs are in) against the model's exit costs. Returns a note for the
+  summary line ("" when both were checked)."""
+  doc = read_json(path, "policy file", MAX_POLICY_BYTES)
+  saved_cost, saved_weights = doc.get("cost_gflops"), doc.get("weights_sha256")
+  if saved_cost is None:
+    raise ValueError(
+      f"{path}: the policy file states no exit costs (cost_gflops; written by an older "
+      "exfiqa): calibrate it again with `exfiqa adaptive`"
+    )
+  if not _numbers(saved_cost, len(saved_cost)) or not np.allclose(
+    np.asarray(saved_cost, np.float64), np.asarray(cost, np.float64), rtol=1e-6, atol=0
+  ):
+    show = ", ".join(f"{float(g):.4g}" for g in cost)
+    raise ValueError(
+      f"{path}: calibrated on exit costs {saved_cost} GFLOPs, this model's are [{show}] "
+      "(another model): calibrate policies for this checkpoint with `exfiqa adaptive`"
+    )
+  if saved_weights is None:
+    return "; policy file not tied to weights (calibrated without --checkpoint)"
+  if saved_weights != weights_sha256:
+    raise ValueError(
+      f"{path}: calibrated on other weights (sha256 {str(saved_weights)[:12]}..., this "
+      f"checkpoint's {weights_sha256[:12]}...): calibrate policies for this checkpoint with "
+      "`exfiqa adaptive --checkpoint`"
+    )
+  return ""
+
+
 def choose(
   name: str | None, budget: float | None, policy_file: str | None, checkpoint: str, depth: int
 ) -> tuple[Policy, str] | None:
   """The policy `exfiqa score --policy NAME --budget G [--policy-file F]` asks for and
   the file it came from (default: POLICY_FILE in the checkpoint folder), or None
-  without NAME; one-line ValueError."""
+  without NAME; one-line ValueError. The caller checks the file's fingerprints
+  (`check_fingerprints`)."""
   if name is None:
     if budget is not None or policy_file is not None:
       raise ValueError("--budget and --policy-file go with --policy NAME")

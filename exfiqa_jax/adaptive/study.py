@@ -35,6 +35,7 @@ class Study:
   split: dict[str, Any]  # counts and settings of the calibration / evaluation split
   metrics: dict[str, Any]
   select: str  # the ERC area column the knob choice uses (the first FMR)
+  cost: tuple[float, ...] = ()  # GFLOPs per exit [L] the policies were costed with
 
 
 def run_study(
@@ -48,10 +49,12 @@ def run_study(
   metrics: dict | None = None,
   rules: Sequence[str] = RULES,
   select: str | None = None,
+  fraction_option: str = "--fraction",
 ) -> Study:
   """z: one pair set's inputs (exit_scores [N, L], a, b, labels, comparison [P], cost
   [L]); metrics: fmrs, edc_fmr, edc_limits (default: those saved with z, else the
-  defaults); rules: of the static sweep beside the policies (the weighted rule always)."""
+  defaults); rules: of the static sweep beside the policies (the weighted rule always);
+  fraction_option: how the caller names `fraction`, for the messages."""
   exits = np.asarray(z.exit_scores, np.float32)
   n, depth = exits.shape
   bad = np.flatnonzero(~np.isfinite(exits).all(axis=1))
@@ -69,7 +72,7 @@ def run_study(
   if not len(e) or labels[e].all() or not labels[e].any():
     raise ValueError(
       f"the evaluation split ({len(e)} pairs) needs genuine and impostor pairs; "
-      "give more pairs or another --fraction"
+      f"give more pairs or another {fraction_option}"
     )
   ps = make_pairset(
     exits, a[e], b[e], labels[e], np.asarray(z.comparison)[e],
@@ -100,7 +103,7 @@ def run_study(
     "evaluation_images": len(images),
     "dropped_pairs": len(sp["dropped"]),
   }
-  return Study(rows, static, full, policies, split, m, select)
+  return Study(rows, static, full, policies, split, m, select, tuple(float(c) for c in cost))
 
 
 def cheapest_within(rows: Sequence[dict], full: dict, metric: str, tolerance: float = 0.01):

@@ -75,11 +75,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-  from exfiqa_jax.adaptive.policy import POLICY_FILE, check_stages, default_stages
-  from exfiqa_jax.adaptive.study import run_study
+  from exfiqa_jax.adaptive.policy import POLICY_FILE
   from exfiqa_jax.cli import NEEDS_COST
-  from exfiqa_jax.fileio import check_output
-  from exfiqa_jax.report.adaptive import write_study
+  from exfiqa_jax.fileio import locked_folder
 
   if args.scores and not args.pairs:
     raise ValueError("--scores needs --pairs (a list of `idA idB label score`)")
@@ -95,14 +93,37 @@ def run(args: argparse.Namespace) -> int:
   key = os.path.splitext(os.path.basename(source))[0]
   policy_path = os.path.join(args.checkpoint or args.out, POLICY_FILE)
   base = os.path.join(args.out, f"{key}_adaptive")
+  with locked_folder(args.out, "an adaptive study"):
+    return _run(args, source, key, policy_path, base)
+
+
+def _run(args: argparse.Namespace, source: str, key: str, policy_path: str, base: str) -> int:
+  """The study under the lock of --out; a set a kill left half moved is finished first."""
+  from exfiqa_jax.adaptive.policy import POLICY_FILE, check_stages, default_stages
+  from exfiqa_jax.adaptive.study import run_study
+  from exfiqa_jax.fileio import check_output, finish_output_set
+  from exfiqa_jax.report.adaptive import write_study
+  from exfiqa_jax.report.unit import write_unit
+
+  finish_output_set(os.path.abspath(args.out), f"adaptive-{key}")
   for end in ("", ".md", ".csv", ".json", "_pareto.png", "_pareto.svg"):
     path = f"{base}{end}" if end else policy_path
     check_output(path, force=args.force, option="--out" if end else "--checkpoint")
-  config, z = _inputs(args)
+  config, weights, z = _inputs(args)
   if config is not None and config.depth != z.depth:
     raise ValueError(
       f"--checkpoint {args.checkpoint} has depth {config.depth}, the scores have {z.depth} exits"
     )
+  if config is not None:  # the policies are tied to these weights: costs must be theirs
+    import numpy as np
+
+    from exfiqa_jax.models.flops import exit_gflops
+
+    if not np.allclose(exit_gflops(config), z.cost, rtol=1e-6, atol=0):
+      raise ValueError(
+        f"--checkpoint {args.checkpoint}: its exit costs differ from those of {source} "
+        "(inputs of another model)"
+      )
   stages = check_stages(args.stages, z.depth) if args.stages else default_stages(z.depth)
   print(
     f"adaptive: {len(z.a)} pairs of {source}: {args.fraction:g} of them (seed {args.seed}) "
@@ -115,23 +136,42 @@ def run(args: argparse.Namespace) -> int:
     z, names=args.policies, stages=stages, fraction=args.fraction, seed=args.seed,
     knobs=dict(args.knobs),
   )  # fmt: skip
-  for path in write_study(study, args.out, key, policy_path, os.path.abspath(source)):
+  paths: list[str] = []
+  staged = f"{key}_adaptive_{POLICY_FILE}"  # policies.json moved in last, maybe outside --out
+  write_unit(
+    args.out,
+    f"adaptive-{key}",
+    lambda folder: paths.extend(
+      write_study(
+        study, folder, key, policy_path, os.path.abspath(source), f"{folder}/{staged}", weights
+      )
+    ),
+    last=(staged,),
+    outside={staged: policy_path},
+  )
+  for path in paths:
     if path.endswith((".md", ".json")) and not path.endswith("_adaptive.json"):
-      print(f"wrote {path}")
+      print(
+        f"wrote {path if path == policy_path else os.path.join(args.out, os.path.basename(path))}"
+      )
   return 0
 
 
 def _inputs(args: argparse.Namespace):
-  """(the checkpoint's ViTConfig or None, the PairInputs): saved inputs, or a score file
-  and a pair list with the cost of the checkpoint's exits or of --cost (said on stdout)."""
+  """(the checkpoint's ViTConfig or None, its weights' sha256 or None, the PairInputs):
+  saved inputs, or a score file and a pair list with the cost of the checkpoint's exits
+  or of --cost (said on stdout)."""
   from exfiqa_jax.cli import score_file_costs
   from exfiqa_jax.metrics.inputs import PairInputs
   from exfiqa_jax.models.checkpoint import load
   from exfiqa_jax.models.config import ViTConfig
+  from exfiqa_jax.scoring.run_folder import weights_sha256
 
-  config = load(args.checkpoint, expect=ViTConfig).config if args.checkpoint else None
+  loaded = load(args.checkpoint, expect=ViTConfig) if args.checkpoint else None
+  config = loaded.config if loaded else None
+  weights = weights_sha256(loaded[2:]) if loaded else None
   if not args.scores:
-    return config, PairInputs.load(args.inputs)
+    return config, weights, PairInputs.load(args.inputs)
   cost, said = score_file_costs(args.scores, None if args.cost else args.checkpoint, args.cost)
   print(said)
-  return config, PairInputs.from_score_file(args.scores, args.pairs, cost)
+  return config, weights, PairInputs.from_score_file(args.scores, args.pairs, cost)

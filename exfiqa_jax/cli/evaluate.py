@@ -31,14 +31,17 @@ def run(args: argparse.Namespace) -> int:
 
   from exfiqa_jax.evaluation.job_config import load_job
   from exfiqa_jax.evaluation.run import evaluate_job
-  from exfiqa_jax.fileio import check_output
+  from exfiqa_jax.fileio import check_output, finish_output_set, locked_folder
   from exfiqa_jax.report.summary import write_job_report
 
   cfg = load_job(args.config, args.overrides)
-  check_output(os.path.join(cfg["out_dir"], "summary.md"), force=args.force, option="out_dir")
-  job = evaluate_job(cfg, progress=not args.quiet, force=args.force)
-  print_warnings(job)
-  print(f"wrote {write_job_report(job, cfg)}")
+  # the job's lock on out_dir from the output check to the report's last file; a report
+  # whose swap a kill interrupted is finished first (fileio.output_set)
+  with locked_folder(cfg["out_dir"], "an evaluation job"):
+    finish_output_set(os.path.abspath(cfg["out_dir"]), "report")
+    check_output(os.path.join(cfg["out_dir"], "summary.md"), force=args.force, option="out_dir")
+    job = evaluate_job(cfg, progress=not args.quiet, force=args.force)
+    print(f"wrote {write_job_report(job, cfg)}")
   return 0
 
 

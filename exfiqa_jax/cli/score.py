@@ -70,6 +70,13 @@ def run(args: argparse.Namespace) -> int:
   loaded = load(args.checkpoint, expect=ViTConfig)
   chosen = choose(args.policy, args.budget, args.policy_file, args.checkpoint, loaded.config.depth)
   policy, policy_path = chosen or (None, None)
+  fp_note = ""
+  if policy is not None:  # weights and costs the policy file was calibrated on
+    from exfiqa_jax.adaptive.policy import check_fingerprints
+    from exfiqa_jax.scoring.run_folder import weights_sha256
+
+    cost = exit_gflops(loaded.config)
+    fp_note = check_fingerprints(policy_path, weights_sha256(loaded[2:]), cost)
   s = score(
     loaded[1:],
     from_files(args.images, args.channel_order).images,
@@ -88,5 +95,5 @@ def run(args: argparse.Namespace) -> int:
       else run_arrays(s, policy, policy_path, exit_gflops(loaded.config))
     )
     save_npz(args.out, arrays)
-    print(f"wrote {args.out}: {len(s.ids)} images, {s.exit_scores.shape[1]} exits{note}")
+    print(f"wrote {args.out}: {len(s.ids)} images, {s.exit_scores.shape[1]} exits{note}{fp_note}")
   return 0

@@ -91,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
   from exfiqa_jax.fileio import check_output
   from exfiqa_jax.metrics.inputs import PairInputs
   from exfiqa_jax.report.sweep import write_sweep
+  from exfiqa_jax.report.unit import write_unit
 
   split_overrides(args)
   cfg = (
@@ -117,6 +118,7 @@ def run(args: argparse.Namespace) -> int:
     paths = args.inputs or [
       inputs_path(cfg["out_dir"], d, f) for d in cfg["datasets"] for f in cfg["fr_models"]
     ]
+    check_names(paths)
     work = {_stem(p): PairInputs.load(p) for p in paths}
   # the FR model of each pair set where the config tells it (figures name it)
   frs = {
@@ -130,9 +132,33 @@ def run(args: argparse.Namespace) -> int:
     check_output(os.path.join(out, f"{key}.md"), force=args.force, option="--out")
   for key, z in work.items():
     study = weight_study(z, cfg, progress=not args.quiet)
-    if writer:
-      print(f"wrote {write_sweep(study, out, key, fr=frs.get(key))}")
+    if writer:  # the page and its files as one unit (report/unit.py), the page last
+      page = write_unit(
+        out,
+        f"sweep-{key}",
+        lambda f, s=study, k=key: write_sweep(s, f, k, fr=frs.get(k)),
+        sweep_head(key),
+      )
+      print(f"wrote {os.path.splitext(page)[0]}.md")
   return 0
+
+
+def sweep_head(key: str) -> tuple[str, str]:
+  """A sweep page's head files, moved in last (the .md the very last)."""
+  return (f"{key}.html", f"{key}.md")
+
+
+def check_names(paths: list[str]) -> None:
+  """Refuses (one line) two inputs files of one base name: their pages and tables would
+  be the same files, so one sweep would be lost; the same file twice is refused too."""
+  seen: dict[str, str] = {}
+  for p in paths:
+    if _stem(p) in seen:
+      raise ValueError(
+        f"--inputs {seen[_stem(p)]} and {p} share the name {_stem(p)!r} (the name of their "
+        "sweep files): give each its own name, or sweep them with separate --out folders"
+      )
+    seen[_stem(p)] = p
 
 
 def _stem(path: str) -> str:

@@ -23,7 +23,13 @@ from exfiqa_jax.data.build import (
 from exfiqa_jax.data.images import list_images
 from exfiqa_jax.data.npz import read_npz
 from exfiqa_jax.data.records import Records
-from exfiqa_jax.data.sources import FileSource, ImageSource, RecordSource, content_id
+from exfiqa_jax.data.sources import (
+  FileSource,
+  ImageSource,
+  RecordSource,
+  content_id,
+  files_content_id,
+)
 from exfiqa_jax.data.text import name_array
 
 
@@ -85,12 +91,5 @@ def load(name: str, data_dir: str) -> Dataset:
 def from_files(source: str, channel_order: str = "rgb") -> Dataset:
   """A folder or list file read directly (no build step): images only."""
   names, paths = list_images(source)
-  stats = []
-  for p in paths:
-    try:
-      st = os.stat(p)
-    except FileNotFoundError:
-      raise FileNotFoundError(f"{p}: listed image does not exist") from None
-    stats.append((st.st_size, st.st_mtime_ns))
   ids = name_array(names, source)
-  return Dataset(source, FileSource(paths, ids, channel_order, content_id(repr(stats))))
+  return Dataset(source, FileSource(paths, ids, channel_order, files_content_id(paths)))

@@ -4,7 +4,8 @@ Scoring reads through this small interface only, so a built dataset, a list
 of files and an in-memory array are scored the same way. `read` is called
 from background threads; every source here is safe for that. `content_id`
 (or None) changes when the stored images may have changed: a resumed scoring
-run compares it (`exfiqa_jax.scoring.run_folder`).
+run compares it (`exfiqa_jax.scoring.run_folder`). For image files it is the hash
+of their bytes (`files_content_id`), not of their sizes and mtimes.
 """
 
 from __future__ import annotations
@@ -23,6 +24,31 @@ IMAGE_SIZE = 112  # the aligned crop size every source reads
 
 def content_id(text: str) -> str:
   return hashlib.sha256(text.encode()).hexdigest()
+
+
+def files_content_id(paths: Sequence[str], threads: int = 8) -> str:
+  """sha256 over every file's bytes, in order (each file's own sha256, length-prefixed):
+  what a resumed scoring run compares, so an image replaced by another of the same size
+  and mtime (`cp -p`, `rsync -a`, `tar -x` keep mtimes; uncompressed crops share one
+  size) is never taken for the old one. Aligned crops are small (a 112x112 PNG is about
+  30 KB), so this reads them once more; FileNotFoundError names a missing file."""
+  from concurrent.futures import ThreadPoolExecutor
+
+  def one(path: str) -> bytes:
+    h = hashlib.sha256()
+    try:
+      with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+          h.update(block)
+    except FileNotFoundError:
+      raise FileNotFoundError(f"{path}: listed image does not exist") from None
+    return h.digest()
+
+  total = hashlib.sha256()
+  with ThreadPoolExecutor(threads) as pool:
+    for digest in pool.map(one, paths):
+      total.update(digest)
+  return total.hexdigest()
 
 
 class ImageSource(Protocol):

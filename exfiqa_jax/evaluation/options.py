@@ -74,8 +74,15 @@ def _names(known) -> Callable[[Any], bool]:
   return _seq(lambda x: x in known)
 
 
-def _seq(item) -> Callable[[Any], bool]:
-  return lambda v: isinstance(v, (list, tuple)) and len(v) > 0 and all(item(x) for x in v)
+MAX_METRIC_VALUES = 64  # FMRs, EDC limits: each is a column of every variant of a sweep
+
+
+def _seq(item, most: int | None = None) -> Callable[[Any], bool]:
+  def check(v) -> bool:
+    ok = isinstance(v, (list, tuple)) and len(v) > 0 and (most is None or len(v) <= most)
+    return ok and all(item(x) for x in v)
+
+  return check
 
 
 def _knobs(v) -> bool:
@@ -109,14 +116,14 @@ SECTIONS: dict[str, Section] = {
       {
         "fmrs": Option(
           METRIC_DEFAULTS["fmrs"],
-          _seq(_rate),
-          "a non-empty list of FMRs in (0, 1), e.g. (1e-3, 1e-4)",
+          _seq(_rate, MAX_METRIC_VALUES),
+          f"a non-empty list of FMRs in (0, 1), at most {MAX_METRIC_VALUES}, e.g. (1e-3, 1e-4)",
         ),
         "edc_fmr": Option(METRIC_DEFAULTS["edc_fmr"], _rate, "an FMR in (0, 1)"),
         "edc_limits": Option(
           METRIC_DEFAULTS["edc_limits"],
-          _seq(lambda v: _number(v) and 0 < v <= 1),
-          "a non-empty list of discard limits in (0, 1]",
+          _seq(lambda v: _number(v) and 0 < v <= 1, MAX_METRIC_VALUES),
+          f"a non-empty list of discard limits in (0, 1], at most {MAX_METRIC_VALUES}",
         ),
         "template_quality": Option(
           "min", lambda v: v in ("min", "mean"), "'min' (upstream IJB-C) or 'mean' over a template"
@@ -174,6 +181,35 @@ SECTIONS: dict[str, Section] = {
     ),
   )
 }
+
+
+def check_sweep_size(cfg: Mapping[str, Any], depth: int, where: str) -> None:
+  """The job's sweep (every exit subset x sweep.rules x sweep.norms) within the stated
+  bound (fusion.subsets.MAX_VARIANTS), before any scoring: one line naming `where`."""
+  from exfiqa_jax.fusion.subsets import check_variants
+
+  sweep = options(cfg, "sweep")
+  check_variants(depth, len(sweep["rules"]), len(sweep["norms"]), f"{where}: sweep")
+
+
+def check_select(cfg: Mapping[str, Any], where: str) -> None:
+  """sweep.select against the metric columns the job's metrics options give (ERC areas
+  at each FMR, EDC areas and best discards at each limit), before any scoring (it was
+  refused after scoring): ValueError naming `where` and the option."""
+  import numpy as np
+
+  select = options(cfg, "sweep")["select"]
+  if select is None:
+    return
+  m = options(cfg, "metrics")
+  cols = {f"erc_area@{float(f):g}" for f in m["fmrs"]}
+  for limit in m["edc_limits"]:
+    for x in (float(limit), np.float32(limit)):  # as the sweep table names them
+      cols |= {f"edc_area@{x:g}", f"edc_best@{x:g}"}
+  if select not in cols:
+    raise ValueError(
+      f"{where}: sweep.select {select!r} is not a metric of this job; one of {sorted(cols)}"
+    )
 
 
 def check_options(cfg: Mapping[str, Any], where: str, sections=tuple(SECTIONS)) -> None:

@@ -21,13 +21,13 @@ from exfiqa_jax.evaluation.analysis import Analysis, analyse
 from exfiqa_jax.evaluation.comparison import load_embeddings
 from exfiqa_jax.evaluation.inputs import fr_embeddings, pair_inputs
 from exfiqa_jax.evaluation.job_config import embeddings_path, fr_checkpoints, fr_specs
-from exfiqa_jax.evaluation.options import options
+from exfiqa_jax.evaluation.options import check_select, check_sweep_size, options
 from exfiqa_jax.metrics.inputs import PairInputs
 from exfiqa_jax.models.checkpoint import load
 from exfiqa_jax.models.config import ViTConfig
 from exfiqa_jax.models.flops import exit_gflops
 from exfiqa_jax.models.fr_config import FRConfig
-from exfiqa_jax.scoring.score import FRModel, score
+from exfiqa_jax.scoring.score import FRModel, check_input_size, score
 
 __all__ = ["JobResults", "analyse_inputs", "evaluate_job", "inputs_path"]
 
@@ -87,12 +87,29 @@ def analyse_inputs(z: PairInputs, cfg: dict[str, Any], progress: bool | str = Fa
   )
 
 
-def adaptive_study(z: PairInputs, cfg: dict[str, Any], select: str | None = None):
+def adaptive_study(
+  z: PairInputs, cfg: dict[str, Any], select: str | None = None, warnings: list | None = None
+):
   """The adaptive early-exit study of inputs `z` when the job has an `adaptive`
   section (exfiqa_jax.adaptive.study.run_study), else None; `select`: the metric
-  that ranks (a job passes its analysis's, so both sections rank alike)."""
+  that ranks (a job passes its analysis's, so both sections rank alike).
+
+  warnings: the pair set's warnings (its summary.md section): a study the pairs
+  cannot support (e.g. pairs sharing images leave no disjoint evaluation split) is
+  skipped with a warning there, naming why, instead of failing the whole job; without
+  `warnings` it raises."""
   if not cfg.get("adaptive"):
     return None
+  try:
+    return _adaptive_study(z, cfg, select)
+  except ValueError as e:
+    if warnings is None:
+      raise
+    warnings.append(f"adaptive early exit skipped (job option `adaptive`): {e}")
+    return None
+
+
+def _adaptive_study(z: PairInputs, cfg: dict[str, Any], select: str | None):
   from exfiqa_jax.adaptive.policy import check_stages, default_stages
   from exfiqa_jax.adaptive.study import run_study
 
@@ -107,6 +124,7 @@ def adaptive_study(z: PairInputs, cfg: dict[str, Any], select: str | None = None
     metrics=z.metric_options(cfg.get("metrics")),
     rules=options(cfg, "sweep")["rules"],
     select=select,
+    fraction_option="the job option adaptive.fraction",
   )
 
 
@@ -133,6 +151,8 @@ def evaluate_job(cfg: dict[str, Any], progress: bool = True, force: bool = False
   """
   ckpt = load(cfg["checkpoint"], expect=ViTConfig)
   check_adaptive(cfg, ckpt.config.depth)
+  check_sweep_size(cfg, ckpt.config.depth, "the job")  # before any scoring
+  check_select(cfg, "the job")
   cost = np.asarray(exit_gflops(ckpt.config))
   out, scoring = cfg["out_dir"], options(cfg, "scoring")
   fr_models = []
@@ -140,6 +160,7 @@ def evaluate_job(cfg: dict[str, Any], progress: bool = True, force: bool = False
     c = load(spec["checkpoint"], expect=FRConfig)
     flip = spec["flip"] != "none"
     fr_models.append(FRModel(fr, c.config, c[1:], flip, spec["channel_order"]))
+  check_input_size(fr_models)  # before any dataset is built or scored
   results = []
   for name, ds in cfg["datasets"].items():
     dataset = open_dataset(name, ds, cfg["data_dir"], progress and f"building {name}")
@@ -170,6 +191,6 @@ def evaluate_job(cfg: dict[str, Any], progress: bool = True, force: bool = False
       z = x.pair_inputs(cost, metrics)
       z.save(inputs_path(out, name, fr))
       an = analyse_inputs(z, cfg, progress and f"sweep {name}/{fr}")
-      an.adaptive = adaptive_study(z, cfg, an.select)
+      an.adaptive = adaptive_study(z, cfg, an.select, an.warnings)
       results.append((name, fr, an))
   return JobResults(cfg["checkpoint"], ckpt.config.depth, ckpt.config.width, results)

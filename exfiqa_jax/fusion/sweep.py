@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from exfiqa_jax.fusion.chunks import score_variants
 from exfiqa_jax.fusion.rules import RULES
-from exfiqa_jax.fusion.subsets import code_of, subset_masks
+from exfiqa_jax.fusion.subsets import check_variants, code_of, subset_masks
 from exfiqa_jax.metrics import PairSet
 from exfiqa_jax.models.config import ViTConfig
 from exfiqa_jax.models.flops import exit_gflops
@@ -79,6 +79,8 @@ def sweep(
   variants are spread over every host, see exfiqa_jax.fusion.chunks).
   """
   depth = ps.exits.shape[1]
+  if masks is None:  # all subsets: bounded before they are made (fusion/subsets.py)
+    check_variants(depth, len(rules), len(norms))
   masks = subset_masks(depth) if masks is None else np.asarray(masks, bool)
   w = np.broadcast_to(np.arange(1, depth + 1) if weights is None else weights, masks.shape)
   parts = []

@@ -31,8 +31,10 @@ from exfiqa_jax.data.text import read_lines
 from exfiqa_jax.metrics.pairset import METRIC_DEFAULTS, PairSet, make_pairset
 from exfiqa_jax.scoring.run_folder import save_npz
 
+F32_MAX = float(np.finfo(np.float32).max)  # comparison scores are float32 in the metrics
 COLUMNS = ("exit_scores", "a", "b", "labels", "comparison")  # the arrays of a pair set
 METRIC_KEYS = {k: f"metrics_{k}" for k in METRIC_DEFAULTS}  # saved metric settings
+MAX_METRIC_VALUES = 64  # saved FMRs / EDC limits (evaluation.options states the same bound)
 MAX_EXITS = 24  # 2^24 subsets: the deepest shipped model (vit_s_depth24)
 
 
@@ -121,6 +123,8 @@ class PairInputs:
     c = z["comparison"]
     if c.shape != (p,) or not np.issubdtype(c.dtype, np.floating) or not np.isfinite(c).all():
       raise ValueError(f"{path}: comparison must be [P] finite floats")
+    if np.abs(c).max() > F32_MAX:
+      raise ValueError(f"{path}: comparison scores beyond float32 ({np.abs(c).max():.3g})")
     if z["cost"].shape != (depth,):
       raise ValueError(f"{path}: cost has {z['cost'].size} entries for {depth} exits")
     if "ids" in z:
@@ -133,7 +137,7 @@ class PairInputs:
       c,
       z["cost"],
       z.get("ids"),
-      _saved_metrics(z),
+      _saved_metrics(z, path),
     )
 
   @classmethod
@@ -184,10 +188,15 @@ def score_file_cost(path: str, config=None, by_exit: bool = False) -> np.ndarray
   return np.asarray(exit_gflops(config), float)
 
 
-def _saved_metrics(z: dict[str, np.ndarray]) -> dict[str, Any] | None:
+def _saved_metrics(z: dict[str, np.ndarray], path: str = "inputs") -> dict[str, Any] | None:
   """The metric settings saved with inputs `z` (None for inputs saved without them)."""
   if not all(name in z for name in METRIC_KEYS.values()):
     return None
+  big = [name for name in METRIC_KEYS.values() if np.size(z[name]) > MAX_METRIC_VALUES]
+  if big:
+    raise ValueError(
+      f"{path}: {big[0]} holds {np.size(z[big[0]])} values, over {MAX_METRIC_VALUES}"
+    )
   out = {k: tuple(float(x) for x in np.ravel(z[name])) for k, name in METRIC_KEYS.items()}
   out["edc_fmr"] = out["edc_fmr"][0]
   return out
@@ -236,6 +245,8 @@ def read_pairs(path: str, ids: np.ndarray, ids_file: str = "the scores") -> dict
       raise ValueError(f"{path}:{n}: comparison score {parts[3]!r} is not a number") from None
     if not np.isfinite(score):
       raise ValueError(f"{path}:{n}: comparison score {parts[3]!r} is not finite")
+    if abs(score) > F32_MAX:  # scores are compared in float32: it would become inf
+      raise ValueError(f"{path}:{n}: comparison score {parts[3]!r} is beyond float32")
     a.append(index[parts[0]])
     b.append(index[parts[1]])
     labels.append(parts[2] == "1")

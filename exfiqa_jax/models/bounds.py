@@ -23,8 +23,11 @@ MAX_PARAMS = 1 << 30  # weights of the whole network (4 GiB as float32)
 
 
 def check_int(name: str, value, lo: int, hi: int) -> int:
-  """`value` as an int in [lo, hi], else a one-line ValueError naming `name`."""
-  if isinstance(value, bool) or not isinstance(value, int):
+  """`value` as an int in [lo, hi], else a one-line ValueError naming `name` (a bool,
+  e.g. JSON `true`, is not an integer here, nor is 12.5; 12.0 is 12)."""
+  if isinstance(value, bool):
+    raise ValueError(f"{name} {value!r} is not an integer")
+  if not isinstance(value, int):
     try:
       as_int = int(value)
     except (TypeError, ValueError, OverflowError):

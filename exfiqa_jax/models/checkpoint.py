@@ -14,6 +14,7 @@ Writing is atomic: into a hidden sibling folder, renamed into place when done.
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any, NamedTuple
 
@@ -25,6 +26,65 @@ from exfiqa_jax import backend
 from exfiqa_jax.fileio import JSONFileError, atomic_path, read_json
 from exfiqa_jax.models.inference import abstract_variables
 from exfiqa_jax.models.registry import KINDS, config_from_dict, config_to_dict, kind_of
+
+_LIBRARIES = ("orbax", "tensorstore", "asyncio", "concurrent/futures")
+
+
+def _from_library(tb, obj: Any = None) -> bool:
+  """Was this exception raised in orbax or the asyncio machinery under it (a traceback
+  through their files, or an orbax coroutine `obj`)?"""
+  code = getattr(obj, "cr_code", None)
+  if code is not None and "orbax" in code.co_filename:
+    return True
+  while tb is not None:
+    if any(name in tb.tb_frame.f_code.co_filename for name in _LIBRARIES):
+      return True
+    tb = tb.tb_next
+  return False
+
+
+class _OrbaxErrorLogs(logging.Filter):
+  """Drops orbax's own error logs (a failed background write logs its traceback, e.g.
+  `_SignalingThread.run() raised an exception: RESOURCE_EXHAUSTED`, before the save
+  raises): every orbax failure reaches the caller as an exception, which the commands
+  state in one line."""
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    if record.levelno < logging.ERROR:
+      return True
+    tb = record.exc_info[2] if record.exc_info else None  # the path is absl's at times
+    return not ("orbax" in record.pathname or _from_library(tb))
+
+
+logging.getLogger("absl").addFilter(_OrbaxErrorLogs())  # orbax logs through absl
+
+
+def quiet_orbax_aftermath() -> None:
+  """After an orbax failure: its other reads and writes still in flight fail later, on
+  their own threads or when their coroutines are collected (at exit included), and
+  Python prints each as a traceback (`RuntimeError: Event loop is closed`, `Exception
+  ignored in <coroutine ...>`, `_SignalingThread ... RESOURCE_EXHAUSTED`), up to
+  hundreds of lines after the one-line error. From the first failure on, such
+  leftovers of orbax are dropped for the rest of the process (sys.unraisablehook and
+  threading.excepthook, each filtered to orbax's and asyncio's frames: anything else is
+  still printed by the hook before it)."""
+  import sys
+  import threading
+
+  if getattr(sys.unraisablehook, "_exfiqa_quiet", False):
+    return
+  unraisable, thread_hook = sys.unraisablehook, threading.excepthook
+
+  def on_unraisable(u):
+    if not _from_library(u.exc_traceback, u.object):
+      unraisable(u)
+
+  def on_thread(args):
+    if not _from_library(args.exc_traceback) and "orbax" not in str(args.thread):
+      thread_hook(args)
+
+  on_unraisable._exfiqa_quiet = True  # type: ignore[attr-defined]
+  sys.unraisablehook, threading.excepthook = on_unraisable, on_thread
 
 
 class Loaded(NamedTuple):
@@ -39,6 +99,11 @@ def _keys(tree: Any, fn) -> Any:
   if isinstance(tree, dict):
     return {fn(k): _keys(v, fn) for k, v in tree.items()}
   return tree
+
+
+def _first_line(e: BaseException) -> str:
+  text = str(e).strip()
+  return text.splitlines()[0][:300] if text else type(e).__name__
 
 
 def _to_int(key: str):
@@ -60,8 +125,12 @@ def save(
     config=ocp.args.JsonSave(config_to_dict(config)),
   )
   with atomic_path(path, force=force, directory=True, kind="checkpoint") as tmp:
-    with ocp.Checkpointer(ocp.CompositeCheckpointHandler()) as ckptr:
-      ckptr.save(tmp, args=args, force=True)  # replaces the empty temporary folder
+    try:
+      with ocp.Checkpointer(ocp.CompositeCheckpointHandler()) as ckptr:
+        ckptr.save(tmp, args=args, force=True)  # replaces the empty temporary folder
+    except Exception as e:  # a full disk, a read-only folder: one line, no aftermath
+      quiet_orbax_aftermath()
+      raise OSError(f"{path}: the checkpoint could not be written ({_first_line(e)})") from None
 
 
 def _target(state: nnx.State, sharding: jax.sharding.Sharding) -> dict:
@@ -83,7 +152,8 @@ def load_config(path: str) -> Any:
         os.path.abspath(path), args=ocp.args.Composite(config=ocp.args.JsonRestore())
       )
     except (FileNotFoundError, ValueError, KeyError) as e:
-      raise ValueError(f"{path}: not an exfiqa checkpoint ({e})") from e
+      quiet_orbax_aftermath()
+      raise ValueError(f"{path}: not an exfiqa checkpoint ({_first_line(e)})") from None
   return config_from_dict(meta["config"])
 
 
@@ -125,10 +195,10 @@ def load(path: str, expect: type | None = None) -> Loaded:
         path, args=ocp.args.Composite(variables=ocp.args.StandardRestore(target))
       )["variables"]
     except Exception as e:  # orbax and tensorstore raise many types for damaged files
-      first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+      quiet_orbax_aftermath()
       raise ValueError(
         f"{path}: damaged or incomplete checkpoint, its variables cannot be read "
-        f"({type(e).__name__}: {first[:300]})"
+        f"({type(e).__name__}: {_first_line(e)})"
       ) from None
   restored = _keys(restored, _to_int)
   nnx.replace_by_pure_dict(params, restored["params"])

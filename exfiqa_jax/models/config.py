@@ -61,4 +61,4 @@ class ViTConfig:
     unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
     if unknown:
       raise KeyError(f"unknown model config keys {sorted(unknown)}")
-    return cls(**{k: int(v) for k, v in d.items()})
+    return cls(**d)  # each size checked by bounds.check_int (no bool, no 12.7 -> 12)

@@ -59,7 +59,7 @@ RELEASES = {
 
 
 def check_family(family: str) -> Release:
-  if family not in RELEASES:
+  if not isinstance(family, str) or family not in RELEASES:
     raise ValueError(f"unknown face-recognition family {family!r}; one of {', '.join(RELEASES)}")
   return RELEASES[family]
 

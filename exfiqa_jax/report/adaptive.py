@@ -106,12 +106,16 @@ def pareto(s: Study, key: str, fr: str | None = None):
   )
 
 
-def save_policies(s: Study, path: str, source: str) -> None:
-  """The policy file: every policy x knob, the split, the metrics, the evaluation rows."""
+def save_policies(s: Study, path: str, source: str, weights_sha256: str | None = None) -> None:
+  """The policy file: every policy x knob, the split, the metrics, the evaluation rows,
+  and the fingerprints `exfiqa score --policy` checks: the GFLOPs per exit the policies
+  were costed with and the weights they were calibrated on (None: not known)."""
   save(
     s.policies,
     path,
     source=source,
+    weights_sha256=weights_sha256,
+    cost_gflops=list(s.cost),
     depth=s.policies[0].depth,
     split=s.split,
     metrics={k: list(np.ravel(v).astype(float)) for k, v in s.metrics.items()},
@@ -120,10 +124,19 @@ def save_policies(s: Study, path: str, source: str) -> None:
   )
 
 
-def write_study(s: Study, out_dir: str, key: str, policy_path: str, source: str) -> list[str]:
-  """Writes policy_path and `<out_dir>/<key>_adaptive.{md,csv,json}`,
-  `<key>_adaptive_pareto.{png,svg}`; returns the paths."""
-  save_policies(s, policy_path, source)
+def write_study(
+  s: Study,
+  out_dir: str,
+  key: str,
+  policy_path: str,
+  source: str,
+  policy_to: str | None = None,
+  weights_sha256: str | None = None,
+) -> list[str]:
+  """Writes `<out_dir>/<key>_adaptive.{md,csv,json}`, `<key>_adaptive_pareto.{png,svg}`
+  and then, last, the policy file (named policy_path in the tables; written to
+  policy_to, default policy_path: a staging path when the study is written as a unit,
+  report/unit.py); returns the paths."""
   base = os.path.join(out_dir, f"{key}_adaptive")
   cols = metric_columns(s.full)
   write_csv(f"{base}.csv", [static_row(s), *s.rows], COLUMNS + cols)
@@ -136,4 +149,7 @@ def write_study(s: Study, out_dir: str, key: str, policy_path: str, source: str)
   paths = plots.save(pareto(s, key), f"{base}_pareto.png")
   blocks = study_blocks(s, key, policy_path, os.path.basename(paths[0]))
   write_text(f"{base}.md", to_markdown(blocks))
+  save_policies(
+    s, policy_to or policy_path, source, weights_sha256
+  )  # last: what `score --policy` reads
   return [policy_path, f"{base}.md", f"{base}.csv", f"{base}.json", *paths]

@@ -324,4 +324,12 @@ def write_job_report(job: JobResults, config: dict[str, Any], header: str = "") 
     f"{job.width}); {len(config['datasets'])} dataset(s) x "
     f"{len(config['fr_models'])} FR model(s); written {when}. Areas: lower is better.\n"
   )
-  return write_report(config["out_dir"], head, job.results, config)
+  from exfiqa_jax.report.unit import write_unit
+
+  inputs = [os.path.join("inputs", f"{d}_{fr}.npz") for d, fr, _ in job.results]
+  return write_unit(  # one unit: staged, swapped in, summary.md last (report/unit.py)
+    config["out_dir"],
+    "report",
+    lambda folder: write_report(folder, head, job.results, config),
+    kept=inputs,
+  )

@@ -47,13 +47,18 @@ def ids_sha256(ids) -> str:
   return h.hexdigest()
 
 
-def fingerprint(ids: np.ndarray, variables) -> dict[str, str]:
-  """sha256 of the image ids and of every weight, so a restart cannot mix runs."""
+def weights_sha256(variables) -> str:
+  """sha256 of every weight of a model's variables (params, batch_stats), in tree order."""
   h = hashlib.sha256()
   for leaf in jax.tree.leaves(variables):
     leaf = leaf.addressable_data(0) if isinstance(leaf, jax.Array) else leaf
     h.update(np.ascontiguousarray(np.asarray(leaf)).tobytes())
-  return {"ids_sha256": ids_sha256(ids), "weights_sha256": h.hexdigest()}
+  return h.hexdigest()
+
+
+def fingerprint(ids: np.ndarray, variables) -> dict[str, str]:
+  """sha256 of the image ids and of every weight, so a restart cannot mix runs."""
+  return {"ids_sha256": ids_sha256(ids), "weights_sha256": weights_sha256(variables)}
 
 
 def chunk_path(out_dir: str, k: int) -> str:

@@ -206,6 +206,24 @@ def _sync(name: str) -> None:
     multihost_utils.sync_global_devices(name)
 
 
+def check_input_size(fr_models: Sequence[FRModel], images: ImageSource | None = None) -> None:
+  """Refuses (one line, before any image is read) a face-recognition model whose
+  checkpoint takes another input size than the images (`data.sources.IMAGE_SIZE`, the
+  aligned crops every source reads, or an in-memory source's size): a 224-pixel model
+  on 112-pixel crops would fail deep in the first batch."""
+  from exfiqa_jax.data.sources import IMAGE_SIZE
+
+  arrays = getattr(images, "images", None)
+  size = int(arrays.shape[1]) if isinstance(arrays, np.ndarray) and arrays.ndim == 4 else None
+  size = size or IMAGE_SIZE
+  for m in fr_models:
+    if m.config.image_size != size:
+      raise ValueError(
+        f"FR model {m.name!r} ({m.config.family}) takes {m.config.image_size}x"
+        f"{m.config.image_size} images; the images are {size}x{size} aligned crops"
+      )
+
+
 def score(
   variables,
   images: ImageSource,
@@ -250,6 +268,7 @@ def score(
     raise ValueError(f"FR model names must be unique, without '/': {[m.name for m in fr_models]}")
   if out_dir is None and jax.process_count() > 1:
     raise ValueError("scoring on several hosts needs out_dir on a shared file system")
+  check_input_size(fr_models, images)
   if policy is not None and (variables is None or num_layers is not None):
     raise ValueError("a policy needs the ViT-FIQA variables and chooses the exits (no num_layers)")
   order = images.channel_order

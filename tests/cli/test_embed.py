@@ -101,6 +101,11 @@ def test_work_dir_resumes_finished_fr_chunks(setup, tmp_path, capsys):
     ({"image_size": 0}, r"image_size 0 is outside the bounds 1 to 1024"),
     ({"bn_eps": -1}, r"bn_eps -1 is not a number in \(0, 1\)"),
     ({"kind": "vit_fiqa", "depth": 100000}, r"depth 100000 is outside the bounds 1 to 128"),
+    ({"embedding_size": True}, r"embedding_size True is not an integer"),  # JSON true: not 1
+    ({"layers": [1, 1, 1, True]}, r"layers\[3\] True is not an integer"),
+    ({"kind": "vit_fiqa", "depth": True}, r"depth True is not an integer"),
+    ({"kind": "vit_fiqa", "depth": 2.5}, r"depth 2.5 is not an integer"),  # was cut to 2
+    ({"family": ["arcface"]}, r"unknown face-recognition family \['arcface'\]"),
   ],
 )
 def test_edited_checkpoint_config_is_bounded_before_building(setup, tmp_path, edit, message):

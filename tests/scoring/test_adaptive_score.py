@@ -73,7 +73,7 @@ def _loop_stops(policy, exits):
 
 
 def test_full_budget_reproduces_the_static_pass(root, static, tmp_path, capsys):
-  save(_sweep(), str(root / "ckpt" / "policies.json"))
+  save(_sweep(), str(root / "ckpt" / "policies.json"), cost_gflops=list(COST))
   out = tmp_path / "full.npz"
   code, io = _cli(_score(root, out, "--policy", "delta", "--budget", str(COST[-1])), capsys)
   assert code == 0 and "policy delta knob 0" in io.out
@@ -95,7 +95,7 @@ def test_budget_picks_the_knob_and_images_stop_early(root, static, tmp_path, cap
   running = np.cumsum(e * w, axis=1) / np.cumsum(w)
   scale = float(np.median(np.abs(running[:, 1] - running[:, 0]))) / 0.5  # half stop at 2
   path = tmp_path / "sweep.json"
-  save(_sweep(scale), str(path))
+  save(_sweep(scale), str(path), cost_gflops=list(COST))
   out = tmp_path / "cheap.npz"
   args = _score(root, out, "--policy", "delta", "--budget", str(0.85 * COST[-1]))
   code, io = _cli([*args, "--policy-file", path], capsys)
@@ -116,7 +116,7 @@ def test_budget_picks_the_knob_and_images_stop_early(root, static, tmp_path, cap
 
 
 def test_work_dir_resumes_and_refuses_another_policy(root, static, tmp_path, capsys):
-  save(_sweep(), str(tmp_path / "p.json"))
+  save(_sweep(), str(tmp_path / "p.json"), cost_gflops=list(COST))
   pol = ["--work-dir", tmp_path / "work", "--policy-file", tmp_path / "p.json", "--policy"]
   assert _cli(_score(root, tmp_path / "a.npz", *pol, "delta", "--budget", "1"), capsys)[0] == 0
   # The same run again: its chunks are complete and read back.
@@ -154,7 +154,7 @@ def test_bad_policy_or_budget_is_one_line_before_any_scoring(
     raise AssertionError("scored")
 
   monkeypatch.setattr(scoring, "score", never)
-  save(_sweep(), str(root / "ckpt" / "policies.json"))
+  save(_sweep(), str(root / "ckpt" / "policies.json"), cost_gflops=list(COST))
   (tmp_path / "BAD").write_text("{}")
   save(Policy("delta", 0.5, (6, 12), 12, dict(scale=1.0), gflops=0.1), str(tmp_path / "DEEP"))
   extra = [str(tmp_path / a) if a in ("NOFILE", "BAD", "DEEP") else a for a in extra]
