@@ -41,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
     finish_output_set(os.path.abspath(cfg["out_dir"]), "report")
     check_output(os.path.join(cfg["out_dir"], "summary.md"), force=args.force, option="out_dir")
     job = evaluate_job(cfg, progress=not args.quiet, force=args.force)
+    print_warnings(job)
     print(f"wrote {write_job_report(job, cfg)}")
   return 0
 
