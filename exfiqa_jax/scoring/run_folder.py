@@ -61,6 +61,7 @@ def chunk_path(out_dir: str, k: int) -> str:
 
 
 FR_PREFIX = "fr/"  # stored arrays of FR model m: "fr/<m>/embeddings", "fr/<m>/embeddings_flip"
+QUALITY_PREFIX = "quality/"  # of assessor a (scoring.assessors): "quality/<a>/quality" [n]
 
 
 def chunk_members(run: dict) -> dict[str, int]:
@@ -76,6 +77,8 @@ def chunk_members(run: dict) -> dict[str, int]:
     want[f"{FR_PREFIX}{m}/embeddings"] = 2
     if fr.get("flip"):
       want[f"{FR_PREFIX}{m}/embeddings_flip"] = 2
+  for a in run.get("quality_methods") or {}:
+    want[f"{QUALITY_PREFIX}{a}/quality"] = 1
   return want
 
 
