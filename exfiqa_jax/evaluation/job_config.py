@@ -208,10 +208,9 @@ def quality_specs(cfg: dict) -> dict[str, dict]:
 
 def check_quality_methods(cfg: dict, path: str) -> list[str]:
   """Checks the `quality_methods` section before any scoring: each spec's keys, method,
-  source and options (one line naming the key), the kind and family of every network it
-  names (stored configs only); returns the missing checkpoints, for `check_job` to name
-  with the other missing inputs."""
-  from exfiqa_jax.models.checkpoint import load_config
+  source and options (one line naming the key); returns the missing checkpoints, for
+  `check_job` to name with the other missing inputs. The kind and family of each network
+  are checked when the job loads it (`evaluation.run.quality_models`), before scoring."""
   from exfiqa_jax.scoring.assessors import check_spec
 
   specs = cfg.get("quality_methods")
@@ -225,20 +224,9 @@ def check_quality_methods(cfg: dict, path: str) -> list[str]:
     raise ValueError(f"{path}: quality_methods names {clash} are the names of exits")
   missing = []
   for name, spec in specs.items():
-    method = check_spec(name, spec, fr, path)
-    where = spec.get("checkpoint") or fr_specs(cfg)[spec["fr_model"]]["checkpoint"]
-    if not os.path.isdir(where):
-      if "checkpoint" in spec:
-        missing.append(f"quality_methods.{name}.checkpoint {where} does not exist")
-      continue
-    config = load_config(where)
-    got = (getattr(config, "kind", None), getattr(config, "family", None))
-    if got[0] != method.kind or method.family not in (None, got[1]):
-      want = f"a {method.kind} model" + (f" of family {method.family!r}" if method.family else "")
-      raise ValueError(
-        f"{path}: quality_methods.{name} ({method.name}) needs {want}; {where} holds a "
-        f"{got[0]} model of family {got[1]!r}"
-      )
+    check_spec(name, spec, fr, path)
+    if "checkpoint" in spec and not os.path.isdir(spec["checkpoint"]):
+      missing.append(f"quality_methods.{name}.checkpoint {spec['checkpoint']} does not exist")
   return missing
 
 

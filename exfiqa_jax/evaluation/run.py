@@ -28,7 +28,7 @@ from exfiqa_jax.evaluation.job_config import (
 )
 from exfiqa_jax.evaluation.options import options
 from exfiqa_jax.metrics.inputs import PairInputs
-from exfiqa_jax.models.checkpoint import load
+from exfiqa_jax.models.checkpoint import load, load_config
 from exfiqa_jax.models.config import ViTConfig
 from exfiqa_jax.models.flops import exit_gflops
 from exfiqa_jax.models.fr_config import FRConfig
@@ -93,13 +93,29 @@ def quality_models(cfg: dict[str, Any]) -> tuple[list[QualityModel], dict[str, s
       from_embeddings[name] = spec["fr_model"]
       continue
     entry = fr.get(spec.get("fr_model"), {})
-    c = load(spec.get("checkpoint") or entry["checkpoint"], expect=KINDS[method.kind].config_type)
+    folder = spec.get("checkpoint") or entry["checkpoint"]
+    check_network(name, method, load_config(folder), folder)
+    c = load(folder, expect=KINDS[method.kind].config_type)
     order = spec.get("channel_order") or (
       entry.get("channel_order") if method.channel_order is None else None
     )
     settings = tuple(sorted(resolve(method, spec).items()))
     models.append(QualityModel(name, method.name, c.config, c[1:], settings, order))
   return models, from_embeddings
+
+
+def check_network(name: str, method, config, folder: str) -> None:
+  """An assessor's network against what its method needs (its kind; MagFace: a MagFace
+  backbone): a one-line ValueError naming the job key and the checkpoint."""
+  got = (getattr(config, "kind", None), getattr(config, "family", None))
+  if got[0] != method.kind or method.family not in (None, got[1]):
+    want = f"a {KINDS[method.kind].what}" + (
+      f" of family {method.family!r}" if method.family else ""
+    )
+    raise ValueError(
+      f"quality_methods.{name} ({method.name}) needs {want}; {folder} holds "
+      f"{KINDS[got[0]].what} of family {got[1]!r}"
+    )
 
 
 def analyse_inputs(
