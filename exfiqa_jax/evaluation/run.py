@@ -89,12 +89,12 @@ def quality_models(cfg: dict[str, Any]) -> tuple[list[QualityModel], dict[str, s
   models, from_embeddings, fr = [], {}, fr_specs(cfg)
   for name, spec in quality_specs(cfg).items():
     method = METHODS[method_of(name, spec)]
-    if method.compute is None:
-      from_embeddings[name] = spec["fr_model"]
-      continue
     entry = fr.get(spec.get("fr_model"), {})
     folder = spec.get("checkpoint") or entry["checkpoint"]
     check_network(name, method, load_config(folder), folder)
+    if method.compute is None:
+      from_embeddings[name] = spec["fr_model"]
+      continue
     c = load(folder, expect=KINDS[method.kind].config_type)
     order = spec.get("channel_order") or (
       entry.get("channel_order") if method.channel_order is None else None
@@ -109,9 +109,8 @@ def check_network(name: str, method, config, folder: str) -> None:
   backbone): a one-line ValueError naming the job key and the checkpoint."""
   got = (getattr(config, "kind", None), getattr(config, "family", None))
   if got[0] != method.kind or method.family not in (None, got[1]):
-    want = f"a {KINDS[method.kind].what}" + (
-      f" of family {method.family!r}" if method.family else ""
-    )
+    family = f" of family {method.family!r}" if method.family else ""
+    want = KINDS[method.kind].what + family
     raise ValueError(
       f"quality_methods.{name} ({method.name}) needs {want}; {folder} holds "
       f"{KINDS[got[0]].what} of family {got[1]!r}"
