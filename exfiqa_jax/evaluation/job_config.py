@@ -24,8 +24,8 @@ A job config is a dict (see configs/paper.py for every key):
                {"checkpoint": folder} or {"fr_model": an FR checkpoint of fr_models},
                "method" (default: the name up to a "(", e.g. "CR-FIQA(L)"), "channel_order",
                and the method's options (exfiqa_jax.scoring.assessors.METHODS): CR-FIQA
-               (a `convert --family cr-fiqa` checkpoint), MagFace (fr_model: its
-               embedding norm), SER-FIQ (passes, p, seed), GraFIQs (variant)
+               (a `convert --family cr-fiqa` checkpoint), MagFace (its embedding norm:
+               free on an fr_model), SER-FIQ (passes, p, seed), GraFIQs (variant)
   adaptive     optional: policies, stages, fraction, seed, knobs of the adaptive
                early-exit study run on every pair set (docs/protocol.md §10)
   report       exits: exits to plot besides the last one and the fusions

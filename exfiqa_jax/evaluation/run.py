@@ -83,8 +83,8 @@ def inputs_path(out_dir: str, dataset: str, fr: str) -> str:
 
 def quality_models(cfg: dict[str, Any]) -> tuple[list[QualityModel], dict[str, str]]:
   """The job's assessors (`quality_methods`, checked): those run on a network in the
-  scoring pass, and {name: FR model} of those computed from an FR model's embeddings
-  (MagFace). A network's channel order: the spec's, else its release evaluation's
+  scoring pass, and {name: FR model} of those computed from a job FR model's embeddings
+  (MagFace on an fr_model). A network's channel order: the spec's, else its release evaluation's
   (`METHODS`), else, on a job FR model, that model's entry's, else its family's."""
   models, from_embeddings, fr = [], {}, fr_specs(cfg)
   for name, spec in quality_specs(cfg).items():
@@ -92,8 +92,8 @@ def quality_models(cfg: dict[str, Any]) -> tuple[list[QualityModel], dict[str, s
     entry = fr.get(spec.get("fr_model"), {})
     folder = spec.get("checkpoint") or entry["checkpoint"]
     check_network(name, method, load_config(folder), folder)
-    if method.compute is None:
-      from_embeddings[name] = spec["fr_model"]
+    if method.from_embeddings is not None and "fr_model" in spec:
+      from_embeddings[name] = spec["fr_model"]  # no second pass: the pass's embeddings
       continue
     c = load(folder, expect=KINDS[method.kind].config_type)
     order = spec.get("channel_order") or (

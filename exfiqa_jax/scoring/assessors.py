@@ -50,10 +50,11 @@ class QualityMethod:
   family: str | None  # the FR family its network must be (MagFace), else any
   settings: Mapping[str, Setting]
   # (nnx model, x float32 [B, S, S, 3] its input, rows uint32 [B] global image indices,
-  # **settings) -> float32 [B], higher = better; traced in the scoring step. None: the
-  # quality comes from the FR embeddings (`from_embeddings`).
-  compute: Callable[..., jax.Array] | None
-  from_embeddings: Callable[[np.ndarray], np.ndarray] | None  # raw [N, D] -> [N]
+  # **settings) -> float32 [B], higher = better; traced in the scoring step.
+  compute: Callable[..., jax.Array]
+  # raw FR embeddings [N, D] -> [N]: used instead of `compute` when the network is a job
+  # FR model ("fr_model"), whose embeddings the pass computes anyway; None: never.
+  from_embeddings: Callable[[np.ndarray], np.ndarray] | None
   # The channel order its release's evaluation feeds the network (None: the network's own,
   # its family's); a job's spec overrides it with "channel_order".
   channel_order: str | None
@@ -87,6 +88,10 @@ def _grafiqs(model, x, rows, *, variant: str):
   return grafiqs_quality(model, x, variants=(variant,))[variant]
 
 
+def _magface(model, x, rows):
+  return jnp.linalg.norm(model(x), axis=1)
+
+
 def magface_quality(embeddings: np.ndarray) -> np.ndarray:
   """MagFace's quality: the L2 norm of the raw embedding [N, D] -> [N] (float64 sum)."""
   return np.linalg.norm(np.asarray(embeddings, np.float64), axis=1).astype(np.float32)
@@ -110,15 +115,16 @@ METHODS: dict[str, QualityMethod] = {
     ),
     QualityMethod(
       name="MagFace",
-      sources=("fr_model",),
+      sources=("fr_model", "checkpoint"),
       kind="face_recognition",
       family="magface",
       settings={},
-      compute=None,
+      compute=_magface,
       from_embeddings=magface_quality,
       channel_order=None,
       direction="higher embedding norm = better",
-      cost="free: the norm of the MagFace embeddings the pass computes anyway",
+      cost="free on a job FR model (the norm of the embeddings the pass computes anyway); "
+      "one FR forward on a checkpoint of its own",
       where="IrvingMeng/MagFace inference/gen_feat.py (the raw feature's norm)",
     ),
     QualityMethod(

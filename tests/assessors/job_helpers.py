@@ -18,7 +18,8 @@ from tests.score_helpers import TINY, random_variables
 # The assessors of the job (name -> spec, `{d}` the job folder); SER-FIQ with few passes.
 QUALITY_METHODS = {
   "CR-FIQA(S)": {"checkpoint": "{d}/crfiqa"},
-  "MagFace": {"fr_model": "MagFace"},
+  "MagFace": {"fr_model": "MagFace"},  # from the pass's embeddings
+  "MagFace(own)": {"checkpoint": "{d}/mag"},  # the same network as an assessor of its own
 }
 
 

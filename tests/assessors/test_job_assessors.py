@@ -77,6 +77,7 @@ def test_the_job_gives_each_assessors_own_qualities(job):
   np.testing.assert_allclose(got["CR-FIQA(S)"], qs[:, 0].numpy(), atol=2e-4, rtol=2e-4)
   mag = reference_embedding(refs["mag"], np.ascontiguousarray(bgr / 255))
   np.testing.assert_allclose(got["MagFace"], np.linalg.norm(mag, axis=1), atol=2e-4, rtol=2e-4)
+  np.testing.assert_allclose(got["MagFace(own)"], got["MagFace"], rtol=1e-5)
 
 
 def test_each_assessor_has_the_rows_and_curves_of_an_exit(job):
@@ -104,8 +105,8 @@ def test_each_assessor_has_the_rows_and_curves_of_an_exit(job):
       assert curve["fine_fnmr"].shape == (96, 1) and curve["edc_discard"][-1] == 1.0
 
 
-def _pairs(cfg, ds, scores, fr):
-
+def _pairs(cfg, fr):
+  """The pairs of the job's saved inputs of FR model `fr`: a, b, labels, comparison."""
   z = PairInputs.load(inputs_path(cfg["out_dir"], "demo", fr))
   return z.a, z.b, z.labels, z.comparison
 
@@ -133,10 +134,11 @@ def test_cross_benchmark_rows_with_the_best_in_bold(job):
   for t, c in zip(tables, crosses, strict=True):
     names = [row[0] for row in t]
     i = names.index("depth-weighted (all exits)")
-    assert names[i + 1 : i + 3] == ["CR-FIQA(S)", "MagFace"]  # beside exits and fusion
+    assessors = list(cfg["quality_methods"])
+    assert names[i + 1 : i + 1 + len(assessors)] == assessors  # beside exits and fusion
     for (dataset, fr), j in zip(c.columns, range(len(c.columns)), strict=True):
       an = next(an for d2, f2, an in results.results if (d2, f2) == (dataset, fr))
-      for name in ("CR-FIQA(S)", "MagFace"):
+      for name in assessors:
         row = next(r for r in an.rows if r["variant"] == name)
         np.testing.assert_equal(c.values[c.assessors.index(name), j], row[c.metric])
       cells = [row[j + 1] for row in t]
@@ -145,7 +147,7 @@ def test_cross_benchmark_rows_with_the_best_in_bold(job):
       assert [x.startswith("**") for x in cells] == [v == low for v in values]
   csv = open(os.path.join(out, "cross_benchmark.csv")).read()
   tex = open(os.path.join(out, "cross_benchmark.tex")).read()
-  for name in ("CR-FIQA(S)", "MagFace"):
+  for name in cfg["quality_methods"]:
     assert csv.count(f",{name},{name},") == 2 and tex.count(f"\n{name} & ") == 2
   # An assessor that is the best of a column is the bold one there.
   c = crosses[0]

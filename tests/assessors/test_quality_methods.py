@@ -30,7 +30,8 @@ def test_every_method_is_a_complete_record():
   assert list(METHODS) == ["CR-FIQA", "MagFace", "SER-FIQ", "GraFIQs"]
   for m in METHODS.values():
     assert m.sources and set(m.sources) <= set(SOURCES), m.name
-    assert (m.compute is None) != (m.from_embeddings is None), m.name
+    assert callable(m.compute), m.name
+    assert (m.from_embeddings is not None) == (m.name == "MagFace")
     assert all(s.check(s.default) for s in m.settings.values()), m.name
     assert m.direction and m.cost and m.where
   assert resolve(METHODS["SER-FIQ"], {"passes": 7}) == {"passes": 7, "p": 0.5, "seed": 0}
