@@ -11,4 +11,7 @@ family's reference and its test inputs).
   CurricularFace's IR backbone.
 - `cr_fiqa`: CR-FIQA, the iResNet with its quality head `qs` (fdbtrs/CR-FIQA
   `backbones/iresnet.py`).
+- `serfiq`: SER-FIQ's stochastic head on those backbones, given explicit masks
+  (docs/protocol.md §11).
+- `grafiqs`: GraFIQs' BN_Model score and its torch.autograd gradients (§11).
 """

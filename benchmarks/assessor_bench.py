@@ -1,0 +1,164 @@
+"""Quality assessors: images/s of SER-FIQ and GraFIQs against the plain FR forward (Flax)
+and against their PyTorch references on identical weights, side by side in one run.
+
+    python benchmarks/assessor_bench.py [--smoke] [--sizes iresnet50,iresnet100]
+                                        [--batch 64] [--rounds 2] [--passes 100]
+                                        [--no-compile] [--threads N]
+
+Per size (random weights in the PyTorch reference, copied into Flax by the
+converter): Flax jit FR embedding, Flax SER-FIQ (T = --passes, key-drawn masks),
+Flax GraFIQs (all five variants from one backward pass); PyTorch eager: the FR
+embedding, SER-FIQ (`references.serfiq.serfiq_sampled`: backbone once, T head
+passes per image) and GraFIQs (`references.grafiqs`: BN_Model hooks, one image
+at a time, as GraFIQs' extractor runs); torch.compile of the FR forward and of
+SER-FIQ's backbone where it works (GraFIQs' hooks + autograd are left eager).
+Calls alternate round-robin after one warm-up each; medians and ranges; the load
+average before and after. `--smoke`: tiny models, batch 4, T = 8.
+`gpu_rows(smoke)` is the entry point for the GPU check script.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+import common
+import cpu_info
+import fr_workloads
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from exfiqa_jax.models.fr_config import FRConfig
+from exfiqa_jax.models.grafiqs import grafiqs_quality
+from exfiqa_jax.models.inference import apply
+from exfiqa_jax.models.serfiq import serfiq_quality
+
+SIZES = {"iresnet50": (3, 4, 14, 3), "iresnet100": (3, 13, 30, 3)}
+TINY = dict(layers=(1, 1, 1, 1), widths=(8, 16, 16, 32), stem_width=8, embedding_size=32)
+
+
+def config_of(size: str, smoke: bool) -> FRConfig:
+  if smoke:
+    return FRConfig.for_family("arcface", **TINY)
+  return FRConfig.for_family("arcface", layers=SIZES[size])
+
+
+def flax_engines(variables, x: np.ndarray, passes: int) -> dict:
+  """{row name: blocking call} of the Flax rows. CR-FIQA rows: add them here (one more
+  entry: its module's forward returning (embedding, qs))."""
+  graphdef, params, stats = variables
+  model = nnx.merge(graphdef, params, stats)
+  xj, ids, key = jnp.asarray(x), np.arange(len(x), dtype=np.uint32), jax.random.key(0)
+  return {
+    "Flax FR embedding": lambda: jax.block_until_ready(apply(graphdef, params, stats, xj)),
+    f"Flax SER-FIQ T={passes}": lambda: jax.block_until_ready(
+      serfiq_quality(model, xj, passes=passes, key=key, image_ids=ids)
+    ),
+    "Flax GraFIQs (5 variants)": lambda: jax.block_until_ready(grafiqs_quality(model, xj)),
+  }
+
+
+def torch_engines(ref, x: np.ndarray, passes: int, compiled: bool, device: str = "cpu") -> dict:
+  """{row name: blocking call} of the PyTorch rows (float32); {} without torch."""
+  try:
+    import torch
+  except ImportError:
+    return {}
+  from exfiqa_jax.convert.references.grafiqs import grafiqs_reference
+  from exfiqa_jax.convert.references.serfiq import serfiq_sampled
+
+  ref = ref.to(device).eval()
+  xt = torch.from_numpy(x).permute(0, 3, 1, 2).contiguous().to(device)
+  gen = torch.Generator(device=device).manual_seed(0)
+
+  def sync(out):
+    if device == "cuda":
+      torch.cuda.synchronize()
+    return out
+
+  def fr(m):
+    with torch.inference_mode():
+      return sync(m(xt))
+
+  fns = {
+    "torch eager FR embedding": lambda: fr(ref),
+    f"torch eager SER-FIQ T={passes}": lambda: sync(serfiq_sampled(ref, xt, passes, 0.5, gen)),
+    "torch eager GraFIQs (5 variants, per image)": lambda: sync(grafiqs_reference(ref, x)),
+  }
+  if compiled:
+    try:
+      comp = torch.compile(ref, dynamic=False)
+      fr(comp)  # compile now: a failure drops the row
+      fns["torch.compile FR embedding"] = lambda: fr(comp)
+    except Exception as e:  # noqa: BLE001 (any compiler failure: report and go on)
+      print(f"- torch.compile FR embedding: failed ({type(e).__name__}: {str(e)[:120]})")
+  return fns
+
+
+def run(size: str, batch: int, rounds: int, passes: int, compiled: bool, smoke: bool) -> str:
+  """One size's table (Markdown), every engine interleaved in one run."""
+  config = config_of(size, smoke)
+  try:
+    ref, variables = fr_workloads.reference_pair(config)
+  except ImportError:  # no PyTorch: random Flax weights only
+    from exfiqa_jax.models.inference import create, split
+
+    ref, variables = None, split(create(config))
+  s = config.image_size
+  x = np.random.default_rng(0).uniform(-1, 1, (batch, s, s, 3)).astype(np.float32)
+  fns = flax_engines(variables, x, passes)
+  if ref is not None:
+    fns.update(torch_engines(ref, x, passes, compiled))
+  before = common.load()
+  times = common.interleaved(fns, rounds, warmup=1)
+  ips = {name: batch / common.median(t["wall"]) for name, t in times.items()}
+  base = ips["Flax FR embedding"]
+  rows = []
+  for name, t in times.items():
+    lo, hi = batch / max(t["wall"]), batch / min(t["wall"])
+    rows.append([name, ips[name], f"{lo:.3g}-{hi:.3g}", f"{base / ips[name]:.2f}x"])
+  gflop = fr_workloads.fr_gflops(config)
+  head = (
+    f"\n{config.name if not smoke else 'tiny iresnet'}, batch {batch}, {gflop:.2f} GFLOP per "
+    f"FR forward, T = {passes}; medians (range) of {rounds} rounds; load {before} before, "
+    f"{common.load()} after.\n"
+  )
+  table = common.table(["engine", "images/s", "range", "time vs Flax FR embedding"], rows)
+  return head + "\n" + table
+
+
+def gpu_rows(smoke: bool) -> None:
+  """The assessor rows of the GPU check: Flax on the default device, PyTorch on CUDA if seen."""
+  print(f"\n## Quality assessors on {jax.devices()[0].device_kind}")
+  size, batch = ("iresnet100", 64) if not smoke else ("iresnet50", 4)
+  print(run(size, batch, rounds=3, passes=100 if not smoke else 8, compiled=False, smoke=smoke))
+
+
+def main() -> None:
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p.add_argument("--smoke", action="store_true", help="tiny models, batch 4, T = 8")
+  p.add_argument("--sizes", default="iresnet50,iresnet100")
+  p.add_argument("--batch", type=int, default=64)
+  p.add_argument("--rounds", type=int, default=2)
+  p.add_argument("--passes", type=int, default=100)
+  p.add_argument("--no-compile", action="store_true", help="skip torch.compile")
+  p.add_argument("--threads", type=int, default=os.cpu_count())
+  args = p.parse_args()
+  common.use_threads(args.threads)
+  print(common.machine_info(args.threads))
+  print(cpu_info.cpu_flags())
+  begin = time.perf_counter()
+  sizes = ["tiny"] if args.smoke else args.sizes.split(",")
+  batch, passes = (4, 8) if args.smoke else (args.batch, args.passes)
+  for size in sizes:
+    if size not in SIZES and not args.smoke:
+      raise SystemExit(f"assessor_bench: unknown size {size!r}; one of {', '.join(SIZES)}")
+    print(run(size, batch, args.rounds, passes, not args.no_compile, args.smoke))
+  print(f"\nTotal {time.perf_counter() - begin:.0f} s")
+
+
+if __name__ == "__main__":
+  main()
