@@ -133,7 +133,11 @@ METHODS: dict[str, QualityMethod] = {
       kind="face_recognition",
       family=None,
       settings={
-        "passes": Setting(100, _positive_int, "a positive number of stochastic passes (T)"),
+        "passes": Setting(
+          100,
+          lambda v: _positive_int(v) and v >= 2,
+          "an integer >= 2, the number of stochastic passes (T; pairs of them are compared)",
+        ),
         "p": Setting(
           0.5,
           lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < 1,
@@ -146,7 +150,7 @@ METHODS: dict[str, QualityMethod] = {
       channel_order=None,  # the FR network's own input rule
       direction="higher = better (2 / (1 + exp(mean pairwise distance)))",
       cost="the backbone once per image, the head (dropout, fc, features) `passes` times",
-      where="pterhoer/FaceImageQuality face_image_quality.py",
+      where="pterhoer/FaceImageQuality face_image_quality.py (models/serfiq.py)",
     ),
     QualityMethod(
       name="GraFIQs",
@@ -166,7 +170,7 @@ METHODS: dict[str, QualityMethod] = {
       channel_order="bgr",
       direction="lower gradient = better; the tables use minus the sum (higher = better)",
       cost="one forward and one backward pass per image (per-image BN statistics)",
-      where="jankolf/GraFIQs extract_grafiqs.py, backbones/bn.py",
+      where="jankolf/GraFIQs extract_grafiqs.py, backbones/bn.py (models/grafiqs.py)",
     ),
   )
 }

@@ -20,6 +20,8 @@ QUALITY_METHODS = {
   "CR-FIQA(S)": {"checkpoint": "{d}/crfiqa"},
   "MagFace": {"fr_model": "MagFace"},  # from the pass's embeddings
   "MagFace(own)": {"checkpoint": "{d}/mag"},  # the same network as an assessor of its own
+  "SER-FIQ": {"checkpoint": "{d}/arc", "passes": 6, "seed": 3},
+  "GraFIQs": {"fr_model": "MagFace", "variant": "block2"},
 }
 
 

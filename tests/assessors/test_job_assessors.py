@@ -15,6 +15,9 @@ from tests.helpers import import_torch
 
 torch = import_torch()
 
+import jax
+from flax import nnx
+
 from exfiqa_jax import data
 from exfiqa_jax.evaluation.analysis import analyse
 from exfiqa_jax.evaluation.inputs import assessor_qualities
@@ -22,6 +25,9 @@ from exfiqa_jax.evaluation.job_config import check_job
 from exfiqa_jax.evaluation.run import evaluate_job, inputs_path, quality_models
 from exfiqa_jax.metrics.inputs import PairInputs
 from exfiqa_jax.models.checkpoint import load
+from exfiqa_jax.models.grafiqs import grafiqs_quality
+from exfiqa_jax.models.registry import fr_input
+from exfiqa_jax.models.serfiq import serfiq_quality
 from exfiqa_jax.report import cross
 from exfiqa_jax.scoring.score import FRModel, Scores, score
 from tests.assessors.job_helpers import job_config, write_checkpoints
@@ -78,6 +84,17 @@ def test_the_job_gives_each_assessors_own_qualities(job):
   mag = reference_embedding(refs["mag"], np.ascontiguousarray(bgr / 255))
   np.testing.assert_allclose(got["MagFace"], np.linalg.norm(mag, axis=1), atol=2e-4, rtol=2e-4)
   np.testing.assert_allclose(got["MagFace(own)"], got["MagFace"], rtol=1e-5)
+  # SER-FIQ and GraFIQs called directly on the whole set (one batch): the job's batches of 8
+  # give the same per-image qualities (SER-FIQ's masks follow the image index, not the batch).
+  ids = np.arange(len(imgs), dtype=np.uint32)
+  arc, mag = load(f"{d}/arc"), load(f"{d}/mag")
+  x = fr_input(imgs, ds.images.channel_order, arc.config)  # SER-FIQ: the network's own rule
+  q = serfiq_quality(nnx.merge(*arc[1:]), x, passes=6, key=jax.random.key(3), image_ids=ids)
+  np.testing.assert_allclose(got["SER-FIQ"], q, rtol=1e-5, atol=1e-6)
+  x = fr_input(imgs, ds.images.channel_order, mag.config, "bgr")  # GraFIQs' release: BGR
+  q = grafiqs_quality(nnx.merge(*mag[1:]), x, ("block2",))["block2"]
+  np.testing.assert_allclose(got["GraFIQs"], q, rtol=1e-5)
+  assert (np.asarray(q) < 0).all()  # minus the gradient sums: higher = better
 
 
 def test_each_assessor_has_the_rows_and_curves_of_an_exit(job):

@@ -83,8 +83,9 @@ BAD = [
   (
     {"SER-FIQ": {"fr_model": "MagFace", "passes": 0}},
     TypeError,
-    r"quality_methods\.SER-FIQ\.passes must be a positive number of stochastic passes",
+    r"quality_methods\.SER-FIQ\.passes must be an integer >= 2, the number of stochastic",
   ),
+  ({"SER-FIQ": {"fr_model": "MagFace", "passes": 1}}, TypeError, r"SER-FIQ\.passes must be an"),
   ({"SER-FIQ": {"fr_model": "MagFace", "p": 1.5}}, TypeError, r"SER-FIQ\.p must be a dropout"),
   ({"SER-FIQ": {"fr_model": "MagFace", "seed": "a"}}, TypeError, r"SER-FIQ\.seed must be an int"),
   (
