@@ -37,6 +37,8 @@ def get_config() -> dict:
     quality_methods={
       "CR-FIQA": dict(checkpoint=f"{out}/assessors/crfiqa"),
       "MagFace": dict(checkpoint=f"{out}/assessors/magface"),
+      "SER-FIQ": dict(checkpoint=f"{out}/assessors/arcface", passes=8),
+      "GraFIQs": dict(checkpoint=f"{out}/assessors/arcface", variant="block2"),
     },
     # exits to plot besides the last one, the depth-weighted fusion and the best subset
     report=dict(exits=(6,)),
