@@ -54,13 +54,12 @@ def write_demo_assessors(cfg: dict, out: str, seed: int = 0) -> str:
   when torch is installed), the others (an iResNet of the method's family; GraFIQs and
   SER-FIQ on an ArcFace one) saved straight. Returns a line saying what it wrote."""
   from exfiqa_jax.models.fr_config import FRConfig
-  from exfiqa_jax.scoring.assessors import method_of
 
   written = {}
   for name, spec in cfg.get("quality_methods", {}).items():
     if "checkpoint" not in spec:
       continue
-    method = method_of(name, spec)
+    method = spec.get("method") or name.split("(")[0].strip()  # scoring.assessors.method_of
     dst = os.path.join(out, "assessors", os.path.basename(os.path.normpath(spec["checkpoint"])))
     spec["checkpoint"] = dst
     if dst in written:
