@@ -6,7 +6,8 @@
                              must match it exactly
     <out>/chunk-000000.npz   exit_scores float32 [n, L] and, when asked,
     <out>/chunk-000001.npz   embeddings float32 [n, D] of images; of each
-                             FR model m fr/<m>/embeddings [n, D] (`chunk_members`)
+                             FR model m fr/<m>/embeddings [n, D]; of each assessor
+                             a quality/<a>/quality [n] (`chunk_members`)
     ...                      [k * chunk_size, (k + 1) * chunk_size)
     <out>/scores.npz         ids [N] str, exit_scores [N, L], embeddings [N, D]
 
