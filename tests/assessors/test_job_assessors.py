@@ -2,6 +2,7 @@
 alone (and as its PyTorch reference), on 1 and 8 forced CPU devices; its rows and curves
 beside the exits; the cross-benchmark rows with the best of each column in bold."""
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -217,3 +218,27 @@ def test_eight_devices_give_the_qualities_of_one(job, tmp_path):
     np.testing.assert_allclose(z[m.name], one[m.name], rtol=2e-5, atol=2e-5, err_msg=m.name)
   mag = np.linalg.norm(z["MagFace"].astype(np.float64), axis=1)
   np.testing.assert_allclose(mag, one["MagFace"], rtol=2e-5)
+
+
+def test_assessor_scoring_resumes_and_refuses_other_settings(job, tmp_path):
+  """Chunks hold each assessor's quality; a restart scores only the missing chunk and
+  gives the same qualities; other SER-FIQ settings are another run, refused."""
+  _, cfg, _, _, ds, _ = job
+  models = quality_models(cfg)[0]
+  out = str(tmp_path / "run")
+  kw = dict(quality_models=models, batch_size=8, chunk_size=16, progress=False)
+  first = score(None, ds.images, out, **kw)
+  chunks = sorted(p for p in os.listdir(out) if p.startswith("chunk-"))
+  assert len(chunks) == -(-len(ds.images) // 16)
+  os.remove(os.path.join(out, chunks[1]))
+  again = score(None, ds.images, out, **kw)
+  for m in models:
+    np.testing.assert_array_equal(again.assessors[m.name], first.assessors[m.name])
+  other = [
+    dataclasses.replace(m, settings=(("p", 0.5), ("passes", 6), ("seed", 4)))
+    if m.method == "SER-FIQ"
+    else m
+    for m in models
+  ]
+  with pytest.raises(ValueError, match=r"this folder holds another run \(differs in .*quality"):
+    score(None, ds.images, out, **{**kw, "quality_models": other})
