@@ -222,9 +222,12 @@ def check_quality_methods(cfg: dict, path: str) -> list[str]:
   clash = sorted(set(specs) & {f"exit {i}" for i in range(1, 100)})
   if clash:
     raise ValueError(f"{path}: quality_methods names {clash} are the names of exits")
+  fr_folders = {s.get("checkpoint") for s in fr_specs(cfg).values() if s["kind"] == "checkpoint"}
   missing = []
   for name, spec in specs.items():
     check_spec(name, spec, fr, path)
+    if spec.get("checkpoint") in fr_folders:
+      continue  # an FR model's checkpoint too: named missing once, under fr_models
     if "checkpoint" in spec and not os.path.isdir(spec["checkpoint"]):
       missing.append(f"quality_methods.{name}.checkpoint {spec['checkpoint']} does not exist")
   return missing
