@@ -271,28 +271,53 @@ def sweep_check(smoke: bool, ijbc_variants: int) -> None:
     f"every row against strong numpy: {host_diff:.1e} "
     f"({'PASS' if max(worst, host_diff) <= 1e-6 else 'FAIL'} at 1e-6)"
   )
+  from exfiqa_jax.fusion import large
+
   frac = IJBC_GENUINE / IJBC_PAIRS if not smoke else 0.05
   t0 = time.perf_counter()
   big = make_pairset(
     *synthetic(big_n, big_p, seed=1, genuine_fraction=frac), fmrs=FMRS, limits=LIMITS
   )
   prep = time.perf_counter() - t0
+  if smoke:
+    large.LARGE_PAIRS = 1  # the smoke set is small: route it the IJB-C way all the same
   t0 = time.perf_counter()
-  evaluate_variant(big, np.ones(12, bool), "weighted")
-  one = time.perf_counter() - t0
+  large.prepared(big)
+  tables = time.perf_counter() - t0
   k = 4 if smoke else ijbc_variants
-  masks = subset_masks(12)[np.linspace(0, 4094, k).astype(int)]
-  sweep(big, rules=("weighted",), masks=masks[::-1])  # the same chunk shapes compiled first
+  masks = subset_masks(12)[np.linspace(0, 4094, max(k, 8)).astype(int)]
+  w = np.broadcast_to(np.arange(1, 13), masks.shape)
+  run = large.runner(big, masks, w, "weighted", chunk=1)
   t0 = time.perf_counter()
-  sweep(big, rules=("weighted",), masks=masks)
+  got = run(0, 4)
+  first = time.perf_counter() - t0
+  singles = []
+  for i in range(4, 8):
+    t0 = time.perf_counter()
+    run(i, i + 1)
+    singles.append(time.perf_counter() - t0)
+  # the compiled counts (this device) against the numpy counts (host): one table
+  host, dev = (
+    large.runner(big, masks[:4], w[:4], "weighted", chunk=1, host=h)(0, 4) for h in (True, False)
+  )
+  same = all(
+    np.array_equal(x, y, equal_nan=True) and np.array_equal(x, z, equal_nan=True)
+    for x, y, z in zip(host, dev, got, strict=True)
+  )
+  sweep(big, rules=("weighted",), masks=masks[:k][::-1])  # the same chunk shapes compiled first
+  t0 = time.perf_counter()
+  sweep(big, rules=("weighted",), masks=masks[:k])
   per = (time.perf_counter() - t0) / k
   stats = jax.devices()[0].memory_stats() or {}
   peak = stats.get("peak_bytes_in_use", 0) / 2**30
   print(
-    f"\nIJB-C-sized sweep, {big_n} templates, {big_p} pairs: pair set {prep:.1f} s; one "
-    f"variant {one:.1f} s (incl. compilation); {k} variants {per:.3f} s per variant; "
-    f"full grid of {GRID:,} projected {per * GRID / 60:.1f} min, 4 FR models "
-    f"{4 * per * GRID / 3600:.2f} h; device peak memory {peak:.2f} GiB"
+    f"\nIJB-C-sized sweep (exfiqa_jax.fusion.large), {big_n} templates, {big_p} pairs: pair "
+    f"set {prep:.1f} s, path tables {tables:.1f} s; first 4 variants {first:.1f} s (incl. "
+    f"compilation); one variant after preparation {np.median(singles) * 1e3:.0f} ms median "
+    f"({min(singles) * 1e3:.0f}-{max(singles) * 1e3:.0f}); {k} variants in a sweep "
+    f"{per * 1e3:.0f} ms per variant; full grid of {GRID:,} projected {per * GRID / 60:.1f} "
+    f"min, 4 FR models {4 * per * GRID / 3600:.2f} h; device peak memory {peak:.2f} GiB; "
+    f"compiled counts on the device equal the host's numpy counts: {'PASS' if same else 'FAIL'}"
   )
 
 

@@ -17,16 +17,20 @@ test_strong_numpy.py). What makes it fast, all exact:
   positions of each half's exits and a lookup of the middle set bits;
 - pairs sorted by comparison score once per pair set; a pair's key is
   quality << b | pair index (unique; ties in pair-list order, the stable sort);
-  per variant only the 20 rate cuts are found, by one np.partition (selection,
-  not a sort); a pair is kept at rate r iff its key >= the r-th cut;
+  per variant only the 20 rate cuts are found, by selection, not a sort (a
+  histogram of quality buckets; only the pairs in the buckets holding a cut are
+  ordered exactly); a pair is kept at rate r iff its key >= the r-th cut;
 - the kept genuines at each rate as bit words over genuine score order
   (packbits), so a count of kept genuines above a score is a prefix popcount;
 - at FMR <= 1e-2 a threshold depends only on the first few kept impostors in
   score order: a window of the first W impostors (W doubled for a variant whose
   window cannot decide, up to all of them);
-- the EDC sorts only the genuine keys the largest discard limit reaches
-  (np.partition, then a sort of that prefix);
-- variants of one rule in batches: numpy's per-call cost is paid once per batch.
+- the EDC sorts only the genuine keys the largest discard limit can reach: those
+  not kept at the first rate cut that discards enough genuines (their rate level
+  says so; about q + G / 20 keys), else np.partition of all of them;
+- variants of one rule in batches of 64 codes sharing their high half-subset: the
+  low-half table rows are one slice (no gathered copy), numpy's per-call cost is paid
+  once per batch, scratch arrays are reused.
 
     eng = StrongNumpySweep(exits, a, b, labels, scores, fmrs=(1e-3, 1e-4), limits=(0.2, 0.3))
     erc, edc = eng.run(masks, "mean")          # [V, F] areas, [V, K] partial areas
@@ -85,7 +89,8 @@ class StrongNumpySweep:
     edc_fmr=1e-3,
     limits=(0.2, 0.3),
     window=64,
-    batch=16,
+    batch=64,
+    buckets=None,
     side_tables=None,
   ):
     x = fixed_point(exits)
@@ -136,6 +141,8 @@ class StrongNumpySweep:
     self.batch = max(1, min(batch, (256 << 20) // (p * 8 * 8)))
     self.nw = -(-self.n_gen // 64) + 1  # genuine bit words, one spare (queries up to n_gen)
     self.gen_pos_i = self.gpos.astype(np.int64)
+    self.buckets = buckets
+    self.edc_by_level = True  # False: partition all genuine keys (the check of the other)
     self.tables: dict = {}
 
   # ---------------------------------------------------------------- fusion
@@ -203,15 +210,24 @@ class StrongNumpySweep:
       f = op(lo[0][cl], hi[0][ch])
       return np.minimum(np.take(f, self.ca, 1), np.take(f, self.cb, 1))
     if med is None:
-      return np.minimum(op(lo[0][cl], hi[0][ch]), op(lo[1][cl], hi[1][ch]))
+      if len(cl) > 1 and (np.diff(cl) == 1).all():  # consecutive low halves: row slices
+        la, lb = lo[0][cl[0] : cl[-1] + 1], lo[1][cl[0] : cl[-1] + 1]
+      else:
+        la, lb = lo[0][cl], lo[1][cl]
+      out = op(la, hi[0][ch])
+      tmp = self._buffer(out.shape)
+      op(lb, hi[1][ch], out=tmp)
+      return np.minimum(out, tmp, out=out)
     nth, base, asc = med
     k = np.array([int(c).bit_count() for c in codes])
     size = nth.shape[1]
     m1, m2 = ((k + 1) // 2 * size)[:, None], ((k // 2 + 1) * size)[:, None]  # middle ranks
     flat, odd = nth.ravel(), k % 2 == 1
     sides = []
+    run = len(cl) > 1 and (np.diff(cl) == 1).all()  # consecutive low halves: row slices
     for s in range(len(lo)):
-      sc = lo[s][cl] | hi[s][ch]  # sorted positions of the selected exits, per pair
+      rows_lo = lo[s][cl[0] : cl[-1] + 1] if run else lo[s][cl]
+      sc = rows_lo | hi[s][ch]  # sorted positions of the selected exits, per pair
       v = asc[s][base + flat[m1 + sc]]
       if odd.all():  # one middle value: twice it has the same order
         sides.append(v)
@@ -220,6 +236,13 @@ class StrongNumpySweep:
     if not self.side:
       return np.minimum(np.take(sides[0], self.ca, 1), np.take(sides[0], self.cb, 1))
     return np.minimum(*sides)
+
+  def _buffer(self, shape):
+    """A reused int64 scratch array of `shape` (no fresh pages per batch)."""
+    size = math.prod(shape)
+    if getattr(self, "_scratch", np.empty(0, np.int64)).size < size:
+      self._scratch = np.empty(size, np.int64)
+    return self._scratch[:size].reshape(shape)
 
   # ---------------------------------------------------------------- metrics
   def run(self, masks, rule):
@@ -259,9 +282,10 @@ class StrongNumpySweep:
     low = pq.min(1)
     span = pq.max(1) - low
     shift = np.array([max(0, int(x).bit_length() - (nb.bit_length() - 1)) for x in span])
-    bk = pq - low[:, None]
-    bk >>= shift[:, None]  # [B, P] in 0..nb-1
-    off = bk + row * nb
+    off = self._buffer((bsz, p))  # in place: (key - low) >> shift + row nb
+    np.subtract(pq, low[:, None], out=off)
+    off >>= shift[:, None]  # [B, P] buckets in 0..nb-1
+    off += row * nb
     cnt = np.bincount(off.ravel(), minlength=bsz * nb).reshape(bsz, nb)
     cum = np.cumsum(cnt, 1)  # pairs in buckets <= v
     base = row * (p + 1)  # rows offset: one increasing array for one searchsorted
@@ -275,7 +299,8 @@ class StrongNumpySweep:
     flat = np.flatnonzero(lvl >= 63)  # pairs in a bucket holding a cut
     lvl.ravel()[flat] -= 64
     rows, cols = flat // p, flat % p
-    ebk, group = bk.ravel()[flat], off.ravel()[flat]  # bucket, (row, bucket)
+    group = off.ravel()[flat]  # (row, bucket)
+    ebk = group - rows * nb  # bucket
     rank = self.cuts - np.take_along_axis(cum - cnt, vr, 1)  # rank of each cut in its bucket
     width = int(shift.max()) + self.bits
     if (bsz * nb) << width < 1 << 62:
@@ -302,7 +327,7 @@ class StrongNumpySweep:
 
   def _batch(self, codes, rule):
     pq = self.qualities(codes, rule)
-    lvl = self.levels(pq)
+    lvl = self.levels(pq, self.buckets)
     gq = pq[:, : self.n_gen]  # [B, G] genuine qualities in score order
     kept = lvl[:, None, : self.n_gen] >= np.arange(RATES, dtype=np.int8)[None, :, None]
     packed = np.packbits(kept, axis=2, bitorder="little")
@@ -319,7 +344,7 @@ class StrongNumpySweep:
     for r in range(2, RATES - 1):  # rate by rate: the same rounding in any batch
       inner += f[:, :, r]
     area = (inner + (f[:, :, 0] + f[:, :, -1]) / 2) / RATES
-    return area, self._edc(gq)
+    return area, self._edc(gq, lvl[:, : self.n_gen], n_gen_r)
 
   def _erc(self, ilvl, words, pref, n_gen_r, n_imp_r, w):
     """FNMR [B, F * 20] from the levels of the first w impostors in score order
@@ -409,11 +434,26 @@ class StrongNumpySweep:
       )
     return fnmr
 
-  def _edc(self, gq):
-    """Partial areas [B, K] from the genuine qualities [B, G]: only the q lowest
-    sorted (as int64 keys quality << b | pair index where they fit)."""
+  def _edc(self, gq, glvl, n_gen_r):
+    """Partial areas [B, K] from the genuine qualities [B, G], their rate levels
+    [B, G] and kept genuines per rate [B, 20]: only the q lowest sorted (as int64 keys
+    quality << b | pair index where they fit). The q lowest lie among the genuines
+    not kept at the first rate that discards at least q of them (level below it):
+    only those are sorted (about q + G / 20)."""
     q, sid = self.q, self.csid[: self.n_gen]
-    if int(gq.max()) < 1 << (62 - self.bits):
+    bsz, g = gq.shape
+    disc = self.n_gen - n_gen_r  # genuines discarded at each rate [B, 20], nondecreasing
+    r = (disc < q).sum(1)  # the first rate discarding >= q (20: none does)
+    if int(gq.max()) < 1 << (62 - self.bits) and (r < RATES).all() and q < g and self.edc_by_level:
+      cnt = disc[np.arange(bsz), r]  # candidates per variant (>= q)
+      idx = np.flatnonzero(glvl < r[:, None].astype(np.int8))  # row-major: rows in order
+      rows, cols = idx // g, idx % g
+      pos = np.arange(len(idx)) - np.repeat(np.cumsum(cnt) - cnt, cnt)
+      buf = np.full((bsz, int(cnt.max())), np.iinfo(np.int64).max)
+      buf[rows, pos] = (gq.ravel()[idx] << self.bits) | sid[cols]
+      low = np.sort(buf, axis=1)[:, :q]
+      quality, pair = low >> self.bits, low & ((1 << self.bits) - 1)
+    elif int(gq.max()) < 1 << (62 - self.bits):
       gk = (gq << self.bits) | sid
       low = np.partition(gk, q - 1, axis=1)[:, :q] if q < gk.shape[1] else gk
       low = np.sort(low, axis=1)

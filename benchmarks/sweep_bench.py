@@ -1,6 +1,7 @@
 """Speed and memory of the fusion sweep, against a strong exact numpy sweep.
 
   python benchmarks/sweep_bench.py [--rounds 3] [--ijbc-variants 20] [--skip-ijbc]
+  python benchmarks/sweep_bench.py --skip-lfw --skip-api [--ijbc-only large strong sorted]
   python benchmarks/sweep_bench.py --profile-only
 
 Everything is measured side by side in one run, as medians with ranges, with the
@@ -16,10 +17,16 @@ load average beside each row (the machine is shared):
   of the baseline are compared row by row.
 - the same subset table in one process through the API (`fusion.sweep.sweep`,
   compiled) against the baseline's, interleaved: time per variant of each.
-- IJB-C-sized (15.7 M pairs, 19,557 genuine, 23,000 templates): the engine and
-  the baseline each in a fresh process: preparing the pair set, one variant,
-  `--ijbc-variants` variants, peak RSS, the projection of the full grid for one
-  and four FR models.
+- IJB-C-sized (15.7 M pairs, 19,557 genuine, 23,000 templates): the large-pair-set
+  path (exfiqa_jax.fusion.large, where `sweep` routes this size) and the strong
+  numpy baseline's IJB-C mode (and, with `--ijbc-only ... sorted`, the sort-based
+  engine), each in a fresh process: preparation, the first (compiling) variant,
+  single variants after preparation (median and range, wall and CPU), a batch of
+  `--ijbc-variants` on all cores, the full grid projected for one and four FR
+  models from the batch, peak RSS; the two tables compared. `--skip-lfw --skip-api`
+  runs only this part.
+- the steps of a warm `exfiqa sweep` (imports, subset sweep, weight sweeps, learned
+  weights, figures, files), each timed in fresh processes.
 --profile-only times each stage of one compiled chunk.
 """
 
@@ -178,6 +185,88 @@ def lfw(rounds):
   )
 
 
+def stages_child(folder):
+  """Where a warm `exfiqa sweep` process spends its time: the CLI's own steps, timed
+  in this process (the compilation cache of `folder`, warmed by the caller)."""
+  t = [time.perf_counter()]
+  names = []
+
+  def mark(name):
+    t.append(time.perf_counter())
+    names.append(name)
+
+  import jax  # noqa: F401
+
+  mark("import jax")
+  from exfiqa_jax.cli import compilation_cache
+  from exfiqa_jax.cli.sweep import sweep_config
+  from exfiqa_jax.evaluation import saved_sweep
+  from exfiqa_jax.metrics.inputs import PairInputs
+  from exfiqa_jax.report import sweep as report_sweep
+
+  compilation_cache()
+  mark("import the sweep's modules")
+  cfg = sweep_config([])
+  z = PairInputs.from_score_file(
+    os.path.join(folder, "lfw.npz"), os.path.join(folder, "pairs.txt"), np.arange(1, 13.0)
+  )
+  mark("read the inputs")
+  an = saved_sweep.analyse_inputs(z, cfg)
+  mark("subset sweep + curves (analyse)")
+  wrap = {}
+  for name, label in (("sweep_weights", "weight sweep"), ("learn_weights", "learned weights")):
+    fn = getattr(saved_sweep, name)
+    wrap[name] = fn
+
+    def timed(*a, fn=fn, label=label, **k):
+      out = fn(*a, **k)
+      mark(label)
+      return out
+
+    setattr(saved_sweep, name, timed)
+  study = saved_sweep.weight_study(z, cfg, an, progress=False)
+  mark("tables of the study")
+  save = report_sweep.plots.save
+
+  def timed_save(*a, **k):
+    out = save(*a, **k)
+    mark("figure " + os.path.basename(a[1]))
+    return out
+
+  report_sweep.plots.save = timed_save
+  report_sweep.write_sweep(study, os.path.join(folder, "stages"), "lfw")
+  mark("CSV, JSON, Markdown, HTML")
+  for name, a, b in zip(names, t[:-1], t[1:], strict=True):
+    print(f"{name}\t{b - a:.3f}")
+
+
+def stages(rounds):
+  """The steps of a warm `exfiqa sweep` (fresh processes, medians of `rounds`)."""
+  with tempfile.TemporaryDirectory() as folder:
+    write_files(folder, synthetic(12_000, 6_000))
+    env = {"JAX_COMPILATION_CACHE_DIR": os.path.join(folder, "xla")}
+    timed_process(exfiqa_cmd(folder, "warmup"), env)
+    runs, loads = [], []
+    for _ in range(rounds):
+      _, _, out, load = timed_process([sys.executable, __file__, "--stages-child", folder], env)
+      loads.append(load)
+      runs.append([line.split("\t") for line in out.strip().splitlines()])
+  totals: dict[str, list[float]] = {}
+  for run in runs:
+    seen: dict[str, float] = {}
+    for name, sec in run:
+      seen[name] = seen.get(name, 0.0) + float(sec)
+    for name, sec in seen.items():
+      totals.setdefault(name, []).append(sec)
+  print(f"\n| step of a warm `exfiqa sweep` process, {rounds} runs | s, median (range) |")
+  print("| --- | --- |")
+  for name, xs in totals.items():
+    print(f"| {name} | {_spread(xs, '{:.2f}')} |")
+  whole = np.median([sum(float(s) for _, s in r) for r in runs])
+  print(f"| whole (sum of the steps) | {whole:.2f} |")
+  print(f"\nload (1 min) at the starts: {', '.join(loads)}")
+
+
 def api(rounds):
   """The subset table in one process: compiled engine vs strong numpy, interleaved."""
   import jax
@@ -217,64 +306,127 @@ def api(rounds):
   print(f"\nload (1 min) at the engine's rounds: {', '.join(loads)}")
 
 
-def ijbc_child(which, variants):
-  """IJB-C-sized, `which` engine or strong: prepare, one variant, `variants` more."""
+IJBC_SINGLE = 7  # single variants timed one by one after preparation
+
+
+def ijbc_child(which, variants, out_file):
+  """IJB-C-sized, one engine in this process: `large` (exfiqa_jax.fusion.large, the
+  path `sweep` takes at this size), `sorted` (the sort-based engine, routing off) or
+  `strong` (benchmarks/strong_numpy.py). Prints JSON: preparation, the first variant
+  (compilation included), single variants after preparation (wall and CPU s), a
+  batch of `variants` on all cores, peak RSS; saves the batch's areas to out_file."""
+  import json
+
   from exfiqa_jax.fusion.subsets import subset_masks
 
   data = ijbc_synthetic()
-  masks = subset_masks(12)[np.linspace(0, 4094, max(variants, 1)).astype(int)]
+  masks = subset_masks(12)[np.linspace(0, 4094, max(variants, IJBC_SINGLE + 1)).astype(int)]
+  w = np.broadcast_to(np.arange(1, 13), masks.shape)
   t0 = time.perf_counter()
-  if which == "engine":
-    from exfiqa_jax.fusion.engine import evaluate_variant
-    from exfiqa_jax.fusion.sweep import sweep
+  if which == "strong":
+    from benchmarks.strong_numpy import StrongNumpySweep
+
+    eng = StrongNumpySweep(*data, fmrs=FMRS, limits=LIMITS)
+    del data
+    prep = {"pair set and tables": time.perf_counter() - t0}
+
+    def batch(lo, hi):
+      return eng.run(masks[lo:hi], "weighted")
+  else:
+    from exfiqa_jax.fusion import chunks, large
     from exfiqa_jax.metrics import make_pairset
 
     ps = make_pairset(*data, fmrs=FMRS, limits=LIMITS)
     del data
     t1 = time.perf_counter()
-    evaluate_variant(ps, np.ones(12, bool), "weighted")
-    sweep(ps, rules=("weighted",), masks=masks[:1])  # compiles the sweep's chunk programs
-    t2 = time.perf_counter()
-    sweep(ps, rules=("weighted",), masks=masks)
-  else:
-    from benchmarks.strong_numpy import StrongNumpySweep
+    prep = {"pair set": t1 - t0}
+    if which == "large":
+      large.prepared(ps)
+      t2 = time.perf_counter()
+      run = large.runner(ps, masks, w, "weighted", chunk=1)
+      prep |= {"path tables": t2 - t1, "rule plan": time.perf_counter() - t2}
 
-    eng = StrongNumpySweep(*data, fmrs=FMRS, limits=LIMITS)
-    del data
-    t1 = time.perf_counter()
-    eng.run(np.ones((1, 12), bool), "weighted")
-    t2 = time.perf_counter()
-    eng.run(masks, "weighted")
-  t3 = time.perf_counter()
+      def batch(lo, hi):
+        return run(lo, hi)[:2]
+    else:
+      large.LARGE_PAIRS = 1 << 62  # the sort-based engine
+
+      def batch(lo, hi):
+        return chunks.score_variants(ps, masks[lo:hi], w[lo:hi], "weighted")[:2]
+
+  t = time.perf_counter()
+  batch(0, 1)
+  first = time.perf_counter() - t
+  single = []
+  for i in range(1, IJBC_SINGLE + 1):
+    t, c = time.perf_counter(), time.process_time()
+    batch(i, i + 1)
+    single.append((time.perf_counter() - t, time.process_time() - c))
+  t, c = time.perf_counter(), time.process_time()
+  erc, edc = batch(0, variants)
+  many, many_cpu = time.perf_counter() - t, time.process_time() - c
+  np.savez(out_file, erc=erc, edc=edc)
   rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-  print(t1 - t0, t2 - t1, t3 - t2, rss)
+  out = {"prep": prep, "first": first, "single": single, "many": many, "many_cpu": many_cpu}
+  print(json.dumps(out | {"rss": rss}))
 
 
-def ijbc(variants, which=("engine", "strong")):
+def ijbc(variants, which=("large", "strong")):
+  import json
+
   names = {
-    "engine": "engine (`make_pairset`, `evaluate_variant`, `sweep`), all cores",
-    "strong": "strong exact numpy, one thread",
+    "large": "exfiqa_jax.fusion.large (what `sweep` runs at this size), 2 threads",
+    "sorted": "sort-based engine (`chunks.score_variants`, routing off), 2 threads",
+    "strong": "strong exact numpy, IJB-C mode (per-image tables, two gathers), one thread",
   }
   rows = {}
-  for key in [k for k in names if k in which]:
-    _, _, out, load = timed_process(
-      [sys.executable, __file__, "--ijbc-child", key, "--ijbc-variants", str(variants)]
-    )
-    prep, one, many, rss = map(float, out.split()[-4:])
-    rows[key] = (prep, one, many / variants, rss, load)
-  ref = rows.get("strong", (0, 0, np.nan))[2]
+  with tempfile.TemporaryDirectory() as folder:
+    for key in [k for k in names if k in which]:
+      n = variants if key != "sorted" else min(variants, 4)
+      _, _, out, load = timed_process(
+        [
+          sys.executable,
+          __file__,
+          "--ijbc-child",
+          key,
+          "--ijbc-variants",
+          str(n),
+          "--ijbc-out",
+          os.path.join(folder, key + ".npz"),
+        ]  # fmt: skip
+      )
+      rows[key] = (json.loads(out.strip().splitlines()[-1]), n, load)
+      rows[key][0]["areas"] = dict(np.load(os.path.join(folder, key + ".npz")))
+  ref = rows["strong"][0]["many"] / rows["strong"][1] if "strong" in rows else np.nan
   print(
-    f"\n| IJB-C-sized: 15.7 M pairs ({IJBC_GENUINE:,} genuine), {IJBC_TEMPLATES:,} templates, "
-    f"weighted rule, {variants} variants spread over the grid | prepare (s) | first variant "
-    "(s, incl. compilation; engine: `evaluate_variant` and a 1-variant `sweep`) "
-    "| per variant (s) | strong / this | full grid of one FR model, projected (min) "
-    "| 4 FR models (h) | peak RSS (GiB) | load at start |\n"
-    "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+    f"\n| IJB-C-sized: {IJBC_PAIRS:,} pairs ({IJBC_GENUINE:,} genuine), {IJBC_TEMPLATES:,} "
+    "templates x 12 exits, weighted rule | preparation (s) | first variant, compiling (s) "
+    f"| one variant after preparation, {IJBC_SINGLE} single calls: wall ms median (range) "
+    "| CPU ms median | per variant in a batch: wall ms, CPU ms | strong / this (wall) "
+    f"| full grid of one FR model, {GRID:,} variants: min at this load (wall), min on 2 "
+    "idle cores (CPU / threads) | 4 FR models (h, same two) | peak RSS (GiB) | load at start |"
+    "\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
   )
-  for key, (prep, one, per, rss, load) in rows.items():
+  for key, (r, n, load) in rows.items():
+    wall = [x[0] * 1e3 for x in r["single"]]
+    cpu = np.median([x[1] for x in r["single"]]) * 1e3
+    per, per_cpu = r["many"] / n, r["many_cpu"] / n
+    idle = per_cpu / (1 if key == "strong" else 2)  # the baseline is one thread
+    prep = " + ".join(f"{v:.1f} {k}" for k, v in r["prep"].items())
     print(
-      f"| {names[key]} | {prep:.1f} | {one:.2f} | {per:.3f} | {ref / per:.2f}x "
-      f"| {per * GRID / 60:.0f} | {4 * per * GRID / 3600:.1f} | {rss:.2f} | {load} |"
+      f"| {names[key]} | {prep} | {r['first']:.1f} | {_spread(wall, '{:.0f}')} | {cpu:.0f} "
+      f"| {per * 1e3:.0f}, {per_cpu * 1e3:.0f} ({n} variants) | {ref / per:.2f}x "
+      f"| {per * GRID / 60:.1f}, {idle * GRID / 60:.1f} "
+      f"| {4 * per * GRID / 3600:.2f}, {4 * idle * GRID / 3600:.2f} | {r['rss']:.2f} | {load} |"
+    )
+  if "large" in rows and "strong" in rows:
+    a, b = rows["large"][0]["areas"], rows["strong"][0]["areas"]
+    n = min(len(a["erc"]), len(b["erc"]))
+    d = max(np.nanmax(np.abs(a[k][:n] - b[k][:n])) for k in ("erc", "edc"))
+    same_nan = all((np.isnan(a[k][:n]) == np.isnan(b[k][:n])).all() for k in ("erc", "edc"))
+    print(
+      f"\nlarge path and strong numpy: {n} variants x 4 areas, max |difference| {d:.1e} "
+      f"(float32 against float64 area sums), NaN in the same places: {same_nan}."
     )
 
 
@@ -352,27 +504,39 @@ def main():
   ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds of the LFW runs")
   ap.add_argument("--ijbc-variants", type=int, default=20)
   ap.add_argument("--skip-ijbc", action="store_true")
-  ap.add_argument("--ijbc-only", choices=("engine", "strong"), help="one IJB-C row only")
+  ap.add_argument(
+    "--ijbc-only",
+    choices=("large", "sorted", "strong"),
+    nargs="+",
+    help="IJB-C rows to run (default large and strong; sorted: the sort-based engine)",
+  )
   ap.add_argument("--skip-lfw", action="store_true")
   ap.add_argument("--skip-api", action="store_true")
   ap.add_argument("--profile-only", action="store_true", help="only the per-stage profile")
-  ap.add_argument("--ijbc-child", choices=("engine", "strong"), help=argparse.SUPPRESS)
+  ap.add_argument("--ijbc-child", choices=("large", "sorted", "strong"), help=argparse.SUPPRESS)
+  ap.add_argument("--ijbc-out", help=argparse.SUPPRESS)
   ap.add_argument("--strong-child", help=argparse.SUPPRESS)
+  ap.add_argument("--stages-child", help=argparse.SUPPRESS)
+  ap.add_argument("--skip-stages", action="store_true", help="no step table of a warm sweep")
   args = ap.parse_args()
   if args.ijbc_child:
-    return ijbc_child(args.ijbc_child, args.ijbc_variants)
+    return ijbc_child(args.ijbc_child, args.ijbc_variants, args.ijbc_out)
   if args.strong_child:
     return strong_child(args.strong_child)
+  if args.stages_child:
+    return stages_child(args.stages_child)
   print(common.machine_info())
   print(f"- CPU flags: {cpu_flags()}")
   if args.profile_only:
     return profile()
   if not args.skip_lfw:
     lfw(args.rounds)
+  if not args.skip_stages:
+    stages(args.rounds)
   if not args.skip_api:
     api(args.rounds)
   if not args.skip_ijbc:
-    ijbc(args.ijbc_variants, (args.ijbc_only,) if args.ijbc_only else ("engine", "strong"))
+    ijbc(args.ijbc_variants, tuple(args.ijbc_only or ("large", "strong")))
   print(f"\n- load average (1 min) at the end: {common.load()}")
 
 

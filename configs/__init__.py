@@ -44,7 +44,10 @@ def load_config_file(name_or_path: str) -> Any:
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   if not hasattr(module, "get_config"):
-    raise AttributeError(f"config file {path} defines no get_config()")
+    raise ValueError(
+      f"{path}: not a config: it defines no get_config() (a config file is Python with a "
+      "get_config() that returns the settings as a dict; see configs/demo.py)"
+    )
   return module.get_config()
 
 

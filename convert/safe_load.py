@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from typing import Any
 
 import torch
@@ -20,9 +21,16 @@ def load_torch(path: str) -> Any:
   if not os.path.isfile(path):
     raise FileNotFoundError(f"{path}: no such file")
   try:
-    return torch.load(path, map_location="cpu", weights_only=True)
+    with warnings.catch_warnings():  # what is wrong is said in the one-line error below
+      warnings.simplefilter("ignore", UserWarning)
+      return torch.load(path, map_location="cpu", weights_only=True)
   except Exception as e:  # the reader raises many types for damaged files
     message = str(e)
+    if "TorchScript archive" in message:
+      raise ValueError(
+        f"{path}: a TorchScript archive (torch.jit.save), not a checkpoint of weights; "
+        "save the model's state_dict with torch.save(model.state_dict(), ...)"
+      ) from None
     if "Weights only load failed" not in message:
       raise ValueError(
         f"{path}: not a readable PyTorch checkpoint, the file is truncated or "

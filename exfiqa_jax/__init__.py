@@ -37,10 +37,32 @@ __all__ = [
 ]
 
 
+# Subpackages reached as attributes (`exfiqa_jax.convert.from_torch(...)` after
+# `import exfiqa_jax`) are imported on first use too.
+_SUBPACKAGES = (
+  "adaptive",
+  "backend",
+  "cli",
+  "configs",
+  "convert",
+  "data",
+  "evaluation",
+  "fileio",
+  "fusion",
+  "metrics",
+  "models",
+  "report",
+  "scoring",
+)
+
+
 def __getattr__(name: str):
-  if name not in _WHERE:
+  if name in _SUBPACKAGES:
+    value = importlib.import_module(f"exfiqa_jax.{name}")
+  elif name in _WHERE:
+    value = getattr(importlib.import_module(_WHERE[name]), name)
+  else:
     raise AttributeError(f"module 'exfiqa_jax' has no attribute {name!r}")
-  value = getattr(importlib.import_module(_WHERE[name]), name)
   globals()[name] = value
   return value
 

@@ -105,11 +105,14 @@ def run_study(
 
 def cheapest_within(rows: Sequence[dict], full: dict, metric: str, tolerance: float = 0.01):
   """Per policy, the row of least mean GFLOPs (on the evaluation images) whose
-  `metric` is at most (1 + tolerance) times the full fusion's: name -> row."""
+  `metric` is at most (1 + tolerance) times the full fusion's: name -> row. A row
+  with any NaN area (`erc_area@*`, `edc_area@*`: at some rejection no genuine or no
+  impostor comparison remained) is never chosen, whichever area selects."""
   limit = float(full[metric]) * (1 + tolerance)
   out = {}
   for r in rows:
-    ok = math.isfinite(float(r[metric])) and float(r[metric]) <= limit
+    areas = [float(v) for k, v in r.items() if k.startswith(("erc_area@", "edc_area@"))]
+    ok = all(map(math.isfinite, areas)) and float(r[metric]) <= limit
     if ok and (r["policy"] not in out or r["gflops"] < out[r["policy"]]["gflops"]):
       out[r["policy"]] = r
   return out

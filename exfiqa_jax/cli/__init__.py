@@ -200,6 +200,31 @@ def add_image_arguments(p: argparse.ArgumentParser, checkpoint: str, out: str) -
   add_quiet(p)
 
 
+def initialize_distributed() -> None:
+  """`--distributed`: jax.distributed.initialize(), or one line saying that no cluster
+  was found (on one machine jax only says that a coordinator address is missing)."""
+  import jax
+
+  try:
+    jax.distributed.initialize()
+  except (ValueError, RuntimeError) as e:
+    first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+    raise ValueError(
+      "--distributed found no multi-host cluster to join (jax.distributed.initialize: "
+      f"{first}); on one machine run without --distributed"
+    ) from None
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+  """Defaults in the help, except where there is none to show: a required flag, a
+  default of None, an on/off flag."""
+
+  def _get_help_string(self, action: argparse.Action) -> str:
+    if action.required or action.default is None or action.default is False:
+      return action.help or ""
+    return super()._get_help_string(action)
+
+
 def quiet_libraries() -> None:
   """Silences the info and warning messages of the libraries (absl, orbax, TF-style C++ logs)."""
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -286,20 +311,24 @@ def _main(argv: list[str] | None) -> int:
   names = _command_names()
   # Import only the chosen command's module (and all of them for --help).
   chosen = [a for a in argv if a in names][:1] or names
+  parsers = {}
   for name in names:
     if name in chosen:
       mod = importlib.import_module(f"{__name__}.{name}")
       p = sub.add_parser(
         mod.NAME,
         help=mod.HELP,
-        description=mod.HELP,
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description=getattr(mod, "DESCRIPTION", mod.HELP),
+        formatter_class=HelpFormatter,
       )
       mod.add_arguments(p)
       p.set_defaults(_run=mod.run)
+      parsers[mod.NAME] = p
     else:
       sub.add_parser(name)
-  args = parser.parse_args(argv)
+  args, extra = parser.parse_known_args(argv)
+  if extra:  # the command's own usage, not the top-level one
+    parsers[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
   if getattr(args, "quiet", False):
     quiet_libraries()
   prefix = f"exfiqa {args.command}: error:"

@@ -104,6 +104,13 @@ def run(args: argparse.Namespace) -> int:
       f"--checkpoint {args.checkpoint} has depth {config.depth}, the scores have {z.depth} exits"
     )
   stages = check_stages(args.stages, z.depth) if args.stages else default_stages(z.depth)
+  print(
+    f"adaptive: {len(z.a)} pairs of {source}: {args.fraction:g} of them (seed {args.seed}) "
+    f"calibrate the policies {', '.join(args.policies)} at stages "
+    f"{','.join(map(str, stages))}, the others evaluate every knob (mean GFLOPs of the "
+    f"exits run, ERC and EDC areas) against the static depth-weighted fusion",
+    flush=True,
+  )
   study = run_study(
     z, names=args.policies, stages=stages, fraction=args.fraction, seed=args.seed,
     knobs=dict(args.knobs),

@@ -24,10 +24,32 @@ numbers show that the pipeline runs end to end; they say nothing about the metho
 """
 
 
+# The learned weights are fitted on a seeded half of the pairs and tested on the other;
+# each half needs genuine and impostor pairs (at 5 pairs one half has no impostor).
+MIN_PAIRS = 20
+
+
+def demo_pairs(text: str) -> int:
+  """argparse type: a pair count of at least MIN_PAIRS."""
+  value = positive_int(text)
+  if value < MIN_PAIRS:
+    raise argparse.ArgumentTypeError(
+      f"the demo needs at least {MIN_PAIRS} pairs (its learned weights are fitted on half "
+      f"of them and tested on the other half, each with genuine and impostor pairs), got {value}"
+    )
+  return value
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
   p.add_argument("--out", default="out/demo", help="output folder")
   add_force(p, "an earlier demo in --out")
-  p.add_argument("--pairs", type=positive_int, default=300, help="pairs in the generated benchmark")
+  p.add_argument(
+    "--pairs",
+    type=demo_pairs,
+    default=300,
+    help=f"pairs in the generated benchmark (at least {MIN_PAIRS}: half of them alternate "
+    "genuine/impostor for fitting the learned weights, the other half for testing them)",
+  )
   add_quiet(p)
 
 
@@ -67,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
   print("4/4 sweeping weights")
   z = PairInputs.load(inputs_path(args.out, "demo", "self"))
   study = weight_study(z, cfg, job.results[0][2], progress=not args.quiet)
-  sweep = write_sweep(study, os.path.join(args.out, "sweep"), "demo_self")
-  print(f"wrote {summary}\nwrote {sweep}")
+  sweep = write_sweep(study, os.path.join(args.out, "sweep"), "demo_self", fr="self")
+  report = os.path.join(os.path.dirname(summary), "report.html")
+  print(f"wrote {summary}\nwrote {report} (the whole report: open it in a browser)\nwrote {sweep}")
   return 0

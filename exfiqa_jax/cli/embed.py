@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 
-from exfiqa_jax.cli import add_image_arguments
+from exfiqa_jax.cli import add_image_arguments, initialize_distributed
 
 NAME = "embed"
 HELP = "embed aligned 112x112 face images with a converted face-recognition backbone"
@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
   import jax
 
   if args.distributed:
-    jax.distributed.initialize()
+    initialize_distributed()
   import jax.numpy as jnp
 
   from exfiqa_jax.data import from_files

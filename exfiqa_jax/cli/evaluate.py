@@ -37,5 +37,16 @@ def run(args: argparse.Namespace) -> int:
   cfg = load_job(args.config, args.overrides)
   check_output(os.path.join(cfg["out_dir"], "summary.md"), force=args.force, option="out_dir")
   job = evaluate_job(cfg, progress=not args.quiet, force=args.force)
+  print_warnings(job)
   print(f"wrote {write_job_report(job, cfg)}")
   return 0
+
+
+def print_warnings(job) -> None:
+  """Every warning that the report states (summary.md), on stderr as well, naming the
+  benchmark and FR model: `warning: <dataset>/<fr>: <line>`."""
+  import sys
+
+  for name, fr, an in job.results:
+    for line in an.warnings:
+      print(f"warning: {name}/{fr}: {line}", file=sys.stderr)

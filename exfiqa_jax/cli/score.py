@@ -20,7 +20,7 @@ from __future__ import annotations
 import argparse
 
 from exfiqa_jax.adaptive.policy import POLICY_FILE
-from exfiqa_jax.cli import add_image_arguments, positive_float
+from exfiqa_jax.cli import add_image_arguments, initialize_distributed, positive_float
 
 NAME = "score"
 HELP = "score aligned 112x112 face images (a folder or a list file) with a checkpoint"
@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
   import jax
 
   if args.distributed:
-    jax.distributed.initialize()
+    initialize_distributed()
   import jax.numpy as jnp
 
   from exfiqa_jax.adaptive.policy import choose, run_arrays

@@ -13,7 +13,7 @@ import argparse
 import os
 import re
 
-from exfiqa_jax.cli import add_cost, add_force, add_quiet
+from exfiqa_jax.cli import add_cost, add_force, add_quiet, initialize_distributed
 
 NAME = "sweep"
 HELP = "fusion sweep on saved scores: subsets, weights, learned weights, Pareto front"
@@ -87,7 +87,6 @@ def run(args: argparse.Namespace) -> int:
 
   from exfiqa_jax.cli import NEEDS_COST, score_file_costs
   from exfiqa_jax.evaluation.job_config import load_job
-  from exfiqa_jax.evaluation.run import inputs_path
   from exfiqa_jax.evaluation.saved_sweep import weight_study
   from exfiqa_jax.fileio import check_output
   from exfiqa_jax.metrics.inputs import PairInputs
@@ -107,16 +106,24 @@ def run(args: argparse.Namespace) -> int:
   if args.scores and not any(c not in (None, False) for c in costs):
     raise ValueError(NEEDS_COST + " or --depth-cost (the exit number)")
   if args.distributed:
-    jax.distributed.initialize()
+    initialize_distributed()
   if args.scores:
     cost, said = score_file_costs(args.scores, *costs)
     print(said)
     work = {_stem(args.scores): PairInputs.from_score_file(args.scores, args.pairs, cost)}
   else:
+    from exfiqa_jax.evaluation.run import inputs_path  # the scoring stack: only here
+
     paths = args.inputs or [
       inputs_path(cfg["out_dir"], d, f) for d in cfg["datasets"] for f in cfg["fr_models"]
     ]
     work = {_stem(p): PairInputs.load(p) for p in paths}
+  # the FR model of each pair set where the config tells it (figures name it)
+  frs = {
+    _stem(inputs_path("", d, f)): f
+    for d in (cfg.get("datasets") or {})
+    for f in (cfg.get("fr_models") or ())
+  }
   out = args.out or os.path.join(cfg.get("out_dir", "out"), "sweep")
   writer = jax.process_index() == 0  # every host computes its share, host 0 writes
   for key in work if writer else ():
@@ -124,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
   for key, z in work.items():
     study = weight_study(z, cfg, progress=not args.quiet)
     if writer:
-      print(f"wrote {write_sweep(study, out, key)}")
+      print(f"wrote {write_sweep(study, out, key, fr=frs.get(key))}")
   return 0
 
 

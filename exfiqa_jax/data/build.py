@@ -81,11 +81,17 @@ def _params(b: FaceBuilder) -> dict:
 
 
 def _examples(
-  ids: np.ndarray, images: Iterable[bytes], extra: dict[str, np.ndarray], progress: bool
+  ids: np.ndarray, images: Iterable[bytes], extra: dict[str, np.ndarray], progress: bool | str
 ) -> Iterator[dict]:
   """The records, each image decoded once first: unreadable or not 112x112 fails the build."""
   for i, (name, data) in enumerate(
-    tqdm(zip(ids.tolist(), images, strict=True), total=len(ids), unit="img", disable=not progress)
+    tqdm(
+      zip(ids.tolist(), images, strict=True),
+      total=len(ids),
+      unit="img",
+      disable=not progress,
+      desc=progress if isinstance(progress, str) else "building",  # a str: the bar's label
+    )
   ):
     stack([decode(data, name, 112)], [name])
     yield dict(image=bytes(data), id=name, index=i, **{k: int(v[i]) for k, v in extra.items()})
@@ -146,7 +152,7 @@ def build(
   image_root: str | None = None,
   *,
   force: bool = False,
-  progress: bool = False,
+  progress: bool | str = False,
 ) -> str:
   """Prepares `<data_dir>/<builder>/<name>/` from local files; returns `builder/name`.
 

@@ -87,11 +87,15 @@ def _row(table: dict, i: int, depth: int, kind: str) -> dict[str, Any]:
   return row
 
 
-def ranked(table: dict, metric: str, variants: int | None = None) -> list[int]:
+def ranked(
+  table: dict, metric: str, variants: int | None = None, distinct_values: bool = False
+) -> list[int]:
   """Row indices of `table` by ascending `metric`; rows whose `metric` is NaN left
   out, rows with a NaN in another metric column after all complete rows, ties in
   table order. With `variants`: the first row of each of the best that many
-  distinct variant names (a single exit is one variant under every rule and norm)."""
+  distinct variant names (a single exit is one variant under every rule and norm);
+  with distinct_values too, a row whose every metric equals a chosen row's is left out
+  (e.g. two medians that order the comparisons alike: the same result twice)."""
   depth = int(np.max(table["deepest"]))
   values = np.asarray(table[metric], float)
   incomplete = np.zeros(len(values), bool)
@@ -102,13 +106,16 @@ def ranked(table: dict, metric: str, variants: int | None = None) -> list[int]:
   ]  # lexsort is stable: ties keep table order
   if variants is None:
     return order
-  seen, out = set(), []
+  seen, out, values_seen = set(), [], set()
+  cols = metric_columns(table)
   for i in order:
     name = variant_name(
       int(table["subset"][i]), str(table["rule"][i]), str(table["norm"][i]), depth
     )
-    if name not in seen:
+    numbers = tuple(float(table[k][i]) for k in cols)  # NaN != NaN: such rows stay
+    if name not in seen and not (distinct_values and numbers in values_seen):
       seen.add(name)
+      values_seen.add(numbers)
       out.append(i)
       if len(out) == variants:
         break
@@ -128,9 +135,22 @@ def nan_warnings(table: dict) -> list[str]:
   return out
 
 
+FEW_IMPOSTORS = 10  # an FMR threshold set by fewer impostors above it is a small sample
+
+
 def resolution_warnings(fmrs: Sequence[float], n_impostor: int) -> list[str]:
-  """A line per ERC FMR that `n_impostor` impostor comparisons cannot resolve."""
-  out, coarse = [], [float(f) for f in fmrs if n_impostor * float(f) < 1]
+  """A line per ERC FMR that `n_impostor` impostor comparisons cannot resolve, or
+  resolve with fewer than FEW_IMPOSTORS impostors above the threshold (there, rejecting
+  a few images moves the threshold by a whole impostor and FNMR jumps: small-sample
+  steps, not a property of the quality)."""
+  small = [float(f) for f in fmrs if 1 <= n_impostor * float(f) < FEW_IMPOSTORS]
+  out = [
+    f"ERC at FMR {f:g} rests on {n_impostor * f:.3g} impostor comparisons above its "
+    f"threshold ({n_impostor} impostors; fewer than {FEW_IMPOSTORS}): its FNMR moves in "
+    "small-sample steps when a few comparisons are rejected"
+    for f in small
+  ]
+  coarse = [float(f) for f in fmrs if n_impostor * float(f) < 1]
   for f in coarse:
     out.append(
       f"ERC at FMR {f:g} is not resolvable: {n_impostor} impostor comparisons give FMR "
@@ -204,7 +224,7 @@ def analyse(
   select: str | None = None,
   top_k: int = 3,
   memory_mb: float = 1024,
-  progress: bool = False,
+  progress: bool | str = False,
   exits: Sequence[int] = (),
   assessors: dict[str, np.ndarray] | None = None,
   **metrics,
@@ -240,7 +260,7 @@ def analyse(
   full = (1 << depth) - 1
   rows = [_row(table, find(1 << i, "mean"), depth, "exit") for i in range(depth)]
   rows += [_row(table, find(full, r), depth, "paper fusion") for r in ("mean", "weighted")]
-  best = ranked(table, select, top_k)
+  best = ranked(table, select, top_k, distinct_values=True)
   rows += [_row(table, i, depth, f"best by {select}") for i in best]
   for r in rows:
     mask = [i + 1 in r["exits"] for i in range(depth)]

@@ -50,7 +50,7 @@ class JobResults:
   results: list[tuple[str, str, Analysis]]  # (dataset, FR model, its analysis)
 
 
-def open_dataset(name: str, ds: dict, data_dir: str, progress: bool = False) -> data.Dataset:
+def open_dataset(name: str, ds: dict, data_dir: str, progress: bool | str = False) -> data.Dataset:
   """The built dataset, built from its files on first use and again when they changed."""
   full = data.build(
     ds["builder"],
@@ -118,7 +118,7 @@ def check_network(name: str, method, config, folder: str) -> None:
 
 
 def analyse_inputs(
-  z: PairInputs, cfg: dict[str, Any], progress: bool = False, assessors=None
+  z: PairInputs, cfg: dict[str, Any], progress: bool | str = False, assessors=None
 ) -> Analysis:
   """The Analysis of one pair set with the job's options (metrics: the config's, else
   those saved with z); assessors: {name: quality [N] of z's items}, rows and curves
@@ -190,7 +190,7 @@ def evaluate_job(cfg: dict[str, Any], progress: bool = True, force: bool = False
   assessors, from_embeddings = quality_models(cfg)
   results = []
   for name, ds in cfg["datasets"].items():
-    dataset = open_dataset(name, ds, cfg["data_dir"], progress)
+    dataset = open_dataset(name, ds, cfg["data_dir"], progress and f"building {name}")
     if dataset.pairs is None:
       raise ValueError(f"dataset {dataset.name!r} has no pairs to evaluate")
     images, fed = fed_orders(dataset.images, fr_models + assessors, scoring["channel_order"])
@@ -202,7 +202,7 @@ def evaluate_job(cfg: dict[str, Any], progress: bool = True, force: bool = False
       quality_models=fed[len(fr_models) :],
       batch_size=scoring["batch_size"],
       dtype=jnp.dtype(scoring["dtype"]),
-      progress=progress,
+      progress=progress and f"scoring {name} (ViT-FIQA" + "".join(f", {m.name}" for m in fed) + ")",
       replace=force,
     )
     for fr, spec in fr_specs(cfg).items():
@@ -221,7 +221,7 @@ def evaluate_job(cfg: dict[str, Any], progress: bool = True, force: bool = False
       qualities = assessor_qualities(
         dataset, scores, from_embeddings, metrics["template_quality"], list(quality_specs(cfg))
       )
-      an = analyse_inputs(z, cfg, progress, qualities)
+      an = analyse_inputs(z, cfg, progress and f"sweep {name}/{fr}", qualities)
       an.adaptive = adaptive_study(z, cfg, an.select)
       results.append((name, fr, an))
   return JobResults(cfg["checkpoint"], ckpt.config.depth, ckpt.config.width, results)

@@ -107,6 +107,10 @@ def score_variants(
   ERC needs more than the default share of impostors (`metrics.default_top`) are
   rerun with all of them.
   """
+  from exfiqa_jax.fusion import large  # pair sets of IJB-C size: no sort of the pairs
+
+  if large.routed(ps):
+    return large.score_variants(ps, masks, weights, rule, norm, memory_mb, devices)
   masks, weights = np.asarray(masks, bool), np.asarray(weights)
   v = len(masks)
   lo, hi = host_share(v)

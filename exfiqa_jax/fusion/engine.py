@@ -13,6 +13,7 @@ take the padded PairSet as data, so datasets whose sizes fall in the same bucket
 
 from __future__ import annotations
 
+import weakref
 from functools import partial
 from typing import NamedTuple
 
@@ -213,12 +214,48 @@ def _image_keys(fusion, mask, weights, rule):
     return fuse_integers(fusion, mask, rule, weights)
 
 
+_PLANS: dict = {}  # one-variant plans: (field ids of ps, norm, rule, weights) -> (refs, Plan)
+
+
+def _refs(ps: PairSet) -> tuple:
+  """Weak references to the pair set's arrays (a plan cache must not keep an IJB-C-sized
+  pair set alive), the value of any field that takes none."""
+  out = []
+  for x in ps:
+    try:
+      out.append(weakref.ref(x))
+    except TypeError:
+      out.append(x)
+  return tuple(out)
+
+
+def _alive(refs: tuple) -> bool:
+  return all(r() is not None for r in refs if isinstance(r, weakref.ref))
+
+
+def _same(refs: tuple, ps: PairSet) -> bool:
+  return all(
+    (r() is x) if isinstance(r, weakref.ref) else (r is x) for r, x in zip(refs, ps, strict=True)
+  )
+
+
 def _variant_plan(ps: PairSet, mask, rule: str, norm: str, weights):
-  """(mask [L] bool, the Plan of one variant, its weights [L])."""
+  """(mask [L] bool, the Plan of one variant). A plan depends on the pair set, rule,
+  normalisation and weights, not on the mask: the analysis's single exits (one rule,
+  one plan) and repeated evaluations reuse it (the last 4 plans of live pair sets
+  are kept)."""
   depth = ps.exits.shape[1]
   mask = np.asarray(mask, bool)
   w = np.arange(1, depth + 1) if weights is None else np.asarray(weights)
-  return mask, plan(ps, norm, rule, w[None], tables_ok=False)
+  key = (tuple(map(id, ps)), norm, rule, w.dtype.str, w.shape, w.tobytes())
+  hit = _PLANS.get(key)
+  if hit is None or not _same(hit[0], ps):
+    for k in [k for k, (refs, _) in _PLANS.items() if not _alive(refs)]:
+      del _PLANS[k]  # a pair set gone: its plans (device arrays [L, N]) go too
+    if len(_PLANS) >= 4:
+      _PLANS.pop(next(iter(_PLANS)))
+    hit = _PLANS[key] = (_refs(ps), plan(ps, norm, rule, w[None], tables_ok=False))
+  return mask, hit[1]
 
 
 def _pair_quality(ps: PairSet, p: Plan, mask: np.ndarray, rule: str) -> np.ndarray:

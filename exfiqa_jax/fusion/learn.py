@@ -8,6 +8,8 @@ replaces each error's rank among the genuine pairs by a sigmoid soft rank.
 
 from __future__ import annotations
 
+from functools import partial
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -27,6 +29,27 @@ def soft_edc_area(gq: jax.Array, error: jax.Array, limit: float, tau: float) -> 
   scale = tau * jax.lax.stop_gradient(jnp.std(gq)) + 1e-12
   rank = jnp.sum(jax.nn.sigmoid((gq[:, None] - gq[None, :]) / scale), 1) - 0.5
   return jnp.sum(error) * jnp.sum(step) - jnp.sum(jnp.where(error, jnp.interp(rank, k, tail), 0.0))
+
+
+@partial(jax.jit, static_argnames=("limit", "tau", "lr", "steps"))
+def _fit(theta, values, ga, gb, err, mask, limit, tau, lr, steps):
+  """`steps` Adam steps on the surrogate from theta [L]: values [N, L] float32, ga, gb
+  [G] the genuine pairs' images, err [G] bool, mask [L] bool. The data are arguments,
+  not constants of the program: it is traced once per process and shape, and its
+  compiled form is found in the persistent cache by shape."""
+  opt = optax.adam(lr)
+
+  def loss(theta):
+    w = jax.nn.softmax(jnp.where(mask, theta, -jnp.inf))
+    f = jnp.matmul(values, w, precision=jax.lax.Precision.HIGHEST)
+    return soft_edc_area(jnp.minimum(f[ga], f[gb]), err, limit, tau)
+
+  def step(carry, _):
+    theta, state = carry
+    updates, state = opt.update(jax.grad(loss)(theta), state)
+    return (optax.apply_updates(theta, updates), state), None
+
+  return jax.lax.scan(step, (theta, opt.init(theta)), None, steps)[0][0]
 
 
 def learn_weights(
@@ -62,23 +85,8 @@ def learn_weights(
   g = np.flatnonzero(np.asarray(train.erc_genuine))
   ga, gb, err = train.a[g], train.b[g], train.edc_error[g]
 
-  def loss(theta):
-    w = jax.nn.softmax(jnp.where(mask, theta, -jnp.inf))
-    f = jnp.matmul(values, w, precision=jax.lax.Precision.HIGHEST)
-    return soft_edc_area(jnp.minimum(f[ga], f[gb]), err, limit, tau)
-
-  opt = optax.adam(lr)
-
-  @jax.jit
-  def fit(theta):
-    def step(carry, _):
-      theta, state = carry
-      updates, state = opt.update(jax.grad(loss)(theta), state)
-      return (optax.apply_updates(theta, updates), state), None
-
-    return jax.lax.scan(step, (theta, opt.init(theta)), None, steps)[0][0]
-
-  theta = fit(jnp.log(jnp.arange(1, depth + 1, dtype=jnp.float32)))
+  theta0 = jnp.log(jnp.arange(1, depth + 1, dtype=jnp.float32))
+  theta = _fit(theta0, values, ga, gb, err, mask, limit, tau, lr, steps)
   w = np.asarray(jax.nn.softmax(jnp.where(mask, theta, -jnp.inf)))
 
   def run(ps, weights):

@@ -69,7 +69,7 @@ def sweep(
   masks=None,
   weights=None,
   memory_mb: float = 256,
-  progress: bool = False,
+  progress: bool | str = False,
   devices=None,
 ) -> dict:
   """Every subset (default all 2^L - 1) x rule x normalisation -> a table.
@@ -83,7 +83,10 @@ def sweep(
   w = np.broadcast_to(np.arange(1, depth + 1) if weights is None else weights, masks.shape)
   parts = []
   with tqdm(
-    total=len(norms) * len(rules) * len(masks), unit="variant", desc="sweep", disable=not progress
+    total=len(norms) * len(rules) * len(masks),
+    unit="variant",
+    desc=progress if isinstance(progress, str) else "sweep",  # a str names the bar
+    disable=not progress,
   ) as bar:
     for norm in norms:
       for rule in rules:

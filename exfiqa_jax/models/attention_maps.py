@@ -9,12 +9,17 @@ import jax.numpy as jnp
 from flax import nnx
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef",))
+@functools.partial(jax.jit, static_argnames=("graphdef", "dtype"))
 def attention_and_exits(
-  graphdef: nnx.GraphDef, params: nnx.State, batch_stats: nnx.State, images: jax.Array
+  graphdef: nnx.GraphDef,
+  params: nnx.State,
+  batch_stats: nnx.State,
+  images: jax.Array,
+  dtype=jnp.float32,
 ) -> tuple[jax.Array, jax.Array]:
   """images: [B, H, W, 3] in [-1, 1] -> (attention of token 0 over the patches
-  [B, L, heads, N], the quality score at each exit [B, L]), in one pass.
+  [B, L, heads, N], the quality score at each exit [B, L]), in one pass; dtype: the
+  matmul dtype (bfloat16 accumulates in float32, as `apply`).
 
   Each attention row is the softmax over all N+1 keys restricted to the N patch
   keys, so a row sums to one minus the token's attention to itself.
@@ -24,11 +29,11 @@ def attention_and_exits(
 
   def body(x, block_state):
     block = nnx.merge(block_def, block_state)
-    attn, _ = block.attn.weights(block.norm1(x))  # [B, heads, N+1, N+1]
-    x = block(x)
-    return x, (attn[:, :, 0, 1:], model.score(x))
+    attn, _ = block.attn.weights(block.norm1(x), dtype)  # [B, heads, N+1, N+1]
+    x = block(x, dtype)
+    return x, (attn[:, :, 0, 1:], model.score(x, dtype))
 
-  _, (rows, exits) = jax.lax.scan(body, model.tokens(images), stacked)  # [L, B, ...]
+  _, (rows, exits) = jax.lax.scan(body, model.tokens(images, dtype), stacked)  # [L, B, ...]
   return jnp.swapaxes(rows, 0, 1), exits.T
 
 

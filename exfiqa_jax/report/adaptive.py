@@ -83,14 +83,24 @@ def study_blocks(s: Study, key: str, policy_path: str, figure: str | None, level
   return blocks
 
 
-def pareto(s: Study, key: str):
+def pareto(s: Study, key: str, fr: str | None = None):
   """The Pareto figure of the evaluation pairs: every static subset, its front, the
-  depth-weighted fusion marked, each policy's knobs as a series."""
+  depth-weighted fusion marked, each policy's knobs as a series; its panel names the
+  FR model `fr` (else `pair set: <key>`)."""
   sel = s.select
   marks = {"depth-weighted (all exits)": (float(s.full["gflops"]), float(s.full[sel]))}
   front = pareto_front(s.static["gflops"], s.static[sel])
   return plots.pareto_figure(
-    [plots.ParetoPanel(key, s.static["gflops"], s.static[sel], front, marks, adaptive_series(s))],
+    [
+      plots.ParetoPanel(
+        fr or f"pair set: {key}",
+        s.static["gflops"],
+        s.static[sel],
+        front,
+        marks,
+        adaptive_series(s),
+      )
+    ],
     title=f"{key}: static exit subsets and adaptive early exit (evaluation pairs)",
     metric=sel,
   )

@@ -4,8 +4,10 @@ block, one figure (PNG and SVG) per image and `attention.npz`, in one folder."""
 from __future__ import annotations
 
 import os
+from functools import partial
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from exfiqa_jax.data.images import list_images, read_images
 from exfiqa_jax.data.npz import write_npz
@@ -26,18 +28,39 @@ def png_names(names: list[str]) -> list[str]:
 
 
 def write_attention(
-  ckpt, images: str, out: str, channel_order: str, max_images: int, force: bool = False
+  ckpt,
+  images: str,
+  out: str,
+  channel_order: str,
+  max_images: int,
+  force: bool = False,
+  batch_size: int = 16,
+  dtype: str = "float32",
+  progress: bool = False,
 ) -> int:
   """The first `max_images` images of a folder or list file through checkpoint `ckpt`
-  (a loaded ViT-FIQA checkpoint): writes the folder `out` atomically (figures, and
-  attention.npz with names [B], attention [B, depth, heads, patches], exits [B, depth]);
-  returns the number of images."""
+  (a loaded ViT-FIQA checkpoint), `batch_size` at a time (the last batch padded, so one
+  program serves every batch) at matmul dtype `dtype`: writes the folder `out`
+  atomically (figures, and attention.npz with names [B], attention [B, depth, heads,
+  patches], exits [B, depth]); returns the number of images."""
+  import jax.numpy as jnp
+
   names, paths = list_images(images)
   names, paths = names[:max_images], paths[:max_images]
   pixels = read_images(paths, ckpt.config.image_size)
   x = preprocess(pixels, ckpt.config.image_size, channel_order)
-  rows, exits = attention_and_exits(ckpt.graphdef, ckpt.params, ckpt.batch_stats, x)
-  rows, exits = np.asarray(rows), np.asarray(exits)
+  run = partial(attention_and_exits, dtype=jnp.dtype(dtype))  # one program per shape
+  rows, exits = [], []
+  for i in tqdm(
+    range(0, len(names), batch_size), desc="attention", unit="batch", disable=not progress
+  ):
+    xb = np.asarray(x[i : i + batch_size])
+    n = len(xb)
+    xb = np.concatenate([xb, np.repeat(xb[-1:], batch_size - n, axis=0)]) if n < batch_size else xb
+    r, e = run(ckpt.graphdef, ckpt.params, ckpt.batch_stats, xb)
+    rows.append(np.asarray(r, np.float32)[:n])
+    exits.append(np.asarray(e, np.float32)[:n])
+  rows, exits = np.concatenate(rows), np.concatenate(exits)
   g = ckpt.config.grid
   maps = rows.mean(axis=2).reshape(len(names), ckpt.config.depth, g, g)  # mean over heads
   shown = pixels[..., ::-1] if channel_order == "bgr" else pixels

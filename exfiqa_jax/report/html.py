@@ -34,6 +34,8 @@ def inline(text: str) -> str:
   """Markdown inline marks (**bold**, *italic*, `code`) of escaped text -> HTML."""
   s = html.escape(text, quote=False)
   s = re.sub(r"`([^`]+)`", r"<code>\1</code>", s)
+  # [text](relative/path.html): a link to a file beside the report
+  s = re.sub(r"\[([^\]]+)\]\(([^)\s\"'<>:]+)\)", r'<a href="\2">\1</a>', s)
   s = re.sub(r"\*\*([^*]+)\*\*", r"<b>\1</b>", s)
   return re.sub(r"\*([^*]+)\*", r"<i>\1</i>", s)
 

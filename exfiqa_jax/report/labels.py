@@ -27,3 +27,9 @@ def metric_label(key: str, short: bool = False) -> str:
   name, _, value = key.partition("@")
   words = (_SHORT if short else _WORDS).get(name)
   return words.format(v=value) if words and value else key
+
+
+def mark_label(name: str, variant: str) -> str:
+  """A marked assessor's legend entry: its role and the variant it is (`best subset:
+  mean({3,6})`), or the name alone where the two say the same (`exit 6`)."""
+  return name if name.startswith("best") or name == variant else f"{name}: {variant}"

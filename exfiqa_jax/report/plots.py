@@ -1,7 +1,8 @@
 """Figures of the evaluation report (matplotlib, no display needed).
 
 Each `*_figure` function builds and returns a Figure with one panel per FR
-model, so that a test can read back titles, axis labels, legend entries and
+model (a grid of at most MAX_COLUMNS panels a row, one y-scale for the panels of one
+quantity), so that a test can read back titles, axis labels, legend entries and
 lines before `save` writes it as PNG and SVG. The conventions are those of
 quality-assessment reports: the EDC of ISO/IEC 29794-1 (FNMR at a fixed
 threshold against the fraction of genuine comparisons discarded, with the
@@ -63,12 +64,38 @@ def merge_identical(series: Series) -> dict[str, tuple[np.ndarray, np.ndarray]]:
   return merged
 
 
-def _panels(n: int, title: str, width: float = 5.2, height: float = 4.6, rows: int = 1):
+MAX_COLUMNS = 2  # panels a row: a figure is at most ~1,150 px wide at any FR model count
+
+
+def _panels(
+  n: int, title: str, width: float = 5.2, height: float = 4.6, sharey: bool | str = False
+) -> tuple[Figure, list]:
+  """A grid of n panels, at most MAX_COLUMNS a row, so that text keeps its size on the
+  page however many FR models there are; sharey: one y-scale for panels of one quantity.
+  -> (figure, the n axes in reading order); the grid's spare cell is removed."""
+  cols = min(n, MAX_COLUMNS)
+  rows = -(-n // cols)
   fig, axes = plt.subplots(
-    rows, n, figsize=(width * n, height * rows), squeeze=False, layout="constrained"
+    rows,
+    cols,
+    figsize=(width * cols, height * rows),
+    squeeze=False,
+    layout="constrained",
+    sharey=sharey,
   )
   fig.suptitle(title, fontsize=11)
-  return fig, axes
+  flat = list(axes.flat)
+  for ax in flat[n:]:
+    fig.delaxes(ax)
+  for ax in flat[:n]:
+    ax.yaxis.set_tick_params(labelleft=True)  # every panel keeps its scale's numbers
+  return fig, flat[:n]
+
+
+def panel_title(name: str) -> str:
+  """A panel's title: `FR model: NAME`, or `name` itself when it says what it is
+  (`pair set: demo_self` for saved inputs whose FR model the caller cannot tell)."""
+  return name if ": " in name else f"FR model: {name}"
 
 
 def _legend_below(ax, ncol: int = 1) -> None:
@@ -109,8 +136,8 @@ def edc_figure(
 ) -> Figure:
   """ISO/IEC 29794-1 EDC panels: FNMR at the threshold fixed at `fmr` on all
   comparisons, against the fraction of genuine comparisons discarded."""
-  fig, axes = _panels(len(panels), title)
-  for ax, p in zip(axes[0], panels, strict=True):
+  fig, axes = _panels(len(panels), title, sharey=True)
+  for ax, p in zip(axes, panels, strict=True):
     _lines(ax, p.curves, step=True, colors=colors)
     ax.plot(*edc_best_curve(p.e0), label="theoretical best, max(0, e0 - d)", **BEST_STYLE)
     for j, limit in enumerate(p.limits):
@@ -147,8 +174,8 @@ def erc_figure(
 ) -> Figure:
   """FNMR at `fmr` (threshold re-set on the kept comparisons) against the
   fraction of comparisons rejected, lowest quality first."""
-  fig, axes = _panels(len(panels), title)
-  for ax, p in zip(axes[0], panels, strict=True):
+  fig, axes = _panels(len(panels), title, sharey=True)
+  for ax, p in zip(axes, panels, strict=True):
     _lines(ax, p.curves, colors=colors)
     ax.plot(*p.best, label="theoretical best (false non-matches rejected first)", **BEST_STYLE)
     ax.set(
@@ -177,7 +204,11 @@ class PerExitPanel:
 def per_exit_figure(panels: Sequence[PerExitPanel], *, title: str) -> Figure:
   """Each exit alone: ERC areas (left) and EDC partial areas (right) on their own
   axes, one row per FR model; the theoretical best EDC areas dashed."""
-  fig, axes = _panels(2, title, width=5.4, height=4.4, rows=len(panels))
+  fig, axes = plt.subplots(
+    len(panels), 2, figsize=(10.8, 4.4 * len(panels)), squeeze=False, layout="constrained",
+    sharey="col",
+  )  # fmt: skip
+  fig.suptitle(title, fontsize=11)
   for (left, right), p in zip(axes, panels, strict=True):
     for ax, group, what in ((left, p.erc, "ERC area"), (right, p.edc, "EDC pAUC")):
       series = {metric_label(k): (np.arange(1, len(v) + 1), v) for k, v in group.items()}
@@ -218,8 +249,8 @@ class ParetoPanel:
 def pareto_figure(panels: Sequence[ParetoPanel], *, title: str, metric: str) -> Figure:
   """Every variant as a dot (rasterised in the SVG), the Pareto front (the lowest
   metric for its cost) as a step line, the named assessors marked."""
-  fig, axes = _panels(len(panels), title)
-  for ax, p in zip(axes[0], panels, strict=True):
+  fig, axes = _panels(len(panels), title, sharey=True)
+  for ax, p in zip(axes, panels, strict=True):
     cost, value = np.asarray(p.cost, float), np.asarray(p.metric, float)
     ax.scatter(cost, value, s=4, alpha=0.25, color="C7", label="every variant", rasterized=True)
     front = np.asarray(p.front, int)
@@ -239,7 +270,7 @@ def pareto_figure(panels: Sequence[ParetoPanel], *, title: str, metric: str) -> 
         label=f"adaptive: {label}",
       )
     ax.set(
-      title=f"FR model: {p.name}",
+      title=panel_title(p.name),
       xlabel="GFLOPs per image (to the deepest exit fused; adaptive: mean of the exits run)"
       if p.adaptive
       else "GFLOPs per image (to the deepest exit fused)",
@@ -259,12 +290,15 @@ class HeatPanel:
 def heatmap_figure(panels: Sequence[HeatPanel], *, title: str, metric: str) -> Figure:
   """Two-exit fusion grids, one per FR model, each with its colour bar."""
   fig, axes = _panels(len(panels), title, width=5.2, height=4.8)
-  for ax, p in zip(axes[0], panels, strict=True):
-    im = ax.imshow(p.grid, cmap="viridis_r", origin="lower")
+  finite = [g[np.isfinite(g)] for g in (np.asarray(p.grid, float) for p in panels)]
+  values = np.concatenate(finite) if any(v.size for v in finite) else np.zeros(1)
+  scale = dict(vmin=float(values.min()), vmax=float(values.max()))  # one colour scale
+  for ax, p in zip(axes, panels, strict=True):
+    im = ax.imshow(p.grid, cmap="viridis_r", origin="lower", **scale)
     ticks = np.arange(p.grid.shape[0])
     ax.set_xticks(ticks, ticks + 1)
     ax.set_yticks(ticks, ticks + 1)
-    ax.set(title=f"FR model: {p.name}", xlabel="exit j", ylabel="exit i")
+    ax.set(title=panel_title(p.name), xlabel="exit j", ylabel="exit i")
     fig.colorbar(im, ax=ax, label=f"{metric_label(metric)} (lower is better)")
   return fig
 

@@ -26,7 +26,7 @@ from exfiqa_jax.report.document import (
   to_markdown,
 )
 from exfiqa_jax.report.html import write_html
-from exfiqa_jax.report.labels import metric_label
+from exfiqa_jax.report.labels import mark_label, metric_label
 from exfiqa_jax.report.tables import write_csv, write_json
 
 Result = tuple[str, str, Analysis]  # (dataset, FR model, analysis)
@@ -81,7 +81,8 @@ def figures(dataset: str, group: Sequence[tuple[str, Analysis]]) -> dict[str, An
         )
         for fr, an in group
       ],
-      title=f"{dataset}: FNMR at FMR = {f:g} against the fraction rejected",
+      title=f"{dataset}: FNMR at FMR = {f:g} against the fraction rejected\n(curves at "
+      "1% rejection steps; the ERC areas in the tables use the protocol's 5% steps)",
       fmr=f,
       colors=palette,
     )
@@ -104,7 +105,7 @@ def figures(dataset: str, group: Sequence[tuple[str, Analysis]]) -> dict[str, An
         an.table[sel],
         an.front,
         {
-          n if n.startswith("best") else f"{n}: {c['variant']}": (
+          mark_label(n, c["variant"]): (
             float(an.table["gflops"][c["row"]]),
             float(an.table[sel][c["row"]]),
           )
@@ -123,6 +124,36 @@ def figures(dataset: str, group: Sequence[tuple[str, Analysis]]) -> dict[str, An
     metric=sel,
   )
   return figs
+
+
+def headline(results: Sequence[Result]) -> list[Block]:
+  """The report's first lines: per benchmark and FR model, the best fused subset
+  against the last exit on the selecting metric, with their GFLOPs."""
+  lines = []
+  for dataset, fr, an in results:
+    sel = an.select
+    exits = [r for r in an.rows if r["kind"] == "exit"]
+    best = [r for r in an.rows if str(r["kind"]).startswith("best")]
+    if not exits or not best:
+      continue
+    b, last = best[0], exits[-1]
+    v, w = float(b[sel]), float(last[sel])
+    change = f" ({(v - w) / w:+.0%})" if np.isfinite(v) and np.isfinite(w) and w else ""
+    lines.append(
+      f"- **{dataset} / {fr}**: best subset {b['variant']}: {v:.4g}; last exit "
+      f"({last['variant']}): {w:.4g}{change}; {float(b['gflops']):.3g} against "
+      f"{float(last['gflops']):.3g} GFLOPs per image"
+    )
+  if not lines:
+    return []
+  return [
+    Heading("Headline", 2),
+    Text(
+      f"{metric_label(results[0][2].select)}, lower is better; the best subset is chosen "
+      "on the pairs it is scored on."
+    ),
+    Text("\n".join(lines)),
+  ]
 
 
 def adaptive_policy_path(out_dir: str, dataset: str, fr: str) -> str:
@@ -156,8 +187,25 @@ def _pair_set_blocks(dataset: str, fr: str, an: Analysis) -> list[Block]:
   ]
   if an.warnings:
     out.append(Text("\n".join(f"- **Warning:** {w}" for w in an.warnings)))
-  cols = ["variant", "kind", "gflops", *metric_cols]
-  out.append(table(an.rows, cols, ["variant", "kind", "GFLOPs", *_short(metric_cols)]))
+  # The theoretical best EDC areas depend on the comparison scores alone: the same in
+  # every row, so said once here (results.csv keeps them per row).
+  best = [c for c in metric_cols if c.startswith("edc_best@")]
+  shown = [c for c in metric_cols if c not in best]
+  cols = ["variant", "kind", "gflops", *shown]
+  out.append(table(an.rows, cols, ["variant", "kind", "GFLOPs", *_short(shown)]))
+  said = [
+    "The best subsets are chosen on the very pairs they are scored on here (an "
+    "optimistic figure: `exfiqa sweep` fits learned weights on half of the pairs and "
+    "reports them on the other half). A subset whose every number equals a better "
+    "one's (it orders the comparisons alike) is not listed again."
+  ]
+  if best:
+    said.append(
+      "Theoretical best EDC pAUC (every row: it depends on the comparison scores alone): "
+      + ", ".join(f"{metric_label(c, True)} {float(an.rows[0][c]):.4g}" for c in best)
+      + "."
+    )
+  out.append(Text(" ".join(said)))
   out.append(
     Text(
       "FNMR after rejecting the lowest-quality comparisons (as quality reports quote it): "
@@ -199,12 +247,13 @@ def _write_adaptive(out_dir: str, dataset: str, fr: str, an: Analysis) -> None:
   rows = [static_row(an.adaptive), *an.adaptive.rows]
   write_csv(os.path.join(out_dir, "adaptive", f"{dataset}_{fr}_adaptive.csv"), rows, cols)
   figure = os.path.join(out_dir, "plots", f"{dataset}_{fr}_adaptive_pareto.png")
-  plots.save(pareto(an.adaptive, f"{dataset} / {fr}"), figure)
+  plots.save(pareto(an.adaptive, f"{dataset} / {fr}", fr), figure)
 
 
 def write_report(out_dir: str, header: str, results: list[Result], config: dict[str, Any]) -> str:
   """Writes every file of the report under out_dir; returns the summary's path."""
   blocks: list[Block] = from_markdown(header)
+  blocks += headline(results)
   all_rows, js = [], {"config": config, "results": []}
   for dataset, group in _by_dataset(results).items():
     for fr, an in group:
@@ -238,6 +287,14 @@ def write_report(out_dir: str, header: str, results: list[Result], config: dict[
     blocks += [Heading(f"Figures: {dataset}", 3), Figures(pics)]
   crosses = cross.cross_tables(results)
   blocks += cross.blocks(crosses)
+  pages = [f"sweep/{d}_{fr}.html" for d, fr, _ in results]
+  blocks.append(
+    Text(
+      "Fusion sweeps (power-law, random and learned weights, the Pareto front) of each "
+      "pair set, written by `exfiqa sweep --config` into `sweep/` (the demo writes its "
+      "own): " + ", ".join(f"[{p}]({p})" for p in pages) + "."
+    )
+  )
   files = cross.write(out_dir, crosses)
   blocks.append(
     Text(

@@ -3,8 +3,13 @@ the Pareto and two-exit figures, Markdown and HTML."""
 
 from __future__ import annotations
 
+import csv
+import io
+import math
 import os
 import sys
+
+import numpy as np
 
 from exfiqa_jax.evaluation.saved_sweep import WeightStudy
 from exfiqa_jax.fileio import write_text
@@ -12,13 +17,36 @@ from exfiqa_jax.fusion.sweep import metric_columns
 from exfiqa_jax.report import plots
 from exfiqa_jax.report.document import Block, Figures, Heading, Text, table, to_markdown
 from exfiqa_jax.report.html import write_html
-from exfiqa_jax.report.labels import metric_label
-from exfiqa_jax.report.tables import write_csv, write_json
+from exfiqa_jax.report.labels import mark_label, metric_label
+from exfiqa_jax.report.tables import cell, write_csv, write_json
 
 
-def write_sweep(study: WeightStudy, out_dir: str, key: str) -> str:
+def write_rows_csv(path: str, rows: list[dict]) -> None:
+  """`report.tables.write_csv(path, rows)`, byte for byte, a column at a time: a
+  subset table has 20,475 rows, and formatting cell by cell through dicts took about
+  a second of a sweep. Float columns (numpy or Python floats) are formatted in one
+  pass; any other column cell by cell as `tables.cell` does."""
+  if not rows:
+    return write_csv(path, rows)
+  columns = list(rows[0].keys())
+  out = []
+  for c in columns:
+    values = [r.get(c, "") for r in rows]
+    if all(isinstance(v, (float, np.floating)) for v in values):
+      out.append(["nan" if math.isnan(v) else f"{v:.10f}" for v in map(float, values)])
+    else:
+      out.append([cell(v, 10) for v in values])
+  buf = io.StringIO()
+  w = csv.writer(buf, lineterminator="\n")
+  w.writerow(columns)
+  w.writerows(zip(*out, strict=True))
+  write_text(path, buf.getvalue())
+
+
+def write_sweep(study: WeightStudy, out_dir: str, key: str, fr: str | None = None) -> str:
   """Writes `<out_dir>/<key>.md`, `<key>.html` and its CSV/JSON/PNG/SVG files;
-  returns the .md path. Warnings (an FMR the impostors cannot resolve) go to
+  returns the .md path. fr: the FR model of the comparison scores, named in the figures
+  (else they say `pair set: <key>`). Warnings (an FMR the impostors cannot resolve) go to
   stderr and into the report."""
   an, m, tables, learned = study.analysis, study.metrics, study.tables, study.learned
   for line in an.warnings:
@@ -26,15 +54,15 @@ def write_sweep(study: WeightStudy, out_dir: str, key: str) -> str:
   sel, t = an.select, an.table
   metric_cols = metric_columns(t)
   base = os.path.join(out_dir, key)
-  write_csv(f"{base}_subsets.csv", study.subsets)
+  write_rows_csv(f"{base}_subsets.csv", study.subsets)
   write_csv(f"{base}_power_law.csv", tables["power_law"])
-  write_csv(f"{base}_simplex.csv", study.simplex)
+  write_rows_csv(f"{base}_simplex.csv", study.simplex)
   write_json(
     f"{base}.json",
     {**tables, "learned_weights": learned["weights"], "metrics": m, "warnings": an.warnings},
   )
   marks = {
-    (n if n.startswith("best") else f"{n}: {c['variant']}"): (
+    mark_label(n, c["variant"]): (
       float(t["gflops"][c["row"]]),
       float(t[sel][c["row"]]),
     )
@@ -42,7 +70,7 @@ def write_sweep(study: WeightStudy, out_dir: str, key: str) -> str:
   }
   plots.save(
     plots.pareto_figure(
-      [plots.ParetoPanel(key, t["gflops"], t[sel], an.front, marks)],
+      [plots.ParetoPanel(fr or f"pair set: {key}", t["gflops"], t[sel], an.front, marks)],
       title=f"{key}: quality against compute, every fused variant (lower is better)",
       metric=sel,
     ),
@@ -50,7 +78,7 @@ def write_sweep(study: WeightStudy, out_dir: str, key: str) -> str:
   )
   plots.save(
     plots.heatmap_figure(
-      [plots.HeatPanel(key, an.pairs_grid)],
+      [plots.HeatPanel(fr or f"pair set: {key}", an.pairs_grid)],
       title=f"{key}: fusion of two exits i, j by the weighted mean (depth weights w_i = i); "
       "diagonal: exit i alone",
       metric=sel,

@@ -79,7 +79,7 @@ def run_chunks(
   batch_size: int,
   mesh,
   out_dir: str | None,
-  progress: bool,
+  progress: bool | str,
 ):
   """Scores chunks `todo` of `images` with every `(prefix, step, variables)` of `steps`:
   `step(*variables, uint8 batch) -> {name: [B, ...]}` (a step with `takes_rows` also gets
@@ -127,7 +127,8 @@ def run_chunks(
     }
 
   total = sum(b - a for a, b in (bounds[k] for k in todo))
-  with tqdm(total=total, unit="img", disable=not progress, desc="scoring") as bar:
+  label = progress if isinstance(progress, str) else "scoring"  # a str names the bar
+  with tqdm(total=total, unit="img", disable=not progress, desc=label) as bar:
     pending = None
     for item, x in prefetch(load, items):
       out = dispatch(x)  # dispatched; the previous batch is collected meanwhile
@@ -236,7 +237,7 @@ def score(
   num_layers: int | None = None,
   embedding: bool = True,
   dtype=jnp.float32,
-  progress: bool = True,
+  progress: bool | str = True,
   devices=None,
   replace: bool = False,
   policy=None,

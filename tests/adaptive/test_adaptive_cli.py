@@ -73,7 +73,13 @@ def test_writes_policies_table_and_figure(tmp_path, capsys):
   for row in (static, first):
     assert float(row["erc_area@0.05"]) == pytest.approx(float(t["erc_area@0.05"][0]), abs=1e-9)
     assert float(row["edc_area@0.25"]) == pytest.approx(float(t["edc_area@0.25"][0]), abs=1e-9)
-  assert "wrote" in capsys.readouterr().out
+  out_text = capsys.readouterr().out
+  assert "wrote" in out_text
+  # it says what it does before the work (it ran silently for 20 s)
+  assert out_text.splitlines()[0].startswith(
+    "adaptive: 300 pairs of " + str(tmp_path) + "/bench_self.npz: 0.5 of them (seed 0) "
+    "calibrate the policies delta, band at stages 2,4, the others evaluate every knob"
+  )
 
 
 def _calibration_pairs():

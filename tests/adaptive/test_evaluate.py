@@ -205,6 +205,21 @@ def test_cheapest_within_picks_least_compute_within_tolerance():
   assert best["delta"]["gflops"] == 6.0 and best["band"]["gflops"] == 4.0
 
 
+def test_cheapest_within_skips_a_knob_with_any_nan_area():
+  """The cheapest knob within 1% of the ERC area is never one whose other areas (EDC,
+  another FMR) are NaN (issue 26): the next cheapest finite one is taken."""
+  nan = float("nan")
+  rows = [
+    {"policy": "delta", "gflops": 2.0, "erc_area@0.1": 0.100, "edc_area@0.2": nan},
+    {"policy": "delta", "gflops": 3.0, "erc_area@0.1": 0.100, "erc_area@0.01": nan},
+    {"policy": "delta", "gflops": 5.0, "erc_area@0.1": 0.1005, "edc_area@0.2": 0.3},
+    {"policy": "band", "gflops": 1.0, "erc_area@0.1": 0.09, "edc_area@0.2": nan},
+  ]
+  best = cheapest_within(rows, {"erc_area@0.1": 0.1}, "erc_area@0.1")
+  assert best["delta"]["gflops"] == 5.0
+  assert "band" not in best
+
+
 def test_scores_of_a_policy_run_are_refused():
   z = _inputs(50)
   z["exit_scores"][[3, 7], 9:] = np.nan  # exits a policy run did not compute

@@ -127,7 +127,7 @@ def test_report_numbers_equal_library_calls(demo):
   assert all(float(r["edc_area@0.2"]) >= float(best["edc_area@0.2"]) for r in rows.values())
 
 
-def test_evaluate_with_overrides_reproduces_the_demo(demo, tmp_path):
+def test_evaluate_with_overrides_reproduces_the_demo(demo, tmp_path, capsys):
   out = tmp_path / "again"
   args = [
     "evaluate",
@@ -153,6 +153,26 @@ def test_evaluate_with_overrides_reproduces_the_demo(demo, tmp_path):
   assert [r["kind"] for r in again.values()].count("best by edc_area@0.2") == 1
   for v in ("exit 3", "weighted(all)"):
     assert again[v]["edc_area@0.2"] == first[v]["edc_area@0.2"]
+  # the warnings of summary.md are printed too, naming the benchmark and FR model
+  err = capsys.readouterr().err
+  summary = (out / "summary.md").read_text()
+  assert "warning: demo/self: ERC at FMR 0.01 is not resolvable: 40 impostor" in err
+  printed = [ln.split(": ", 2)[2] for ln in err.splitlines() if ln.startswith("warning: demo/")]
+  assert printed and all(f"**Warning:** {w}" in summary for w in printed)
+
+
+def test_evaluate_bars_name_the_dataset_models_and_fr_model(demo, tmp_path, capsys):
+  """Without --quiet every bar says what it counts (issue 26: one unlabelled bar, one
+  `scoring:` bar and identical `sweep:` bars before)."""
+  args = [
+    "evaluate", "--config", "demo", f"checkpoint={demo}/checkpoint", f"out_dir={tmp_path}",
+    f"data_dir={tmp_path}/tfds", f"datasets.demo.files={demo}/files", "sweep.top_k=1",
+    "sweep.norms=('none',)", "sweep.rules=('mean',)",
+  ]  # fmt: skip
+  assert main(args) == 0
+  err = capsys.readouterr().err
+  for label in ("building demo: 100%", "scoring demo (ViT-FIQA): 100%", "sweep demo/self: 100%"):
+    assert label in err, label
 
 
 def test_sweep_on_saved_inputs_and_on_score_files(demo, tmp_path):

@@ -56,9 +56,15 @@ def test_strong_numpy_window_batch_and_tables_do_not_change_a_row():
   masks = ((np.arange(1, 1 << L)[::23, None] >> np.arange(L)) & 1) == 1
   wide = StrongNumpySweep(*data, fmrs=FMRS, limits=LIMITS, window=10**6, batch=64)
   short = StrongNumpySweep(*data, fmrs=FMRS, limits=LIMITS, window=2, batch=5, side_tables=False)
+  # the EDC's q lowest genuine keys: from the candidates below a rate cut, or all of them
+  whole = StrongNumpySweep(*data, fmrs=FMRS, limits=LIMITS, batch=7, buckets=64)
+  whole.edc_by_level = False
   for rule in RULES:
-    for x, y in zip(wide.run(masks, rule), short.run(masks, rule), strict=True):
+    for x, y, z in zip(
+      wide.run(masks, rule), short.run(masks, rule), whole.run(masks, rule), strict=True
+    ):
       np.testing.assert_array_equal(x, y)
+      np.testing.assert_array_equal(x, z)
 
 
 def test_strong_numpy_qualities_too_wide_for_one_int64_key():

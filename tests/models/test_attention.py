@@ -78,3 +78,37 @@ def test_attention_command_writes_maps(tmp_path):
   # the exit scores in the block titles are the model's own exits
   got = apply(graphdef, params, batch_stats, preprocess(imgs, 40)).exits
   np.testing.assert_allclose(saved["exits"], got, atol=1e-5)
+
+
+def test_attention_command_batches_caps_and_says_so(tmp_path, capsys):
+  """--batch-size (the last batch padded), --max-images (said in the first line),
+  --dtype bfloat16 and --quiet (issue 26): maps equal the one-pass ones."""
+  from PIL import Image
+
+  from exfiqa_jax import create, preprocess, save, split
+  from exfiqa_jax.cli import main
+
+  cfg = ViTConfig(image_size=40, patch_size=9, width=48, depth=3, num_heads=6, mlp_dim=80)
+  graphdef, params, batch_stats = split(create(cfg, seed=2))
+  save(str(tmp_path / "ckpt"), cfg, params, batch_stats)
+  imgs = np.random.default_rng(1).integers(0, 256, (5, 40, 40, 3), dtype=np.uint8)
+  (tmp_path / "faces").mkdir()
+  for i, im in enumerate(imgs):
+    Image.fromarray(im).save(tmp_path / "faces" / f"f{i}.png")
+  want = quality_token_attention(graphdef, params, batch_stats, preprocess(imgs[:3], 40))
+  base = ["attention", "--checkpoint", str(tmp_path / "ckpt"), "--images"]
+  base += [str(tmp_path / "faces"), "--max-images", "3", "--batch-size", "2", "--quiet"]
+  assert main([*base, "--out", str(tmp_path / "att")]) == 0
+  out = capsys.readouterr()
+  assert out.out.splitlines()[0] == (
+    "attention: the quality token's attention over the patches at each of the 3 blocks, "
+    f"for 3 images (the first 3 of 5: --max-images 3), into {tmp_path / 'att'}/"
+  )
+  assert "attention:" not in out.err  # --quiet: no progress bar
+  saved = np.load(tmp_path / "att" / "attention.npz")
+  assert list(saved["names"]) == ["f0.png", "f1.png", "f2.png"]
+  np.testing.assert_allclose(saved["attention"], want, atol=1e-6)
+  assert main([*base, "--dtype", "bfloat16", "--out", str(tmp_path / "bf16")]) == 0
+  bf16 = np.load(tmp_path / "bf16" / "attention.npz")["attention"]
+  err = np.abs(bf16 - np.asarray(want)).max()
+  assert 0 < err < 0.05  # bfloat16 matmuls: close, not equal

@@ -110,9 +110,11 @@ class _Pipe:
     os.close(self._from_r)
 
 
-def open_page(path: str) -> dict:
-  """Loads `path` from disk -> {"images": [(src prefix, complete, naturalWidth)],
-  "errors": [console errors, exceptions, failed loads], "title": str}."""
+def open_page(path: str, width: int | None = None) -> dict:
+  """Loads `path` from disk (in a window `width` CSS pixels wide when given) ->
+  {"images": [(src prefix, complete, naturalWidth)], "shown": [(displayed width,
+  naturalWidth)] per image, "errors": [console errors, exceptions, failed loads],
+  "title": str}."""
   binary = require_chromium()
   with tempfile.TemporaryDirectory() as profile:
     pipe = _Pipe(binary, profile)
@@ -123,13 +125,21 @@ def open_page(path: str) -> dict:
       ]
       for domain in ("Page", "Runtime", "Log", "Network"):
         pipe.send(f"{domain}.enable", session=session)
+      if width is not None:
+        pipe.send(
+          "Emulation.setDeviceMetricsOverride",
+          {"width": width, "height": 900, "deviceScaleFactor": 1, "mobile": False},
+          session=session,
+        )
       pipe.send("Page.navigate", {"url": "file://" + os.path.abspath(path)}, session=session)
       pipe.wait_event("Page.loadEventFired")
       result = pipe.send(
         "Runtime.evaluate",
         {
           "expression": "JSON.stringify({title: document.title, images: Array.from("
-          "document.images).map(i => [i.src.slice(0, 40), i.complete, i.naturalWidth])})",
+          "document.images).map(i => [i.src.slice(0, 40), i.complete, i.naturalWidth]), "
+          "shown: Array.from(document.images).map(i => [i.getBoundingClientRect().width, "
+          "i.naturalWidth])})",
           "returnByValue": True,
         },
         session=session,
@@ -146,6 +156,11 @@ def open_page(path: str) -> dict:
           errors.append(p["entry"].get("text", ""))
         elif m == "Network.loadingFailed":
           errors.append(f"failed to load: {p.get('errorText')}")
-      return {"title": page["title"], "images": page["images"], "errors": errors}
+      return {
+        "title": page["title"],
+        "images": page["images"],
+        "shown": page["shown"],
+        "errors": errors,
+      }
     finally:
       pipe.close()

@@ -170,7 +170,8 @@ def test_report_figures_have_a_panel_per_fr_model_and_a_line_per_assessor(result
     assert [ax.get_title() for ax in titled] == ["FR model: ArcFace", "FR model: MagFace"]
   assert (
     figs["erc_fmr0.01"]._suptitle.get_text()
-    == "lfw: FNMR at FMR = 0.01 against the fraction rejected"
+    == "lfw: FNMR at FMR = 0.01 against the fraction rejected\n(curves at 1% rejection "
+    "steps; the ERC areas in the tables use the protocol's 5% steps)"
   )
   for ax, (_, an) in zip(figs["edc"].axes, group, strict=True):
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
