@@ -141,13 +141,7 @@ def test_evaluate_with_overrides_reproduces_the_demo(demo, tmp_path, capsys):
     "sweep.top_k=1",
     "sweep.norms=('none',)",
   ]
-  from exfiqa_jax.configs import load_config_file
-
-  for name, spec in load_config_file("demo")["quality_methods"].items():  # what the demo wrote
-    if "checkpoint" in spec:
-      where = os.path.basename(spec["checkpoint"])
-      args.append(f"quality_methods.{name}.checkpoint={demo}/assessors/{where}")
-  assert main(args) == 0
+  assert main(args + _assessor_checkpoints(demo)) == 0
   again = {r["variant"]: r for r in _csv(out / "results.csv")}
   first = {r["variant"]: r for r in _csv(demo / "results.csv")}
   assert [r["kind"] for r in again.values()].count("best by edc_area@0.2") == 1
@@ -161,6 +155,18 @@ def test_evaluate_with_overrides_reproduces_the_demo(demo, tmp_path, capsys):
   assert printed and all(f"**Warning:** {w}" in summary for w in printed)
 
 
+def _assessor_checkpoints(demo) -> list[str]:
+  """Overrides pointing the demo config's quality_methods at what the demo wrote."""
+  from exfiqa_jax.configs import load_config_file
+
+  out = []
+  for name, spec in load_config_file("demo")["quality_methods"].items():
+    if "checkpoint" in spec:
+      where = os.path.basename(spec["checkpoint"])
+      out.append(f"quality_methods.{name}.checkpoint={demo}/assessors/{where}")
+  return out
+
+
 def test_evaluate_bars_name_the_dataset_models_and_fr_model(demo, tmp_path, capsys):
   """Without --quiet every bar says what it counts (issue 26: one unlabelled bar, one
   `scoring:` bar and identical `sweep:` bars before)."""
@@ -169,9 +175,10 @@ def test_evaluate_bars_name_the_dataset_models_and_fr_model(demo, tmp_path, caps
     f"data_dir={tmp_path}/tfds", f"datasets.demo.files={demo}/files", "sweep.top_k=1",
     "sweep.norms=('none',)", "sweep.rules=('mean',)",
   ]  # fmt: skip
-  assert main(args) == 0
+  assert main(args + _assessor_checkpoints(demo)) == 0
   err = capsys.readouterr().err
-  for label in ("building demo: 100%", "scoring demo (ViT-FIQA): 100%", "sweep demo/self: 100%"):
+  scoring = "scoring demo (ViT-FIQA, CR-FIQA, MagFace, SER-FIQ, GraFIQs): 100%"  # assessors too
+  for label in ("building demo: 100%", scoring, "sweep demo/self: 100%"):
     assert label in err, label
 
 
