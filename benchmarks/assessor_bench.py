@@ -7,7 +7,8 @@ and against their PyTorch references on identical weights, side by side in one r
 
 Per size (random weights in the PyTorch reference, copied into Flax by the
 converter): Flax jit FR embedding, Flax SER-FIQ (T = --passes, key-drawn masks),
-Flax GraFIQs (all five variants from one backward pass); PyTorch eager: the FR
+Flax GraFIQs (all five variants from one backward pass), Flax CR-FIQA (the iResNet
+with its qs head, `--family cr-fiqa`); PyTorch eager: CR-FIQA's reference, the FR
 embedding, SER-FIQ (`references.serfiq.serfiq_sampled`: backbone once, T head
 passes per image) and GraFIQs (`references.grafiqs`: BN_Model hooks, one image
 at a time, as GraFIQs' extractor runs); torch.compile of the FR forward and of
@@ -46,9 +47,23 @@ def config_of(size: str, smoke: bool) -> FRConfig:
   return FRConfig.for_family("arcface", layers=SIZES[size])
 
 
-def flax_engines(variables, x: np.ndarray, passes: int) -> dict:
-  """{row name: blocking call} of the Flax rows. CR-FIQA rows: add them here (one more
-  entry: its module's forward returning (embedding, qs))."""
+def crfiqa_pair(config: FRConfig, seed: int = 0):
+  """(PyTorch CR-FIQA reference, its Flax (graphdef, params, batch_stats)) of `config`'s
+  sizes: the iResNet with the qs head, identical weights (through `--family cr-fiqa`)."""
+  from exfiqa_jax.convert import FAMILIES, from_torch
+  from exfiqa_jax.models.inference import abstract_variables
+
+  sizes = ("layers", "widths", "stem_width", "embedding_size", "image_size")
+  cr = FRConfig.for_family("cr-fiqa", **{k: getattr(config, k) for k in sizes})
+  f = FAMILIES["cr-fiqa"]
+  ref = f.randomize(f.reference(cr), seed)
+  _, params, stats = from_torch(ref.state_dict(), family="cr-fiqa")
+  return ref, (abstract_variables(cr)[0], params, stats)
+
+
+def flax_engines(variables, x: np.ndarray, passes: int, crfiqa=None) -> dict:
+  """{row name: blocking call} of the Flax rows; `crfiqa`: CR-FIQA's variables (its
+  forward gives (embedding, qs))."""
   graphdef, params, stats = variables
   model = nnx.merge(graphdef, params, stats)
   xj, ids, key = jnp.asarray(x), np.arange(len(x), dtype=np.uint32), jax.random.key(0)
@@ -58,11 +73,19 @@ def flax_engines(variables, x: np.ndarray, passes: int) -> dict:
       serfiq_quality(model, xj, passes=passes, key=key, image_ids=ids)
     ),
     "Flax GraFIQs (5 variants)": lambda: jax.block_until_ready(grafiqs_quality(model, xj)),
+    **(
+      {"Flax CR-FIQA (embedding + qs)": lambda: jax.block_until_ready(apply(*crfiqa, xj))}
+      if crfiqa is not None
+      else {}
+    ),
   }
 
 
-def torch_engines(ref, x: np.ndarray, passes: int, compiled: bool, device: str = "cpu") -> dict:
-  """{row name: blocking call} of the PyTorch rows (float32); {} without torch."""
+def torch_engines(
+  ref, x: np.ndarray, passes: int, compiled: bool, device: str = "cpu", crfiqa=None
+) -> dict:
+  """{row name: blocking call} of the PyTorch rows (float32); {} without torch;
+  `crfiqa`: CR-FIQA's reference (eager and torch.compile rows)."""
   try:
     import torch
   except ImportError:
@@ -88,6 +111,16 @@ def torch_engines(ref, x: np.ndarray, passes: int, compiled: bool, device: str =
     f"torch eager SER-FIQ T={passes}": lambda: sync(serfiq_sampled(ref, xt, passes, 0.5, gen)),
     "torch eager GraFIQs (5 variants, per image)": lambda: sync(grafiqs_reference(ref, x)),
   }
+  cr = None if crfiqa is None else crfiqa.to(device).eval()
+  if cr is not None:
+    fns["torch eager CR-FIQA (embedding + qs)"] = lambda: fr(cr)
+  if compiled and cr is not None:
+    try:
+      comp_cr = torch.compile(cr, dynamic=False)
+      fr(comp_cr)
+      fns["torch.compile CR-FIQA (embedding + qs)"] = lambda: fr(comp_cr)
+    except Exception as e:  # noqa: BLE001 (any compiler failure: report and go on)
+      print(f"- torch.compile CR-FIQA: failed ({type(e).__name__}: {str(e)[:120]})")
   if compiled:
     try:
       comp = torch.compile(ref, dynamic=False)
@@ -103,15 +136,16 @@ def run(size: str, batch: int, rounds: int, passes: int, compiled: bool, smoke: 
   config = config_of(size, smoke)
   try:
     ref, variables = fr_workloads.reference_pair(config)
+    cr_ref, cr_vars = crfiqa_pair(config)
   except ImportError:  # no PyTorch: random Flax weights only
     from exfiqa_jax.models.inference import create, split
 
-    ref, variables = None, split(create(config))
+    ref, variables, cr_ref, cr_vars = None, split(create(config)), None, None
   s = config.image_size
   x = np.random.default_rng(0).uniform(-1, 1, (batch, s, s, 3)).astype(np.float32)
-  fns = flax_engines(variables, x, passes)
+  fns = flax_engines(variables, x, passes, cr_vars)
   if ref is not None:
-    fns.update(torch_engines(ref, x, passes, compiled))
+    fns.update(torch_engines(ref, x, passes, compiled, crfiqa=cr_ref))
   before = common.load()
   times = common.interleaved(fns, rounds, warmup=1)
   ips = {name: batch / common.median(t["wall"]) for name, t in times.items()}

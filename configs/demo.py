@@ -31,6 +31,15 @@ def get_config() -> dict:
       top_k=3,
       memory_mb=512,
     ),
+    # The field's assessors, with random weights (`exfiqa demo` writes their checkpoints):
+    # their rows in the cross-benchmark table show the pipeline, not the methods. SER-FIQ
+    # with 8 stochastic passes (its method uses 100) to keep the demo fast.
+    quality_methods={
+      "CR-FIQA": dict(checkpoint=f"{out}/assessors/crfiqa"),
+      "MagFace": dict(checkpoint=f"{out}/assessors/magface"),
+      "SER-FIQ": dict(checkpoint=f"{out}/assessors/arcface", passes=8),
+      "GraFIQs": dict(checkpoint=f"{out}/assessors/arcface", variant="block2"),
+    },
     # exits to plot besides the last one, the depth-weighted fusion and the best subset
     report=dict(exits=(6,)),
     weights=dict(powers=(0.0, 0.5, 1.0, 2.0, 4.0), simplex=64, learn_steps=100, seed=0),

@@ -5,6 +5,8 @@
     exfiqa convert 295672backbone.pth weights/elasticface --family elasticface
     exfiqa convert magface_epoch_00025.pth weights/magface --family magface
     exfiqa convert CurricularFace_Backbone.pth weights/curricularface --family curricularface
+    exfiqa convert 181952backbone.pth weights/crfiqa_l --family cr-fiqa
+    exfiqa convert 32572backbone.pth weights/crfiqa_s --family cr-fiqa
     exfiqa evaluate --config paper
 
 The released files: ViT-FIQA's model, insightface arcface_torch's ResNet100
@@ -31,6 +33,14 @@ every exit, of the mean and depth-weighted fusions of all exits, and of the best
 subsets of the sweep. A missing file is reported before any work starts.
 Precomputed embeddings work too: an entry {"embeddings": "data/embeddings"}
 reads `data/embeddings/<dataset>_<FRModel>/<stem>.npy`.
+
+The field's assessors run in the same pass and get the same rows, curves and
+cross-benchmark rows (`quality_methods`): CR-FIQA(L) (iresnet100, `181952backbone.pth`)
+and CR-FIQA(S) (iresnet50, `32572backbone.pth`) from fdbtrs/CR-FIQA's released models,
+MagFace's embedding norm, SER-FIQ (100 passes) on ArcFace, GraFIQs on the ArcFace
+backbone. Their networks are fed as the FR networks are (true RGB): CR-FIQA's
+getQualityScore.py and GraFIQs' extract_grafiqs.py feed cv2.imread's array of the
+extracted files unconverted, as extract_emb.py does.
 """
 
 
@@ -69,6 +79,13 @@ def get_config() -> dict:
       top_k=3,
       memory_mb=2048,
     ),
+    quality_methods={
+      "CR-FIQA(L)": dict(checkpoint="weights/crfiqa_l", channel_order="rgb"),
+      "CR-FIQA(S)": dict(checkpoint="weights/crfiqa_s", channel_order="rgb"),
+      "MagFace": dict(fr_model="MagFace"),
+      "SER-FIQ": dict(fr_model="ArcFace", passes=100, p=0.5, seed=0),
+      "GraFIQs": dict(checkpoint="weights/arcface", variant="image", channel_order="rgb"),
+    },
     # exits to plot besides the last one, the depth-weighted fusion and the best subset
     report=dict(exits=()),
     weights=dict(powers=(0.0, 0.5, 1.0, 2.0, 4.0), simplex=256, learn_steps=200, seed=0),

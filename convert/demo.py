@@ -38,3 +38,46 @@ def write_demo_checkpoint(config: ViTConfig, files: str, checkpoint: str, seed: 
   write_settings(pt, config)
   convert_file(pt, checkpoint, force=True)
   return "wrote random weights in the released PyTorch layout (and its settings) and converted them"
+
+
+# The demo's assessor networks: small iResNets (random weights) of each method's family.
+ASSESSOR_SIZES = dict(
+  layers=(1, 1, 1, 1), widths=(16, 32, 48, 64), stem_width=16, embedding_size=64
+)
+ASSESSOR_FAMILIES = {"CR-FIQA": "cr-fiqa", "MagFace": "magface", "SER-FIQ": "arcface"}
+
+
+def write_demo_assessors(cfg: dict, out: str, seed: int = 0) -> str:
+  """Random-weight checkpoints for the `quality_methods` of the demo config `cfg`, under
+  `<out>/assessors/` (each spec's checkpoint re-rooted there, in place in `cfg`): CR-FIQA's
+  in its released PyTorch layout (`<id>backbone.pth`, converted with `--family cr-fiqa`
+  when torch is installed), the others (an iResNet of the method's family; GraFIQs and
+  SER-FIQ on an ArcFace one) saved straight. Returns a line saying what it wrote."""
+  from exfiqa_jax.models.fr_config import FRConfig
+
+  written = {}
+  for name, spec in cfg.get("quality_methods", {}).items():
+    if "checkpoint" not in spec:
+      continue
+    method = spec.get("method") or name.split("(")[0].strip()  # scoring.assessors.method_of
+    dst = os.path.join(out, "assessors", os.path.basename(os.path.normpath(spec["checkpoint"])))
+    spec["checkpoint"] = dst
+    if dst in written:
+      continue
+    config = FRConfig.for_family(ASSESSOR_FAMILIES.get(method, "arcface"), **ASSESSOR_SIZES)
+    _, params, batch_stats = split(create(config, seed=seed + len(written)))
+    if method == "CR-FIQA" and importlib.util.find_spec("torch") is not None:
+      import torch
+
+      from exfiqa_jax.convert import to_torch
+      from exfiqa_jax.convert.files import convert_file
+      from exfiqa_jax.fileio import atomic_path
+
+      pth = os.path.join(out, "files", "0backbone.pth")
+      with atomic_path(pth) as tmp:
+        torch.save(to_torch(config, params, batch_stats), tmp)
+      convert_file(pth, dst, family="cr-fiqa", force=True)
+    else:
+      save(dst, config, params, batch_stats, force=True)
+    written[dst] = method
+  return f"wrote random-weight assessor checkpoints: {', '.join(sorted(set(written.values())))}"

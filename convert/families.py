@@ -28,10 +28,11 @@ import numpy as np
 import torch
 
 from exfiqa_jax.convert import fr_mapping, mapping
-from exfiqa_jax.convert.fr_infer import detect_arch, infer_fr, refuse_unflagged
+from exfiqa_jax.convert.fr_infer import check_arch, detect_arch, infer_fr, refuse_unflagged
 from exfiqa_jax.convert.infer import infer_vit
 from exfiqa_jax.convert.mapping import Entry
 from exfiqa_jax.convert.mxnet_params import read_mxnet
+from exfiqa_jax.convert.references import cr_fiqa as crfiqa_ref
 from exfiqa_jax.convert.references import face_recognition as fr_ref
 from exfiqa_jax.convert.references import vit_fiqa as vit_ref
 from exfiqa_jax.convert.safe_load import load_torch
@@ -42,7 +43,7 @@ from exfiqa_jax.convert.wrappers import (
   unwrap_magface,
   wrap_magface,
 )
-from exfiqa_jax.models.fr_config import RELEASES, FRConfig
+from exfiqa_jax.models.fr_config import RELEASES, CRFIQAConfig, FRConfig
 from exfiqa_jax.models.registry import fr_input
 
 Outputs = dict[str, np.ndarray]  # named [B, ...] arrays compared by `verify`
@@ -175,6 +176,57 @@ def _mxnet_parts(obj: Any) -> tuple[Any, Any]:
   return obj if isinstance(obj, tuple) else (None, obj)  # read_mxnet's (config, state_dict)
 
 
+# CR-FIQA: the iResNet of the face-recognition families (its key table, its inference
+# from the shapes) plus the quality head `qs` by name.
+QS_HEAD = ("qs.weight", "qs.bias")
+
+
+def _crfiqa_detect(obj: Any) -> bool:
+  try:
+    return detect_arch(obj) == "iresnet" and set(QS_HEAD) <= set(state_dict(obj))
+  except ValueError:
+    return False
+
+
+def _crfiqa_infer(sd: StateDict, **options) -> CRFIQAConfig:
+  """The backbone's config from its shapes (the iResNet table); the head must be there."""
+  check_arch(sd, "cr-fiqa")  # an iResNet, or say what the file holds instead
+  missing = [k for k in QS_HEAD if k not in sd]
+  if missing:
+    raise ValueError(
+      f"missing key {missing[0]!r}: CR-FIQA's quality head `qs` (Linear(512 -> 1) on the "
+      "embedding) is not in the file; a plain iResNet converts with --family arcface, "
+      "elasticface or magface"
+    )
+  backbone = {k: v for k, v in sd.items() if k not in QS_HEAD}
+  return infer_fr(backbone, "cr-fiqa")  # a CRFIQAConfig (`FRConfig.for_family`)
+
+
+def _crfiqa_entries(config: CRFIQAConfig) -> list:
+  weight, bias = mapping._dense("qs", ("qs",), bias=True)
+  return [*fr_mapping.entries(config), *((e.torch, e, None) for e in (weight, bias))]
+
+
+CR_FIQA = Family(
+  name="cr-fiqa",
+  read=load_torch,
+  detect=_crfiqa_detect,
+  unwrap=state_dict,
+  wrap=plain,
+  infer=_crfiqa_infer,
+  entries=_crfiqa_entries,
+  ignored=fr_mapping.ignored,
+  written_back=fr_mapping.written_back,
+  table="convert/fr_mapping.py + convert/families.py (qs)",
+  reference=lambda config, sd=(): crfiqa_ref.reference_for(config),
+  randomize=fr_ref.randomize_fr_,
+  test_inputs=_fr_test_inputs,
+  reference_outputs=crfiqa_ref.outputs,
+  outputs=lambda out: {"embedding": np.asarray(out[0]), "quality": np.asarray(out[1])},
+  quality=True,
+)
+
+
 FAMILIES = {
   "vit_fiqa": VIT_FIQA,
   "arcface": face_recognition("arcface"),
@@ -182,6 +234,7 @@ FAMILIES = {
   "magface": face_recognition("magface", unwrap=unwrap_magface, wrap=wrap_magface),
   "curricularface": face_recognition("curricularface"),
   "arcface-mxnet": face_recognition("arcface-mxnet", read=_read_mxnet_release, parts=_mxnet_parts),
+  "cr-fiqa": CR_FIQA,
 }
 
 

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from exfiqa_jax.convert.wrappers import StateDict
-from exfiqa_jax.models.fr_config import RELEASES, FRConfig, check_family
+from exfiqa_jax.models.fr_config import QUALITY_FAMILIES, RELEASES, FRConfig, check_family
 
 ARCH_NAMES = {
   "iresnet": "an insightface iResNet ('conv1', 'layer1.0.bn1', ..., 'fc', 'features')",
@@ -66,7 +66,8 @@ def check_arch(sd: StateDict, family: str) -> str:
   if found == want:
     return want
   if found is not None:
-    others = [f for f in TORCH_FAMILIES if RELEASES[f].arch == found]
+    # a plain backbone of `found`: the families without a quality head (cr-fiqa has one)
+    others = [f for f in TORCH_FAMILIES if RELEASES[f].arch == found and f not in QUALITY_FAMILIES]
     what = f"{ARCH_NAMES[found]} (--family {' or '.join(others)})"
   elif "blocks.0.attn.qkv.weight" in sd and "qs_token" in sd:
     what = "a ViT-FIQA backbone ('qs_token', 'blocks.N'); convert it without --family"

@@ -56,7 +56,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
   from exfiqa_jax import ViTConfig
   from exfiqa_jax.configs import config_path, load_config_file
-  from exfiqa_jax.convert.demo import write_demo_checkpoint
+  from exfiqa_jax.convert.demo import write_demo_assessors, write_demo_checkpoint
   from exfiqa_jax.data.synthetic import make_verification_bin
   from exfiqa_jax.evaluation.job_config import check_job
   from exfiqa_jax.evaluation.run import evaluate_job, inputs_path
@@ -80,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
   make_verification_bin(os.path.join(files, "demo.bin"), num_pairs=args.pairs)
   model_cfg = ViTConfig.from_dict(cfg["model"])
   print("2/4 " + write_demo_checkpoint(model_cfg, files, cfg["checkpoint"]))
+  print("    " + write_demo_assessors(cfg, args.out))
   print("3/4 scoring and evaluating")
   check_job(cfg, demo)
   job = evaluate_job(cfg, progress=not args.quiet, force=args.force)

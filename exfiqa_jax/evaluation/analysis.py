@@ -55,6 +55,13 @@ class Analysis:
   # the adaptive early-exit study of these pairs (exfiqa_jax.adaptive.study.Study), when
   # the job asks for one
   adaptive: Any = None
+  # other assessors (a job's quality_methods): name -> the curves of `curves` (no `row`:
+  # they are not variants of the sweep table)
+  assessor_curves: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+
+  def plotted(self) -> dict[str, dict[str, Any]]:
+    """The curves the ERC/EDC plots draw: the exits' and fusions', then the assessors'."""
+    return {**self.curves, **self.assessor_curves}
 
 
 def variant_name(subset: int, rule: str, norm: str, depth: int) -> str:
@@ -184,6 +191,26 @@ def _with_rejection(pq, comparison, labels, fmrs) -> tuple[dict, np.ndarray]:
   return cols, fine
 
 
+def _assessors(assessors, a, b, labels, comparison, metrics, fmrs) -> tuple[list, dict]:
+  """The rows and curves of other assessors: each quality [N] as the one exit of its own
+  pair set (the same pairs and metric settings), so its areas are computed exactly as an
+  exit's. Rows: variant = the assessor's name, kind "assessor", no exits, GFLOPs NaN."""
+  rows, curves = [], {}
+  for name, q in assessors.items():
+    q = np.asarray(q, np.float32)[:, None]
+    ps1 = pairset(q, a, b, labels, comparison, **metrics)
+    t = sweep(ps1, ("mean",), ("none",), [np.nan])
+    r = _row(t, 0, 1, "assessor")
+    r.update(variant=name, exits=(), rule="-", norm="-", gflops=float("nan"))
+    c = evaluate_variant(ps1, [True], "mean", "none", pair_quality=True)
+    cols, c["fine_fnmr"] = _with_rejection(c.pop("pair_quality"), comparison, labels, fmrs)
+    r.update(cols)
+    c["variant"] = name
+    rows.append(r)
+    curves[name] = c
+  return rows, curves
+
+
 def analyse(
   exit_scores,
   a,
@@ -199,12 +226,15 @@ def analyse(
   memory_mb: float = 1024,
   progress: bool | str = False,
   exits: Sequence[int] = (),
+  assessors: dict[str, np.ndarray] | None = None,
   **metrics,
 ) -> Analysis:
   """exit_scores: [N, L]; a, b, labels, comparison: [P] -> Analysis.
 
   metrics: the options of `pairset`; exits: exits (1-based) to plot besides the
-  last one and the fusions.
+  last one and the fusions; assessors: {name: quality [N], higher = better} of other
+  quality assessors (CR-FIQA, MagFace, ...): each gets a row (kind "assessor", after the
+  paper fusions) and a curve, computed as a single exit of its own pair set.
   """
   metrics = resolve_metrics(metrics)
   ps = pairset(exit_scores, a, b, labels, comparison, **metrics)
@@ -236,6 +266,8 @@ def analyse(
     mask = [i + 1 in r["exits"] for i in range(depth)]
     pq = variant_pair_quality(ps, mask, r["rule"], r["norm"])
     r.update(_with_rejection(pq, comparison, labels, fmrs)[0])
+  own, assessor_curves = _assessors(assessors or {}, a, b, labels, comparison, metrics, fmrs)
+  rows[depth + 2 : depth + 2] = own  # after the exits and the paper fusions
   grid = np.array(
     [
       [table[select][find((1 << i) | (1 << j), "weighted")] for j in range(depth)]
@@ -271,5 +303,17 @@ def analyse(
   if not best:
     warnings.append(f"every variant's {select} is NaN: nothing to rank")
   return Analysis(
-    ps, rows, table, select, front, grid, curves, metrics, counts, best_erc, e0, warnings
+    ps,
+    rows,
+    table,
+    select,
+    front,
+    grid,
+    curves,
+    metrics,
+    counts,
+    best_erc,
+    e0,
+    warnings,
+    assessor_curves=assessor_curves,
   )

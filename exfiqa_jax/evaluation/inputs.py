@@ -29,6 +29,7 @@ from exfiqa_jax.evaluation.comparison import (
   template_scores,
 )
 from exfiqa_jax.metrics.inputs import PairInputs
+from exfiqa_jax.scoring.assessors import magface_quality
 from exfiqa_jax.scoring.score import FRModel, Scores, score
 
 
@@ -98,6 +99,30 @@ def pair_inputs(
     emb = template_embeddings(emb, t.of_image, t.media, len(t.ids), weights).astype(np.float32)
   p = dataset.pairs
   return BenchmarkInputs(dataset.name, ids, exits, emb, p.a, p.b, p.labels, cosine(emb, p.a, p.b))
+
+
+def assessor_qualities(
+  dataset: Dataset,
+  scores: Scores,
+  from_embeddings: dict[str, str],
+  template_quality: str = "min",
+  order: list[str] | None = None,
+) -> dict[str, np.ndarray]:
+  """{assessor: quality [N] of the dataset's items} (higher = better), in `order`: those
+  the scoring pass computed (`scores.assessors`) and MagFace's from its FR model's raw
+  embeddings (`from_embeddings`: {assessor: FR model}); IJB-C images aggregated into
+  templates by `template_quality`, as the exits are."""
+  q = dict(scores.assessors)
+  q.update({a: magface_quality(scores.fr[fr]["embeddings"]) for a, fr in from_embeddings.items()})
+  t = dataset.templates
+  if t is not None:
+    q = {
+      a: template_scores(v[:, None], t.of_image, len(t.ids), template_quality)[:, 0].astype(
+        np.float32
+      )
+      for a, v in q.items()
+    }
+  return {a: q[a] for a in (order or q)}
 
 
 def benchmark_inputs(

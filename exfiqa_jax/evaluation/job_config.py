@@ -20,6 +20,12 @@ A job config is a dict (see configs/paper.py for every key):
                ViT-FIQA is fed, default "rgb"), ERC/EDC (metrics.template_quality: "min"
                or "mean"), the fusion sweep and the weight study
                (exfiqa_jax.evaluation.options: defaults, checks)
+  quality_methods  optional: the field's assessors evaluated beside the exits, {name:
+               {"checkpoint": folder} or {"fr_model": an FR checkpoint of fr_models},
+               "method" (default: the name up to a "(", e.g. "CR-FIQA(L)"), "channel_order",
+               and the method's options (exfiqa_jax.scoring.assessors.METHODS): CR-FIQA
+               (a `convert --family cr-fiqa` checkpoint), MagFace (its embedding norm:
+               free on an fr_model), SER-FIQ (passes, p, seed), GraFIQs (variant)
   adaptive     optional: policies, stages, fraction, seed, knobs of the adaptive
                early-exit study run on every pair set (docs/protocol.md §10)
   report       exits: exits to plot besides the last one and the fusions
@@ -57,6 +63,7 @@ JOB_KEYS = (
   "adaptive",
   "report",
   "model",
+  "quality_methods",
 )
 _FILES = {
   "verification_bin": lambda name, files: os.path.join(files, f"{name}.bin"),
@@ -187,10 +194,43 @@ def check_job(cfg: dict, path: str) -> None:
       emb = embeddings_path(cfg, fr, name)
       if emb is not None and not os.path.exists(emb):
         missing.append(f"embeddings of {fr} for {name}: {emb} does not exist")
+  missing += check_quality_methods(cfg, path)
   if len(missing) == 1:
     raise FileNotFoundError(f"{path}: {missing[0]}")
   if missing:
     raise FileNotFoundError(f"{path}: {len(missing)} inputs are missing: " + "; ".join(missing))
+
+
+def quality_specs(cfg: dict) -> dict[str, dict]:
+  """The job's assessors {name: spec} (empty without a `quality_methods` section)."""
+  return dict(cfg.get("quality_methods") or {})
+
+
+def check_quality_methods(cfg: dict, path: str) -> list[str]:
+  """Checks the `quality_methods` section before any scoring: each spec's keys, method,
+  source and options (one line naming the key); returns the missing checkpoints, for
+  `check_job` to name with the other missing inputs. The kind and family of each network
+  are checked when the job loads it (`evaluation.run.quality_models`), before scoring."""
+  from exfiqa_jax.scoring.assessors import check_spec
+
+  specs = cfg.get("quality_methods")
+  if specs is None:
+    return []
+  if not isinstance(specs, dict):
+    raise TypeError(f"{path}: quality_methods must be a dict {{name: spec}}; got {specs!r}")
+  fr = {name: spec["kind"] for name, spec in fr_specs(cfg).items()}
+  clash = sorted(set(specs) & {f"exit {i}" for i in range(1, 100)})
+  if clash:
+    raise ValueError(f"{path}: quality_methods names {clash} are the names of exits")
+  fr_folders = {s.get("checkpoint") for s in fr_specs(cfg).values() if s["kind"] == "checkpoint"}
+  missing = []
+  for name, spec in specs.items():
+    check_spec(name, spec, fr, path)
+    if spec.get("checkpoint") in fr_folders:
+      continue  # an FR model's checkpoint too: named missing once, under fr_models
+    if "checkpoint" in spec and not os.path.isdir(spec["checkpoint"]):
+      missing.append(f"quality_methods.{name}.checkpoint {spec['checkpoint']} does not exist")
+  return missing
 
 
 def _check_depth(cfg: dict, path: str) -> None:

@@ -19,14 +19,21 @@ import numpy as np
 from exfiqa_jax import data
 from exfiqa_jax.evaluation.analysis import Analysis, analyse
 from exfiqa_jax.evaluation.comparison import load_embeddings
-from exfiqa_jax.evaluation.inputs import fr_embeddings, pair_inputs
-from exfiqa_jax.evaluation.job_config import embeddings_path, fr_checkpoints, fr_specs
+from exfiqa_jax.evaluation.inputs import assessor_qualities, fr_embeddings, pair_inputs
+from exfiqa_jax.evaluation.job_config import (
+  embeddings_path,
+  fr_checkpoints,
+  fr_specs,
+  quality_specs,
+)
 from exfiqa_jax.evaluation.options import check_select, check_sweep_size, options
 from exfiqa_jax.metrics.inputs import PairInputs
-from exfiqa_jax.models.checkpoint import load
+from exfiqa_jax.models.checkpoint import load, load_config
 from exfiqa_jax.models.config import ViTConfig
 from exfiqa_jax.models.flops import exit_gflops
 from exfiqa_jax.models.fr_config import FRConfig
+from exfiqa_jax.models.registry import KINDS
+from exfiqa_jax.scoring.assessors import METHODS, QualityModel, method_of, resolve
 from exfiqa_jax.scoring.score import FRModel, check_input_size, score
 
 __all__ = ["JobResults", "analyse_inputs", "evaluate_job", "inputs_path"]
@@ -74,13 +81,53 @@ def inputs_path(out_dir: str, dataset: str, fr: str) -> str:
   return os.path.join(out_dir, "inputs", f"{dataset}_{fr}.npz")
 
 
-def analyse_inputs(z: PairInputs, cfg: dict[str, Any], progress: bool | str = False) -> Analysis:
+def quality_models(cfg: dict[str, Any]) -> tuple[list[QualityModel], dict[str, str]]:
+  """The job's assessors (`quality_methods`, checked): those run on a network in the
+  scoring pass, and {name: FR model} of those computed from a job FR model's embeddings
+  (MagFace on an fr_model). A network's channel order: the spec's, else its release evaluation's
+  (`METHODS`), else, on a job FR model, that model's entry's, else its family's."""
+  models, from_embeddings, fr = [], {}, fr_specs(cfg)
+  for name, spec in quality_specs(cfg).items():
+    method = METHODS[method_of(name, spec)]
+    entry = fr.get(spec.get("fr_model"), {})
+    folder = spec.get("checkpoint") or entry["checkpoint"]
+    check_network(name, method, load_config(folder), folder)
+    if method.from_embeddings is not None and "fr_model" in spec:
+      from_embeddings[name] = spec["fr_model"]  # no second pass: the pass's embeddings
+      continue
+    c = load(folder, expect=KINDS[method.kind].config_type)
+    order = spec.get("channel_order") or (
+      entry.get("channel_order") if method.channel_order is None else None
+    )
+    settings = tuple(sorted(resolve(method, spec).items()))
+    models.append(QualityModel(name, method.name, c.config, c[1:], settings, order))
+  return models, from_embeddings
+
+
+def check_network(name: str, method, config, folder: str) -> None:
+  """An assessor's network against what its method needs (its kind; MagFace: a MagFace
+  backbone): a one-line ValueError naming the job key and the checkpoint."""
+  got = (getattr(config, "kind", None), getattr(config, "family", None))
+  if got[0] != method.kind or method.family not in (None, got[1]):
+    family = f" of family {method.family!r}" if method.family else ""
+    want = KINDS[method.kind].what + family
+    raise ValueError(
+      f"quality_methods.{name} ({method.name}) needs {want}; {folder} holds "
+      f"{KINDS[got[0]].what} of family {got[1]!r}"
+    )
+
+
+def analyse_inputs(
+  z: PairInputs, cfg: dict[str, Any], progress: bool | str = False, assessors=None
+) -> Analysis:
   """The Analysis of one pair set with the job's options (metrics: the config's, else
-  those saved with z)."""
+  those saved with z); assessors: {name: quality [N] of z's items}, rows and curves
+  beside the exits."""
   return analyse(
     *z.columns,
     cost=z.cost,
     progress=progress,
+    assessors=assessors,
     exits=cfg.get("report", {}).get("exits", ()),
     **z.metric_options(cfg.get("metrics")),
     **options(cfg, "sweep"),
@@ -160,18 +207,20 @@ def evaluate_job(cfg: dict[str, Any], progress: bool = True, force: bool = False
     c = load(spec["checkpoint"], expect=FRConfig)
     flip = spec["flip"] != "none"
     fr_models.append(FRModel(fr, c.config, c[1:], flip, spec["channel_order"]))
-  check_input_size(fr_models)  # before any dataset is built or scored
+  assessors, from_embeddings = quality_models(cfg)
+  check_input_size([*fr_models, *assessors])  # before any dataset is built or scored
   results = []
   for name, ds in cfg["datasets"].items():
     dataset = open_dataset(name, ds, cfg["data_dir"], progress and f"building {name}")
     if dataset.pairs is None:
       raise ValueError(f"dataset {dataset.name!r} has no pairs to evaluate")
-    images, fed = fed_orders(dataset.images, fr_models, scoring["channel_order"])
-    scores = score(  # one pass over the images for every model
+    images, fed = fed_orders(dataset.images, fr_models + assessors, scoring["channel_order"])
+    scores = score(  # one pass over the images for every model and assessor
       ckpt[1:],
       images,
       os.path.join(out, "scores", name),
-      fr_models=fed,
+      fr_models=fed[: len(fr_models)],
+      quality_models=fed[len(fr_models) :],
       batch_size=scoring["batch_size"],
       dtype=jnp.dtype(scoring["dtype"]),
       progress=progress and f"scoring {name} (ViT-FIQA" + "".join(f", {m.name}" for m in fed) + ")",
@@ -190,7 +239,10 @@ def evaluate_job(cfg: dict[str, Any], progress: bool = True, force: bool = False
       )
       z = x.pair_inputs(cost, metrics)
       z.save(inputs_path(out, name, fr))
-      an = analyse_inputs(z, cfg, progress and f"sweep {name}/{fr}")
+      qualities = assessor_qualities(
+        dataset, scores, from_embeddings, metrics["template_quality"], list(quality_specs(cfg))
+      )
+      an = analyse_inputs(z, cfg, progress and f"sweep {name}/{fr}", qualities)
       an.adaptive = adaptive_study(z, cfg, an.select, an.warnings)
       results.append((name, fr, an))
   return JobResults(cfg["checkpoint"], ckpt.config.depth, ckpt.config.width, results)

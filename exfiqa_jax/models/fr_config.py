@@ -55,7 +55,20 @@ RELEASES = {
   "arcface-mxnet": Release(
     "iresnet", 2e-5, "rgb", "mxnet", "insightface symbol/fresnet.py, symbol_utils.py (MXNet)"
   ),
+  # CR-FIQA(S)/(L): an insightface iResNet with its quality head `qs` (a `CRFIQAConfig`).
+  # Its evaluation (evaluation/getQualityScore.py, --color_channel default "BGR";
+  # FaceModel.get_batch_feature: cv2.imread, no conversion, no flip; QualityModel:
+  # (x / 255 - 0.5) / 0.5) feeds BGR in [-1, 1]; eps 1e-5 as in backbones/iresnet.py.
+  "cr-fiqa": Release(
+    "iresnet",
+    1e-5,
+    "bgr",
+    "half",
+    "CR-FIQA backbones/iresnet.py, evaluation/getQualityScore.py, FaceModel.py, QualityModel.py",
+  ),
 }
+# Families whose model is not a plain backbone: their config type (`FRConfig.for_family`).
+QUALITY_FAMILIES = {"cr-fiqa": "CRFIQAConfig"}
 
 
 def check_family(family: str) -> Release:
@@ -104,6 +117,12 @@ class FRConfig:
     if isinstance(eps, bool) or not isinstance(eps, int | float) or not 0 < eps < 1:
       raise ValueError(f"bn_eps {eps!r} is not a number in (0, 1) (BatchNorm's eps)")
     check_family(self.family)
+    own_type = type(self).__name__ == QUALITY_FAMILIES.get(self.family)
+    if (self.family in QUALITY_FAMILIES) != own_type:
+      raise ValueError(
+        f"family {self.family!r} needs a {QUALITY_FAMILIES.get(self.family, 'FRConfig')} "
+        f"(FRConfig.for_family({self.family!r}) gives one), not a {type(self).__name__}"
+      )
     if self.arch not in ARCHS:
       raise ValueError(f"arch {self.arch!r} is not one of {ARCHS}")
     if self.input_scale not in INPUT_SCALES:
@@ -124,6 +143,7 @@ class FRConfig:
   def for_family(cls, family: str, **sizes) -> "FRConfig":
     """The family's architecture, eps, channel order and input scale, with `sizes`."""
     f = check_family(family)
+    cls = globals()[QUALITY_FAMILIES[family]] if family in QUALITY_FAMILIES else cls
     return cls(
       family=family,
       arch=f.arch,
@@ -170,3 +190,23 @@ class FRConfig:
     if unknown:
       raise KeyError(f"unknown face-recognition config keys {sorted(unknown)}")
     return cls(**d)
+
+
+@dataclasses.dataclass(frozen=True)
+class CRFIQAConfig(FRConfig):
+  """CR-FIQA (fdbtrs/CR-FIQA `backbones/iresnet.py`): the iResNet of `FRConfig` whose
+  forward also gives the quality `qs = Linear(embedding_size -> 1)` of the embedding.
+  CR-FIQA(S) is iresnet50, CR-FIQA(L) iresnet100."""
+
+  kind: ClassVar[str] = "cr_fiqa"  # its entry in `models.registry.KINDS`
+  family: str = "cr-fiqa"
+  channel_order: str = "bgr"
+
+  def __post_init__(self):
+    super().__post_init__()
+    if self.family != "cr-fiqa" or self.arch != "iresnet":
+      raise ValueError(f"a CR-FIQA model is an iresnet of family 'cr-fiqa'; got {self.family!r}")
+
+  @property
+  def num_params(self) -> int:
+    return super().num_params + self.embedding_size  # and the quality head

@@ -1,6 +1,6 @@
 """The model kinds: one record each of what the evaluation path needs of a network.
 
-    kind = KINDS[config.kind]                   # "vit_fiqa" or "face_recognition"
+    kind = KINDS[config.kind]                   # "vit_fiqa", "face_recognition", "cr_fiqa"
     model = kind.build(config, nnx.Rngs(0))
     x = kind.prepare(uint8_images, "rgb", config)  # the family's input rule, traceable
     arrays = kind.outputs(model(x))             # {"exit_scores": [B, L], "embeddings": [B, D]}
@@ -21,7 +21,8 @@ from flax import nnx
 
 from exfiqa_jax.data.preprocess import check_channel_order, normalize
 from exfiqa_jax.models.config import ViTConfig
-from exfiqa_jax.models.fr_config import FRConfig
+from exfiqa_jax.models.crfiqa import CRFIQA
+from exfiqa_jax.models.fr_config import CRFIQAConfig, FRConfig
 from exfiqa_jax.models.iresnet import IResNet
 from exfiqa_jax.models.irse import IRBackbone
 from exfiqa_jax.models.vit import ViTFIQA
@@ -102,6 +103,17 @@ KINDS = {
     outputs=lambda embedding: {"embeddings": embedding},
     what="a face-recognition backbone",
     command="exfiqa embed",
+  ),
+  # CR-FIQA: an iResNet with a quality head; the FR input rule of its release ("cr-fiqa").
+  "cr_fiqa": Kind(
+    name="cr_fiqa",
+    config_type=CRFIQAConfig,
+    build=lambda config, rngs: CRFIQA(config, rngs=rngs),
+    modules=(CRFIQA,),
+    prepare=fr_input,
+    outputs=lambda out: {"embeddings": out[0], "quality": out[1]},
+    what="a CR-FIQA model",
+    command="exfiqa evaluate (quality_methods)",
   ),
 }
 _BY_MODULE = {m: k for k in KINDS.values() for m in k.modules}

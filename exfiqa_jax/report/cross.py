@@ -1,9 +1,11 @@
 """The cross-benchmark table: quality assessors against every benchmark x FR model.
 
-Rows: each single exit, the depth-weighted fusion of all exits, the best subset
-of each column (chosen there by the job's `select` metric, so its cell in the
-`select` table is that column's optimum on the same pairs: an optimistic bound),
-and the one variant with the lowest mean `select` metric over all columns.
+Rows: each single exit, the depth-weighted fusion of all exits, each other quality
+assessor of the job (`quality_methods`: CR-FIQA, MagFace, SER-FIQ, GraFIQs; NaN in a
+column it was not evaluated on), the best subset of each column (chosen there by the
+job's `select` metric, so its cell in the `select` table is that column's optimum on the
+same pairs: an optimistic bound), and the one variant with the lowest mean `select`
+metric over all columns.
 Columns: (benchmark, FR model). One table per metric: the ERC area at each ERC
 FMR and the EDC pAUC at each discard limit. The lowest value of each column is
 bold (every one on a tie; NaN never). Written as Markdown, CSV and LaTeX.
@@ -82,11 +84,13 @@ def cross_tables(results: Sequence[Result]) -> list[Cross]:
   full = (1 << depth) - 1
   named = [(f"exit {e}", (1 << (e - 1), "mean", "none")) for e in range(1, depth + 1)]
   named.append(("depth-weighted (all exits)", (full, "weighted", "none")))
+  assessors = _assessor_rows(results)
   out = []
   for m in metrics:
     rows = [
       [an.table[m][ix[k]] for (_, _, an), ix in zip(results, index, strict=True)] for _, k in named
     ]
+    rows += [[r[m] if r else np.nan for r in by_result] for by_result in assessors.values()]
     rows.append(
       [
         np.nan if i is None else an.table[m][i]
@@ -103,7 +107,7 @@ def cross_tables(results: Sequence[Result]) -> list[Cross]:
       Cross(
         m,
         [(d, f) for d, f, _ in results],
-        [n for n, _ in named] + [PER_COLUMN, OVERALL],
+        [n for n, _ in named] + list(assessors) + [PER_COLUMN, OVERALL],
         np.asarray(rows, float),
         [
           "-"
@@ -117,6 +121,15 @@ def cross_tables(results: Sequence[Result]) -> list[Cross]:
       )
     )
   return out
+
+
+def _assessor_rows(results: Sequence[Result]) -> dict[str, list[dict | None]]:
+  """{assessor: its row in each result (None where absent)}, in order of appearance."""
+  names = dict.fromkeys(
+    r["variant"] for _, _, an in results for r in an.rows if r["kind"] == "assessor"
+  )
+  rows = [{r["variant"]: r for r in an.rows if r["kind"] == "assessor"} for _, _, an in results]
+  return {n: [by.get(n) for by in rows] for n in names}
 
 
 def _fmt(v: float, digits: int = 4) -> str:
@@ -139,8 +152,9 @@ def blocks(crosses: Sequence[Cross]) -> list[Block]:
   out: list[Block] = [
     Heading("Cross-benchmark comparison", 2),
     Text(
-      "Rows: each exit alone, the depth-weighted fusion of all exits, the best subset of "
-      "each benchmark x FR model (chosen there by the job's selection metric, on the same "
+      "Rows: each exit alone, the depth-weighted fusion of all exits, each other quality "
+      "assessor of the job (if any), the best subset of each benchmark x FR model (chosen "
+      "there by the job's selection metric, on the same "
       "pairs: an optimistic bound) and the one subset with the lowest mean selection "
       f"metric over all of them ({c0.overall}). Lower is better; the best of each column "
       "is in bold."

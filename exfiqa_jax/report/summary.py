@@ -52,13 +52,13 @@ def figures(dataset: str, group: Sequence[tuple[str, Analysis]]) -> dict[str, An
   """The figures of one benchmark, one panel per FR model: name -> Figure."""
   an0 = group[0][1]
   fmrs = [float(f) for f in an0.metrics["fmrs"]]
-  palette = colors([label for _, an in group for label in an.curves])
+  palette = colors([label for _, an in group for label in an.plotted()])
   figs = {
     "edc": plots.edc_figure(
       [
         plots.EdcPanel(
           fr,
-          {n: (c["edc_discard"], c["edc_error"]) for n, c in an.curves.items()},
+          {n: (c["edc_discard"], c["edc_error"]) for n, c in an.plotted().items()},
           an.edc_start,
           [float(x) for x in an.metrics["edc_limits"]],
         )
@@ -75,7 +75,7 @@ def figures(dataset: str, group: Sequence[tuple[str, Analysis]]) -> dict[str, An
       [
         plots.ErcPanel(
           fr,
-          {n: (REJECTED, c["fine_fnmr"][:, j]) for n, c in an.curves.items()},
+          {n: (REJECTED, c["fine_fnmr"][:, j]) for n, c in an.plotted().items()},
           (REJECTED, an.erc_best[:, j]),
           next((w.split(":")[0] for w in an.warnings if f"FMR {f:g} is not" in w), ""),
         )

@@ -6,7 +6,8 @@
                              must match it exactly
     <out>/chunk-000000.npz   exit_scores float32 [n, L] and, when asked,
     <out>/chunk-000001.npz   embeddings float32 [n, D] of images; of each
-                             FR model m fr/<m>/embeddings [n, D] (`chunk_members`)
+                             FR model m fr/<m>/embeddings [n, D]; of each assessor
+                             a quality/<a>/quality [n] (`chunk_members`)
     ...                      [k * chunk_size, (k + 1) * chunk_size)
     <out>/scores.npz         ids [N] str, exit_scores [N, L], embeddings [N, D]
 
@@ -66,6 +67,7 @@ def chunk_path(out_dir: str, k: int) -> str:
 
 
 FR_PREFIX = "fr/"  # stored arrays of FR model m: "fr/<m>/embeddings", "fr/<m>/embeddings_flip"
+QUALITY_PREFIX = "quality/"  # of assessor a (scoring.assessors): "quality/<a>/quality" [n]
 
 
 def chunk_members(run: dict) -> dict[str, int]:
@@ -81,6 +83,8 @@ def chunk_members(run: dict) -> dict[str, int]:
     want[f"{FR_PREFIX}{m}/embeddings"] = 2
     if fr.get("flip"):
       want[f"{FR_PREFIX}{m}/embeddings_flip"] = 2
+  for a in run.get("quality_methods") or {}:
+    want[f"{QUALITY_PREFIX}{a}/quality"] = 1
   return want
 
 

@@ -35,6 +35,7 @@ from tqdm import tqdm
 
 from exfiqa_jax.models.fr_config import FRConfig
 from exfiqa_jax.scoring import run_folder as resume
+from exfiqa_jax.scoring.assessors import QualityModel, make_quality_step
 from exfiqa_jax.scoring.sharding import (
   AXIS,
   chunk_bounds,
@@ -81,7 +82,8 @@ def run_chunks(
   progress: bool | str,
 ):
   """Scores chunks `todo` of `images` with every `(prefix, step, variables)` of `steps`:
-  `step(*variables, uint8 batch) -> {name: [B, ...]}`, stored as `prefix + name`.
+  `step(*variables, uint8 batch) -> {name: [B, ...]}` (a step with `takes_rows` also gets
+  the batch's global image indices, uint32 [B]), stored as `prefix + name`.
 
   Each batch is read and put on the devices once, for all steps. Writes each
   finished chunk to `out_dir` (`resume.write_chunk`), or, with no `out_dir`,
@@ -95,7 +97,9 @@ def run_chunks(
   ]
 
   def load(it):
-    return jax.device_put(pad_rows(images.read(range(it[1], it[2])), batch_size), sharding)
+    x = pad_rows(images.read(range(it[1], it[2])), batch_size)
+    rows = np.arange(it[1], it[1] + batch_size, dtype=np.uint32)  # global image indices
+    return jax.device_put((x, rows), sharding)
 
   parts, rows = {}, []
 
@@ -112,11 +116,14 @@ def run_chunks(
       else:
         resume.write_chunk(out_dir, k, arrays)
 
-  def dispatch(x):
+  def dispatch(batch):
+    x, rows = batch
     return {
       prefix + name: o
       for prefix, step, variables in steps
-      for name, o in step(*variables, x).items()
+      for name, o in (
+        step(*variables, x, rows) if getattr(step, "takes_rows", False) else step(*variables, x)
+      ).items()
     }
 
   total = sum(b - a for a, b in (bounds[k] for k in todo))
@@ -172,6 +179,7 @@ def check_finite(arrays: dict[str, np.ndarray], ids) -> None:
 
 
 FR_PREFIX = resume.FR_PREFIX  # "fr/<m>/embeddings", "fr/<m>/embeddings_flip" of FR model m
+QUALITY_PREFIX = resume.QUALITY_PREFIX  # "quality/<a>/quality" of assessor a
 
 
 @dataclasses.dataclass(frozen=True)
@@ -183,16 +191,27 @@ class Scores:
   fr: dict[str, dict[str, np.ndarray]] = dataclasses.field(default_factory=dict)
   blocks_run: np.ndarray | None = None  # [N] int32: exits each image ran (with a policy only)
   quality: np.ndarray | None = None  # [N] float32: the policy's fused quality (with a policy)
+  # assessor name -> [N] float32 quality, higher = better (`scoring.assessors`)
+  assessors: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
 
   @classmethod
   def from_arrays(cls, ids: np.ndarray, z: dict[str, np.ndarray]) -> "Scores":
     fr: dict[str, dict[str, np.ndarray]] = {}
+    assessors: dict[str, np.ndarray] = {}
     for key, value in z.items():
       if key.startswith(FR_PREFIX):
         name, _, what = key[len(FR_PREFIX) :].rpartition("/")
         fr.setdefault(name, {})[what] = value
+      elif key.startswith(QUALITY_PREFIX):
+        assessors[key[len(QUALITY_PREFIX) :].rpartition("/")[0]] = value
     return cls(
-      ids, z.get("exit_scores"), z.get("embeddings"), fr, z.get("blocks_run"), z.get("quality")
+      ids,
+      z.get("exit_scores"),
+      z.get("embeddings"),
+      fr,
+      z.get("blocks_run"),
+      z.get("quality"),
+      assessors,
     )
 
   @classmethod
@@ -206,8 +225,10 @@ def _sync(name: str) -> None:
     multihost_utils.sync_global_devices(name)
 
 
-def check_input_size(fr_models: Sequence[FRModel], images: ImageSource | None = None) -> None:
-  """Refuses (one line, before any image is read) a face-recognition model whose
+def check_input_size(
+  fr_models: Sequence[FRModel | QualityModel], images: ImageSource | None = None
+) -> None:
+  """Refuses (one line, before any image is read) a face-recognition or assessor network whose
   checkpoint takes another input size than the images (`data.sources.IMAGE_SIZE`, the
   aligned crops every source reads, or an in-memory source's size): a 224-pixel model
   on 112-pixel crops would fail deep in the first batch."""
@@ -218,8 +239,9 @@ def check_input_size(fr_models: Sequence[FRModel], images: ImageSource | None = 
   size = size or IMAGE_SIZE
   for m in fr_models:
     if m.config.image_size != size:
+      what = "FR model" if isinstance(m, FRModel) else "assessor"
       raise ValueError(
-        f"FR model {m.name!r} ({m.config.family}) takes {m.config.image_size}x"
+        f"{what} {m.name!r} ({m.config.family}) takes {m.config.image_size}x"
         f"{m.config.image_size} images; the images are {size}x{size} aligned crops"
       )
 
@@ -230,6 +252,7 @@ def score(
   out_dir: str | None = None,
   *,
   fr_models: Sequence[FRModel] = (),
+  quality_models: Sequence[QualityModel] = (),
   batch_size: int = 32,
   chunk_size: int | None = None,
   num_layers: int | None = None,
@@ -262,10 +285,11 @@ def score(
     )
   if len(images) == 0:
     raise ValueError("no images to score")
-  if variables is None and not fr_models:
+  if variables is None and not fr_models and not quality_models:
     raise ValueError("nothing to run: no ViT-FIQA variables and no face-recognition models")
-  if len({m.name for m in fr_models}) < len(fr_models) or any("/" in m.name for m in fr_models):
-    raise ValueError(f"FR model names must be unique, without '/': {[m.name for m in fr_models]}")
+  for what, ms in (("FR model", fr_models), ("assessor", quality_models)):
+    if len({m.name for m in ms}) < len(ms) or any("/" in m.name for m in ms):
+      raise ValueError(f"{what} names must be unique, without '/': {[m.name for m in ms]}")
   if out_dir is None and jax.process_count() > 1:
     raise ValueError("scoring on several hosts needs out_dir on a shared file system")
   check_input_size(fr_models, images)
@@ -313,6 +337,28 @@ def score(
     run.setdefault("fr_models", {})[m.name] = dict(
       config=m.config.to_dict(),
       flip=m.flip,
+      model_channel_order=m.model_order,
+      weights_sha256=fp["weights_sha256"],
+    )
+  for m in quality_models:
+    graphdef, params, batch_stats = m.variables
+    step = make_quality_step(
+      graphdef,
+      mesh,
+      m.config,
+      m.method,
+      tuple(m.settings),
+      channel_order=order,
+      model_order=m.model_order,
+    )
+    replicated = replicate((params, batch_stats), mesh)
+    steps.append((f"{QUALITY_PREFIX}{m.name}/", step, replicated))
+    fp = resume.fingerprint(images.ids, replicated)
+    run["ids_sha256"] = fp["ids_sha256"]
+    run.setdefault("quality_methods", {})[m.name] = dict(
+      method=m.method,
+      settings=dict(m.settings),
+      config=m.config.to_dict(),
       model_channel_order=m.model_order,
       weights_sha256=fp["weights_sha256"],
     )

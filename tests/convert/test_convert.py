@@ -26,7 +26,7 @@ from exfiqa_jax.convert.mapping import BLOCK
 from exfiqa_jax.convert.safe_load import load_torch
 from exfiqa_jax.data import FileSource
 from exfiqa_jax.models.checkpoint import load
-from exfiqa_jax.models.registry import fr_input
+from exfiqa_jax.models.registry import fr_input, kind_of
 from exfiqa_jax.scoring.score import FRModel, score
 from tests.fr_helpers import reference_embedding, reference_state_dict, tiny
 from tests.helpers import reference
@@ -117,6 +117,8 @@ WRAPPERS = {  # case -> (family, wrapper of the reference state_dict)
   "curricularface plain": ("curricularface", lambda sd: sd),
   # Its release files are MXNet ones (test_mxnet_*.py); this is its export layout.
   "arcface-mxnet exported": ("arcface-mxnet", lambda sd: sd),
+  # CR-FIQA's `<id>backbone.pth`: the iResNet with its quality head `qs`.
+  "cr-fiqa module.": ("cr-fiqa", lambda sd: {f"module.{k}": v for k, v in sd.items()}),
 }
 OPTIONS = {"vit_fiqa": ["--num-heads", "6"]}  # what the shapes cannot tell
 KWARGS = {"vit_fiqa": {"num_heads": 6}}
@@ -140,6 +142,7 @@ def test_detect_tells_the_architecture_of_every_family():
   want = {"vit_fiqa": {"vit_fiqa"}, "curricularface": {"curricularface"}} | dict.fromkeys(
     iresnet, iresnet
   )
+  want["cr-fiqa"] = {*iresnet, "cr-fiqa"}  # an iResNet too; only it has the `qs` head
   for name, f in FAMILIES.items():
     sd = f.randomize(f.reference(_config(name)), 0).state_dict()
     assert {n for n, g in FAMILIES.items() if g.detect(sd)} == want[name], name
@@ -162,7 +165,8 @@ def test_each_wrapper_converts_and_round_trips_bit_exactly(tmp_path, case, capsy
   with torch.no_grad():
     want = f.reference_outputs(ref, torch.from_numpy(x).permute(0, 3, 1, 2))
   have = f.outputs(apply(abstract_variables(config)[0], params, batch_stats, jnp.asarray(x)))
-  assert list(have) == list(want) and len(want) == (1 + config.depth if f.quality else 1)
+  outputs = 1 + config.depth if family == "vit_fiqa" else 2 if f.quality else 1
+  assert list(have) == list(want) and len(want) == outputs
   tol = TOLERANCE.get(family, 2e-4)
   for name in want:
     np.testing.assert_allclose(have[name], want[name], atol=tol, rtol=tol, err_msg=name)
@@ -179,9 +183,8 @@ def test_each_wrapper_converts_and_round_trips_bit_exactly(tmp_path, case, capsy
   imgs = faces(3, 5)[:, : config.image_size, : config.image_size]
   if family != "vit_fiqa":
     x = np.asarray(fr_input(imgs, "rgb", config))
-    np.testing.assert_allclose(
-      apply(*got[1:], x), reference_embedding(ref, x), atol=2e-4, rtol=2e-4
-    )
+    out = kind_of(config).outputs(apply(*got[1:], x))["embeddings"]
+    np.testing.assert_allclose(out, reference_embedding(ref, x), atol=2e-4, rtol=2e-4)
   assert main(["export", str(tmp_path / "ckpt"), str(tmp_path / "back.pt")]) == 0
   back = load_torch(str(tmp_path / "back.pt"))
   if family == "magface":  # the training dict, without classifier and optimizer

@@ -63,6 +63,27 @@ def test_demo_writes_report_plots_and_says_what_it_ran_on(demo):
   assert "## Cross-benchmark comparison" in summary
 
 
+def test_demo_cross_benchmark_shows_every_assessor(demo):
+  """The demo's assessors (random weights) each have a row in every cross-benchmark table
+  and the report's variant table, right after the depth-weighted fusion."""
+  from exfiqa_jax.configs import load_config_file
+
+  names = list(load_config_file("demo")["quality_methods"])
+  assert len(names) >= 2
+  md = (demo / "cross_benchmark.md").read_text()
+  tables = md.split("\n### ")[1:]
+  assert tables
+  for t in tables:
+    rows = [line.split("|")[1].strip() for line in t.splitlines() if line.startswith("| ")]
+    i = rows.index("depth-weighted (all exits)")
+    assert rows[i + 1 : i + 1 + len(names)] == names
+  cross = _csv(demo / "cross_benchmark.csv")
+  for name in names:
+    assert sum(r["assessor"] == name for r in cross) == len(tables)
+    assert f"| {name} | assessor |" in (demo / "summary.md").read_text()
+    assert (demo / "assessors").is_dir()
+
+
 def test_demo_report_html_opens_from_disk(demo):
   for path, figures in ((demo / "report.html", 6), (demo / "sweep" / "demo_self.html", 2)):
     page = open_page(str(path))
@@ -120,7 +141,7 @@ def test_evaluate_with_overrides_reproduces_the_demo(demo, tmp_path, capsys):
     "sweep.top_k=1",
     "sweep.norms=('none',)",
   ]
-  assert main(args) == 0
+  assert main(args + _assessor_checkpoints(demo)) == 0
   again = {r["variant"]: r for r in _csv(out / "results.csv")}
   first = {r["variant"]: r for r in _csv(demo / "results.csv")}
   assert [r["kind"] for r in again.values()].count("best by edc_area@0.2") == 1
@@ -134,6 +155,18 @@ def test_evaluate_with_overrides_reproduces_the_demo(demo, tmp_path, capsys):
   assert printed and all(f"**Warning:** {w}" in summary for w in printed)
 
 
+def _assessor_checkpoints(demo) -> list[str]:
+  """Overrides pointing the demo config's quality_methods at what the demo wrote."""
+  from exfiqa_jax.configs import load_config_file
+
+  out = []
+  for name, spec in load_config_file("demo")["quality_methods"].items():
+    if "checkpoint" in spec:
+      where = os.path.basename(spec["checkpoint"])
+      out.append(f"quality_methods.{name}.checkpoint={demo}/assessors/{where}")
+  return out
+
+
 def test_evaluate_bars_name_the_dataset_models_and_fr_model(demo, tmp_path, capsys):
   """Without --quiet every bar says what it counts (issue 26: one unlabelled bar, one
   `scoring:` bar and identical `sweep:` bars before)."""
@@ -142,9 +175,10 @@ def test_evaluate_bars_name_the_dataset_models_and_fr_model(demo, tmp_path, caps
     f"data_dir={tmp_path}/tfds", f"datasets.demo.files={demo}/files", "sweep.top_k=1",
     "sweep.norms=('none',)", "sweep.rules=('mean',)",
   ]  # fmt: skip
-  assert main(args) == 0
+  assert main(args + _assessor_checkpoints(demo)) == 0
   err = capsys.readouterr().err
-  for label in ("building demo: 100%", "scoring demo (ViT-FIQA): 100%", "sweep demo/self: 100%"):
+  scoring = "scoring demo (ViT-FIQA, CR-FIQA, MagFace, SER-FIQ, GraFIQs): 100%"  # assessors too
+  for label in ("building demo: 100%", scoring, "sweep demo/self: 100%"):
     assert label in err, label
 
 

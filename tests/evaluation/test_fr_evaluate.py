@@ -141,8 +141,12 @@ def test_paper_job_needs_raw_files_and_five_checkpoints(tmp_path, monkeypatch):
   monkeypatch.chdir(tmp_path)
   specs = fr_checkpoints(cfg)
   assert sorted(specs) == ["ArcFace", "CurricularFace", "ElasticFace", "MagFace"]
+  assessors = [s["checkpoint"] for s in cfg["quality_methods"].values() if "checkpoint" in s]
+  assert sorted(assessors) == ["weights/arcface", "weights/crfiqa_l", "weights/crfiqa_s"]
   for d in [cfg["checkpoint"], *(s["checkpoint"] for s in specs.values()), "data/IJBC"]:
     os.makedirs(d)
+  os.makedirs("weights/crfiqa_l")
+  os.makedirs("weights/crfiqa_s")
   for name, ds in cfg["datasets"].items():
     if ds["builder"] == "verification_bin":
       os.makedirs(ds["files"], exist_ok=True)

@@ -111,7 +111,9 @@ def test_paper_names_every_missing_input_at_once(tmp_path):
   assert run.returncode == 2
   lines = run.stderr.strip().splitlines()
   assert len(lines) == 1, run.stderr
-  assert "paper: 13 inputs are missing: checkpoint weights/vit_fiqa does not exist" in lines[0]
+  # 13, and the two CR-FIQA checkpoints of quality_methods (GraFIQs' is ArcFace's, named once)
+  assert "paper: 15 inputs are missing: checkpoint weights/vit_fiqa does not exist" in lines[0]
+  assert "quality_methods.CR-FIQA(L).checkpoint weights/crfiqa_l does not exist" in lines[0]
   for name in ("lfw", "agedb_30", "cfp_fp", "calfw", "cplfw"):
     assert f"datasets.{name} needs data/bins/{name}.bin" in lines[0]
   assert "datasets.xqlfw needs data/quality_data/XQLFW/pair_list.txt" in lines[0]

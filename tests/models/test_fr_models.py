@@ -70,6 +70,7 @@ def test_family_defaults_and_config_checks():
     "magface": ("iresnet", 2e-5, "bgr", "unit"),
     "curricularface": ("irse", 1e-5, "rgb", "half"),
     "arcface-mxnet": ("iresnet", 2e-5, "rgb", "mxnet"),
+    "cr-fiqa": ("iresnet", 1e-5, "bgr", "half"),
   }
   assert FRConfig.for_family("magface").name == "iresnet100"
   assert FRConfig.for_family("curricularface").name == "ir101"
