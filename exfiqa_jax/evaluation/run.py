@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from exfiqa_jax import data
-from exfiqa_jax.evaluation.analysis import Analysis, analyse
+from exfiqa_jax.evaluation.analysis import Analysis
 from exfiqa_jax.evaluation.comparison import load_embeddings
 from exfiqa_jax.evaluation.inputs import assessor_qualities, fr_embeddings, pair_inputs
 from exfiqa_jax.evaluation.job_config import (
@@ -27,6 +27,7 @@ from exfiqa_jax.evaluation.job_config import (
   quality_specs,
 )
 from exfiqa_jax.evaluation.options import check_select, check_sweep_size, options
+from exfiqa_jax.evaluation.saved_sweep import analyse_inputs
 from exfiqa_jax.metrics.inputs import PairInputs
 from exfiqa_jax.models.checkpoint import load, load_config
 from exfiqa_jax.models.config import ViTConfig
@@ -115,23 +116,6 @@ def check_network(name: str, method, config, folder: str) -> None:
       f"quality_methods.{name} ({method.name}) needs {want}; {folder} holds "
       f"{KINDS[got[0]].what} of family {got[1]!r}"
     )
-
-
-def analyse_inputs(
-  z: PairInputs, cfg: dict[str, Any], progress: bool | str = False, assessors=None
-) -> Analysis:
-  """The Analysis of one pair set with the job's options (metrics: the config's, else
-  those saved with z); assessors: {name: quality [N] of z's items}, rows and curves
-  beside the exits."""
-  return analyse(
-    *z.columns,
-    cost=z.cost,
-    progress=progress,
-    assessors=assessors,
-    exits=cfg.get("report", {}).get("exits", ()),
-    **z.metric_options(cfg.get("metrics")),
-    **options(cfg, "sweep"),
-  )
 
 
 def adaptive_study(

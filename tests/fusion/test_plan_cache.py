@@ -4,6 +4,8 @@ pair set alive; the sweep's analysis (saved_sweep.analyse_inputs, without the sc
 stack) equals the job's, the second reading the first's plans."""
 
 import gc
+import subprocess
+import sys
 import weakref
 
 import numpy as np
@@ -48,24 +50,20 @@ def test_the_plan_cache_keeps_no_pair_set_alive():
   assert gone() is None
 
 
-def test_the_sweeps_analyse_inputs_equals_the_jobs():
-  # exfiqa sweep analyses without importing the scoring stack (saved_sweep.analyse_inputs);
-  # the job's evaluation.run.analyse_inputs must give the same Analysis
-  from exfiqa_jax.evaluation import run, saved_sweep
-  from exfiqa_jax.metrics.inputs import PairInputs
-
-  exits, a, b, genuine, scores = tie_heavy(8, n=60, p=400)
-  z = PairInputs(exits, a, b, genuine.astype(bool), scores, np.arange(1, 13.0))
-  cfg = {
-    "metrics": {"fmrs": (0.05, 0.01), "edc_limits": (0.25,)},
-    "sweep": {"rules": ("mean", "min")},
-    "report": {"exits": (3,)},
-  }
-  want, got = run.analyse_inputs(z, cfg), saved_sweep.analyse_inputs(z, cfg)
-  assert want.table.keys() == got.table.keys() and want.select == got.select
-  for k in want.table:
-    np.testing.assert_array_equal(got.table[k], want.table[k])
-  assert want.curves.keys() == got.curves.keys()
-  for label, c in want.curves.items():
-    for k in ("erc_area", "edc_area", "edc_discard", "edc_error", "fine_fnmr"):
-      np.testing.assert_array_equal(got.curves[label][k], c[k])
+def test_a_sweep_of_saved_inputs_imports_no_scoring_stack():
+  # exfiqa sweep --inputs/--scores analyses through saved_sweep.analyse_inputs, the one the
+  # job calls too; importing it must not pull in flax or orbax (about 1.5 s of start-up)
+  code = (
+    "import sys; import exfiqa_jax.evaluation.saved_sweep as s; import exfiqa_jax.cli.sweep;"
+    "from exfiqa_jax.evaluation import run;"
+    "assert run.analyse_inputs is s.analyse_inputs;"
+    "print(sorted(m for m in ('flax', 'orbax', 'orbax.checkpoint') if m in sys.modules))"
+  )
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+  assert out.stdout.strip() == "['flax', 'orbax', 'orbax.checkpoint']"  # run imports them
+  code = (
+    "import sys; import exfiqa_jax.evaluation.saved_sweep, exfiqa_jax.cli.sweep;"
+    "print(sorted(m for m in ('flax', 'orbax', 'orbax.checkpoint') if m in sys.modules))"
+  )
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+  assert out.stdout.strip() == "[]"
