@@ -22,7 +22,7 @@ genuine keys in order (EDC). Per variant, all exact:
 3. on the host, each cut's pair: the group's pairs (a table of every template's
    pairs, built once) kept where the other end ranks as high, the m-th by pair index.
 4. the genuine keys and a window of the first impostors in score order against
-   the cuts -> the ERC (`metrics.erc.kept_bits`, `_fnmr`: the same threshold
+   the cuts -> the ERC (`metrics.erc.kept_bits`, `rate_curves`: the same threshold
    rule, the window widened where it cannot decide); the genuine keys sorted ->
    the EDC (`metrics.edc.edc`).
 
@@ -47,7 +47,7 @@ from exfiqa_jax.fusion.engine import host_keys, jit_engine, plan
 from exfiqa_jax.fusion.rules import RULES, fuse_integers
 from exfiqa_jax.metrics import PairSet, bucket
 from exfiqa_jax.metrics.edc import edc
-from exfiqa_jax.metrics.erc import RATES, _fnmr, kept_bits
+from exfiqa_jax.metrics.erc import RATES, kept_bits, rate_curves
 from exfiqa_jax.metrics.keys import KEY_MAX, index_bits
 
 LARGE_PAIRS = 1 << 21  # pair sets at least this large go this way (chunks.score_variants)
@@ -290,22 +290,13 @@ def _metrics(ps, gen_ord, gen_err, rank, bounds, top):
   n_gen_r = gen.before[:, -1]
   cuts = (jnp.arange(RATES, dtype=jnp.int32) * ps.count) // RATES
   n_imp_r = ps.count - cuts - n_gen_r
-  per_rate = jax.vmap(
-    lambda ib, gb, ni, ng: jax.vmap(lambda n, d: _fnmr(ps, ib, gb, top, ni, ng, n, d))(
-      ps.fmr_num, ps.fmr_den
-    )
-  )
-  fnmr, overflow = per_rate(imp, gen, n_imp_r, n_gen_r)
-  inner = fnmr[1]  # trapezoid in rate order, as metrics.erc.erc
-  for r in range(2, RATES - 1):
-    inner = inner + fnmr[r]
-  area = (inner + (fnmr[0] + fnmr[-1]) / 2) / RATES
+  _, area, overflow = rate_curves(ps, imp, gen, n_imp_r, n_gen_r, top)
   # EDC keys over the genuines alone (quality << b_g | ordinal: the same order), so
   # its error count reads [G], not [P]
   sg = index_bits(gen_ord.shape[0])
   ek = jnp.where(g_real, (gq << sg) | gen_ord.astype(jnp.int64), KEY_MAX)
   e = edc(jnp.sort(ek), gen_err, ps.n_gen, ps.edc_width, ps.limits, sg)
-  return area, e.area, e.best, jnp.any(overflow)
+  return area, e.area, e.best, overflow
 
 
 score_fused = jit_engine(fused_fn)

@@ -183,12 +183,20 @@ def erc(ps, keys: jax.Array, gen: jax.Array, imp: jax.Array, top: int):
   g_real = jnp.arange(ps.gen_pos.shape[0]) < ps.n_gen
   gen_bits = kept_bits(keys[ps.gen_pos], bounds, g_real)
   imp_bits = kept_bits(keys[ps.imp_pos[:top]], bounds, jnp.arange(top) < ps.n_imp)
+  return rate_curves(ps, imp_bits, gen_bits, n_imp_r, n_gen_r, top)
+
+
+def rate_curves(ps, imp: Bits, gen: Bits, n_imp_r, n_gen_r, top: int):
+  """The FNMR at each of the 20 rates and FMRs and the areas, from the kept bits of
+  each class per rate (imp: of the first `top` impostors in score order) and the kept
+  counts n_imp_r, n_gen_r [20] -> (fnmr [20, F], area [F], overflow []); shared by `erc`
+  and the large-pair-set path (`fusion.large`)."""
   per_rate = jax.vmap(
     lambda ib, gb, ni, ng: jax.vmap(lambda n, d: _fnmr(ps, ib, gb, top, ni, ng, n, d))(
       ps.fmr_num, ps.fmr_den
     )
   )
-  fnmr, overflow = per_rate(imp_bits, gen_bits, n_imp_r, n_gen_r)
+  fnmr, overflow = per_rate(imp, gen, n_imp_r, n_gen_r)
   # trapezoid, step 0.05, summed in rate order by elementwise adds: a reduction's
   # order (and float32 rounding) would depend on the batch shape of the program
   inner = fnmr[1]
