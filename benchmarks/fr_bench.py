@@ -10,8 +10,8 @@ input on the same cores. Engines: Flax jit float32 and bfloat16 (bf16
 convolutions accumulating in float32), PyTorch eager and `torch.compile`,
 each float32 and bfloat16 autocast; `--unfolded` adds Flax with every
 BatchNorm applied on its own (`fold_bn=False`, the order before folding);
-`--winograd-off` adds Flax bfloat16 with every convolution the library's
-(`layers.conv_algorithm(winograd=False)`, the CPU path before Winograd).
+`--winograd-off` adds Flax float32 and bfloat16 with every convolution the
+library's (`layers.conv_algorithm(winograd=False)`, the CPU path before Winograd).
 Calls alternate round-robin (the machine may be shared); medians and ranges
 after one warm-up call each, the load average after each table.
 
@@ -119,9 +119,10 @@ def speed(
         _unfolded(graphdef, params, stats, xj, d)
       )
   if winograd_off:
-    fns["Flax jit, Winograd off, bfloat16"] = lambda: jax.block_until_ready(
-      _no_winograd(graphdef, params, stats, xj, jnp.bfloat16)
-    )
+    for n, d in {"float32": jnp.float32, "bfloat16": jnp.bfloat16}.items():
+      fns[f"Flax jit, Winograd off, {n}"] = lambda d=d: jax.block_until_ready(
+        _no_winograd(graphdef, params, stats, xj, d)
+      )
   modes = {"eager": ref} if eager else {}
   if compiled:
     modes["compile"] = torch.compile(ref, dynamic=False)
@@ -172,7 +173,7 @@ def main() -> None:
   p.add_argument("--no-eager", action="store_true", help="skip torch eager")
   p.add_argument("--unfolded", action="store_true", help="add Flax rows with BN unfolded")
   p.add_argument(
-    "--winograd-off", action="store_true", help="add Flax bfloat16 without Winograd convolutions"
+    "--winograd-off", action="store_true", help="add Flax rows without Winograd convolutions"
   )
   p.add_argument("--skip-convert", action="store_true")
   p.add_argument("--skip-speed", action="store_true")

@@ -24,16 +24,18 @@ parameters at trace time (the stored tree is unchanged). It saves one pass over
 the activation per folded BatchNorm; the outputs differ from the unfolded
 order of operations by float32 rounding only.
 
-Winograd convolutions on CPU in bfloat16: jaxlib's CPU convolution upcasts bfloat16
-operands to float32 (its kernel library has no bfloat16 convolution), while its
-bfloat16 matmuls run on the CPU's bfloat16 instructions at about twice the float32
-rate. A 3x3 stride-1 convolution with at least `WINOGRAD_MIN_CHANNELS` input
-channels, in bfloat16 on the CPU backend, therefore runs as Winograd F(2x2, 3x3):
-16 bfloat16 matmuls (float32 accumulation) on 2x2-output tiles, 2.25x fewer
-multiplies, the transforms in float32 (`winograd_conv3x3`). Where it ran slower
-(fewer channels: larger maps, the transforms' memory traffic dominates), the
-library convolution stays. Float32 and every other backend are unchanged;
-`conv_algorithm(winograd=False)` turns it off for what is traced inside it.
+Winograd convolutions on the CPU: jaxlib's CPU convolution upcasts bfloat16 operands
+to float32 (its kernel library has no bfloat16 convolution), while its bfloat16
+matmuls run on the CPU's bfloat16 instructions at about twice the float32 rate. A
+3x3 stride-1 convolution with at least `WINOGRAD_MIN_CHANNELS` input channels on
+the CPU backend therefore runs as Winograd F(2x2, 3x3): 16 matmuls in the compute
+dtype (float32 accumulation) on 2x2-output tiles, 2.25x fewer multiplies, the
+transforms in float32 (`winograd_conv3x3`). It pays most in bfloat16 and less in
+float32 (where only the multiplies are saved); with fewer channels (larger maps) the
+transforms' memory traffic ate the gain and the library convolution stays. Other
+backends are unchanged; `conv_algorithm(winograd=False)` turns it off for what is
+traced inside it. Float32 outputs move by float32 rounding only (about 1e-6 of
+the output scale per convolution).
 """
 
 from __future__ import annotations
@@ -109,7 +111,7 @@ _WINOGRAD = contextvars.ContextVar("winograd", default=True)
 
 @contextlib.contextmanager
 def conv_algorithm(winograd: bool):
-  """Within it, tracing uses the Winograd bfloat16 CPU convolution or not (default: used).
+  """Within it, tracing uses the Winograd CPU convolution or not (default: used).
 
   Read at trace time: a function jitted and traced before keeps its choice.
   """
@@ -121,13 +123,14 @@ def conv_algorithm(winograd: bool):
 
 
 def use_winograd(k: int, stride: int, din: int, dtype) -> bool:
-  """The rule of `Conv`: 3x3, stride 1, din >= WINOGRAD_MIN_CHANNELS, bfloat16, CPU."""
+  """The rule of `Conv`: 3x3, stride 1, din >= WINOGRAD_MIN_CHANNELS, float32 or
+  bfloat16, the CPU backend."""
   return (
     _WINOGRAD.get()
     and k == 3
     and stride == 1
     and din >= WINOGRAD_MIN_CHANNELS
-    and jnp.dtype(dtype) == jnp.bfloat16
+    and jnp.dtype(dtype) in (jnp.dtype(jnp.float32), jnp.dtype(jnp.bfloat16))
     and jax.default_backend() == "cpu"
   )
 
@@ -183,8 +186,8 @@ class Conv(nnx.Module):
   def __call__(self, x: jax.Array, dtype=F32, bn: nnx.BatchNorm | None = None) -> jax.Array:
     """x: [B, H, W, din] -> float32 [B, H', W', dout]; then `bn` (folded) if given.
 
-    bfloat16 3x3 stride-1 convolutions with many input channels run as Winograd
-    on the CPU (`use_winograd`)."""
+    3x3 stride-1 convolutions with many input channels run as Winograd on the CPU
+    (`use_winograd`)."""
     p, kernel = self.padding, self.kernel[...]
     if bn is not None:
       scale, shift = bn_affine(bn)
