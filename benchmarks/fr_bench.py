@@ -1,14 +1,17 @@
 """Face-recognition backbones: images/s of Flax vs the PyTorch reference, and converting one.
 
     python benchmarks/fr_bench.py [--batch 64] [--rounds 2] [--families arcface,curricularface]
-                                  [--no-compile] [--unfolded] [--skip-convert]
+                                  [--no-compile] [--no-eager] [--unfolded] [--winograd-off]
+                                  [--skip-convert]
 
 Speed: full-size iresnet100 (ArcFace/ElasticFace/MagFace shape) and IR-101
 (CurricularFace), random weights copied by the converter, the same float32
 input on the same cores. Engines: Flax jit float32 and bfloat16 (bf16
 convolutions accumulating in float32), PyTorch eager and `torch.compile`,
 each float32 and bfloat16 autocast; `--unfolded` adds Flax with every
-BatchNorm applied on its own (`fold_bn=False`, the order before folding).
+BatchNorm applied on its own (`fold_bn=False`, the order before folding);
+`--winograd-off` adds Flax float32 and bfloat16 with every convolution the
+library's (`layers.conv_algorithm(winograd=False)`, the CPU path before Winograd).
 Calls alternate round-robin (the machine may be shared); medians and ranges
 after one warm-up call each, the load average after each table.
 
@@ -37,6 +40,7 @@ from flax import nnx
 
 from exfiqa_jax.models.fr_config import FRConfig
 from exfiqa_jax.models.inference import apply
+from exfiqa_jax.models.layers import conv_algorithm
 
 
 def conversion(config: FRConfig, repeats: int) -> None:
@@ -81,7 +85,25 @@ def _unfolded(graphdef, params, stats, images, dtype):
   return nnx.merge(graphdef, params, stats)(images, dtype, fold_bn=False)
 
 
-def speed(config: FRConfig, batch: int, rounds: int, compiled: bool, unfolded: bool) -> None:
+@functools.partial(jax.jit, static_argnames=("graphdef", "dtype"))
+def _library_conv(graphdef, params, stats, images, dtype):
+  return nnx.merge(graphdef, params, stats)(images, dtype)
+
+
+def _no_winograd(graphdef, params, stats, images, dtype):
+  with conv_algorithm(winograd=False):  # read when `_library_conv` is traced
+    return _library_conv(graphdef, params, stats, images, dtype)
+
+
+def speed(
+  config: FRConfig,
+  batch: int,
+  rounds: int,
+  compiled: bool,
+  unfolded: bool,
+  winograd_off: bool = False,
+  eager: bool = True,
+) -> None:
   ref, (graphdef, params, stats) = fr_workloads.reference_pair(config)
   x = np.random.default_rng(0).uniform(-1, 1, (batch, 112, 112, 3)).astype(np.float32)
   xj, xt = jnp.asarray(x), torch.from_numpy(x).permute(0, 3, 1, 2).contiguous()
@@ -96,7 +118,12 @@ def speed(config: FRConfig, batch: int, rounds: int, compiled: bool, unfolded: b
       fns[f"Flax jit, BN unfolded, {n}"] = lambda d=d: jax.block_until_ready(
         _unfolded(graphdef, params, stats, xj, d)
       )
-  modes = {"eager": ref}
+  if winograd_off:
+    for n, d in {"float32": jnp.float32, "bfloat16": jnp.bfloat16}.items():
+      fns[f"Flax jit, Winograd off, {n}"] = lambda d=d: jax.block_until_ready(
+        _no_winograd(graphdef, params, stats, xj, d)
+      )
+  modes = {"eager": ref} if eager else {}
   if compiled:
     modes["compile"] = torch.compile(ref, dynamic=False)
   for mode, model in modes.items():
@@ -107,6 +134,8 @@ def speed(config: FRConfig, batch: int, rounds: int, compiled: bool, unfolded: b
   gap = float(np.abs(got - want).max() / np.abs(want).max())
   raw = np.asarray(_unfolded(graphdef, params, stats, xj, jnp.float32))
   gap_raw = float(np.abs(raw - want).max() / np.abs(want).max())
+  half = np.asarray(apply(graphdef, params, stats, xj, dtype=jnp.bfloat16))
+  gap_bf16 = float(np.abs(half - want).max() / np.abs(want).max())
   times = common.interleaved(fns, rounds, warmup=1)
   gflop = fr_workloads.fr_gflops(config)
   ips = {name: batch / common.median(t["wall"]) for name, t in times.items()}
@@ -123,7 +152,8 @@ def speed(config: FRConfig, batch: int, rounds: int, compiled: bool, unfolded: b
   print(
     f"\n{config.name}, batch {batch}, {gflop:.1f} GFLOP per image; medians (range) of "
     f"{rounds} rounds, load {common.load()} after; Flax float32 vs torch float32: "
-    f"max|diff|/max|ref| = {gap:.1e} (BN unfolded: {gap_raw:.1e})\n"
+    f"max|diff|/max|ref| = {gap:.1e} (BN unfolded: {gap_raw:.1e}); Flax bfloat16 vs torch "
+    f"float32: {gap_bf16:.1e}\n"
   )
   print(
     common.table(
@@ -140,7 +170,11 @@ def main() -> None:
   p.add_argument("--threads", type=int, default=os.cpu_count())
   p.add_argument("--families", default="arcface,curricularface", help="iresnet100, IR-101")
   p.add_argument("--no-compile", action="store_true", help="skip torch.compile")
+  p.add_argument("--no-eager", action="store_true", help="skip torch eager")
   p.add_argument("--unfolded", action="store_true", help="add Flax rows with BN unfolded")
+  p.add_argument(
+    "--winograd-off", action="store_true", help="add Flax rows without Winograd convolutions"
+  )
   p.add_argument("--skip-convert", action="store_true")
   p.add_argument("--skip-speed", action="store_true")
   args = p.parse_args()
@@ -150,7 +184,15 @@ def main() -> None:
   if not args.skip_convert:
     conversion(FRConfig.for_family("arcface"), args.repeats)  # iresnet100
   for family in [] if args.skip_speed else args.families.split(","):
-    speed(FRConfig.for_family(family), args.batch, args.rounds, not args.no_compile, args.unfolded)
+    speed(
+      FRConfig.for_family(family),
+      args.batch,
+      args.rounds,
+      not args.no_compile,
+      args.unfolded,
+      args.winograd_off,
+      not args.no_eager,
+    )
 
 
 if __name__ == "__main__":

@@ -1,0 +1,129 @@
+"""The 3x3 convolutions of iresnet100, one shape at a time: XLA's convolution, Winograd and
+shifted GEMMs in Flax against PyTorch's, float32 and bfloat16.
+
+    python benchmarks/conv_bench.py [--batch 64] [--rounds 3] [--shapes 56x64,28x128,14x256,7x512]
+
+Each shape is a stride-1 3x3 convolution, padding 1, C -> C channels on an H x H
+map (the four stages of iresnet100: 56x56x64, 28x28x128, 14x14x256 in 30 of its
+49 blocks, 7x7x512), NHWC, random float32 input. Engines: XLA's convolution
+(`lax.conv_general_dilated`) float32 and bfloat16 operands with float32
+accumulation; Winograd F(2x2, 3x3) (`layers.winograd_conv3x3`) in both; nine
+shifted 1x1 GEMMs summed, bfloat16; PyTorch `conv2d` (channels-last) float32 and
+bfloat16 autocast. Calls alternate round-robin; medians (range) of GFLOP/s by
+wall time (2 FLOP per multiply-add of the direct convolution, also for
+Winograd), the median process CPU seconds per call, and max |diff| / max |ref|
+against XLA's float32 convolution at "highest" precision.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+import common
+import cpu_info
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from exfiqa_jax.models.layers import winograd_conv3x3
+
+F32, BF16 = jnp.float32, jnp.bfloat16
+DN = ("NHWC", "HWIO", "NHWC")
+PAD = ((1, 1), (1, 1))
+
+
+def xla_conv(x, k, dtype):
+  return jax.lax.conv_general_dilated(
+    x.astype(dtype), k.astype(dtype), (1, 1), PAD, dimension_numbers=DN, preferred_element_type=F32
+  )
+
+
+def shifted_gemms(x, k, dtype):
+  """Sum over the 9 taps of x shifted by the tap [B, H, W, C] @ k[tap] [C, O]."""
+  _, h, w, _ = x.shape
+  xp = jnp.pad(x.astype(dtype), ((0, 0), *PAD, (0, 0)))
+  kd = k.astype(dtype)
+  return sum(
+    jnp.einsum("bhwc,co->bhwo", xp[:, i : i + h, j : j + w], kd[i, j], preferred_element_type=F32)
+    for i in range(3)
+    for j in range(3)
+  )
+
+
+ENGINES = {
+  "XLA conv float32": (xla_conv, F32),
+  "XLA conv bfloat16": (xla_conv, BF16),
+  "Winograd float32": (winograd_conv3x3, F32),
+  "Winograd bfloat16": (winograd_conv3x3, BF16),
+  "9 shifted GEMMs bfloat16": (shifted_gemms, BF16),
+}
+
+
+def main() -> None:
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p.add_argument("--batch", type=int, default=64)
+  p.add_argument("--rounds", type=int, default=3)
+  p.add_argument("--shapes", default="56x64,28x128,14x256,7x512", help="HxC, comma-separated")
+  p.add_argument("--threads", type=int, default=os.cpu_count())
+  p.add_argument("--no-torch", action="store_true")
+  args = p.parse_args()
+  common.use_threads(args.threads)
+  print(common.machine_info(args.threads))
+  print(cpu_info.cpu_flags())
+  torch = None if args.no_torch else __import__("torch")
+  rng = np.random.default_rng(0)
+  fns, meta = {}, {}
+  for shape in args.shapes.split(","):
+    h, c = map(int, shape.split("x"))
+    x = rng.standard_normal((args.batch, h, h, c)).astype(np.float32)
+    k = (rng.standard_normal((3, 3, c, c)) / np.sqrt(9 * c)).astype(np.float32)
+    xj, kj = jnp.asarray(x), jnp.asarray(k)
+    ref = np.asarray(
+      jax.lax.conv_general_dilated(xj, kj, (1, 1), PAD, dimension_numbers=DN, precision="highest")
+    )
+    gflop = args.batch * h * h * c * c * 9 * 2 / 1e9
+    for name, (fn, dtype) in ENGINES.items():
+      jf = jax.jit(lambda x, k, fn=fn, dtype=dtype: fn(x, k, dtype))
+      err = np.abs(np.asarray(jf(xj, kj)) - ref).max() / np.abs(ref).max()
+      key = f"{h}x{h}x{c} {name}"
+      fns[key] = lambda jf=jf, xj=xj, kj=kj: jax.block_until_ready(jf(xj, kj))
+      meta[key] = (gflop, err)
+    if torch is not None:
+      xt = torch.from_numpy(x).permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last)
+      kt = torch.from_numpy(k).permute(3, 2, 0, 1).contiguous()
+      for name, bf16 in {"torch float32": False, "torch bfloat16 (autocast)": True}.items():
+
+        def call(xt=xt, kt=kt, bf16=bf16):
+          with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16, enabled=bf16):
+            return torch.nn.functional.conv2d(xt, kt, padding=1)
+
+        out = call().float().permute(0, 2, 3, 1).numpy()
+        fns[f"{h}x{h}x{c} {name}"] = call
+        meta[f"{h}x{h}x{c} {name}"] = (gflop, np.abs(out - ref).max() / np.abs(ref).max())
+  times = common.interleaved(fns, args.rounds, warmup=1)
+  rows = []
+  for key, t in times.items():
+    gflop, err = meta[key]
+    shape, name = key.split(" ", 1)
+    wall = t["wall"]
+    rows.append(
+      [
+        shape,
+        name,
+        gflop / common.median(wall),
+        f"{gflop / max(wall):.0f}-{gflop / min(wall):.0f}",
+        common.median(t["cpu"]),
+        f"{err:.1e}",
+      ]
+    )
+  print(f"\nbatch {args.batch}, {args.rounds} rounds, load {common.load()} after\n")
+  print(
+    common.table(
+      ["map", "engine", "GFLOP/s", "range", "CPU s per call", "max|diff|/max|ref|"], rows
+    )
+  )
+
+
+if __name__ == "__main__":
+  main()

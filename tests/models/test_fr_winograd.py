@@ -1,0 +1,117 @@
+"""Winograd F(2x2, 3x3) convolutions (`layers.winograd_conv3x3`, the bfloat16 CPU path of
+`layers.Conv`) against XLA's convolution at float32 "highest" precision and against the
+PyTorch face-recognition references."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from tests.helpers import import_torch
+
+torch = import_torch()
+
+from exfiqa_jax.convert.core import variables
+from exfiqa_jax.convert.families import FAMILIES
+from exfiqa_jax.models import layers
+from exfiqa_jax.models.inference import abstract_variables
+from exfiqa_jax.models.registry import fr_input
+from tests.fr_helpers import reference_embedding, reference_state_dict, tiny
+from tests.score_helpers import faces
+
+DN = ("NHWC", "HWIO", "NHWC")
+
+
+def _conv(x, k):
+  """The independent reference: XLA's convolution, padding 1, at full float32 precision."""
+  return np.asarray(
+    jax.lax.conv_general_dilated(
+      x, k, (1, 1), ((1, 1), (1, 1)), dimension_numbers=DN, precision="highest"
+    )
+  )
+
+
+@pytest.mark.parametrize("shape", [(2, 14, 14, 16, 16), (2, 7, 7, 8, 5), (1, 6, 9, 4, 3)])
+def test_winograd_equals_the_convolution(shape):
+  """Even, odd (7x7: one extra padded row and column) and non-square maps."""
+  b, h, w, c, o = shape
+  rng = np.random.default_rng(0)
+  x = rng.standard_normal((b, h, w, c)).astype(np.float32)
+  k = rng.standard_normal((3, 3, c, o)).astype(np.float32)
+  want = _conv(x, k)
+  with jax.default_matmul_precision("highest"):
+    got = np.asarray(layers.winograd_conv3x3(jnp.asarray(x), jnp.asarray(k), jnp.float32))
+  assert got.shape == want.shape == (b, h, w, o) and got.dtype == np.float32
+  # Measured: max |diff| / max |ref| 2-4e-7 (the transforms' float32 rounding).
+  assert np.abs(got - want).max() <= 2e-6 * np.abs(want).max()
+  half = np.asarray(layers.winograd_conv3x3(jnp.asarray(x), jnp.asarray(k), jnp.bfloat16))
+  # Measured 4-6e-3 (bfloat16 operands of the transformed inputs and kernels).
+  assert 0 < np.abs(half - want).max() <= 2e-2 * np.abs(want).max()
+
+
+def test_conv_takes_winograd_by_the_rule_and_can_be_turned_off():
+  rng = np.random.default_rng(1)
+  x = jnp.asarray(rng.standard_normal((1, 6, 6, 256)), jnp.float32)
+  wide = layers.Conv(256, 8, 3, 1, 1, rngs=nnx.Rngs(0))
+  kernel = wide.kernel[...]
+  assert jax.default_backend() == "cpu"
+  assert layers.use_winograd(3, 1, 256, jnp.bfloat16)
+  assert not layers.use_winograd(3, 2, 256, jnp.bfloat16)  # stride 2: the library's
+  assert not layers.use_winograd(3, 1, 128, jnp.bfloat16)  # fewer channels: slower measured
+  assert layers.use_winograd(3, 1, 256, jnp.float32)
+  assert not layers.use_winograd(3, 1, 256, jnp.float16)
+  assert not layers.use_winograd(1, 1, 256, jnp.bfloat16)
+  library = np.asarray(
+    jax.lax.conv_general_dilated(
+      x.astype(jnp.bfloat16),
+      kernel.astype(jnp.bfloat16),
+      (1, 1),
+      ((1, 1), (1, 1)),
+      dimension_numbers=DN,
+      preferred_element_type=jnp.float32,
+    )
+  )
+  for dtype in (jnp.bfloat16, jnp.float32):
+    np.testing.assert_array_equal(
+      np.asarray(wide(x, dtype)), np.asarray(layers.winograd_conv3x3(x, kernel, dtype))
+    )
+  with layers.conv_algorithm(winograd=False):
+    assert not layers.use_winograd(3, 1, 256, jnp.bfloat16)
+    np.testing.assert_array_equal(np.asarray(wide(x, jnp.bfloat16)), library)
+    np.testing.assert_array_equal(
+      np.asarray(wide(x)),
+      np.asarray(
+        jax.lax.conv_general_dilated(x, kernel, (1, 1), ((1, 1), (1, 1)), dimension_numbers=DN)
+      ),
+    )
+  assert layers.use_winograd(3, 1, 256, jnp.bfloat16)  # restored on leaving
+  want = _conv(np.asarray(x), np.asarray(kernel))
+  assert np.abs(np.asarray(wide(x, jnp.bfloat16)) - want).max() <= 2e-2 * np.abs(want).max()
+
+
+@pytest.mark.parametrize("family", ["arcface", "curricularface"])
+def test_model_with_winograd_everywhere_matches_the_reference(family, monkeypatch):
+  """Every 3x3 stride-1 convolution of a tiny model through Winograd (the channel
+  threshold lowered to 1): float32 within the parity tolerance of
+  tests/models/test_fr_models.py (2e-4 + 2e-4 relative), bfloat16 within its bfloat16
+  tolerance (5e-2 of max |ref|) of the PyTorch float32 reference, and neither the
+  library convolution's output (the path ran)."""
+  config = tiny(family)
+  ref, sd = reference_state_dict(config, seed=7)
+  params, stats = variables(FAMILIES[family], {k: v.numpy() for k, v in sd.items()}, config)
+  x = np.asarray(fr_input(faces(2, 3), "rgb", config))
+  want = reference_embedding(ref, x)
+  model = nnx.merge(abstract_variables(config)[0], params, stats)
+  monkeypatch.setattr(layers, "WINOGRAD_MIN_CHANNELS", 1)
+  got = np.asarray(model(jnp.asarray(x), jnp.bfloat16))  # eager: no earlier trace reused
+  full = np.asarray(model(jnp.asarray(x)))
+  with layers.conv_algorithm(winograd=False):
+    library = np.asarray(model(jnp.asarray(x), jnp.bfloat16))
+    library_full = np.asarray(model(jnp.asarray(x)))
+  np.testing.assert_allclose(full, want, atol=2e-4, rtol=2e-4)
+  assert np.abs(full - library_full).max() > 0
+  assert np.abs(want).max() > 1.0
+  assert np.abs(got - want).max() <= 5e-2 * np.abs(want).max()
+  assert np.abs(library - want).max() <= 5e-2 * np.abs(want).max()
+  assert np.abs(got - library).max() > 0
