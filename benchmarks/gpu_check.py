@@ -17,8 +17,11 @@ fusion sweep, and adaptive early exit: images/s of staged inference under each
 policy's cheapest knob within 1% of the full fusion's ERC area on LFW-sized
 synthetic exits, against the full pass at the same batch size (as
 benchmarks/adaptive_bench.py on the CPU), and the staged exits against the
-full pass's. Random weights; needs JAX only (PyTorch rows are skipped without
-it). Stops timing new batch sizes once `--budget` seconds have passed.
+full pass's. Last the quality assessors (`assessor_bench.gpu_rows`): CR-FIQA,
+SER-FIQ and GraFIQs on iresnet100 at batch 64 against the plain FR forward (their
+weights are made through the PyTorch references: skipped without PyTorch). Random
+weights; needs JAX only (PyTorch rows are skipped without it). Stops timing new
+batch sizes once `--budget` seconds have passed.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from __future__ import annotations
 import argparse
 import time
 
+import assessor_bench
 import common
 import cpu_info
 import fr_workloads
@@ -151,6 +155,12 @@ def main() -> None:
   fr_rows(args, batches, rounds, begin, peak, nominal)
   sweep_check(args.smoke, args.ijbc_variants)
   staged_check(args.smoke)
+  try:
+    import torch  # noqa: F401  (the assessors' weights are made through their references)
+  except ImportError:
+    print("\n## Quality assessors: skipped (PyTorch is not installed)")
+  else:
+    assessor_bench.gpu_rows(args.smoke)  # CR-FIQA, SER-FIQ, GraFIQs against the FR forward
   print(f"\nTotal {time.perf_counter() - begin:.0f} s")
 
 
