@@ -131,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
   for key in work if writer else ():
     check_output(os.path.join(out, f"{key}.md"), force=args.force, option="--out")
   for key, z in work.items():
-    study = weight_study(z, cfg, progress=not args.quiet)
+    study = weight_study(z, cfg, progress=not args.quiet and f"sweep {key}")  # names the bar
     if writer:  # the page and its files as one unit (report/unit.py), the page last
       page = write_unit(
         out,

@@ -66,11 +66,11 @@ def weight_study(
   z: PairInputs,
   cfg: dict[str, Any],
   analysis: Analysis | None = None,
-  progress: bool = True,
+  progress: bool | str = True,
 ) -> WeightStudy:
   """The weight study of inputs z with the config's options (`metrics`, `sweep`,
   `weights`). analysis: the subset sweep of the same inputs and config, if already
-  run."""
+  run; progress: a str names the subset sweep's bar."""
   an = analysis or analyse_inputs(z, cfg, progress)
   m, w = z.metric_options(cfg.get("metrics")), options(cfg, "weights")
   ps, depth, sel = an.pairs, z.depth, an.select

@@ -107,3 +107,13 @@ def test_sweep_page_links_cannot_carry_a_scheme_from_the_file_name(tmp_path):
   md = (tmp_path / "o" / f"{name}.md").read_text()
   links = re.findall(r"!\[[^\]]*\]\(([^)]*)\)", md)
   assert len(links) == 2 and all(x.startswith("./") and ":" not in x for x in links)
+
+
+def test_the_sweep_bar_names_its_pair_set(tmp_path, capsys):
+  # issue 26: `exfiqa sweep` showed one unlabelled `sweep:` bar per pair set
+  _files(tmp_path, depth=3)
+  args = ["sweep", "--scores", str(tmp_path / "sc.npz"), "--pairs", str(tmp_path / "pairs.txt")]
+  args += ["--depth-cost", "--out", str(tmp_path / "o"), "weights.simplex=2"]
+  assert main(args + ["weights.learn_steps=2"]) == 0
+  err = capsys.readouterr().err
+  assert "sweep sc: 100%" in err and "sweep: " not in err
