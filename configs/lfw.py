@@ -17,6 +17,7 @@ def get_config() -> dict:
     datasets={"lfw": cfg["datasets"]["lfw"]},
     fr_models=["self"],
     embeddings={},
+    quality_methods={},  # the paper's assessors need its FR models and released weights
   )
   cfg["sweep"]["memory_mb"] = 1024
   return cfg

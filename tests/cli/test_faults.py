@@ -271,6 +271,7 @@ def test_evaluate_demo_and_sweep_keep_an_existing_report(setup, tmp_path, capsys
     f"out_dir={tmp_path / 'o'}",
     f"datasets.demo.files={tmp_path / 'files'}",
     "report.exits=(2,)",  # the demo's exit 6 is not an exit of this depth-3 checkpoint
+    "quality_methods={}",  # the demo's assessors were not written here
   ]
   code, err = _cli(args, capsys)
   assert code == 2 and "summary.md exists; pass --force" in _one_line(err)

@@ -111,7 +111,7 @@ def test_evaluate_killed_between_summary_and_page_leaves_no_mix(demo):
   job = [
     "evaluate", "--config", "demo", f"out_dir={demo}", f"checkpoint={demo / 'checkpoint'}",
     f"data_dir={demo / 'tfds'}", f"datasets.demo.files={demo / 'files'}",
-    "metrics.edc_limits=(0.25,)", "sweep.rules=('mean',)", "--quiet",
+    "metrics.edc_limits=(0.25,)", "sweep.rules=('mean',)", "quality_methods={}", "--quiet",
   ]  # fmt: skip
   r = _killed_at(f"{demo}/report.html", *job, "--force")  # the move, not the staging
   assert r.returncode == -9, r.stderr[-3000:]
