@@ -351,8 +351,9 @@ def _apply_commit(root: str, journal_path: str, manifest_path: str) -> None:
   # staged relative path -> destination (relative to root, or absolute outside it)
   targets = {r: os.path.join(root, d) for r, d in j["targets"].items()}
   last = [r for r in j["last"] if r in targets]
-  for dest in [*j["remove"], *(targets[r] for r in last)]:
-    _remove(os.path.join(root, dest))  # the old set's files the new one lacks; its head
+  remove = [os.path.join(root, p) for p in j["remove"] if isinstance(p, str) and _inside(p)]
+  for dest in [*remove, *(targets[r] for r in last)]:  # a journal removes only under root
+    _remove(dest)  # the old set's files the new one lacks; its head
   for rel in [*(r for r in targets if r not in last), *last]:
     src, dest = os.path.join(staging, rel), targets[rel]
     if os.path.lexists(src):  # else moved by the pass a kill interrupted

@@ -95,6 +95,28 @@ def test_a_hostile_manifest_removes_nothing_outside_its_folder(tmp_path):
   assert not finish_output_set(str(tmp_path / "o"), "report")
 
 
+def test_a_hostile_journal_removes_nothing_outside_its_folder(tmp_path):
+  # a commit journal left in the folder is rolled forward by the next run: the files it
+  # names for removal must lie under the folder, as the manifest's
+  (tmp_path / "o").mkdir()
+  (tmp_path / "keep.txt").write_text("outside")
+  (tmp_path / "o" / "old.txt").write_text("old")
+  (tmp_path / "o" / ".exfiqa-report.commit.json").write_text(
+    json.dumps(
+      {
+        "staging": ".exfiqa-report-staging-x",
+        "targets": {},
+        "last": [],
+        "remove": ["../keep.txt", str(tmp_path / "keep.txt"), "old.txt"],
+        "kept": [],
+      }
+    )
+  )
+  assert finish_output_set(str(tmp_path / "o"), "report")
+  assert (tmp_path / "keep.txt").read_text() == "outside"
+  assert not (tmp_path / "o" / "old.txt").exists()
+
+
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
   out = tmp_path_factory.mktemp("demo")
