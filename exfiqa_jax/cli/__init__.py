@@ -141,6 +141,18 @@ def name_list(known: tuple[str, ...], what: str, plural: str):
   return parse
 
 
+def require_torch(command: str) -> None:
+  """A one-line refusal where PyTorch (the `convert` extra) is not installed, before any
+  work: `exfiqa convert` and `exfiqa export` read or write PyTorch files."""
+  import importlib.util
+
+  if importlib.util.find_spec("torch") is None:
+    raise RuntimeError(
+      f"{command} needs PyTorch, which is not installed: install the `convert` "
+      'extra (pip install ".[convert]" in a checkout) or a torch build of your choice'
+    )
+
+
 def add_force(p: argparse.ArgumentParser, what: str = "the output") -> None:
   p.add_argument(
     "--force",

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from exfiqa_jax.cli import add_force, add_quiet, positive_int
+from exfiqa_jax.cli import add_force, add_quiet, positive_int, require_torch
 from exfiqa_jax.models.fr_config import RELEASES
 
 # `exfiqa_jax.convert.FAMILIES` (which imports torch, so not at --help); a test holds them equal.
@@ -58,6 +58,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+  require_torch("convert")
   from exfiqa_jax.convert import convert_file
 
   config = convert_file(

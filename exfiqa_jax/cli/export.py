@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from exfiqa_jax.cli import add_force, add_quiet
+from exfiqa_jax.cli import add_force, add_quiet, require_torch
 
 NAME = "export"
 HELP = (
@@ -22,6 +22,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+  require_torch("export")
   from exfiqa_jax.convert import export_file
 
   config = export_file(args.src, args.dst, force=args.force)

@@ -111,3 +111,25 @@ def test_a_config_without_get_config_is_one_line(tmp_path, capsys):
     "file is Python with a get_config() that returns the settings as a dict; see "
     "configs/demo.py)"
   ]
+
+
+@pytest.mark.parametrize("command", ["convert", "export"])
+def test_convert_and_export_without_torch_are_one_line(command, tmp_path, monkeypatch, capsys):
+  """Without the `convert` extra (the newest stack has no torch), `exfiqa convert` said
+  "unexpected ModuleNotFoundError: No module named 'torch'"; now it names what to install,
+  before any work, and writes nothing."""
+  import importlib.util
+
+  from exfiqa_jax.cli import main
+
+  find = importlib.util.find_spec
+  monkeypatch.setattr(
+    importlib.util, "find_spec", lambda name, *a: None if name == "torch" else find(name, *a)
+  )
+  (tmp_path / "src").write_bytes(b"not read")
+  assert main([command, str(tmp_path / "src"), str(tmp_path / "dst")]) == 2
+  err = capsys.readouterr().err
+  assert err.count("\n") == 1 and "unexpected" not in err, err
+  assert f"exfiqa {command}: error: {command} needs PyTorch, which is not installed" in err
+  assert 'install the `convert` extra (pip install ".[convert]"' in err
+  assert not (tmp_path / "dst").exists()
