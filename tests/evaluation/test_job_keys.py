@@ -19,6 +19,18 @@ def get_config():
 """
 
 
+def _refused(job) -> list[str]:
+  """`exfiqa evaluate --config job --quiet` as a process: exit 2, the stderr lines."""
+  run = subprocess.run(
+    [sys.executable, "-m", "exfiqa_jax.cli", "evaluate", "--config", str(job), "--quiet"],
+    capture_output=True,
+    text=True,
+    timeout=120,
+  )
+  assert run.returncode == 2, run.stderr
+  return run.stderr.strip().splitlines()
+
+
 @pytest.mark.parametrize(
   "extra,key,hint",
   [
@@ -31,15 +43,8 @@ def get_config():
 def test_top_level_typo_is_refused_before_any_work(tmp_path, extra, key, hint):
   job = tmp_path / "job.py"
   job.write_text(JOB.format(out=tmp_path / "out", extra=extra))
-  run = subprocess.run(
-    [sys.executable, "-m", "exfiqa_jax.cli", "evaluate", "--config", str(job), "--quiet"],
-    capture_output=True,
-    text=True,
-    timeout=120,
-  )
-  assert run.returncode == 2
-  lines = run.stderr.strip().splitlines()
-  assert len(lines) == 1, run.stderr
+  lines = _refused(job)
+  assert len(lines) == 1, lines
   # refused on the key itself, before the missing checkpoint and files are looked at
   assert f"{job}: unknown key {key!r} in the config (did you mean {hint!r}?); known: " in lines[0]
   assert all(k in lines[0] for k in ("'adaptive'", "'report'", "'weights'", "'datasets'"))
@@ -88,15 +93,8 @@ def _job(tmp_path, extra):
 )
 def test_report_and_adaptive_values_are_refused_before_any_scoring(tmp_path, extra, message):
   job = _job(tmp_path, extra)
-  run = subprocess.run(
-    [sys.executable, "-m", "exfiqa_jax.cli", "evaluate", "--config", str(job), "--quiet"],
-    capture_output=True,
-    text=True,
-    timeout=120,
-  )
-  assert run.returncode == 2
-  lines = run.stderr.strip().splitlines()
-  assert len(lines) == 1 and f"{job}: " in lines[0] and message in lines[0], run.stderr
+  lines = _refused(job)
+  assert len(lines) == 1 and f"{job}: " in lines[0] and message in lines[0], lines
   assert not (tmp_path / "out").exists() and not (tmp_path / "tfds").exists()
 
 
@@ -110,7 +108,7 @@ def test_paper_names_every_missing_input_at_once(tmp_path):
   )
   assert run.returncode == 2
   lines = run.stderr.strip().splitlines()
-  assert len(lines) == 1, run.stderr
+  assert len(lines) == 1, lines
   # 13, and the two CR-FIQA checkpoints of quality_methods (GraFIQs' is ArcFace's, named once)
   assert "paper: 15 inputs are missing: checkpoint weights/vit_fiqa does not exist" in lines[0]
   assert "quality_methods.CR-FIQA(L).checkpoint weights/crfiqa_l does not exist" in lines[0]
