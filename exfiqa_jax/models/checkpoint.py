@@ -60,20 +60,23 @@ logging.getLogger("absl").addFilter(_OrbaxErrorLogs())  # orbax logs through abs
 
 
 def quiet_orbax_aftermath() -> None:
-  """After an orbax failure: its other reads and writes still in flight fail later, on
-  their own threads or when their coroutines are collected (at exit included), and
-  Python prints each as a traceback (`RuntimeError: Event loop is closed`, `Exception
+  """Around an orbax read or write (called before each, idempotent): when it fails, its
+  other reads and writes still in flight fail later, on their own threads, in callbacks
+  from tensorstore's threads, or when their coroutines are collected (at exit included),
+  and Python prints each as a traceback (`RuntimeError: Event loop is closed`, `Exception
   ignored in <coroutine ...>`, `_SignalingThread ... RESOURCE_EXHAUSTED`), up to
-  hundreds of lines after the one-line error. From the first failure on, such
-  leftovers of orbax are dropped for the rest of the process (sys.unraisablehook and
-  threading.excepthook, each filtered to orbax's and asyncio's frames: anything else is
-  still printed by the hook before it)."""
+  hundreds of lines beside the one-line error; installed only after the failure, one of
+  them could still come first. Such leftovers of orbax are dropped for the rest of the
+  process (sys.unraisablehook, threading.excepthook, and sys.excepthook off the main
+  thread, where a library callback's error is printed: each filtered to orbax's,
+  tensorstore's and asyncio's frames; anything else is still printed by the hook before
+  it, and the main thread's own exceptions always are)."""
   import sys
   import threading
 
   if getattr(sys.unraisablehook, "_exfiqa_quiet", False):
     return
-  unraisable, thread_hook = sys.unraisablehook, threading.excepthook
+  unraisable, thread_hook, except_hook = sys.unraisablehook, threading.excepthook, sys.excepthook
 
   def on_unraisable(u):
     if not _from_library(u.exc_traceback, u.object):
@@ -83,8 +86,13 @@ def quiet_orbax_aftermath() -> None:
     if not _from_library(args.exc_traceback) and "orbax" not in str(args.thread):
       thread_hook(args)
 
+  def on_except(kind, value, tb):
+    if threading.current_thread() is threading.main_thread() or not _from_library(tb):
+      except_hook(kind, value, tb)
+
   on_unraisable._exfiqa_quiet = True  # type: ignore[attr-defined]
   sys.unraisablehook, threading.excepthook = on_unraisable, on_thread
+  sys.excepthook = on_except
 
 
 class Loaded(NamedTuple):
@@ -126,10 +134,10 @@ def save(
   )
   with atomic_path(path, force=force, directory=True, kind="checkpoint") as tmp:
     try:
+      quiet_orbax_aftermath()  # before the operation: see its docstring
       with ocp.Checkpointer(ocp.CompositeCheckpointHandler()) as ckptr:
         ckptr.save(tmp, args=args, force=True)  # replaces the empty temporary folder
     except Exception as e:  # a full disk, a read-only folder: one line, no aftermath
-      quiet_orbax_aftermath()
       raise OSError(f"{path}: the checkpoint could not be written ({_first_line(e)})") from None
 
 
@@ -146,13 +154,13 @@ def load_config(path: str) -> Any:
   """The config stored in the checkpoint folder `path`, without reading its variables."""
   if not os.path.isdir(path):
     raise FileNotFoundError(f"{path}: no such checkpoint folder (one written by exfiqa convert)")
+  quiet_orbax_aftermath()  # before the operation: see its docstring
   with ocp.Checkpointer(ocp.CompositeCheckpointHandler()) as ckptr:
     try:
       meta = ckptr.restore(
         os.path.abspath(path), args=ocp.args.Composite(config=ocp.args.JsonRestore())
       )
     except (FileNotFoundError, ValueError, KeyError) as e:
-      quiet_orbax_aftermath()
       raise ValueError(f"{path}: not an exfiqa checkpoint ({_first_line(e)})") from None
   return config_from_dict(meta["config"])
 
@@ -179,6 +187,7 @@ def load(path: str, expect: type | None = None) -> Loaded:
   except (TypeError, ValueError) as e:  # an unknown kind stays a KeyError naming the kinds
     what = str(e).splitlines()[0] if str(e) else type(e).__name__
     raise ValueError(f"{path}: not an exfiqa checkpoint (config/metadata: {what})") from None
+  quiet_orbax_aftermath()  # before the operation: see its docstring
   with ocp.Checkpointer(ocp.CompositeCheckpointHandler()) as ckptr:
     kind = kind_of(config)
     if expect is not None and kind.config_type is not expect:
@@ -195,7 +204,6 @@ def load(path: str, expect: type | None = None) -> Loaded:
         path, args=ocp.args.Composite(variables=ocp.args.StandardRestore(target))
       )["variables"]
     except Exception as e:  # orbax and tensorstore raise many types for damaged files
-      quiet_orbax_aftermath()
       raise ValueError(
         f"{path}: damaged or incomplete checkpoint, its variables cannot be read "
         f"({type(e).__name__}: {_first_line(e)})"
