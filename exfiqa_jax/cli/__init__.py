@@ -166,6 +166,26 @@ def add_quiet(p: argparse.ArgumentParser) -> None:
   p.add_argument("--quiet", action="store_true", help="no progress bars or library messages")
 
 
+def add_channel_order(p: argparse.ArgumentParser) -> None:
+  """--channel-order of the stored image files."""
+  p.add_argument(
+    "--channel-order",
+    choices=("rgb", "bgr"),
+    default="rgb",
+    help="channel order of the stored files (bgr: swapped on reading)",
+  )
+
+
+def add_dtype(p: argparse.ArgumentParser) -> None:
+  """--dtype of the model's matmuls."""
+  p.add_argument(
+    "--dtype",
+    choices=("float32", "bfloat16"),
+    default="float32",
+    help="matmul dtype (bfloat16 accumulates in float32)",
+  )
+
+
 def add_image_arguments(p: argparse.ArgumentParser, checkpoint: str, out: str) -> None:
   """The arguments of a command that runs a model over image files (score, embed):
   checkpoint, images, out, force, batch size, channel order, dtype, work dir,
@@ -186,18 +206,8 @@ def add_image_arguments(p: argparse.ArgumentParser, checkpoint: str, out: str) -
     default=32,
     help="global batch per host; a multiple of the local device count",
   )
-  p.add_argument(
-    "--channel-order",
-    choices=("rgb", "bgr"),
-    default="rgb",
-    help="channel order of the stored files (bgr: swapped on reading)",
-  )
-  p.add_argument(
-    "--dtype",
-    choices=("float32", "bfloat16"),
-    default="float32",
-    help="matmul dtype (bfloat16 accumulates in float32)",
-  )
+  add_channel_order(p)
+  add_dtype(p)
   p.add_argument(
     "--work-dir",
     default=None,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from exfiqa_jax.cli import add_force, add_quiet, positive_int
+from exfiqa_jax.cli import add_channel_order, add_dtype, add_force, add_quiet, positive_int
 
 NAME = "attention"
 HELP = "save the quality token's attention over the patches at every block (PNG and SVG)"
@@ -20,12 +20,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     help="output folder (not a file): one PNG and SVG per image and attention.npz",
   )
   add_force(p, "the --out folder")
-  p.add_argument(
-    "--channel-order",
-    choices=("rgb", "bgr"),
-    default="rgb",
-    help="channel order of the stored files (bgr: swapped on reading)",
-  )
+  add_channel_order(p)
   p.add_argument(
     "--max-images",
     type=positive_int,
@@ -34,12 +29,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     "block's map, PNG and SVG, a few seconds each); raise it to draw more",
   )
   p.add_argument("--batch-size", type=positive_int, default=16, help="images per model call")
-  p.add_argument(
-    "--dtype",
-    choices=("float32", "bfloat16"),
-    default="float32",
-    help="matmul dtype (bfloat16 accumulates in float32)",
-  )
+  add_dtype(p)
   add_quiet(p)
 
 
