@@ -24,9 +24,15 @@ class BNModel:
 
     self.model = model.eval()
     self.means, self.vars, self.running = [], [], []
-    for m in model.modules():
-      if isinstance(m, nn.BatchNorm2d):
-        m.register_forward_hook(self._hook)
+    self.handles = [
+      m.register_forward_hook(self._hook) for m in model.modules() if isinstance(m, nn.BatchNorm2d)
+    ]
+
+  def remove(self) -> None:
+    """Removes the hooks (a model used again must not run the hooks of an old BNModel)."""
+    for h in self.handles:
+      h.remove()
+    self.handles = []
 
   def _hook(self, module, inputs, output):
     x = inputs[0]
@@ -71,17 +77,27 @@ def _forward_with_stages(model, x):
   return outs
 
 
-def grafiqs_reference(model, x: np.ndarray, variants=VARIANTS) -> dict[str, np.ndarray]:
-  """x: float32 [B, S, S, 3] network input -> {variant: sum |grad|, float64 [B]}."""
+def grafiqs_reference(
+  model, x: np.ndarray, variants=VARIANTS, bn_model: BNModel | None = None
+) -> dict[str, np.ndarray]:
+  """x: float32 [B, S, S, 3] network input -> {variant: sum |grad|, float64 [B]}.
+  bn_model: a `BNModel` of `model` to reuse (its hooks stay); default: one made for this
+  call, its hooks removed at the end."""
   import torch
 
-  bnm = BNModel(model)
+  bnm = bn_model or BNModel(model)
   out = {v: np.empty(len(x)) for v in variants}
-  for i in range(len(x)):
-    image = torch.from_numpy(x[i : i + 1]).permute(0, 3, 1, 2).contiguous().requires_grad_(True)
-    score, blocks = bnm.score(image)
-    grads = torch.autograd.grad(score, [image, *blocks])
-    named = dict(zip(("image", *(f"block{s + 1}" for s in range(len(blocks)))), grads, strict=True))
-    for v in variants:
-      out[v][i] = float(named[v].abs().double().sum())
+  try:
+    for i in range(len(x)):
+      image = torch.from_numpy(x[i : i + 1]).permute(0, 3, 1, 2).contiguous()
+      image.requires_grad_(True)
+      score, blocks = bnm.score(image)
+      grads = torch.autograd.grad(score, [image, *blocks])
+      names = ("image", *(f"block{s + 1}" for s in range(len(blocks))))
+      named = dict(zip(names, grads, strict=True))
+      for v in variants:
+        out[v][i] = float(named[v].abs().double().sum())
+  finally:
+    if bn_model is None:
+      bnm.remove()
   return out

@@ -44,12 +44,13 @@ def run(args: argparse.Namespace) -> int:
   from exfiqa_jax.models.checkpoint import load
   from exfiqa_jax.models.fr_config import FRConfig
   from exfiqa_jax.scoring.run_folder import embed_file_arrays, save_npz
-  from exfiqa_jax.scoring.score import FRModel, score
+  from exfiqa_jax.scoring.score import FRModel, check_input_size, score
 
   check_output(args.out, force=args.force, option="--out")
   loaded = load(args.checkpoint, expect=FRConfig)
-  images = from_files(args.images, args.channel_order).images
   model = FRModel("model", loaded.config, loaded[1:], args.flip, args.model_channel_order)
+  check_input_size([model], label=args.checkpoint)  # before any image is read
+  images = from_files(args.images, args.channel_order).images
   s = score(
     None,
     images,

@@ -226,12 +226,15 @@ def _sync(name: str) -> None:
 
 
 def check_input_size(
-  fr_models: Sequence[FRModel | QualityModel], images: ImageSource | None = None
+  fr_models: Sequence[FRModel | QualityModel],
+  images: ImageSource | None = None,
+  label: str | None = None,
 ) -> None:
   """Refuses (one line, before any image is read) a face-recognition or assessor network whose
   checkpoint takes another input size than the images (`data.sources.IMAGE_SIZE`, the
   aligned crops every source reads, or an in-memory source's size): a 224-pixel model
-  on 112-pixel crops would fail deep in the first batch."""
+  on 112-pixel crops would fail deep in the first batch. label: how the message names the
+  network (e.g. its checkpoint path); default its kind and name."""
   from exfiqa_jax.data.sources import IMAGE_SIZE
 
   arrays = getattr(images, "images", None)
@@ -241,7 +244,7 @@ def check_input_size(
     if m.config.image_size != size:
       what = "FR model" if isinstance(m, FRModel) else "assessor"
       raise ValueError(
-        f"{what} {m.name!r} ({m.config.family}) takes {m.config.image_size}x"
+        f"{label or f'{what} {m.name!r}'} ({m.config.family}) takes {m.config.image_size}x"
         f"{m.config.image_size} images; the images are {size}x{size} aligned crops"
       )
 
@@ -292,7 +295,7 @@ def score(
       raise ValueError(f"{what} names must be unique, without '/': {[m.name for m in ms]}")
   if out_dir is None and jax.process_count() > 1:
     raise ValueError("scoring on several hosts needs out_dir on a shared file system")
-  check_input_size(fr_models, images)
+  check_input_size([*fr_models, *quality_models], images)
   if policy is not None and (variables is None or num_layers is not None):
     raise ValueError("a policy needs the ViT-FIQA variables and chooses the exits (no num_layers)")
   order = images.channel_order

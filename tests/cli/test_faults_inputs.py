@@ -35,8 +35,8 @@ def test_a_224_pixel_fr_checkpoint_on_112_pixel_crops_is_one_line(tmp_path):
   lines = r.stderr.strip().splitlines()
   assert r.returncode == 2 and len(lines) == 1, r.stderr[-3000:]
   assert lines[0] == (
-    "exfiqa embed: error: FR model 'model' (arcface) takes 224x224 images; the images are "
-    "112x112 aligned crops"
+    f"exfiqa embed: error: {tmp_path / 'fr224'} (arcface) takes 224x224 images; the images "
+    "are 112x112 aligned crops"
   ), lines[0]
   assert not (tmp_path / "e.npz").exists() and not (tmp_path / "w").exists()
 
