@@ -77,6 +77,13 @@ def _nth_bit_table(depth: int) -> np.ndarray:
   return out
 
 
+def _rows(table: np.ndarray, cols: np.ndarray) -> np.ndarray:
+  """table [T, N] gathered to columns cols [P] -> [T, P], C-contiguous (a fancy index
+  along axis 1 returns a column-major array, and every later per-variant array
+  would inherit its strides)."""
+  return np.ascontiguousarray(np.take(table, cols, axis=1))
+
+
 class StrongNumpySweep:
   def __init__(
     self,
@@ -170,8 +177,8 @@ class StrongNumpySweep:
       base = np.arange(self.p)[None, :] * depth
       out = (
         None,
-        [lo[:, self.ca], lo[:, self.cb]],
-        [hi[:, self.ca], hi[:, self.cb]],
+        [_rows(lo, self.ca), _rows(lo, self.cb)],
+        [_rows(hi, self.ca), _rows(hi, self.cb)],
         (nth, base, [asc[self.ca].ravel(), asc[self.cb].ravel()]),
       )
     else:
@@ -193,7 +200,12 @@ class StrongNumpySweep:
       lo, hi = table(cols[:h]), table(cols[h:])
       if not self.side:
         return self.tables.setdefault(rule, (op, [lo], [hi], None))
-      out = (op, [lo[:, self.ca], lo[:, self.cb]], [hi[:, self.ca], hi[:, self.cb]], None)
+      out = (
+        op,
+        [_rows(lo, self.ca), _rows(lo, self.cb)],
+        [_rows(hi, self.ca), _rows(hi, self.cb)],
+        None,
+      )
     self.tables[rule] = out
     return out
 
