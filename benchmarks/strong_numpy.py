@@ -289,25 +289,34 @@ class StrongNumpySweep:
     outside those buckets take their level from a per-bucket table, the few inside
     are ordered exactly."""
     bsz, p = pq.shape
-    nb = nb or 1 << max(12, min(20, (p // 4).bit_length()))  # about 4 pairs a bucket
+    nb = nb or 1 << max(12, min(20, (p // 4).bit_length()))  # about 1-3 pairs a bucket
     row = np.arange(bsz)[:, None]
     low = pq.min(1)
     span = pq.max(1) - low
+    # bucket (key - low) >> s <= span >> s < nb: monotone in the key, so a cut's bucket
+    # and a key's low s bits (its place within its bucket) give the exact order
     shift = np.array([max(0, int(x).bit_length() - (nb.bit_length() - 1)) for x in span])
-    off = self._buffer((bsz, p))  # in place: (key - low) >> shift + row nb
-    np.subtract(pq, low[:, None], out=off)
-    off >>= shift[:, None]  # [B, P] buckets in 0..nb-1
-    off += row * nb
+    off = self._buffer((bsz, p))  # in place: row nb + (key - low) >> s
+    if (bsz * nb << int(shift.max())) + int(span.max()) < 1 << 62:  # the row offset folded in
+      np.subtract(pq, (low - (row[:, 0] * nb << shift))[:, None], out=off)
+      off >>= shift[:, None]
+    else:
+      np.subtract(pq, low[:, None], out=off)
+      off >>= shift[:, None]
+      off += row * nb
     cnt = np.bincount(off.ravel(), minlength=bsz * nb).reshape(bsz, nb)
     cum = np.cumsum(cnt, 1)  # pairs in buckets <= v
     base = row * (p + 1)  # rows offset: one increasing array for one searchsorted
     vr = np.searchsorted((cum + base).ravel(), (self.cuts + base).ravel(), "right")
-    vr = vr.reshape(bsz, RATES) - row * nb  # the bucket holding each cut
-    marks = np.bincount((vr + 1 + row * (nb + 1)).ravel(), minlength=bsz * (nb + 1))
-    below = np.cumsum(marks.reshape(bsz, nb + 1), 1)  # [b, v]: #{r: vr < v}
-    # one table per bucket: the level, + 64 where the bucket holds a cut
-    tab = (below[:, :nb] - 1 + 64 * (below[:, 1:] > below[:, :nb])).astype(np.int8)
-    lvl = tab.ravel()[off]
+    vr = vr.reshape(bsz, RATES) - row * nb  # the bucket holding each cut (nondecreasing)
+    # one table per bucket: #{r: vr_r < v} - 1 as runs (np.repeat), + 64 where it holds a cut
+    runs = np.empty((bsz, RATES + 1), np.int64)
+    runs[:, 0] = vr[:, 0] + 1
+    runs[:, 1:RATES] = np.diff(vr, axis=1)
+    runs[:, RATES] = nb - 1 - vr[:, -1]
+    tab = np.repeat(np.tile(np.arange(-1, RATES, dtype=np.int8), bsz), runs.ravel())
+    tab[(row * nb + vr).ravel()] += 64  # once per bucket, however many cuts it holds
+    lvl = tab[off]
     flat = np.flatnonzero(lvl >= 63)  # pairs in a bucket holding a cut
     lvl.ravel()[flat] -= 64
     rows, cols = flat // p, flat % p
@@ -315,16 +324,22 @@ class StrongNumpySweep:
     ebk = group - rows * nb  # bucket
     rank = self.cuts - np.take_along_axis(cum - cnt, vr, 1)  # rank of each cut in its bucket
     width = int(shift.max()) + self.bits
-    if (bsz * nb) << width < 1 << 62:
-      # one sortable int64: (row, bucket) above the pair's key relative to its bucket
-      rel = (pq.ravel()[flat] - low[rows] - (ebk << shift[rows])) << self.bits | self.csid[cols]
-      comp = group << width | rel
+    # the buckets holding a cut, numbered densely (at most 20 a row): the composite
+    # (cut bucket, key within it, pair index) then fits one int64 for wide sums too
+    gid = (row * nb + vr).ravel()  # nondecreasing
+    dense = np.zeros(bsz * nb, np.int64)
+    dense[gid] = np.cumsum(np.r_[False, gid[1:] != gid[:-1]])
+    if len(gid) << width < 1 << 62:
+      rel = ((pq.ravel()[flat] - low[rows]) & ((1 << shift[rows]) - 1)) << self.bits
+      rel |= self.csid[cols]
+      head = dense[group] << width
+      comp = head | rel
       srt = np.sort(comp)
-      start = np.searchsorted(srt, ((row * nb + vr) << width).ravel(), "left")
+      start = np.searchsorted(srt, dense[gid] << width, "left")
       bnd = srt[start + rank.ravel()]  # [B 20] the cuts, as composites (nondecreasing)
       # kept at the rates whose cut lies in the pair's bucket at or below it
       lvl.ravel()[flat] += (
-        np.searchsorted(bnd, comp, "right") - np.searchsorted(bnd, group << width, "left")
+        np.searchsorted(bnd, comp, "right") - np.searchsorted(bnd, head, "left")
       ).astype(np.int8)
     else:
       eq, es = pq.ravel()[flat], self.csid[cols]  # (quality, pair index): the order
