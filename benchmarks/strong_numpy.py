@@ -50,6 +50,7 @@ import numpy as np
 RATES = 20
 SIDE_BYTES = 1 << 30  # the largest per-pair-side tables built (all rules)
 RULES = ("mean", "weighted", "median", "min", "max")
+ALL = np.uint64(2**64 - 1)
 
 
 def fixed_point(x: np.ndarray) -> np.ndarray:
@@ -131,6 +132,7 @@ class StrongNumpySweep:
     thr = np.quantile(scores[~genuine], 1 - edc_fmr)
     self.error = genuine & (scores < thr)  # by pair-list index
     self.n_err = int(self.error.sum())
+    self.gen_error = self.error[self.csid[: self.n_gen]].astype(np.int64)  # genuine score order
     fr = [Fraction(str(f)) for f in fmrs]
     self.f = len(fr)
     self.num = np.repeat([f.numerator for f in fr], RATES).astype(np.int64)  # [F * 20]
@@ -415,8 +417,11 @@ class StrongNumpySweep:
       blk = np.clip(blk, 0, nw - 1)
       word = w_flat[br * nw + blk]
       within = c - p_flat[p_base + blk]
-      run = np.cumsum((word[..., None] >> np.arange(64, dtype=np.uint64)) & np.uint64(1), axis=2)
-      bit = (run < within[..., None].astype(np.uint64)).sum(2)
+      bit = np.zeros(word.shape, np.int64)  # the within-th set bit, by binary search:
+      for step in (32, 16, 8, 4, 2, 1):  # bits below it hold fewer than `within`
+        low = bit + step
+        few = np.bitwise_count(word & (ALL >> (64 - low).astype(np.uint64))) < within
+        bit = np.where(few, low, bit)
       return np.where(c > 0, blk * 64 + bit, -1)
 
     need_hi = q + (rem > 0)
@@ -471,33 +476,38 @@ class StrongNumpySweep:
     bsz, g = gq.shape
     disc = self.n_gen - n_gen_r  # genuines discarded at each rate [B, 20], nondecreasing
     r = (disc < q).sum(1)  # the first rate discarding >= q (20: none does)
-    if int(gq.max()) < 1 << (62 - self.bits) and (r < RATES).all() and q < g and self.edc_by_level:
+    # an area depends on the order of the qualities, their ties and which genuines are
+    # errors, not on the order within a tie: keys quality << 1 | error where they fit
+    fits = int(gq.max()) < 1 << 61
+    if fits and (r < RATES).all() and q < g and self.edc_by_level:
       cnt = disc[np.arange(bsz), r]  # candidates per variant (>= q)
       idx = np.flatnonzero(glvl < r[:, None].astype(np.int8))  # row-major: rows in order
       rows, cols = idx // g, idx % g
       pos = np.arange(len(idx)) - np.repeat(np.cumsum(cnt) - cnt, cnt)
       buf = np.full((bsz, int(cnt.max())), np.iinfo(np.int64).max)
-      buf[rows, pos] = (gq.ravel()[idx] << self.bits) | sid[cols]
+      buf[rows, pos] = (gq.ravel()[idx] << 1) | self.gen_error[cols]
       low = np.sort(buf, axis=1)[:, :q]
-      quality, pair = low >> self.bits, low & ((1 << self.bits) - 1)
-    elif int(gq.max()) < 1 << (62 - self.bits):
-      gk = (gq << self.bits) | sid
+      quality, e = low >> 1, low & 1
+    elif fits:
+      gk = (gq << 1) | self.gen_error
       low = np.partition(gk, q - 1, axis=1)[:, :q] if q < gk.shape[1] else gk
       low = np.sort(low, axis=1)
-      quality, pair = low >> self.bits, low & ((1 << self.bits) - 1)
+      quality, e = low >> 1, low & 1
     else:  # too wide for one int64: the stable order of (quality, pair index)
       order = np.lexsort((np.broadcast_to(sid, gq.shape), gq), axis=1)[:, :q]
-      quality, pair = np.take_along_axis(gq, order, 1), sid[order]
-    e = self.error[pair].astype(np.int64)
-    new = np.ones(quality.shape, bool)
-    new[:, 1:] = quality[:, 1:] != quality[:, :-1]
-    first = np.maximum.accumulate(np.where(new, np.arange(q), 0), axis=1)
-    e_start = np.take_along_axis(np.cumsum(e, 1) - e, first, 1)
-    frac = (self.n_err - e_start) / (self.n_gen - first)
-    out = np.empty((len(quality), len(self.limits)))
-    for k, w in enumerate(self.width):  # row by row: the same sum in any batch
-      out[:, k] = [np.dot(f, w) for f in frac]
-    return out
+      quality, e = np.take_along_axis(gq, order, 1), self.gen_error[order]
+    before = np.cumsum(e, 1) - e  # errors before each position
+    frac = (self.n_err - before) / (self.n_gen - np.arange(q))
+    tie = quality[:, 1:] == quality[:, :-1]
+    tied = np.flatnonzero(tie.any(1))
+    if len(tied):  # a position in a tie group takes the values at the group's start
+      start = np.ones((len(tied), q), bool)
+      start[:, 1:] = ~tie[tied]
+      first = np.maximum.accumulate(np.where(start, np.arange(q), 0), axis=1)
+      e_start = np.take_along_axis(before[tied], first, 1)
+      frac[tied] = (self.n_err - e_start) / (self.n_gen - first)
+    # row by row over a contiguous axis: the same sum in any batch
+    return (frac[:, None, :] * self.width[None]).sum(2)
 
 
 def main():
