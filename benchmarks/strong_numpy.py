@@ -172,17 +172,22 @@ class StrongNumpySweep:
         return t
 
       lo, hi = table(list(range(h))), table(list(range(h, depth)))
-      nth = _nth_bit_table(depth)
+      sides = (self.ca, self.cb)
+      # the median of k values is the sum of the two middle ones (k even) or twice the
+      # middle one (odd): one table entry per pair of sorted positions i <= j, and the
+      # pair of the middle set bits of each sorted-position mask (k = its popcount)
+      i, j = np.triu_indices(depth)
+      pair = np.zeros((depth, depth), np.int64)
+      pair[i, j] = np.arange(len(i))
+      nth, mask = _nth_bit_table(depth), np.arange(1 << depth)
+      k = np.bitwise_count(mask)
+      mid = pair[nth[(k + 1) // 2, mask], nth[np.minimum(k // 2 + 1, depth), mask]]
+      sums = asc[:, i].T + asc[:, j].T  # [depth (depth + 1) / 2, N]: entry-major
       if not self.side:
-        base = np.arange(self.n)[None, :] * depth
-        return self.tables.setdefault(rule, (None, [lo], [hi], (nth, base, [asc.ravel()])))
-      base = np.arange(self.p)[None, :] * depth
-      out = (
-        None,
-        [_rows(lo, self.ca), _rows(lo, self.cb)],
-        [_rows(hi, self.ca), _rows(hi, self.cb)],
-        (nth, base, [asc[self.ca].ravel(), asc[self.cb].ravel()]),
-      )
+        fused = (mid * self.n, np.arange(self.n)[None, :], [sums.ravel()])
+        return self.tables.setdefault(rule, (None, [lo], [hi], fused))
+      fused = (mid * self.p, np.arange(self.p)[None, :], [_rows(sums, c).ravel() for c in sides])
+      out = (None, [_rows(lo, c) for c in sides], [_rows(hi, c) for c in sides], fused)
     else:
       cols = self.x.T * (np.arange(1, depth + 1)[:, None] if rule == "weighted" else 1)
       op, empty = {
@@ -232,21 +237,13 @@ class StrongNumpySweep:
       tmp = self._buffer(out.shape)
       op(lb, hi[1][ch], out=tmp)
       return np.minimum(out, tmp, out=out)
-    nth, base, asc = med
-    k = np.array([int(c).bit_count() for c in codes])
-    size = nth.shape[1]
-    m1, m2 = ((k + 1) // 2 * size)[:, None], ((k // 2 + 1) * size)[:, None]  # middle ranks
-    flat, odd = nth.ravel(), k % 2 == 1
+    mid, base, sums = med
     sides = []
     run = len(cl) > 1 and (np.diff(cl) == 1).all()  # consecutive low halves: row slices
     for s in range(len(lo)):
       rows_lo = lo[s][cl[0] : cl[-1] + 1] if run else lo[s][cl]
       sc = rows_lo | hi[s][ch]  # sorted positions of the selected exits, per pair
-      v = asc[s][base + flat[m1 + sc]]
-      if odd.all():  # one middle value: twice it has the same order
-        sides.append(v)
-      else:
-        sides.append(v + np.where(odd[:, None], v, asc[s][base + flat[m2 + sc]]))
+      sides.append(sums[s][np.add(mid[sc], base, out=sc)])
     if not self.side:
       return np.minimum(np.take(sides[0], self.ca, 1), np.take(sides[0], self.cb, 1))
     return np.minimum(*sides)
