@@ -141,6 +141,7 @@ class StrongNumpySweep:
     self.limits = np.asarray(limits, np.float64)
     self.q = min(self.n_gen, math.ceil(self.limits.max() * self.n_gen) + 1)
     self.width = np.clip(self.limits[:, None] - np.arange(self.q) / self.n_gen, 0, 1 / self.n_gen)
+    self.cum_width = np.c_[np.zeros(len(self.limits)), np.cumsum(self.width, 1)]  # [K, q + 1]
     self.cuts = (np.arange(RATES) * p) // RATES
     self.window = min(window, self.n_imp)
     # per-pair-side tables where they fit (LFW: 4 x 64 x P x 8 B), else per-image tables
@@ -479,11 +480,14 @@ class StrongNumpySweep:
     if fits and (r < RATES).all() and q < g and self.edc_by_level:
       cnt = disc[np.arange(bsz), r]  # candidates per variant (>= q)
       idx = np.flatnonzero(glvl < r[:, None].astype(np.int8))  # row-major: rows in order
-      rows, cols = idx // g, idx % g
-      pos = np.arange(len(idx)) - np.repeat(np.cumsum(cnt) - cnt, cnt)
-      buf = np.full((bsz, int(cnt.max())), np.iinfo(np.int64).max)
-      buf[rows, pos] = (gq.ravel()[idx] << 1) | self.gen_error[cols]
-      low = np.sort(buf, axis=1)[:, :q]
+      wide = int(cnt.max())
+      # candidate n of row b goes to b wide + n - (candidates of the rows before b)
+      dest = np.arange(len(idx)) + np.repeat(np.arange(bsz) * wide - (np.cumsum(cnt) - cnt), cnt)
+      buf = np.full(bsz * wide, np.iinfo(np.int64).max)
+      gk = np.left_shift(gq, 1, out=self._buffer(gq.shape))
+      gk |= self.gen_error
+      buf[dest] = gk.ravel()[idx]
+      low = np.sort(buf.reshape(bsz, wide), axis=1)[:, :q]
       quality, e = low >> 1, low & 1
     elif fits:
       gk = (gq << 1) | self.gen_error
@@ -493,18 +497,19 @@ class StrongNumpySweep:
     else:  # too wide for one int64: the stable order of (quality, pair index)
       order = np.lexsort((np.broadcast_to(sid, gq.shape), gq), axis=1)[:, :q]
       quality, e = np.take_along_axis(gq, order, 1), self.gen_error[order]
+    # the value at a position is that at the start of its tie group: (n_err - errors
+    # before the group) / (G - its start); each group weighs the widths it spans
     before = np.cumsum(e, 1) - e  # errors before each position
-    frac = (self.n_err - before) / (self.n_gen - np.arange(q))
-    tie = quality[:, 1:] == quality[:, :-1]
-    tied = np.flatnonzero(tie.any(1))
-    if len(tied):  # a position in a tie group takes the values at the group's start
-      start = np.ones((len(tied), q), bool)
-      start[:, 1:] = ~tie[tied]
-      first = np.maximum.accumulate(np.where(start, np.arange(q), 0), axis=1)
-      e_start = np.take_along_axis(before[tied], first, 1)
-      frac[tied] = (self.n_err - e_start) / (self.n_gen - first)
-    # row by row over a contiguous axis: the same sum in any batch
-    return (frac[:, None, :] * self.width[None]).sum(2)
+    start = np.ones(quality.shape, bool)
+    np.not_equal(quality[:, 1:], quality[:, :-1], out=start[:, 1:])
+    at = np.flatnonzero(start)  # group starts, row-major (every row starts with one)
+    col, nxt = at % q, np.r_[at[1:], start.size]
+    frac = (self.n_err - before.ravel()[at]) / (self.n_gen - col)
+    row = at // q
+    out = np.empty((bsz, len(self.limits)))
+    for k, cw in enumerate(self.cum_width):  # group by group per row: any batch, one sum
+      out[:, k] = np.bincount(row, frac * (cw[(nxt - 1) % q + 1] - cw[col]), bsz)
+    return out
 
 
 def main():
