@@ -355,7 +355,6 @@ class StrongNumpySweep:
   def _batch(self, codes, rule):
     pq = self.qualities(codes, rule)
     lvl = self.levels(pq, self.buckets)
-    gq = pq[:, : self.n_gen]  # [B, G] genuine qualities in score order
     kept = lvl[:, None, : self.n_gen] >= np.arange(RATES, dtype=np.int8)[None, :, None]
     packed = np.packbits(kept, axis=2, bitorder="little")
     words = np.zeros((len(codes), RATES, self.nw * 8), np.uint8)
@@ -371,7 +370,7 @@ class StrongNumpySweep:
     for r in range(2, RATES - 1):  # rate by rate: the same rounding in any batch
       inner += f[:, :, r]
     area = (inner + (f[:, :, 0] + f[:, :, -1]) / 2) / RATES
-    return area, self._edc(gq, lvl[:, : self.n_gen], n_gen_r)
+    return area, self._edc(pq, lvl[:, : self.n_gen], n_gen_r)
 
   def _erc(self, ilvl, words, pref, n_gen_r, n_imp_r, w):
     """FNMR [B, F * 20] from the levels of the first w impostors in score order
@@ -464,52 +463,64 @@ class StrongNumpySweep:
       )
     return fnmr
 
-  def _edc(self, gq, glvl, n_gen_r):
-    """Partial areas [B, K] from the genuine qualities [B, G], their rate levels
-    [B, G] and kept genuines per rate [B, 20]: only the q lowest sorted (as int64 keys
-    quality << b | pair index where they fit). The q lowest lie among the genuines
-    not kept at the first rate that discards at least q of them (level below it):
-    only those are sorted (about q + G / 20)."""
-    q, sid = self.q, self.csid[: self.n_gen]
-    bsz, g = gq.shape
+  def _edc(self, pq, glvl, n_gen_r):
+    """Partial areas [B, K] from the pair qualities [B, P] (genuines first), the
+    genuines' rate levels [B, G] and kept genuines per rate [B, 20]: only the q lowest
+    genuines sorted. They lie among the genuines not kept at the first rate that
+    discards at least q of them (level below it): only those are sorted (about
+    q + G / 20). An area depends on the order of the qualities, their ties and which
+    genuines are errors, not on the order within a tie: keys quality << 1 | error."""
+    q, sid, g = self.q, self.csid[: self.n_gen], self.n_gen
+    bsz, p = pq.shape
     disc = self.n_gen - n_gen_r  # genuines discarded at each rate [B, 20], nondecreasing
     r = (disc < q).sum(1)  # the first rate discarding >= q (20: none does)
-    # an area depends on the order of the qualities, their ties and which genuines are
-    # errors, not on the order within a tie: keys quality << 1 | error where they fit
-    fits = int(gq.max()) < 1 << 61
-    if fits and (r < RATES).all() and q < g and self.edc_by_level:
+    low = None
+    if (r < RATES).all() and q < g and self.edc_by_level:
       cnt = disc[np.arange(bsz), r]  # candidates per variant (>= q)
       idx = np.flatnonzero(glvl < r[:, None].astype(np.int8))  # row-major: rows in order
-      wide = int(cnt.max())
-      # candidate n of row b goes to b wide + n - (candidates of the rows before b)
-      dest = np.arange(len(idx)) + np.repeat(np.arange(bsz) * wide - (np.cumsum(cnt) - cnt), cnt)
-      buf = np.full(bsz * wide, np.iinfo(np.int64).max)
-      gk = np.left_shift(gq, 1, out=self._buffer(gq.shape))
-      gk |= self.gen_error
-      buf[dest] = gk.ravel()[idx]
-      low = np.sort(buf.reshape(bsz, wide), axis=1)[:, :q]
-      quality, e = low >> 1, low & 1
-    elif fits:
+      row = np.repeat(np.arange(bsz), cnt)
+      quality = pq.ravel()[idx + row * (p - g)]
+      if int(quality.max()) < 1 << 61:
+        wide = int(cnt.max())
+        # candidate n of row b goes to b wide + n - (candidates of the rows before b)
+        dest = np.arange(len(idx)) + (np.arange(bsz) * wide - (np.cumsum(cnt) - cnt))[row]
+        buf = np.full(bsz * wide, np.iinfo(np.int64).max)
+        quality <<= 1
+        quality |= self.gen_error[idx - row * g]
+        buf[dest] = quality
+        low = np.sort(buf.reshape(bsz, wide), axis=1)[:, :q]
+    gq = pq[:, :g]
+    if low is None and int(gq.max()) < 1 << 61:
       gk = (gq << 1) | self.gen_error
       low = np.partition(gk, q - 1, axis=1)[:, :q] if q < gk.shape[1] else gk
       low = np.sort(low, axis=1)
+    if low is not None:
       quality, e = low >> 1, low & 1
     else:  # too wide for one int64: the stable order of (quality, pair index)
       order = np.lexsort((np.broadcast_to(sid, gq.shape), gq), axis=1)[:, :q]
       quality, e = np.take_along_axis(gq, order, 1), self.gen_error[order]
-    # the value at a position is that at the start of its tie group: (n_err - errors
-    # before the group) / (G - its start); each group weighs the widths it spans
-    before = np.cumsum(e, 1) - e  # errors before each position
+    # the value at a position is that at the start of its tie group, f_s = (n_err -
+    # errors before s) / (G - s); a group [s, t) weighs the widths it spans, W(s) - W(t)
+    # with W(i) the width from i to q: the area is the sum over group starts s of
+    # W(s) (f_s - f at the row's previous group start)
+    f = (self.n_err - (np.cumsum(e, 1) - e)) / (self.n_gen - np.arange(q))
     start = np.ones(quality.shape, bool)
     np.not_equal(quality[:, 1:], quality[:, :-1], out=start[:, 1:])
     at = np.flatnonzero(start)  # group starts, row-major (every row starts with one)
-    col, nxt = at % q, np.r_[at[1:], start.size]
-    frac = (self.n_err - before.ravel()[at]) / (self.n_gen - col)
-    row = at // q
-    out = np.empty((bsz, len(self.limits)))
-    for k, cw in enumerate(self.cum_width):  # group by group per row: any batch, one sum
-      out[:, k] = np.bincount(row, frac * (cw[(nxt - 1) % q + 1] - cw[col]), bsz)
-    return out
+    fs = f.ravel()[at]
+    step = fs.copy()
+    step[1:] -= fs[:-1]
+    first = np.r_[0, np.cumsum(start.sum(1))[:-1]]  # each row's first group
+    step[first] = fs[first]
+    rest = self._rest_width(bsz)  # [K, B q]
+    # group by group per row, one sequential sum a row: the same in any batch
+    return np.add.reduceat(rest[:, at] * step, first, axis=1).T
+
+  def _rest_width(self, bsz):
+    """[K, bsz q]: the widths from each position to q, tiled over bsz rows (cached)."""
+    if getattr(self, "_rest", np.empty((0, 0))).shape[1] < bsz * self.q:
+      self._rest = np.tile(self.cum_width[:, -1:] - self.cum_width[:, :-1], bsz)
+    return self._rest
 
 
 def main():
