@@ -305,10 +305,11 @@ class StrongNumpySweep:
       off >>= shift[:, None]
       off += row * nb
     cnt = np.bincount(off.ravel(), minlength=bsz * nb).reshape(bsz, nb)
-    cum = np.cumsum(cnt, 1)  # pairs in buckets <= v
-    base = row * (p + 1)  # rows offset: one increasing array for one searchsorted
-    vr = np.searchsorted((cum + base).ravel(), (self.cuts + base).ravel(), "right")
-    vr = vr.reshape(bsz, RATES) - row * nb  # the bucket holding each cut (nondecreasing)
+    cum = np.cumsum(cnt.ravel())  # pairs in the batch's buckets up to (row, bucket)
+    at = np.searchsorted(cum, (self.cuts + row * p).ravel(), "right")  # row nb + bucket
+    # the bucket holding each cut (nondecreasing), and the cut's rank within it
+    vr = at.reshape(bsz, RATES) - row * nb
+    rank = self.cuts + row * p - (cum[at] - cnt.ravel()[at]).reshape(bsz, RATES)
     # one table per bucket: #{r: vr_r < v} - 1 as runs (np.repeat), + 64 where it holds a cut
     runs = np.empty((bsz, RATES + 1), np.int64)
     runs[:, 0] = vr[:, 0] + 1
@@ -322,20 +323,18 @@ class StrongNumpySweep:
     rows, cols = flat // p, flat % p
     group = off.ravel()[flat]  # (row, bucket)
     ebk = group - rows * nb  # bucket
-    rank = self.cuts - np.take_along_axis(cum - cnt, vr, 1)  # rank of each cut in its bucket
     width = int(shift.max()) + self.bits
     # the buckets holding a cut, numbered densely (at most 20 a row): the composite
     # (cut bucket, key within it, pair index) then fits one int64 for wide sums too
-    gid = (row * nb + vr).ravel()  # nondecreasing
-    dense = np.zeros(bsz * nb, np.int64)
-    dense[gid] = np.cumsum(np.r_[False, gid[1:] != gid[:-1]])
+    gid = at  # row nb + bucket of each cut, nondecreasing
+    dense = np.cumsum(np.r_[False, gid[1:] != gid[:-1]])  # of each cut
     if len(gid) << width < 1 << 62:
       rel = ((pq.ravel()[flat] - low[rows]) & ((1 << shift[rows]) - 1)) << self.bits
       rel |= self.csid[cols]
-      head = dense[group] << width
+      head = dense[np.searchsorted(gid, group)] << width
       comp = head | rel
       srt = np.sort(comp)
-      start = np.searchsorted(srt, dense[gid] << width, "left")
+      start = np.searchsorted(srt, dense << width, "left")
       bnd = srt[start + rank.ravel()]  # [B 20] the cuts, as composites (nondecreasing)
       # kept at the rates whose cut lies in the pair's bucket at or below it
       lvl.ravel()[flat] += (
