@@ -13,13 +13,19 @@ test_strong_numpy.py). What makes it fast, all exact:
 - half-subset tables (every subset of exits 1-6 and of 7-12) gathered once to
   each pair side in comparison-score order: a variant's pair qualities are
   min(op(lo_a[c & 63], hi_a[c >> 6]), op(lo_b[..], hi_b[..])), four row reads and
-  three operations per pair; the median through per-image tables of the sorted
-  positions of each half's exits and a lookup of the middle set bits;
+  three operations per pair (every table C-contiguous: a column-major table makes
+  every per-variant array strided); the median: the sorted positions of the
+  selected exits as a 12-bit mask (an OR of two half tables), one 4,096-entry table
+  of the pair of middle positions of each mask and a per-side table of the sum of
+  every pair of sorted values i <= j (twice the middle value when k is odd): two
+  gathers per pair side;
 - pairs sorted by comparison score once per pair set; a pair's key is
   quality << b | pair index (unique; ties in pair-list order, the stable sort);
   per variant only the 20 rate cuts are found, by selection, not a sort (a
-  histogram of quality buckets; only the pairs in the buckets holding a cut are
-  ordered exactly); a pair is kept at rate r iff its key >= the r-th cut;
+  histogram of quality buckets, the level of every bucket from 21 runs, np.repeat;
+  only the pairs in the buckets holding a cut are ordered exactly, by one int64
+  sort of (cut bucket, key) composites); a pair is kept at rate r iff its key >=
+  the r-th cut;
 - the kept genuines at each rate as bit words over genuine score order
   (packbits), so a count of kept genuines above a score is a prefix popcount;
 - at FMR <= 1e-2 a threshold depends only on the first few kept impostors in
@@ -27,7 +33,10 @@ test_strong_numpy.py). What makes it fast, all exact:
   window cannot decide, up to all of them);
 - the EDC sorts only the genuine keys the largest discard limit can reach: those
   not kept at the first rate cut that discards enough genuines (their rate level
-  says so; about q + G / 20 keys), else np.partition of all of them;
+  says so; about q + G / 20 keys), else np.partition of all of them; its keys are
+  quality << 1 | error (an area depends on the order, the ties and the errors, not
+  on the order within a tie), and the area is a sum over tie-group starts (the
+  group's value step times the width left from there), not a per-position fill;
 - variants of one rule in batches of 64 codes sharing their high half-subset: the
   low-half table rows are one slice (no gathered copy), numpy's per-call cost is paid
   once per batch, scratch arrays are reused.
