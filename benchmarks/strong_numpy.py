@@ -46,7 +46,10 @@ test_strong_numpy.py). What makes it fast, all exact:
     table = eng.sweep(masks, rules)            # {"erc": [V R, F], "edc": [V R, K]}
 
 Also `python benchmarks/strong_numpy.py [--images 12000 --pairs 6000]`: the
-LFW-sized sweep in this process, its time per variant.
+LFW-sized sweep in this process, its time per variant; `--against OTHER.py
+[--rounds 3]`: this copy and another copy of this file (e.g. main's), both sweeps
+in one process, interleaved, their CPU and wall times per variant and the largest
+difference of their tables (pin it: `taskset -c 0`).
 """
 
 from __future__ import annotations
@@ -541,17 +544,63 @@ def main():
   ap = argparse.ArgumentParser()
   ap.add_argument("--images", type=int, default=12_000)
   ap.add_argument("--pairs", type=int, default=6_000)
+  ap.add_argument(
+    "--against",
+    metavar="PY",
+    help="another copy of this file: both sweeps in this process, interleaved "
+    "(--rounds of each), their per-variant CPU and wall times and largest difference",
+  )
+  ap.add_argument("--rounds", type=int, default=3)
   args = ap.parse_args()
+  if args.against and not os.path.isfile(args.against):
+    raise SystemExit(f"error: {args.against}: no such file")
   from sweep_bench import synthetic
 
   data = synthetic(args.images, args.pairs)
-  t0, c0 = time.perf_counter(), time.process_time()
-  eng = StrongNumpySweep(*data)
-  masks = (np.arange(1, 1 << 12)[:, None] >> np.arange(12)) & 1
-  t = eng.sweep(masks.astype(bool))
-  dt, dc = time.perf_counter() - t0, time.process_time() - c0
-  v = len(t["erc"])
-  print(f"{v} variants: {dt:.2f} s wall, {dc:.2f} s CPU; {dt / v * 1e6:.0f} us per variant wall")
+  masks = ((np.arange(1, 1 << 12)[:, None] >> np.arange(12)) & 1).astype(bool)
+  if not args.against:
+    t0, c0 = time.perf_counter(), time.process_time()
+    t = StrongNumpySweep(*data).sweep(masks)
+    dt, dc = time.perf_counter() - t0, time.process_time() - c0
+    v = len(t["erc"])
+    print(f"{v} variants: {dt:.2f} s wall, {dc:.2f} s CPU; {dt / v * 1e6:.0f} us per variant wall")
+    return
+  import importlib.util
+
+  spec = importlib.util.spec_from_file_location("strong_other", args.against)
+  other = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(other)
+  engines = {"this": StrongNumpySweep, "other": other.StrongNumpySweep}
+  for eng in engines.values():  # first-call costs of numpy's paths, outside the rounds
+    eng(*data).sweep(masks[:64])
+  runs = {k: [] for k in engines}
+  out = {}
+  for r in range(args.rounds):
+    for k in list(engines)[:: 1 if r % 2 == 0 else -1]:
+      load = os.getloadavg()[0]
+      t0, c0 = time.perf_counter(), time.process_time()
+      out[k] = engines[k](*data).sweep(masks)
+      runs[k].append((time.process_time() - c0, time.perf_counter() - t0, load))
+  v = len(out["this"]["erc"])
+  print(
+    f"| {v:,} variants, {args.rounds} interleaved rounds, one process | CPU us per variant, "
+    "median (range) | wall us per variant, median (range) | load (1 min) at the starts |"
+  )
+  print("| --- | --- | --- | --- |")
+  for k, name in (("other", args.against), ("this", __file__)):
+    c, w, load = (np.array(x) for x in zip(*runs[k], strict=True))
+    c, w = c / v * 1e6, w / v * 1e6
+    print(
+      f"| {name} | {np.median(c):.0f} ({c.min():.0f}-{c.max():.0f}) | {np.median(w):.0f} "
+      f"({w.min():.0f}-{w.max():.0f}) | {', '.join(f'{x:.2f}' for x in load)} |"
+    )
+  d = max(float(np.nanmax(np.abs(out["this"][x] - out["other"][x]))) for x in ("erc", "edc"))
+  same_nan = all(
+    np.array_equal(np.isnan(out["this"][x]), np.isnan(out["other"][x])) for x in out["this"]
+  )
+  print(
+    f"\n{v:,} rows x 4 areas, largest |difference| {d:.2e}, NaN where the other has NaN: {same_nan}"
+  )
 
 
 if __name__ == "__main__":
