@@ -523,14 +523,17 @@ class StrongNumpySweep:
     step[1:] -= fs[:-1]
     first = np.r_[0, np.cumsum(start.sum(1))[:-1]]  # each row's first group
     step[first] = fs[first]
-    rest = self._rest_width(bsz)  # [K, B q]
     # group by group per row, one sequential sum a row: the same in any batch
-    return np.add.reduceat(rest[:, at] * step, first, axis=1).T
+    out = np.empty((bsz, len(self.limits)))
+    for k, rest in enumerate(self._rest_width(bsz)):  # 1-D per limit (a 2-D gather is slow)
+      out[:, k] = np.add.reduceat(rest[at] * step, first)
+    return out
 
   def _rest_width(self, bsz):
-    """[K, bsz q]: the widths from each position to q, tiled over bsz rows (cached)."""
-    if getattr(self, "_rest", np.empty((0, 0))).shape[1] < bsz * self.q:
-      self._rest = np.tile(self.cum_width[:, -1:] - self.cum_width[:, :-1], bsz)
+    """K arrays [bsz q]: the widths from each position to q, tiled over bsz rows."""
+    if getattr(self, "_rest", [np.empty(0)])[0].size < bsz * self.q:
+      rest = self.cum_width[:, -1:] - self.cum_width[:, :-1]
+      self._rest = [np.tile(r, bsz) for r in rest]
     return self._rest
 
 
