@@ -13,13 +13,19 @@ test_strong_numpy.py). What makes it fast, all exact:
 - half-subset tables (every subset of exits 1-6 and of 7-12) gathered once to
   each pair side in comparison-score order: a variant's pair qualities are
   min(op(lo_a[c & 63], hi_a[c >> 6]), op(lo_b[..], hi_b[..])), four row reads and
-  three operations per pair; the median through per-image tables of the sorted
-  positions of each half's exits and a lookup of the middle set bits;
+  three operations per pair (every table C-contiguous: a column-major table makes
+  every per-variant array strided); the median: the sorted positions of the
+  selected exits as a 12-bit mask (an OR of two half tables), one 4,096-entry table
+  of the pair of middle positions of each mask and a per-side table of the sum of
+  every pair of sorted values i <= j (twice the middle value when k is odd): two
+  gathers per pair side;
 - pairs sorted by comparison score once per pair set; a pair's key is
   quality << b | pair index (unique; ties in pair-list order, the stable sort);
   per variant only the 20 rate cuts are found, by selection, not a sort (a
-  histogram of quality buckets; only the pairs in the buckets holding a cut are
-  ordered exactly); a pair is kept at rate r iff its key >= the r-th cut;
+  histogram of quality buckets, the level of every bucket from 21 runs, np.repeat;
+  only the pairs in the buckets holding a cut are ordered exactly, by one int64
+  sort of (cut bucket, key) composites); a pair is kept at rate r iff its key >=
+  the r-th cut;
 - the kept genuines at each rate as bit words over genuine score order
   (packbits), so a count of kept genuines above a score is a prefix popcount;
 - at FMR <= 1e-2 a threshold depends only on the first few kept impostors in
@@ -27,7 +33,10 @@ test_strong_numpy.py). What makes it fast, all exact:
   window cannot decide, up to all of them);
 - the EDC sorts only the genuine keys the largest discard limit can reach: those
   not kept at the first rate cut that discards enough genuines (their rate level
-  says so; about q + G / 20 keys), else np.partition of all of them;
+  says so; about q + G / 20 keys), else np.partition of all of them; its keys are
+  quality << 1 | error (an area depends on the order, the ties and the errors, not
+  on the order within a tie), and the area is a sum over tie-group starts (the
+  group's value step times the width left from there), not a per-position fill;
 - variants of one rule in batches of 64 codes sharing their high half-subset: the
   low-half table rows are one slice (no gathered copy), numpy's per-call cost is paid
   once per batch, scratch arrays are reused.
@@ -37,7 +46,10 @@ test_strong_numpy.py). What makes it fast, all exact:
     table = eng.sweep(masks, rules)            # {"erc": [V R, F], "edc": [V R, K]}
 
 Also `python benchmarks/strong_numpy.py [--images 12000 --pairs 6000]`: the
-LFW-sized sweep in this process, its time per variant.
+LFW-sized sweep in this process, its time per variant; `--against OTHER.py
+[--rounds 3]`: this copy and another copy of this file (e.g. main's), both sweeps
+in one process, interleaved, their CPU and wall times per variant and the largest
+difference of their tables (pin it: `taskset -c 0`).
 """
 
 from __future__ import annotations
@@ -50,6 +62,7 @@ import numpy as np
 RATES = 20
 SIDE_BYTES = 1 << 30  # the largest per-pair-side tables built (all rules)
 RULES = ("mean", "weighted", "median", "min", "max")
+ALL = np.uint64(2**64 - 1)
 
 
 def fixed_point(x: np.ndarray) -> np.ndarray:
@@ -75,6 +88,13 @@ def _nth_bit_table(depth: int) -> np.ndarray:
   for m in range(1, depth + 1):
     out[m] = np.argmax((run == m) & (bits == 1), 1)
   return out
+
+
+def _rows(table: np.ndarray, cols: np.ndarray) -> np.ndarray:
+  """table [T, N] gathered to columns cols [P] -> [T, P], C-contiguous (a fancy index
+  along axis 1 returns a column-major array, and every later per-variant array
+  would inherit its strides)."""
+  return np.ascontiguousarray(np.take(table, cols, axis=1))
 
 
 class StrongNumpySweep:
@@ -124,6 +144,7 @@ class StrongNumpySweep:
     thr = np.quantile(scores[~genuine], 1 - edc_fmr)
     self.error = genuine & (scores < thr)  # by pair-list index
     self.n_err = int(self.error.sum())
+    self.gen_error = self.error[self.csid[: self.n_gen]].astype(np.int64)  # genuine score order
     fr = [Fraction(str(f)) for f in fmrs]
     self.f = len(fr)
     self.num = np.repeat([f.numerator for f in fr], RATES).astype(np.int64)  # [F * 20]
@@ -132,6 +153,7 @@ class StrongNumpySweep:
     self.limits = np.asarray(limits, np.float64)
     self.q = min(self.n_gen, math.ceil(self.limits.max() * self.n_gen) + 1)
     self.width = np.clip(self.limits[:, None] - np.arange(self.q) / self.n_gen, 0, 1 / self.n_gen)
+    self.cum_width = np.c_[np.zeros(len(self.limits)), np.cumsum(self.width, 1)]  # [K, q + 1]
     self.cuts = (np.arange(RATES) * p) // RATES
     self.window = min(window, self.n_imp)
     # per-pair-side tables where they fit (LFW: 4 x 64 x P x 8 B), else per-image tables
@@ -163,17 +185,22 @@ class StrongNumpySweep:
         return t
 
       lo, hi = table(list(range(h))), table(list(range(h, depth)))
-      nth = _nth_bit_table(depth)
+      sides = (self.ca, self.cb)
+      # the median of k values is the sum of the two middle ones (k even) or twice the
+      # middle one (odd): one table entry per pair of sorted positions i <= j, and the
+      # pair of the middle set bits of each sorted-position mask (k = its popcount)
+      i, j = np.triu_indices(depth)
+      pair = np.zeros((depth, depth), np.int64)
+      pair[i, j] = np.arange(len(i))
+      nth, mask = _nth_bit_table(depth), np.arange(1 << depth)
+      k = np.bitwise_count(mask)
+      mid = pair[nth[(k + 1) // 2, mask], nth[np.minimum(k // 2 + 1, depth), mask]]
+      sums = asc[:, i].T + asc[:, j].T  # [depth (depth + 1) / 2, N]: entry-major
       if not self.side:
-        base = np.arange(self.n)[None, :] * depth
-        return self.tables.setdefault(rule, (None, [lo], [hi], (nth, base, [asc.ravel()])))
-      base = np.arange(self.p)[None, :] * depth
-      out = (
-        None,
-        [lo[:, self.ca], lo[:, self.cb]],
-        [hi[:, self.ca], hi[:, self.cb]],
-        (nth, base, [asc[self.ca].ravel(), asc[self.cb].ravel()]),
-      )
+        fused = (mid * self.n, np.arange(self.n)[None, :], [sums.ravel()])
+        return self.tables.setdefault(rule, (None, [lo], [hi], fused))
+      fused = (mid * self.p, np.arange(self.p)[None, :], [_rows(sums, c).ravel() for c in sides])
+      out = (None, [_rows(lo, c) for c in sides], [_rows(hi, c) for c in sides], fused)
     else:
       cols = self.x.T * (np.arange(1, depth + 1)[:, None] if rule == "weighted" else 1)
       op, empty = {
@@ -193,7 +220,12 @@ class StrongNumpySweep:
       lo, hi = table(cols[:h]), table(cols[h:])
       if not self.side:
         return self.tables.setdefault(rule, (op, [lo], [hi], None))
-      out = (op, [lo[:, self.ca], lo[:, self.cb]], [hi[:, self.ca], hi[:, self.cb]], None)
+      out = (
+        op,
+        [_rows(lo, self.ca), _rows(lo, self.cb)],
+        [_rows(hi, self.ca), _rows(hi, self.cb)],
+        None,
+      )
     self.tables[rule] = out
     return out
 
@@ -218,21 +250,13 @@ class StrongNumpySweep:
       tmp = self._buffer(out.shape)
       op(lb, hi[1][ch], out=tmp)
       return np.minimum(out, tmp, out=out)
-    nth, base, asc = med
-    k = np.array([int(c).bit_count() for c in codes])
-    size = nth.shape[1]
-    m1, m2 = ((k + 1) // 2 * size)[:, None], ((k // 2 + 1) * size)[:, None]  # middle ranks
-    flat, odd = nth.ravel(), k % 2 == 1
+    mid, base, sums = med
     sides = []
     run = len(cl) > 1 and (np.diff(cl) == 1).all()  # consecutive low halves: row slices
     for s in range(len(lo)):
       rows_lo = lo[s][cl[0] : cl[-1] + 1] if run else lo[s][cl]
       sc = rows_lo | hi[s][ch]  # sorted positions of the selected exits, per pair
-      v = asc[s][base + flat[m1 + sc]]
-      if odd.all():  # one middle value: twice it has the same order
-        sides.append(v)
-      else:
-        sides.append(v + np.where(odd[:, None], v, asc[s][base + flat[m2 + sc]]))
+      sides.append(sums[s][np.add(mid[sc], base, out=sc)])
     if not self.side:
       return np.minimum(np.take(sides[0], self.ca, 1), np.take(sides[0], self.cb, 1))
     return np.minimum(*sides)
@@ -277,42 +301,58 @@ class StrongNumpySweep:
     outside those buckets take their level from a per-bucket table, the few inside
     are ordered exactly."""
     bsz, p = pq.shape
-    nb = nb or 1 << max(12, min(20, (p // 4).bit_length()))  # about 4 pairs a bucket
+    nb = nb or 1 << max(12, min(20, (p // 4).bit_length()))  # about 1-3 pairs a bucket
     row = np.arange(bsz)[:, None]
     low = pq.min(1)
     span = pq.max(1) - low
+    # bucket (key - low) >> s <= span >> s < nb: monotone in the key, so a cut's bucket
+    # and a key's low s bits (its place within its bucket) give the exact order
     shift = np.array([max(0, int(x).bit_length() - (nb.bit_length() - 1)) for x in span])
-    off = self._buffer((bsz, p))  # in place: (key - low) >> shift + row nb
-    np.subtract(pq, low[:, None], out=off)
-    off >>= shift[:, None]  # [B, P] buckets in 0..nb-1
-    off += row * nb
+    off = self._buffer((bsz, p))  # in place: row nb + (key - low) >> s
+    if (bsz * nb << int(shift.max())) + int(span.max()) < 1 << 62:  # the row offset folded in
+      np.subtract(pq, (low - (row[:, 0] * nb << shift))[:, None], out=off)
+      off >>= shift[:, None]
+    else:
+      np.subtract(pq, low[:, None], out=off)
+      off >>= shift[:, None]
+      off += row * nb
     cnt = np.bincount(off.ravel(), minlength=bsz * nb).reshape(bsz, nb)
-    cum = np.cumsum(cnt, 1)  # pairs in buckets <= v
-    base = row * (p + 1)  # rows offset: one increasing array for one searchsorted
-    vr = np.searchsorted((cum + base).ravel(), (self.cuts + base).ravel(), "right")
-    vr = vr.reshape(bsz, RATES) - row * nb  # the bucket holding each cut
-    marks = np.bincount((vr + 1 + row * (nb + 1)).ravel(), minlength=bsz * (nb + 1))
-    below = np.cumsum(marks.reshape(bsz, nb + 1), 1)  # [b, v]: #{r: vr < v}
-    # one table per bucket: the level, + 64 where the bucket holds a cut
-    tab = (below[:, :nb] - 1 + 64 * (below[:, 1:] > below[:, :nb])).astype(np.int8)
-    lvl = tab.ravel()[off]
+    cum = np.cumsum(cnt.ravel())  # pairs in the batch's buckets up to (row, bucket)
+    at = np.searchsorted(cum, (self.cuts + row * p).ravel(), "right")  # row nb + bucket
+    # the bucket holding each cut (nondecreasing), and the cut's rank within it
+    vr = at.reshape(bsz, RATES) - row * nb
+    rank = self.cuts + row * p - (cum[at] - cnt.ravel()[at]).reshape(bsz, RATES)
+    # one table per bucket: #{r: vr_r < v} - 1 as runs (np.repeat), + 64 where it holds a cut
+    runs = np.empty((bsz, RATES + 1), np.int64)
+    runs[:, 0] = vr[:, 0] + 1
+    runs[:, 1:RATES] = np.diff(vr, axis=1)
+    runs[:, RATES] = nb - 1 - vr[:, -1]
+    tab = np.repeat(np.tile(np.arange(-1, RATES, dtype=np.int8), bsz), runs.ravel())
+    tab[(row * nb + vr).ravel()] += 64  # once per bucket, however many cuts it holds
+    lvl = tab[off]
     flat = np.flatnonzero(lvl >= 63)  # pairs in a bucket holding a cut
     lvl.ravel()[flat] -= 64
     rows, cols = flat // p, flat % p
     group = off.ravel()[flat]  # (row, bucket)
     ebk = group - rows * nb  # bucket
-    rank = self.cuts - np.take_along_axis(cum - cnt, vr, 1)  # rank of each cut in its bucket
     width = int(shift.max()) + self.bits
-    if (bsz * nb) << width < 1 << 62:
-      # one sortable int64: (row, bucket) above the pair's key relative to its bucket
-      rel = (pq.ravel()[flat] - low[rows] - (ebk << shift[rows])) << self.bits | self.csid[cols]
-      comp = group << width | rel
+    # the buckets holding a cut, numbered densely (at most 20 a row): the composite
+    # (cut bucket, key within it, pair index) then fits one int64 for wide sums too
+    gid = at  # row nb + bucket of each cut, nondecreasing
+    dense = np.cumsum(np.r_[False, gid[1:] != gid[:-1]])  # of each cut
+    if len(gid) << width < 1 << 62:
+      rel = ((pq.ravel()[flat] - low[rows]) & ((1 << shift[rows]) - 1)) << self.bits
+      rel |= self.csid[cols]
+      number = np.zeros(bsz * nb, np.int64)  # a table lookup (a searchsorted is slower)
+      number[gid] = dense
+      head = number[group] << width
+      comp = head | rel
       srt = np.sort(comp)
-      start = np.searchsorted(srt, ((row * nb + vr) << width).ravel(), "left")
+      start = np.searchsorted(srt, dense << width, "left")
       bnd = srt[start + rank.ravel()]  # [B 20] the cuts, as composites (nondecreasing)
       # kept at the rates whose cut lies in the pair's bucket at or below it
       lvl.ravel()[flat] += (
-        np.searchsorted(bnd, comp, "right") - np.searchsorted(bnd, group << width, "left")
+        np.searchsorted(bnd, comp, "right") - np.searchsorted(bnd, head, "left")
       ).astype(np.int8)
     else:
       eq, es = pq.ravel()[flat], self.csid[cols]  # (quality, pair index): the order
@@ -328,7 +368,6 @@ class StrongNumpySweep:
   def _batch(self, codes, rule):
     pq = self.qualities(codes, rule)
     lvl = self.levels(pq, self.buckets)
-    gq = pq[:, : self.n_gen]  # [B, G] genuine qualities in score order
     kept = lvl[:, None, : self.n_gen] >= np.arange(RATES, dtype=np.int8)[None, :, None]
     packed = np.packbits(kept, axis=2, bitorder="little")
     words = np.zeros((len(codes), RATES, self.nw * 8), np.uint8)
@@ -344,7 +383,7 @@ class StrongNumpySweep:
     for r in range(2, RATES - 1):  # rate by rate: the same rounding in any batch
       inner += f[:, :, r]
     area = (inner + (f[:, :, 0] + f[:, :, -1]) / 2) / RATES
-    return area, self._edc(gq, lvl[:, : self.n_gen], n_gen_r)
+    return area, self._edc(pq, lvl[:, : self.n_gen], n_gen_r)
 
   def _erc(self, ilvl, words, pref, n_gen_r, n_imp_r, w):
     """FNMR [B, F * 20] from the levels of the first w impostors in score order
@@ -388,8 +427,11 @@ class StrongNumpySweep:
       blk = np.clip(blk, 0, nw - 1)
       word = w_flat[br * nw + blk]
       within = c - p_flat[p_base + blk]
-      run = np.cumsum((word[..., None] >> np.arange(64, dtype=np.uint64)) & np.uint64(1), axis=2)
-      bit = (run < within[..., None].astype(np.uint64)).sum(2)
+      bit = np.zeros(word.shape, np.int64)  # the within-th set bit, by binary search:
+      for step in (32, 16, 8, 4, 2, 1):  # bits below it hold fewer than `within`
+        low = bit + step
+        few = np.bitwise_count(word & (ALL >> (64 - low).astype(np.uint64))) < within
+        bit = np.where(few, low, bit)
       return np.where(c > 0, blk * 64 + bit, -1)
 
     need_hi = q + (rem > 0)
@@ -434,43 +476,67 @@ class StrongNumpySweep:
       )
     return fnmr
 
-  def _edc(self, gq, glvl, n_gen_r):
-    """Partial areas [B, K] from the genuine qualities [B, G], their rate levels
-    [B, G] and kept genuines per rate [B, 20]: only the q lowest sorted (as int64 keys
-    quality << b | pair index where they fit). The q lowest lie among the genuines
-    not kept at the first rate that discards at least q of them (level below it):
-    only those are sorted (about q + G / 20)."""
-    q, sid = self.q, self.csid[: self.n_gen]
-    bsz, g = gq.shape
+  def _edc(self, pq, glvl, n_gen_r):
+    """Partial areas [B, K] from the pair qualities [B, P] (genuines first), the
+    genuines' rate levels [B, G] and kept genuines per rate [B, 20]: only the q lowest
+    genuines sorted. They lie among the genuines not kept at the first rate that
+    discards at least q of them (level below it): only those are sorted (about
+    q + G / 20). An area depends on the order of the qualities, their ties and which
+    genuines are errors, not on the order within a tie: keys quality << 1 | error."""
+    q, sid, g = self.q, self.csid[: self.n_gen], self.n_gen
+    bsz, p = pq.shape
     disc = self.n_gen - n_gen_r  # genuines discarded at each rate [B, 20], nondecreasing
     r = (disc < q).sum(1)  # the first rate discarding >= q (20: none does)
-    if int(gq.max()) < 1 << (62 - self.bits) and (r < RATES).all() and q < g and self.edc_by_level:
+    low = None
+    if (r < RATES).all() and q < g and self.edc_by_level:
       cnt = disc[np.arange(bsz), r]  # candidates per variant (>= q)
       idx = np.flatnonzero(glvl < r[:, None].astype(np.int8))  # row-major: rows in order
-      rows, cols = idx // g, idx % g
-      pos = np.arange(len(idx)) - np.repeat(np.cumsum(cnt) - cnt, cnt)
-      buf = np.full((bsz, int(cnt.max())), np.iinfo(np.int64).max)
-      buf[rows, pos] = (gq.ravel()[idx] << self.bits) | sid[cols]
-      low = np.sort(buf, axis=1)[:, :q]
-      quality, pair = low >> self.bits, low & ((1 << self.bits) - 1)
-    elif int(gq.max()) < 1 << (62 - self.bits):
-      gk = (gq << self.bits) | sid
+      row = np.repeat(np.arange(bsz), cnt)
+      quality = pq.ravel()[idx + row * (p - g)]
+      if int(quality.max()) < 1 << 61:
+        wide = int(cnt.max())
+        # candidate n of row b goes to b wide + n - (candidates of the rows before b)
+        dest = np.arange(len(idx)) + (np.arange(bsz) * wide - (np.cumsum(cnt) - cnt))[row]
+        buf = np.full(bsz * wide, np.iinfo(np.int64).max)
+        quality <<= 1
+        quality |= self.gen_error[idx - row * g]
+        buf[dest] = quality
+        low = np.sort(buf.reshape(bsz, wide), axis=1)[:, :q]
+    gq = pq[:, :g]
+    if low is None and int(gq.max()) < 1 << 61:
+      gk = (gq << 1) | self.gen_error
       low = np.partition(gk, q - 1, axis=1)[:, :q] if q < gk.shape[1] else gk
       low = np.sort(low, axis=1)
-      quality, pair = low >> self.bits, low & ((1 << self.bits) - 1)
+    if low is not None:
+      quality, e = low >> 1, low & 1
     else:  # too wide for one int64: the stable order of (quality, pair index)
       order = np.lexsort((np.broadcast_to(sid, gq.shape), gq), axis=1)[:, :q]
-      quality, pair = np.take_along_axis(gq, order, 1), sid[order]
-    e = self.error[pair].astype(np.int64)
-    new = np.ones(quality.shape, bool)
-    new[:, 1:] = quality[:, 1:] != quality[:, :-1]
-    first = np.maximum.accumulate(np.where(new, np.arange(q), 0), axis=1)
-    e_start = np.take_along_axis(np.cumsum(e, 1) - e, first, 1)
-    frac = (self.n_err - e_start) / (self.n_gen - first)
-    out = np.empty((len(quality), len(self.limits)))
-    for k, w in enumerate(self.width):  # row by row: the same sum in any batch
-      out[:, k] = [np.dot(f, w) for f in frac]
+      quality, e = np.take_along_axis(gq, order, 1), self.gen_error[order]
+    # the value at a position is that at the start of its tie group, f_s = (n_err -
+    # errors before s) / (G - s); a group [s, t) weighs the widths it spans, W(s) - W(t)
+    # with W(i) the width from i to q: the area is the sum over group starts s of
+    # W(s) (f_s - f at the row's previous group start)
+    f = (self.n_err - (np.cumsum(e, 1) - e)) / (self.n_gen - np.arange(q))
+    start = np.ones(quality.shape, bool)
+    np.not_equal(quality[:, 1:], quality[:, :-1], out=start[:, 1:])
+    at = np.flatnonzero(start)  # group starts, row-major (every row starts with one)
+    fs = f.ravel()[at]
+    step = fs.copy()
+    step[1:] -= fs[:-1]
+    first = np.r_[0, np.cumsum(start.sum(1))[:-1]]  # each row's first group
+    step[first] = fs[first]
+    # group by group per row, one sequential sum a row: the same in any batch
+    out = np.empty((bsz, len(self.limits)))
+    for k, rest in enumerate(self._rest_width(bsz)):  # 1-D per limit (a 2-D gather is slow)
+      out[:, k] = np.add.reduceat(rest[at] * step, first)
     return out
+
+  def _rest_width(self, bsz):
+    """K arrays [bsz q]: the widths from each position to q, tiled over bsz rows."""
+    if getattr(self, "_rest", [np.empty(0)])[0].size < bsz * self.q:
+      rest = self.cum_width[:, -1:] - self.cum_width[:, :-1]
+      self._rest = [np.tile(r, bsz) for r in rest]
+    return self._rest
 
 
 def main():
@@ -483,17 +549,63 @@ def main():
   ap = argparse.ArgumentParser()
   ap.add_argument("--images", type=int, default=12_000)
   ap.add_argument("--pairs", type=int, default=6_000)
+  ap.add_argument(
+    "--against",
+    metavar="PY",
+    help="another copy of this file: both sweeps in this process, interleaved "
+    "(--rounds of each), their per-variant CPU and wall times and largest difference",
+  )
+  ap.add_argument("--rounds", type=int, default=3)
   args = ap.parse_args()
+  if args.against and not os.path.isfile(args.against):
+    raise SystemExit(f"error: {args.against}: no such file")
   from sweep_bench import synthetic
 
   data = synthetic(args.images, args.pairs)
-  t0, c0 = time.perf_counter(), time.process_time()
-  eng = StrongNumpySweep(*data)
-  masks = (np.arange(1, 1 << 12)[:, None] >> np.arange(12)) & 1
-  t = eng.sweep(masks.astype(bool))
-  dt, dc = time.perf_counter() - t0, time.process_time() - c0
-  v = len(t["erc"])
-  print(f"{v} variants: {dt:.2f} s wall, {dc:.2f} s CPU; {dt / v * 1e6:.0f} us per variant wall")
+  masks = ((np.arange(1, 1 << 12)[:, None] >> np.arange(12)) & 1).astype(bool)
+  if not args.against:
+    t0, c0 = time.perf_counter(), time.process_time()
+    t = StrongNumpySweep(*data).sweep(masks)
+    dt, dc = time.perf_counter() - t0, time.process_time() - c0
+    v = len(t["erc"])
+    print(f"{v} variants: {dt:.2f} s wall, {dc:.2f} s CPU; {dt / v * 1e6:.0f} us per variant wall")
+    return
+  import importlib.util
+
+  spec = importlib.util.spec_from_file_location("strong_other", args.against)
+  other = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(other)
+  engines = {"this": StrongNumpySweep, "other": other.StrongNumpySweep}
+  for eng in engines.values():  # first-call costs of numpy's paths, outside the rounds
+    eng(*data).sweep(masks[:64])
+  runs = {k: [] for k in engines}
+  out = {}
+  for r in range(args.rounds):
+    for k in list(engines)[:: 1 if r % 2 == 0 else -1]:
+      load = os.getloadavg()[0]
+      t0, c0 = time.perf_counter(), time.process_time()
+      out[k] = engines[k](*data).sweep(masks)
+      runs[k].append((time.process_time() - c0, time.perf_counter() - t0, load))
+  v = len(out["this"]["erc"])
+  print(
+    f"| {v:,} variants, {args.rounds} interleaved rounds, one process | CPU us per variant, "
+    "median (range) | wall us per variant, median (range) | load (1 min) at the starts |"
+  )
+  print("| --- | --- | --- | --- |")
+  for k, name in (("other", args.against), ("this", __file__)):
+    c, w, load = (np.array(x) for x in zip(*runs[k], strict=True))
+    c, w = c / v * 1e6, w / v * 1e6
+    print(
+      f"| {name} | {np.median(c):.0f} ({c.min():.0f}-{c.max():.0f}) | {np.median(w):.0f} "
+      f"({w.min():.0f}-{w.max():.0f}) | {', '.join(f'{x:.2f}' for x in load)} |"
+    )
+  d = max(float(np.nanmax(np.abs(out["this"][x] - out["other"][x]))) for x in ("erc", "edc"))
+  same_nan = all(
+    np.array_equal(np.isnan(out["this"][x]), np.isnan(out["other"][x])) for x in out["this"]
+  )
+  print(
+    f"\n{v:,} rows x 4 areas, largest |difference| {d:.2e}, NaN where the other has NaN: {same_nan}"
+  )
 
 
 if __name__ == "__main__":

@@ -84,3 +84,28 @@ def test_strong_numpy_qualities_too_wide_for_one_int64_key():
       want_erc, want_edc = reference_row(data, mask, rule)
       np.testing.assert_allclose(erc[j], want_erc, atol=1e-12, equal_nan=True)
       np.testing.assert_allclose(edc[j], want_edc, atol=1e-12)
+
+
+def test_strong_numpy_sums_above_two_to_the_61():
+  # exit scores over 55 bits of fixed point with most images near the top: weighted
+  # sums of all 12 exits pass 2^61, so the rate levels order (quality, pair index) of
+  # the pairs at the cuts directly (no composite int64 key), the bucket offsets are
+  # built in three steps, and the EDC's all-genuine path orders (quality, pair index)
+  data = list(tie_heavy(5, n=40, p=160))
+  rng = np.random.default_rng(5)
+  top = np.float32(2.0**18) * (1 + rng.integers(6, 8, (40, L)).astype(np.float32) / 8)
+  top[:3] = np.float32(2.0**-36) * rng.integers(1, 4, (3, L)).astype(np.float32)
+  data[0] = top
+  masks = ((np.array([4095, 4094, 2730, 1, 3072])[:, None] >> np.arange(L)) & 1) == 1
+  eng = StrongNumpySweep(*data, fmrs=FMRS, limits=LIMITS, window=2, batch=5)
+  whole = StrongNumpySweep(*data, fmrs=FMRS, limits=LIMITS, batch=3)
+  whole.edc_by_level = False  # every genuine key: too wide for quality << 1 | error
+  wide = eng.qualities(np.array([4095]), "weighted")
+  assert int(np.median(wide)) >= 1 << 61
+  for rule in ("weighted", "mean", "max"):
+    for e in (eng, whole):
+      erc, edc = e.run(masks, rule)
+      for j, mask in enumerate(masks):
+        want_erc, want_edc = reference_row(data, mask, rule)
+        np.testing.assert_allclose(erc[j], want_erc, atol=1e-12, equal_nan=True)
+        np.testing.assert_allclose(edc[j], want_edc, atol=1e-12)
