@@ -85,6 +85,7 @@ def weight_study(
     seed=w["seed"],
     fmrs=m["fmrs"],
     edc_fmr=m["edc_fmr"],
+    like=ps,  # the splits evaluated by the programs traced for ps: no tracing again
   )
   held = [
     {

@@ -66,18 +66,26 @@ def learn_weights(
   tau: float = 0.05,
   train_fraction: float = 0.5,
   seed: int = 0,
+  like=None,
   **pairset_kw,
 ) -> dict:
   """Fits weights over the exits in mask (default all) on a random training split
   of the pairs; returns weights [L], the true metrics (`evaluate` dicts) of the
-  learned and of the depth-weighted default on the held-out split, and on training."""
+  learned and of the depth-weighted default on the held-out split, and on training.
+  like: the PairSet of all the pairs, already evaluated in this process: the two
+  splits take its padded shapes and its discard limits after `limit` (their areas
+  follow at index 1..; at `limit` the same exact counts, the float32 area sum within
+  rounding), so the programs traced for it evaluate them without tracing again."""
   a, b, labels, scores = map(np.asarray, (a, b, labels, scores))
   depth = np.shape(exits)[1]
   mask = np.ones(depth, bool) if mask is None else np.asarray(mask, bool)
   perm = np.random.default_rng(seed).permutation(len(a))
   cut = int(train_fraction * len(a))
+  limits = (limit,) if like is None else (limit, *np.asarray(like.limits)[1:].tolist())
   parts = {
-    name: make_pairset(exits, a[i], b[i], labels[i], scores[i], limits=(limit,), **pairset_kw)
+    name: make_pairset(
+      exits, a[i], b[i], labels[i], scores[i], limits=limits, like=like, **pairset_kw
+    )
     for name, i in (("train", perm[:cut]), ("test", perm[cut:]))
   }
   train = parts["train"]
