@@ -165,3 +165,23 @@ def test_pair_set_padded_like_a_larger_one_gives_the_same_numbers_without_tracin
     # limits instead of one (XLA may contract its products and sums differently)
     np.testing.assert_allclose(r1[split]["edc_area"][0], r0[split]["edc_area"][0], rtol=1e-6)
     np.testing.assert_array_equal(r1[split]["erc_area"], r0[split]["erc_area"])
+
+
+def test_soft_edc_area_over_the_error_rows_equals_the_whole_and_its_gradient():
+  """rows= (the errors' indices): the same surrogate and gradient as the [n, n] form."""
+  import jax
+
+  rng = np.random.default_rng(4)
+  gq = jnp.asarray(rng.normal(size=257).astype(np.float32))
+  err = rng.random(257) < 0.3
+  rows = jnp.asarray(np.flatnonzero(err))
+
+  def whole(q):
+    return soft_edc_area(q, jnp.asarray(err), 0.2, 0.05)
+
+  def part(q):
+    return soft_edc_area(q, None, 0.2, 0.05, rows)
+
+  np.testing.assert_allclose(part(gq), whole(gq), rtol=1e-5)
+  np.testing.assert_allclose(jax.grad(part)(gq), jax.grad(whole)(gq), rtol=1e-4, atol=1e-7)
+  assert float(jnp.abs(jax.grad(whole)(gq)).max()) > 1e-3  # a gradient that can differ
