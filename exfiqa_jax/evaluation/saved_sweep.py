@@ -75,9 +75,14 @@ def weight_study(
   m, w = z.metric_options(cfg.get("metrics")), options(cfg, "weights")
   ps, depth, sel = an.pairs, z.depth, an.select
   powers = np.asarray(w["powers"], float)
-  pw = sweep_weights(ps, power_law(depth, powers), cost=z.cost)
+  # the power-law and simplex rows in one call: one set of chunk programs (each variant's
+  # numbers do not depend on its chunk), not a second set for the few power-law rows
+  both = sweep_weights(
+    ps, np.r_[power_law(depth, powers), simplex(depth, int(w["simplex"]), w["seed"])], cost=z.cost
+  )
+  pw = {k: v[: len(powers)] for k, v in both.items()}
+  sx = {k: v[len(powers) :] for k, v in both.items()}
   pw["power"] = powers
-  sx = sweep_weights(ps, simplex(depth, int(w["simplex"]), w["seed"]), cost=z.cost)
   learned = learn_weights(
     *z.columns,
     limit=float(ps.limits[0]),
@@ -85,6 +90,7 @@ def weight_study(
     seed=w["seed"],
     fmrs=m["fmrs"],
     edc_fmr=m["edc_fmr"],
+    like=ps,  # the splits evaluated by the programs traced for ps: no tracing again
   )
   held = [
     {

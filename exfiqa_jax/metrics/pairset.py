@@ -152,11 +152,16 @@ def make_pairset(
   edc_fnmr: float | None = None,
   limits: Sequence[float] = METRIC_DEFAULTS["edc_limits"],
   pad: bool = True,
+  like: PairSet | None = None,
 ) -> PairSet:
   """exits: [N, L]; a, b: [P] image indices; labels: [P] (1 genuine); scores: [P]
   comparison scores (cosine similarity), ordered as given in float64. ERC at each
   of `fmrs`; the EDC threshold is np.quantile(impostor scores, 1 - edc_fmr), or
-  np.quantile(genuine scores, edc_fnmr) for a starting FNMR, fixed on all comparisons."""
+  np.quantile(genuine scores, edc_fnmr) for a starting FNMR, fixed on all comparisons.
+  like: a padded PairSet with as many FMRs and limits whose array shapes this one
+  takes where they are at least its own (more padding changes no number): the
+  programs traced for `like` in this process serve this one without tracing again
+  (e.g. `exfiqa sweep`'s learned-weight evaluations on halves of the pairs)."""
   exits, scores = np.asarray(exits, np.float32), np.asarray(scores, np.float64)
   a, b, labels = np.asarray(a), np.asarray(b), np.asarray(labels)
   check_pairs(exits, a, b, labels, scores)
@@ -176,6 +181,13 @@ def make_pairset(
   )
   n_pairs = len(a)
   n, p = (bucket(len(exits)), bucket(n_pairs)) if pad else (len(exits), n_pairs)
+  if like is not None and (len(like.fmr_num), len(like.limits)) != (len(fractions), len(limits)):
+    raise ValueError(
+      f"like= has {len(like.fmr_num)} FMRs and {len(like.limits)} limits, this pair set "
+      f"{len(fractions)} and {len(limits)}: their programs differ"
+    )
+  if like is not None:
+    n, p = max(n, like.exits.shape[0]), max(p, like.sa.shape[0])
 
   def padp(x, size=p):
     return np.r_[x, np.zeros(size - len(x), x.dtype)]
@@ -186,12 +198,16 @@ def make_pairset(
   i_s = padp(~genuine[perm])
   n_gen, n_imp = int(genuine.sum()), n_pairs - int(genuine.sum())
   gp, ip = (bucket(n_gen, 32), bucket(n_imp, 32)) if pad else (n_gen, n_imp)
+  if like is not None:
+    gp, ip = max(gp, like.gen_pos.shape[0]), max(ip, like.imp_pos.shape[0])
   # padding entries point at the last (padding or, unpadded, any) position: masked by count
   gen_pos = np.r_[np.flatnonzero(g_s), np.full(gp - n_gen, p - 1)]
   imp_pos = np.r_[np.flatnonzero(i_s), np.full(ip - n_imp, p - 1)]
   counts = _class_counts(genuine[perm], start, end, gp, ip)
   reach = min(n_gen, math.ceil(float(limits.max()) * n_gen))
   q = min(gp, bucket(reach, 32)) if pad else reach
+  if like is not None:
+    q = min(gp, max(q, like.edc_width.shape[1]))
   k = np.arange(q)
   width = np.clip(limits[:, None].astype(np.float64) - k / n_gen, 0.0, 1.0 / n_gen)
   return jax.tree.map(

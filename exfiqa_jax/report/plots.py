@@ -39,10 +39,19 @@ def save(fig: Figure, path: str) -> list[str]:
   Returns the two paths. SVG text stays text (editable in a paper)."""
   stem = os.path.splitext(path)[0]
   out = []
+  # the layout and the tight bounding box once, for both files: savefig's "tight"
+  # and the constrained layout each cost a dry-run draw per file (a third of the time)
+  dpi = 110
+  fig.set_dpi(dpi)
+  renderer = fig.canvas.get_renderer()
+  fig.draw_without_rendering()
+  pad = plt.rcParams["savefig.pad_inches"]
+  box = fig.get_tightbbox(renderer).padded(pad, pad)
+  fig.set_layout_engine("none")  # laid out: the saves below keep these positions
   for fmt in ("png", "svg"):
     target = f"{stem}.{fmt}"
     with atomic_path(target) as tmp, plt.rc_context({"svg.fonttype": "none"}):
-      fig.savefig(tmp, format=fmt, dpi=110, bbox_inches="tight", metadata={"Date": None})
+      fig.savefig(tmp, format=fmt, dpi=dpi, bbox_inches=box, metadata={"Date": None})
     out.append(target)
   plt.close(fig)
   return out

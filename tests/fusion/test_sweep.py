@@ -121,3 +121,67 @@ def test_accelerator_path_equals_the_cpu_path(ps, monkeypatch):
   again = evaluate_variant(ps, [True, True, False, True], "median")
   for k in one:
     np.testing.assert_array_equal(one[k], again[k], err_msg=k)
+
+
+def test_pair_set_padded_like_a_larger_one_gives_the_same_numbers_without_tracing():
+  """make_pairset(like=big): big's padded shapes, every number of evaluate_variant (areas
+  bit for bit, curves) as the pair set's own, and the programs traced for big serve it;
+  learn_weights(like=) gives the same weights and held-out areas at its limit (to float32
+  rounding of the area sum)."""
+  from exfiqa_jax.fusion import engine
+
+  exits, a, b, genuine, scores = pairs(6, n=120, p=600)
+  big = make_pairset(exits, a, b, genuine, scores, fmrs=(1e-2, 1e-3))
+  half = slice(0, 230)
+  own = make_pairset(exits, a[half], b[half], genuine[half], scores[half], fmrs=(1e-2, 1e-3))
+  padded = make_pairset(
+    exits, a[half], b[half], genuine[half], scores[half], fmrs=(1e-2, 1e-3), like=big
+  )
+  assert own.a.shape < big.a.shape and own.edc_width.shape[1] < big.edc_width.shape[1]
+  for x, y in zip(padded, big, strict=True):
+    assert np.shape(x) == np.shape(y)
+  mask = np.array([True, False, True, True])
+  for rule, w in (("weighted", None), ("median", None), ("weighted", [0.1, 0.2, 0.3, 0.4])):
+    evaluate_variant(big, mask, rule, "none", w)  # traced for big's shapes
+
+    def sizes():
+      return [f._cache_size() for f in (engine._prepare_one, engine._prepare_one_keys)] + [
+        engine._finish_one._cache_size()
+      ]
+
+    before = sizes()
+    got = evaluate_variant(padded, mask, rule, "none", w)
+    assert sizes() == before  # no new program for the padded pair set
+    want = evaluate_variant(own, mask, rule, "none", w)
+    for k in ("erc_fnmr", "erc_area", "edc_area", "edc_best", "edc_discard", "edc_error"):
+      np.testing.assert_array_equal(got[k], want[k], err_msg=f"{rule} {k}")
+  with pytest.raises(ValueError, match="like= has 2 FMRs and 2 limits"):
+    make_pairset(exits, a, b, genuine, scores, fmrs=(1e-2,), like=big)
+  r0 = learn_weights(exits, a, b, genuine, scores, steps=20, fmrs=(1e-2, 1e-3))
+  r1 = learn_weights(exits, a, b, genuine, scores, steps=20, fmrs=(1e-2, 1e-3), like=big)
+  np.testing.assert_array_equal(r0["weights"], r1["weights"])
+  for split in ("train", "test", "train_depth", "test_depth"):
+    # the same exact counts; the float32 area of the limit is summed in a program of two
+    # limits instead of one (XLA may contract its products and sums differently)
+    np.testing.assert_allclose(r1[split]["edc_area"][0], r0[split]["edc_area"][0], rtol=1e-6)
+    np.testing.assert_array_equal(r1[split]["erc_area"], r0[split]["erc_area"])
+
+
+def test_soft_edc_area_over_the_error_rows_equals_the_whole_and_its_gradient():
+  """rows= (the errors' indices): the same surrogate and gradient as the [n, n] form."""
+  import jax
+
+  rng = np.random.default_rng(4)
+  gq = jnp.asarray(rng.normal(size=257).astype(np.float32))
+  err = rng.random(257) < 0.3
+  rows = jnp.asarray(np.flatnonzero(err))
+
+  def whole(q):
+    return soft_edc_area(q, jnp.asarray(err), 0.2, 0.05)
+
+  def part(q):
+    return soft_edc_area(q, None, 0.2, 0.05, rows)
+
+  np.testing.assert_allclose(part(gq), whole(gq), rtol=1e-5)
+  np.testing.assert_allclose(jax.grad(part)(gq), jax.grad(whole)(gq), rtol=1e-4, atol=1e-7)
+  assert float(jnp.abs(jax.grad(whole)(gq)).max()) > 1e-3  # a gradient that can differ
