@@ -24,22 +24,20 @@ import numpy as np
 from exfiqa_jax.backend import AXIS, mesh
 from exfiqa_jax.fusion.engine import (
   chunk_fn,
-  finish_fn,
   host_keys,
   host_sort,
   keys_fn,
-  numpy_sort,
+  pairs_fn,
+  pairs_keys_fn,
   plan,
-  prepare_fn,
-  prepare_keys_fn,
   score_chunk,
-  score_finish,
   score_keys,
-  score_prepare,
-  score_prepare_keys,
+  score_pairs,
+  score_pairs_keys,
 )
 from exfiqa_jax.fusion.rules import RULES
 from exfiqa_jax.metrics import PairSet, bucket, default_top
+from exfiqa_jax.metrics.host import host_areas, host_pairs
 
 
 def chunk_size(ps: PairSet, memory_mb: float) -> int:
@@ -141,7 +139,7 @@ def _run(ps, p, masks, weights, rule, memory_mb, devices, top):
     np.r_[masks, masks[:1].repeat(pad, 0)],
     np.r_[weights, weights[:1].repeat(pad, 0)],
   )
-  split = host_sort()  # CPU: the class sorts in numpy between two programs
+  split = host_sort()  # CPU: the compiled pair keys, then the areas in numpy (metrics.host)
   with jax.enable_x64(True):
     if len(devices) > 1:
       rep = jax.NamedSharding(mesh(list(devices)), jax.P())
@@ -151,8 +149,8 @@ def _run(ps, p, masks, weights, rule, memory_mb, devices, top):
     else:
       rep = devices[0]
       jitted = {
-        prepare_fn: score_prepare, prepare_keys_fn: score_prepare_keys, finish_fn: score_finish,
-        chunk_fn: score_chunk, keys_fn: score_keys,
+        pairs_fn: score_pairs, pairs_keys_fn: score_pairs_keys, chunk_fn: score_chunk,
+        keys_fn: score_keys,
       }  # fmt: skip
 
       def on(fn, specs, **static):
@@ -162,13 +160,13 @@ def _run(ps, p, masks, weights, rule, memory_mb, devices, top):
     fusion = jax.device_put(p.fusion, rep) if p.integer else None
     if p.integer:
       specs = (False, False, True, True, False)
-      first, whole = (prepare_fn, {"compress": p.compress}), (chunk_fn, {"compress": p.compress})
+      first, whole = (pairs_fn, {"compress": p.compress}), (chunk_fn, {"compress": p.compress})
     else:
       specs = (False, True)
-      first, whole = (prepare_keys_fn, {}), (keys_fn, {})
+      first, whole = (pairs_keys_fn, {}), (keys_fn, {})
     if split:
       prepare = on(first[0], specs, **first[1])
-      finish = on(finish_fn, (False, True, True, True), top=top)
+      hp = host_pairs(ps)
     else:
       chunk = on(whole[0], specs, **whole[1], top=top)
 
@@ -179,10 +177,8 @@ def _run(ps, p, masks, weights, rule, memory_mb, devices, top):
         args = (ps_d, fusion, jnp.asarray(mk), jnp.asarray(wk), RULES.index(rule))
       else:
         args = (ps_d, jnp.asarray(host_keys(ps, p, mk, wk)))
-      if split:
-        keys, g, k = prepare(*args)
-        g, k = numpy_sort(g, k)
-        out = finish(ps_d, keys, jnp.asarray(g), jnp.asarray(k))
+      if split:  # every impostor within reach: no overflow, no rerun
+        return host_areas(hp, np.asarray(prepare(*args)))
       else:
         out = chunk(*args)
       return jax.device_get(out)

@@ -140,9 +140,10 @@ def _areas(m):
 
 
 def host_sort() -> bool:
-  """Whether the class sorts run in numpy between two programs (the CPU backend:
-  numpy's int64 sort is 10-15x faster than the compiled one there, and two
-  callback-free programs stay in the persistent compilation cache)."""
+  """Whether the metrics run in numpy after the compiled fusion (the CPU backend:
+  numpy's int64 sort is 10-15x faster than the compiled one there, the many-variant
+  areas need no class sort at all (`exfiqa_jax.metrics.host`), and callback-free
+  programs stay in the persistent compilation cache)."""
   return jax.default_backend() == "cpu"
 
 
@@ -160,6 +161,22 @@ def prepare_fn(ps, fusion, masks, weights, rule, *, compress: bool):
       return prepare_keys(ps, fuse_integers(fusion, mask, rule, w), compress)
 
     return jax.vmap(one)(masks, weights)
+
+
+def pairs_fn(ps, fusion, masks, weights, rule, *, compress: bool):
+  """prepare_fn's pair keys [B, P] alone (the CPU backend's host areas need no class keys)."""
+  with jax.enable_x64(True):
+
+    def one(mask, w):
+      return prepare_keys(ps, fuse_integers(fusion, mask, rule, w), compress)[0]
+
+    return jax.vmap(one)(masks, weights)
+
+
+def pairs_keys_fn(ps, image_keys):
+  """The same for B variants given as exact image keys [B, N] int64 (host_keys)."""
+  with jax.enable_x64(True):
+    return jax.vmap(lambda f: prepare_keys(ps, f)[0])(image_keys)
 
 
 def prepare_keys_fn(ps, image_keys):
@@ -191,6 +208,8 @@ def keys_fn(ps, image_keys, *, top: int):
 
 score_prepare = jit_engine(prepare_fn, static_argnames=("compress",))
 score_prepare_keys = jit_engine(prepare_keys_fn)
+score_pairs = jit_engine(pairs_fn, static_argnames=("compress",))
+score_pairs_keys = jit_engine(pairs_keys_fn)
 score_finish = jit_engine(finish_fn, static_argnames=("top",))
 score_chunk = jit_engine(chunk_fn, static_argnames=("compress", "top"))
 score_keys = jit_engine(keys_fn, static_argnames=("top",))

@@ -159,7 +159,9 @@ def _fnmr(ps, imp: Bits, gen: Bits, top, n_imp, n_gen, num, den):
     t_gen > t_imp, ps.gen_group[jnp.maximum(i_gen, 0)], ps.imp_gen[jnp.minimum(at_sel, last)]
   )
   non_match = n_gen - count_below(gen, j)
-  fnmr = non_match.astype(jnp.float32) / n_gen.astype(jnp.float32)
+  # times the reciprocal, spelt out: the compiler turns a division by a value broadcast
+  # over the FMRs into this anyway, and the host areas (metrics.host) must round alike
+  fnmr = non_match.astype(jnp.float32) * (1 / n_gen.astype(jnp.float32))
   ok = (n_imp > 0) & (n_gen > 0)
   used = jnp.stack(
     [first, at_hi, at_q, jnp.where(sel < n_imp, nxt, 0), jnp.where(sel >= 1, at_sel, 0)]
@@ -202,5 +204,5 @@ def rate_curves(ps, imp: Bits, gen: Bits, n_imp_r, n_gen_r, top: int):
   inner = fnmr[1]
   for r in range(2, RATES - 1):
     inner = inner + fnmr[r]
-  area = (inner + (fnmr[0] + fnmr[-1]) / 2) / RATES
+  area = (inner + (fnmr[0] + fnmr[-1]) / 2) * jnp.float32(1 / RATES)  # as the compiler would
   return fnmr, area, jnp.any(overflow)
