@@ -8,8 +8,10 @@ sorting each class of each variant:
 - the 20 rate cuts B_r (the key at quality position floor(r P / 20)) by selection:
   a histogram of key buckets per variant finds the bucket holding each cut, and only
   the pairs of those buckets (a few per cut) are sorted;
-- the kept genuines at each rate as bit words over genuine score order, so a count
-  of kept genuines above a score is a prefix popcount (`erc.Bits` in numpy);
+- each pair's rate level (the highest rate it is kept at) from the same histogram;
+  the kept genuines at each rate before each block of 64 (genuine score order) from
+  one histogram of (block, level), so a count of kept genuines above a score is that
+  plus a compare over the levels of one block;
 - the FMR threshold from a window of the first w impostors in score order; a
   variant whose window cannot decide is redone with 2 w (up to all impostors), so
   no variant ever overflows;
@@ -26,8 +28,6 @@ import numpy as np
 
 from exfiqa_jax.metrics.erc import RATES
 from exfiqa_jax.metrics.keys import index_bits
-
-ALL = np.uint64(2**64 - 1)
 
 
 class HostPairs(NamedTuple):
@@ -68,9 +68,7 @@ def host_pairs(ps) -> HostPairs:
   reach = min(n_gen, int(nonzero[-1]) + 1 if len(nonzero) else 1)
   e0 = n_err / np.float32(n_gen)
   limits = np.asarray(ps.limits, np.float32)
-  best = e0 * e0 / np.float32(2) - np.square(np.maximum(e0 - limits, np.float32(0))) / np.float32(
-    2
-  )
+  best = e0 * e0 / np.float32(2) - np.square(np.maximum(e0 - limits, np.float32(0))) / np.float32(2)
   return HostPairs(
     count,
     index_bits(ps.sa.shape[0]),
@@ -90,78 +88,110 @@ def host_pairs(ps) -> HostPairs:
   )
 
 
-def cuts(keys: np.ndarray, count: int, nb: int | None = None) -> np.ndarray:
-  """keys: [B, >= count] unique int64 >= 0 (the first `count` real) -> [B, 20] the key
-  at sorted position floor(r count / 20) of each row, by bucket selection."""
+def levels(keys: np.ndarray, count: int, nb: int | None = None):
+  """keys: [B, >= count] unique int64 >= 0 (the first `count` real) -> (cuts [B, 20]: the
+  key at sorted position floor(r count / 20) of each row; level [B, count] int8: the
+  highest r with key >= cut r, the rate up to which the pair is kept), by selection:
+  a histogram of nb key buckets per row finds the bucket of each cut; a pair outside
+  those buckets takes its level from a per-bucket table, the few inside are compared
+  with the row's cuts, and only they are sorted (to find the cuts)."""
   x = keys[:, :count]
   bsz = len(x)
   nb = nb or 1 << max(8, min(20, (count // 2).bit_length()))
-  low = x.min(1)
-  span = x.max(1) - low
+  span = x.max(1)
   shift = np.array([max(0, int(s).bit_length() - (nb.bit_length() - 1)) for s in span], np.int64)
   row = np.arange(bsz, dtype=np.int64)[:, None]
-  off = x - low[:, None]
-  off >>= shift[:, None]
-  off += row * nb  # row nb + bucket: monotone in the key within a row
-  cnt = np.bincount(off.ravel(), minlength=bsz * nb)
+  off = x >> shift[:, None]  # bucket < nb, monotone in the key
+  off += row * nb  # row nb + bucket
+  flat = off.ravel()
+  cnt = np.bincount(flat, minlength=bsz * nb)
   cum = np.cumsum(cnt)
   k = (np.arange(RATES, dtype=np.int64) * count) // RATES
-  at = np.searchsorted(cum, (k + row * count).ravel(), "right")  # the bucket of each cut
-  rank = (k + row * count).ravel() - (cum[at] - cnt[at])  # its rank within the bucket
-  flag = np.zeros(bsz * nb, bool)
-  flag[at] = True
-  hold = np.flatnonzero(flag[off.ravel()])  # the pairs of buckets holding a cut
-  group = off.ravel()[hold]
+  want = (k + row * count).ravel()
+  at = np.searchsorted(cum, want, "right")  # row nb + bucket of each cut, nondecreasing
+  rank = want - (cum[at] - cnt[at])  # the cut's rank within its bucket
+  # per bucket: #{cuts in lower buckets of the row} - 1 (runs of equal values between
+  # the cuts' buckets), + 64 where it holds a cut
+  runs = np.empty((bsz, RATES + 1), np.int64)
+  vr = at.reshape(bsz, RATES) - row * nb
+  runs[:, 0] = vr[:, 0] + 1
+  runs[:, 1:RATES] = np.diff(vr, axis=1)
+  runs[:, RATES] = nb - 1 - vr[:, -1]
+  tab = np.repeat(np.tile(np.arange(-1, RATES, dtype=np.int8), bsz), runs.ravel())
+  tab[at] += 64
+  level = tab[off]
+  hold = np.flatnonzero(level.ravel() >= 63)  # the pairs of buckets holding a cut
   vals = x.ravel()[hold]
-  srt = np.lexsort((vals, group))
-  group, vals = group[srt], vals[srt]
-  first = np.searchsorted(group, at, "left")
-  return vals[first + rank].reshape(bsz, RATES)
+  group = flat[hold]
+  # order the holders by (bucket, key): buckets numbered densely (at most 20 a row) above
+  # the key's bits within its bucket, one int64 sort; else a lexsort
+  held = np.unique(at)
+  width = int(shift.max())
+  if len(held).bit_length() + width <= 62:
+    number = np.searchsorted(held, group)
+    comp = (number << width) | (vals & ((1 << shift[hold // count]) - 1))
+    srt = np.argsort(comp)
+  else:
+    srt = np.lexsort((vals, group))
+  order = hold[srt]
+  sg = group[srt]
+  cpos = np.searchsorted(sg, at, "left") + rank  # each cut's place among the sorted holders
+  bounds = vals[srt][cpos].reshape(bsz, RATES)
+  # a holder's level: the table's, plus the cuts of its own bucket at or below it
+  mine = np.searchsorted(cpos, np.arange(len(order)), "right")
+  below = np.searchsorted(cpos, np.searchsorted(sg, sg, "left"), "left")
+  level.ravel()[order] += (mine - below - 64).astype(np.int8)
+  return bounds, level
 
 
-def _words(kept: np.ndarray, nw: int):
-  """kept: [B, 20, n] bool -> (words [B, 20, nw] uint64, bit j of word w: index 64 w + j;
-  pref [B, 20, nw + 1] int64 kept before each word)."""
-  packed = np.packbits(kept, axis=2, bitorder="little")
-  buf = np.zeros((*kept.shape[:2], nw * 8), np.uint8)
-  buf[:, :, : packed.shape[2]] = packed
-  words = buf.view(np.uint64)
-  pref = np.zeros((*kept.shape[:2], nw + 1), np.int64)
-  np.cumsum(np.bitwise_count(words), axis=2, out=pref[:, :, 1:])
-  return words, pref
+def _blocks(glvl: np.ndarray, nw: int):
+  """glvl: [B, G] the genuines' rate levels -> (padded [B, 64 nw] int8 (-1: no genuine),
+  pref [B, 20, nw + 1] int64: genuines kept at each rate before each block of 64), from
+  one histogram of (block, level): a count below j is pref at j's block plus a compare
+  over at most 63 levels of that block."""
+  bsz, g = glvl.shape
+  padded = np.full((bsz, nw * 64), -1, np.int8)
+  padded[:, :g] = glvl
+  cell = (np.arange(bsz * nw, dtype=np.int64) * RATES).reshape(bsz, nw)
+  at = np.repeat(cell, 64, axis=1)[:, :g] + glvl  # (row, block, level)
+  hist = np.bincount(at.ravel(), minlength=bsz * nw * RATES).reshape(bsz, nw, RATES)
+  ge = np.cumsum(hist[:, :, ::-1], axis=2)[:, :, ::-1]  # kept at rate r: level >= r
+  pref = np.zeros((bsz, RATES, nw + 1), np.int64)
+  np.cumsum(ge.transpose(0, 2, 1), axis=2, out=pref[:, :, 1:])
+  return padded, pref
 
 
-def rate_fnmr(hp: HostPairs, kg, ki, bounds, window: int = 64) -> np.ndarray:
-  """FNMR [B, 20, F] float32 (`erc._fnmr`'s numbers) from the genuine keys kg [B, G] and
-  impostor keys ki [B, I] in score order and the cuts [B, 20]: kept at rate r iff
-  key >= B_r. The impostors are read through a window of the first w in score order,
-  doubled for the variants it cannot decide."""
-  bsz, g = kg.shape
+def rate_fnmr(hp: HostPairs, glvl, ilvl, window: int = 64):
+  """FNMR [B, 20, F] float32 (`erc._fnmr`'s numbers) from the rate levels of the
+  genuines glvl [B, G] and impostors ilvl [B, I] in score order (`levels`: kept at
+  rate r iff level >= r). The impostors are read through a window of the first w in
+  score order, doubled for the variants it cannot decide.
+  Also the kept genuines per rate [B, 20]."""
+  bsz, g = glvl.shape
   nw = g // 64 + 1  # a spare word: queries up to j = G
-  kept = kg[:, None, :] >= bounds[:, :, None]
-  words, pref = _words(kept, nw)
+  gpad, pref = _blocks(glvl, nw)
   n_gen_r = pref[:, :, -1]
   n_imp_r = (hp.count - (np.arange(RATES) * hp.count) // RATES)[None, :] - n_gen_r
   out = np.empty((bsz, RATES, len(hp.num)), np.float32)
   todo = np.arange(bsz)
   w = min(window, len(hp.imp_pos))
   while len(todo):
-    f, short = _fnmr(hp, ki[todo], bounds[todo], words[todo], pref[todo], n_gen_r[todo],
-                     n_imp_r[todo], w)  # fmt: skip
+    f, short = _fnmr(hp, ilvl[todo], gpad[todo], pref[todo], n_gen_r[todo], n_imp_r[todo], w)
     done = ~short if w < len(hp.imp_pos) else np.ones(len(todo), bool)
     out[todo[done]] = f[done]
     todo = todo[~done]
     w = min(2 * w, len(hp.imp_pos))
-  return out
+  return out, n_gen_r
 
 
-def _fnmr(hp: HostPairs, ki, bounds, words, pref, n_gen_r, n_imp_r, w):
+def _fnmr(hp: HostPairs, ilvl, gpad, pref, n_gen_r, n_imp_r, w):
   """One window of w impostors -> (fnmr [B, 20, F] float32, short [B]: the window
   cannot decide some rate/FMR of the row)."""
-  bsz, nf = len(ki), len(hp.num)
-  g, nw = len(hp.gen_pos), words.shape[2]
+  bsz, nf = len(ilvl), len(hp.num)
+  g, nw = len(hp.gen_pos), gpad.shape[1] // 64
   c0 = np.zeros((bsz, RATES, w + 1), np.int64)  # kept among the first m impostors
-  np.cumsum(ki[:, None, :w] >= bounds[:, :, None], axis=2, out=c0[:, :, 1:])
+  steps = np.arange(RATES, dtype=np.int8)[None, :, None]
+  np.cumsum(ilvl[:, None, :w] >= steps, axis=2, out=c0[:, :, 1:])
   shape = (bsz, RATES, nf)
   br = np.broadcast_to(np.arange(bsz * RATES).reshape(bsz, RATES, 1), shape)  # (row, rate)
   nimp = np.broadcast_to(n_imp_r[:, :, None], shape)
@@ -172,8 +202,11 @@ def _fnmr(hp: HostPairs, ki, bounds, words, pref, n_gen_r, n_imp_r, w):
   c_base = br * (w + 1)
   c_sorted = (c0.reshape(-1, w + 1) + (np.arange(bsz * RATES) * (w + 2))[:, None]).ravel()
   have = c_flat[c_base + w]
-  w_flat, p_flat, p_base = words.ravel(), pref.ravel(), br * (nw + 1)
+  p_flat, p_base = pref.ravel(), br * (nw + 1)
   p_sorted = (pref.reshape(-1, nw + 1) + (np.arange(bsz * RATES) * (g + 1))[:, None]).ravel()
+  seg_base = (br // RATES) * (nw * 64)  # the row's padded genuine levels
+  rate = (br % RATES).astype(np.int8)[..., None]
+  lane = np.arange(64)
   last = w - 1
 
   def nth(n):  # index of the n-th kept impostor (clipped to the window)
@@ -184,23 +217,21 @@ def _fnmr(hp: HostPairs, ki, bounds, words, pref, n_gen_r, n_imp_r, w):
   def imp_below(i):
     return c_flat[c_base + np.clip(i, 0, w)]
 
+  def block(blk):  # [..., 64] kept at the entry's rate in genuine block blk
+    return gpad.ravel()[(seg_base + blk * 64)[..., None] + lane] >= rate
+
   def gen_below(j):  # kept genuines with index < j, 0 <= j <= G
     blk = j >> 6
-    word = w_flat[br * nw + np.minimum(blk, nw - 1)]
-    mask = (np.uint64(1) << (j & 63).astype(np.uint64)) - np.uint64(1)
-    return p_flat[p_base + blk] + np.bitwise_count(word & mask).astype(np.int64)
+    part = (block(blk) & (lane < (j & 63)[..., None])).sum(-1)
+    return p_flat[p_base + blk] + part
 
   def gen_last(j):  # the largest kept genuine index < j, -1 if none
     c = gen_below(j)
     blk = np.searchsorted(p_sorted, br * (g + 1) + c, "left") - p_base - 1
     blk = np.clip(blk, 0, nw - 1)
-    word = w_flat[br * nw + blk]
     within = c - p_flat[p_base + blk]
-    bit = np.zeros(word.shape, np.int64)
-    for step in (32, 16, 8, 4, 2, 1):  # the within-th set bit: fewer set below it
-      low = bit + step
-      few = np.bitwise_count(word & (ALL >> (64 - low).astype(np.uint64))) < within
-      bit = np.where(few, low, bit)
+    run = np.cumsum(block(blk), axis=-1)
+    bit = (run < within[..., None]).sum(-1)  # the within-th kept of the block
     return np.where(c > 0, blk * 64 + bit, -1)
 
   need_hi = q + (rem > 0)
@@ -248,15 +279,30 @@ def erc_area(fnmr: np.ndarray) -> np.ndarray:
   return (inner + (fnmr[:, 0] + fnmr[:, -1]) / np.float32(2)) * np.float32(1 / RATES)
 
 
-def edc_area(hp: HostPairs, kg: np.ndarray) -> np.ndarray:
-  """kg: [B, G] genuine keys (any order) -> partial areas [B, K] float32, `edc.edc`'s
-  numbers: only the `reach` lowest keys sorted (np.partition first)."""
-  q, g = hp.reach, kg.shape[1]
-  low = np.partition(kg, q - 1, axis=1)[:, :q] if q < g else kg
-  low = np.sort(low, axis=1)
+def edc_area(hp: HostPairs, keys: np.ndarray, glvl: np.ndarray, n_gen_r: np.ndarray):
+  """keys: [B, P] pair keys by score position, glvl [B, G] the genuines' rate levels,
+  n_gen_r [B, 20] kept genuines per rate -> partial areas [B, K] float32, `edc.edc`'s
+  numbers. Only the `reach` lowest genuine keys matter: they lie among the genuines
+  not kept at the first rate that discards at least `reach` of them (about reach +
+  G / 20), and only those are sorted (np.partition of all of them where no rate does)."""
+  q, g = hp.reach, glvl.shape[1]
+  bsz = len(keys)
+  disc = g - n_gen_r  # genuines discarded at each rate, nondecreasing
+  r = (disc < q).sum(1)  # the first rate discarding >= q (20: none)
+  if (r < RATES).all() and q < g:
+    cnt = disc[np.arange(bsz), r]
+    idx = np.flatnonzero(glvl < r[:, None].astype(np.int8))  # row-major
+    rows = idx // g
+    wide = int(cnt.max())
+    dest = np.arange(len(idx)) + (np.arange(bsz) * wide - (np.cumsum(cnt) - cnt))[rows]
+    buf = np.full(bsz * wide, np.iinfo(np.int64).max)
+    buf[dest] = keys[rows, hp.gen_pos[idx - rows * g]]
+    low = np.sort(buf.reshape(bsz, wide), axis=1)[:, :q]
+  else:
+    kg = keys[:, hp.gen_pos]
+    low = np.sort(np.partition(kg, q - 1, axis=1)[:, :q] if q < g else kg, axis=1)
   quality = low >> hp.shift
   e = hp.error[low & ((1 << hp.shift) - 1)].astype(np.int64)
-  bsz = len(kg)
   pos = np.broadcast_to(np.arange(q), (bsz, q))
   new = np.ones((bsz, q), bool)
   np.not_equal(quality[:, 1:], quality[:, :-1], out=new[:, 1:])
@@ -265,8 +311,7 @@ def edc_area(hp: HostPairs, kg: np.ndarray) -> np.ndarray:
   e_start = np.take_along_axis(e_before, first, 1)
   frac = (hp.n_err - e_start.astype(np.float32)) / (np.float32(g) - first.astype(np.float32))
   width = hp.width  # [K, Qp]
-  qp = width.shape[1]
-  n = 1 << max(0, (qp - 1).bit_length())
+  n = 1 << max(0, (width.shape[1] - 1).bit_length())
   x = np.zeros((bsz, len(width), n), np.float64)  # exact products, summed in float64
   x[:, :, :q] = width[None, :, :q].astype(np.float64) * frac[:, None, :].astype(np.float64)
   while x.shape[-1] > 1:  # edc.tree_sum's pairwise order
@@ -279,14 +324,13 @@ def host_areas(hp: HostPairs, keys: np.ndarray, window: int = 64):
   """keys: [B, P] `prepare_keys`' pair keys by score position -> (erc_area [B, F],
   edc_area [B, K], edc_best [B, K], overflow [B] (all False)), `metrics_of_sorted`'s."""
   keys = np.asarray(keys)
-  bounds = cuts(keys, hp.count)
-  kg = keys[:, hp.gen_pos]
-  ki = keys[:, hp.imp_pos]
-  fnmr = rate_fnmr(hp, kg, ki, bounds, window)
+  _, level = levels(keys, hp.count)
+  glvl = level[:, hp.gen_pos]
+  fnmr, n_gen_r = rate_fnmr(hp, glvl, level[:, hp.imp_pos], window)
   bsz = len(keys)
   return (
     erc_area(fnmr),
-    edc_area(hp, kg),
+    edc_area(hp, keys, glvl, n_gen_r),
     np.broadcast_to(hp.best, (bsz, len(hp.best))).copy(),
     np.zeros(bsz, bool),
   )
