@@ -44,7 +44,7 @@ class HostPairs(NamedTuple):
   imp_before: np.ndarray
   imp_gen: np.ndarray
   gen_group: np.ndarray
-  error: np.ndarray
+  gen_error: np.ndarray
   n_err: np.float32
   num: np.ndarray
   den: np.ndarray
@@ -78,7 +78,7 @@ def host_pairs(ps) -> HostPairs:
     a(ps.imp_before, n_imp),
     a(ps.imp_gen, n_imp),
     a(ps.gen_group, n_gen),
-    error,
+    error[np.asarray(ps.sid)[np.asarray(ps.gen_pos)[:n_gen]]].astype(np.int64),
     n_err,
     a(ps.fmr_num),
     a(ps.fmr_den),
@@ -193,7 +193,7 @@ def _fnmr(hp: HostPairs, ilvl, gpad, pref, n_gen_r, n_imp_r, w):
   steps = np.arange(RATES, dtype=np.int8)[None, :, None]
   np.cumsum(ilvl[:, None, :w] >= steps, axis=2, out=c0[:, :, 1:])
   shape = (bsz, RATES, nf)
-  br = np.broadcast_to(np.arange(bsz * RATES).reshape(bsz, RATES, 1), shape)  # (row, rate)
+  br = np.repeat(np.arange(bsz * RATES), nf).reshape(shape)  # (row, rate)
   nimp = np.broadcast_to(n_imp_r[:, :, None], shape)
   ngen = np.broadcast_to(n_gen_r[:, :, None], shape)
   num, den = hp.num, hp.den
@@ -204,9 +204,10 @@ def _fnmr(hp: HostPairs, ilvl, gpad, pref, n_gen_r, n_imp_r, w):
   have = c_flat[c_base + w]
   p_flat, p_base = pref.ravel(), br * (nw + 1)
   p_sorted = (pref.reshape(-1, nw + 1) + (np.arange(bsz * RATES) * (g + 1))[:, None]).ravel()
-  seg_base = (br // RATES) * (nw * 64)  # the row's padded genuine levels
+  seg_row = (br // RATES) * nw  # the row's first block of padded genuine levels
+  rows64 = gpad.reshape(-1, 64)
   rate = (br % RATES).astype(np.int8)[..., None]
-  lane = np.arange(64)
+  lane = np.arange(64, dtype=np.int8)
   last = w - 1
 
   def nth(n):  # index of the n-th kept impostor (clipped to the window)
@@ -217,21 +218,25 @@ def _fnmr(hp: HostPairs, ilvl, gpad, pref, n_gen_r, n_imp_r, w):
   def imp_below(i):
     return c_flat[c_base + np.clip(i, 0, w)]
 
-  def block(blk):  # [..., 64] kept at the entry's rate in genuine block blk
-    return gpad.ravel()[(seg_base + blk * 64)[..., None] + lane] >= rate
+  def block(blk):  # [..., 64] bool: kept at the entry's rate in genuine block blk
+    return rows64[seg_row + blk] >= rate
+
+  def count(kept):  # [..., 64] bool -> trues (a popcount of each 8 bytes)
+    return np.bitwise_count(kept.view(np.uint64)).sum(-1, dtype=np.int64)
 
   def gen_below(j):  # kept genuines with index < j, 0 <= j <= G
     blk = j >> 6
-    part = (block(blk) & (lane < (j & 63)[..., None])).sum(-1)
-    return p_flat[p_base + blk] + part
+    kept = block(blk)
+    kept &= lane < (j & 63).astype(np.int8)[..., None]
+    return p_flat[p_base + blk] + count(kept)
 
   def gen_last(j):  # the largest kept genuine index < j, -1 if none
     c = gen_below(j)
     blk = np.searchsorted(p_sorted, br * (g + 1) + c, "left") - p_base - 1
     blk = np.clip(blk, 0, nw - 1)
-    within = c - p_flat[p_base + blk]
-    run = np.cumsum(block(blk), axis=-1)
-    bit = (run < within[..., None]).sum(-1)  # the within-th kept of the block
+    within = np.minimum(c - p_flat[p_base + blk], 64).astype(np.int8)
+    run = np.cumsum(block(blk), axis=-1, dtype=np.int8)
+    bit = count(run < within[..., None])  # the within-th kept of the block
     return np.where(c > 0, blk * 64 + bit, -1)
 
   need_hi = q + (rem > 0)
@@ -289,26 +294,33 @@ def edc_area(hp: HostPairs, keys: np.ndarray, glvl: np.ndarray, n_gen_r: np.ndar
   bsz = len(keys)
   disc = g - n_gen_r  # genuines discarded at each rate, nondecreasing
   r = (disc < q).sum(1)  # the first rate discarding >= q (20: none)
+  # keys quality << 1 | error: an area depends on the order of the qualities, their
+  # ties and which genuines are errors, not on the order within a tie
   if (r < RATES).all() and q < g:
     cnt = disc[np.arange(bsz), r]
     idx = np.flatnonzero(glvl < r[:, None].astype(np.int8))  # row-major
     rows = idx // g
+    gi = idx - rows * g
     wide = int(cnt.max())
     dest = np.arange(len(idx)) + (np.arange(bsz) * wide - (np.cumsum(cnt) - cnt))[rows]
     buf = np.full(bsz * wide, np.iinfo(np.int64).max)
-    buf[dest] = keys[rows, hp.gen_pos[idx - rows * g]]
+    got = keys.ravel()[rows * keys.shape[1] + hp.gen_pos[gi]]
+    buf[dest] = ((got >> hp.shift) << 1) | hp.gen_error[gi]
     low = np.sort(buf.reshape(bsz, wide), axis=1)[:, :q]
   else:
-    kg = keys[:, hp.gen_pos]
+    kg = ((keys[:, hp.gen_pos] >> hp.shift) << 1) | hp.gen_error
     low = np.sort(np.partition(kg, q - 1, axis=1)[:, :q] if q < g else kg, axis=1)
-  quality = low >> hp.shift
-  e = hp.error[low & ((1 << hp.shift) - 1)].astype(np.int64)
-  pos = np.broadcast_to(np.arange(q), (bsz, q))
+  quality = low >> 1
+  e = (low & 1).ravel()
   new = np.ones((bsz, q), bool)
   np.not_equal(quality[:, 1:], quality[:, :-1], out=new[:, 1:])
-  first = np.maximum.accumulate(np.where(new, pos, 0), axis=1)
-  e_before = np.cumsum(e, axis=1) - e
-  e_start = np.take_along_axis(e_before, first, 1)
+  new = new.ravel()  # every row starts a group: one 1-D scan over all rows
+  pos = np.arange(bsz * q)
+  first = np.maximum.accumulate(np.where(new, pos, 0))
+  e_before = np.cumsum(e) - e  # across rows: differences within a row are the row's
+  base = np.repeat(np.arange(0, bsz * q, q), q)  # each row's first position
+  e_start = (e_before[first] - e_before[base]).reshape(bsz, q)
+  first = (first - base).reshape(bsz, q)
   frac = (hp.n_err - e_start.astype(np.float32)) / (np.float32(g) - first.astype(np.float32))
   width = hp.width  # [K, Qp]
   n = 1 << max(0, (width.shape[1] - 1).bit_length())

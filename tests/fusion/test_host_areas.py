@@ -1,0 +1,96 @@
+"""The CPU backend's host areas (metrics/host.py): no class sort, rate cuts by selection,
+an impostor window that doubles, the EDC over the reached genuines only. Every number
+equals the compiled sort-based areas bit for bit and the loop references; tie-heavy
+data, windows that cannot decide, EDC limits that no rate cut reaches."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from exfiqa_jax.fusion.engine import numpy_sort, plan, score_finish, score_pairs, score_prepare
+from exfiqa_jax.fusion.rules import RULES
+from exfiqa_jax.metrics import make_pairset
+from exfiqa_jax.metrics.host import host_areas, host_pairs, levels
+from exfiqa_jax.metrics.reference import edc_reference, edc_threshold, erc_reference
+
+L, N, P = 6, 80, 400
+
+
+def tie_data(seed):
+  """Exit scores on a grid of 5 values (fused qualities tie often); comparison scores
+  on a grid of 10 (long score-tie groups in both classes)."""
+  rng = np.random.default_rng(seed)
+  exits = rng.integers(0, 5, (N, L)).astype(np.float32) / 4
+  a, b = rng.integers(0, N, (2, P))
+  genuine = rng.random(P) < 0.4
+  scores = (rng.integers(0, 10, P) + 3 * genuine).astype(np.float32) / 10
+  return exits, a, b, genuine.astype(int), scores
+
+
+def compiled_and_host(ps, rule, masks, window):
+  """(the compiled areas: prepare, numpy sort, finish with every impostor; host_areas
+  at `window`) of the variants masks [B, L] with depth weights, and the pair keys."""
+  w = np.broadcast_to(np.arange(1, L + 1), masks.shape)
+  p = plan(ps, "none", rule, w)
+  with jax.enable_x64(True):
+    args = (ps, p.fusion, jnp.asarray(masks), jnp.asarray(p.weights), RULES.index(rule))
+    keys, g, i = score_prepare(*args, compress=p.compress)
+    g, i = numpy_sort(g, i)
+    want = score_finish(ps, keys, jnp.asarray(g), jnp.asarray(i), top=ps.imp_pos.shape[0])
+    got = host_areas(host_pairs(ps), np.asarray(score_pairs(*args, compress=p.compress)), window)
+  return [np.asarray(x) for x in want], got, np.asarray(keys)
+
+
+@pytest.mark.parametrize("fmrs", [(0.05, 0.01), (0.5, 0.3)])
+@pytest.mark.parametrize("limits", [(0.2, 0.3), (0.3, 0.99), (0.5, 1.0)])
+def test_host_areas_equal_the_compiled_areas_bit_for_bit(fmrs, limits):
+  data = tie_data(1)
+  ps = make_pairset(*data, fmrs=fmrs, limits=limits)
+  masks = ((np.arange(1, 1 << L)[:, None] >> np.arange(L)) & 1).astype(bool)
+  for rule in RULES:
+    for window in (1, 3, 64):  # 1 and 3: almost every variant widens its window
+      want, got, _ = compiled_and_host(ps, rule, masks, window)
+      for x, y in zip(want, got, strict=True):
+        np.testing.assert_array_equal(x, y)  # NaN where NaN, and every bit
+
+
+def test_host_areas_equal_the_loop_references_on_tie_heavy_data():
+  data = tie_data(2)
+  exits, a, b, genuine, scores = data
+  fmrs, limits = (0.05, 0.02), (0.2, 0.3)
+  ps = make_pairset(*data, fmrs=fmrs, limits=limits)
+  masks = np.array([[1, 0, 0, 0, 0, 0], [1, 1, 0, 1, 0, 1], [0, 0, 1, 1, 1, 1]], bool)
+  thr = edc_threshold(scores, genuine, 1e-3)
+  for rule in ("mean", "min", "median"):
+    _, got, keys = compiled_and_host(ps, rule, masks, 1)
+    shift = max(1, (ps.sa.shape[0] - 1).bit_length())
+    sid = np.asarray(ps.sid)[: len(a)]
+    for v in range(len(masks)):
+      pq = np.empty(len(a), np.int64)
+      pq[sid] = keys[v, : len(a)] >> shift  # the variant's exact pair qualities, by pair
+      for f, fmr in enumerate(fmrs):
+        _, area = erc_reference(pq, scores, genuine, fmr)
+        np.testing.assert_allclose(got[0][v, f], area, rtol=1e-6, atol=1e-7)
+      _, areas, best = edc_reference(pq, scores, genuine, thr, limits)
+      np.testing.assert_allclose(got[1][v], areas, rtol=1e-6, atol=1e-7)
+      np.testing.assert_allclose(got[2][v], best, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("nb", [None, 4, 256])
+def test_levels_find_the_cuts_of_a_sort_and_each_keys_rate(nb):
+  """Cuts and levels against a full sort: random keys, few buckets (buckets holding
+  many pairs and several cuts), keys near 2^62 (the holders' composite does not fit
+  one int64: the lexsort)."""
+  rng = np.random.default_rng(3)
+  for high in (1 << 20, 1 << 62):
+    keys = np.stack([rng.choice(high, 1000, replace=False) for _ in range(6)])
+    count = 937  # the rest: padding the cuts must not read
+    keys[:, count:] = np.iinfo(np.int64).max
+    cuts, level = levels(keys, count, nb)
+    srt = np.sort(keys[:, :count], axis=1)
+    want = srt[:, (np.arange(20) * count) // 20]
+    np.testing.assert_array_equal(cuts, want)
+    for r in range(len(keys)):
+      lv = np.searchsorted(want[r], keys[r, :count], "right") - 1
+      np.testing.assert_array_equal(level[r], lv)
