@@ -161,11 +161,11 @@ def _blocks(glvl: np.ndarray, nw: int):
   return padded, pref
 
 
-def rate_fnmr(hp: HostPairs, glvl, ilvl, window: int = 64):
+def rate_fnmr(hp: HostPairs, glvl, level, window: int = 64):
   """FNMR [B, 20, F] float32 (`erc._fnmr`'s numbers) from the rate levels of the
-  genuines glvl [B, G] and impostors ilvl [B, I] in score order (`levels`: kept at
-  rate r iff level >= r). The impostors are read through a window of the first w in
-  score order, doubled for the variants it cannot decide.
+  genuines glvl [B, G] in score order and of every pair level [B, >= count] by score
+  position (`levels`: kept at rate r iff level >= r). The impostors are read through a
+  window of the first w in score order, doubled for the variants it cannot decide.
   Also the kept genuines per rate [B, 20]."""
   bsz, g = glvl.shape
   nw = g // 64 + 1  # a spare word: queries up to j = G
@@ -176,7 +176,9 @@ def rate_fnmr(hp: HostPairs, glvl, ilvl, window: int = 64):
   todo = np.arange(bsz)
   w = min(window, len(hp.imp_pos))
   while len(todo):
-    f, short = _fnmr(hp, ilvl[todo], gpad[todo], pref[todo], n_gen_r[todo], n_imp_r[todo], w)
+    part = slice(None) if len(todo) == bsz else todo  # no copies on the first pass
+    ilvl = level[part][:, hp.imp_pos[:w]]
+    f, short = _fnmr(hp, ilvl, gpad[part], pref[part], n_gen_r[part], n_imp_r[part], w)
     done = ~short if w < len(hp.imp_pos) else np.ones(len(todo), bool)
     out[todo[done]] = f[done]
     todo = todo[~done]
@@ -338,7 +340,7 @@ def host_areas(hp: HostPairs, keys: np.ndarray, window: int = 64):
   keys = np.asarray(keys)
   _, level = levels(keys, hp.count)
   glvl = level[:, hp.gen_pos]
-  fnmr, n_gen_r = rate_fnmr(hp, glvl, level[:, hp.imp_pos], window)
+  fnmr, n_gen_r = rate_fnmr(hp, glvl, level, window)
   bsz = len(keys)
   return (
     erc_area(fnmr),
