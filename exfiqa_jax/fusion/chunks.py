@@ -27,6 +27,7 @@ from exfiqa_jax.fusion.engine import (
   host_keys,
   host_sort,
   keys_fn,
+  pair_sides,
   pairs_fn,
   pairs_keys_fn,
   plan,
@@ -34,6 +35,7 @@ from exfiqa_jax.fusion.engine import (
   score_keys,
   score_pairs,
   score_pairs_keys,
+  side_keys,
 )
 from exfiqa_jax.fusion.rules import RULES
 from exfiqa_jax.metrics import PairSet, bucket, default_top
@@ -140,6 +142,7 @@ def _run(ps, p, masks, weights, rule, memory_mb, devices, top):
     np.r_[weights, weights[:1].repeat(pad, 0)],
   )
   split = host_sort()  # CPU: the compiled pair keys, then the areas in numpy (metrics.host)
+  sides = None
   with jax.enable_x64(True):
     if len(devices) > 1:
       rep = jax.NamedSharding(mesh(list(devices)), jax.P())
@@ -167,11 +170,14 @@ def _run(ps, p, masks, weights, rule, memory_mb, devices, top):
     if split:
       prepare = on(first[0], specs, **first[1])
       hp = host_pairs(ps)
+      sides = pair_sides(ps, p, rule)  # tabled rules: the pair keys in numpy too
     else:
       chunk = on(whole[0], specs, **whole[1], top=top)
 
   def run(i):
     mk, wk = masks[i : i + step], weights[i : i + step]
+    if split and sides is not None:
+      return host_areas(hp, side_keys(sides, mk))
     with jax.enable_x64(True):
       if p.integer:
         args = (ps_d, fusion, jnp.asarray(mk), jnp.asarray(wk), RULES.index(rule))

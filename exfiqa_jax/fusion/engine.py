@@ -30,8 +30,9 @@ from exfiqa_jax.fusion.exact import (
   normalised_float,
 )
 from exfiqa_jax.fusion.rules import RULES, fuse_integers
+from exfiqa_jax.fusion.subsets import code_of
 from exfiqa_jax.metrics import PairSet, metrics_of_sorted, prepare_keys
-from exfiqa_jax.metrics.keys import fits, sort_keys
+from exfiqa_jax.metrics.keys import fits, index_bits, sort_keys
 
 # XLA's older CPU loop emitters, not its fusion emitters: compiles faster and ran
 # faster on jaxlib 0.10 (same numbers); accelerators ignore it, and a jaxlib that no
@@ -128,6 +129,58 @@ def plan(ps: PairSet, norm: str, rule: str, weights, tables_ok: bool = True) -> 
       fusion = fusion._replace(lo=put(tables[0]), hi=put(tables[1]))
   compress = not fits(ints.span * max(multiplier, 1), ps.sa.shape[0])
   return Plan(True, fusion, w, compress, None)
+
+
+SIDE_BYTES = 1 << 28  # the largest per-pair-side tables `pair_sides` builds
+
+
+class PairSides(NamedTuple):
+  """A tabled Plan's half-subset tables gathered to each side of every real pair in
+  score order: lo_a, lo_b [2^h, P'], hi_a, hi_b [2^(L-h), P'] int64 (P' = the real
+  pair count), op the rule's aggregate, sid [P'] the pair-list indices, shift the
+  key's index bits."""
+
+  op: np.ufunc
+  lo_a: np.ndarray
+  lo_b: np.ndarray
+  hi_a: np.ndarray
+  hi_b: np.ndarray
+  sid: np.ndarray
+  shift: int
+
+
+def pair_sides(ps: PairSet, p: Plan, rule: str) -> PairSides | None:
+  """The host's pair keys of a tabled integer Plan (mean, weighted, min, max with
+  half-subset tables, keys that need no rank compression), or None."""
+  if not p.integer or p.fusion.lo is None or p.compress or rule == "median":
+    return None
+  n = int(ps.count)
+  lo, hi = np.asarray(p.fusion.lo), np.asarray(p.fusion.hi)
+  if 2 * (len(lo) + len(hi)) * n * 8 > SIDE_BYTES:
+    return None
+  sa, sb = np.asarray(ps.sa)[:n], np.asarray(ps.sb)[:n]
+
+  def side(t, idx):  # C-contiguous rows (a fancy index on axis 1 would be column-major)
+    return np.ascontiguousarray(np.take(t, idx, axis=1))
+
+  op = {"mean": np.add, "weighted": np.add, "min": np.minimum, "max": np.maximum}[rule]
+  sid = np.asarray(ps.sid)[:n].astype(np.int64)
+  shift = index_bits(ps.sa.shape[0])
+  return PairSides(op, side(lo, sa), side(lo, sb), side(hi, sa), side(hi, sb), sid, shift)
+
+
+def side_keys(sides: PairSides, masks: np.ndarray) -> np.ndarray:
+  """masks [B, L] -> pair keys [B, P'] of the real pairs by score position, those of
+  `prepare_keys` (min of the two images' fused integers << shift | pair index)."""
+  h = (len(sides.lo_a) - 1).bit_length()
+  codes = code_of(masks)
+  cl, ch = codes & ((1 << h) - 1), codes >> h
+  fa = sides.op(sides.lo_a[cl], sides.hi_a[ch])
+  fb = sides.op(sides.lo_b[cl], sides.hi_b[ch])
+  np.minimum(fa, fb, out=fa)
+  fa <<= sides.shift
+  fa |= sides.sid
+  return fa
 
 
 def host_keys(ps: PairSet, p: Plan, masks, weights) -> np.ndarray:

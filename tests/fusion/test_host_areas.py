@@ -94,3 +94,20 @@ def test_levels_find_the_cuts_of_a_sort_and_each_keys_rate(nb):
     for r in range(len(keys)):
       lv = np.searchsorted(want[r], keys[r, :count], "right") - 1
       np.testing.assert_array_equal(level[r], lv)
+
+
+@pytest.mark.parametrize("rule", ["mean", "weighted", "min", "max"])
+def test_host_pair_keys_from_side_tables_equal_the_compiled_keys(rule):
+  from exfiqa_jax.fusion.engine import pair_sides, side_keys
+
+  ps = make_pairset(*tie_data(4), fmrs=(0.05,), limits=(0.3,))
+  masks = ((np.arange(1, 1 << L)[:, None] >> np.arange(L)) & 1).astype(bool)
+  w = np.broadcast_to(np.arange(1, L + 1), masks.shape)
+  p = plan(ps, "none", rule, w)
+  sides = pair_sides(ps, p, rule)
+  assert sides is not None
+  with jax.enable_x64(True):
+    args = (ps, p.fusion, jnp.asarray(masks), jnp.asarray(p.weights), RULES.index(rule))
+    want = np.asarray(score_pairs(*args, compress=p.compress))[:, : int(ps.count)]
+  np.testing.assert_array_equal(side_keys(sides, masks), want)
+  assert pair_sides(ps, plan(ps, "none", "median", w), "median") is None
