@@ -199,6 +199,31 @@ def _counts(valid, adj, rem_a, rem_b, f):
 
 
 HOST_BLOCK = 16  # positions per mask row of the host count
+HOST_ROWS = 256  # positions per slice of the host popcount pass (its words stay in cache)
+_J, _K = np.triu_indices(HOST_BLOCK, 1)  # position pairs j < k inside a block, by j
+_FIRST = np.r_[0, np.cumsum(np.arange(HOST_BLOCK - 1, 1, -1))]  # each j's first pair
+
+
+def _cross(adj64: np.ndarray, above: np.ndarray, blk: np.ndarray, lo: int, hi: int):
+  """Pairs of each position's template with the templates of later blocks, positions
+  [lo, hi) (multiples of HOST_ROWS or the end): adj64 [N, W] uint64, above [g + 1, W]
+  (templates at blocks >= k), blk [g * HOST_BLOCK] templates by position (padded)
+  -> [hi - lo] int64. Slices of HOST_ROWS rows: the gathered rows, their AND with
+  the block's mask (broadcast, no gather) and their popcounts stay in cache."""
+  w = adj64.shape[1]
+  out = np.empty(hi - lo, np.int64)
+  rows = np.empty((HOST_ROWS, w), np.uint64)
+  ones = np.empty((HOST_ROWS, w), np.uint8)
+  for p0 in range(lo, hi, HOST_ROWS):
+    c = min(HOST_ROWS, hi - p0)
+    r = rows[:c]
+    np.take(adj64, blk[p0 : p0 + c], axis=0, out=r, mode="clip")
+    b0, nb = p0 // HOST_BLOCK, c // HOST_BLOCK
+    r3 = r.reshape(nb, HOST_BLOCK, w)
+    np.bitwise_and(r3, above[b0 + 1 : b0 + 1 + nb, None, :], out=r3)
+    np.bitwise_count(r, out=ones[:c])
+    np.sum(ones[:c], axis=1, dtype=np.int64, out=out[p0 - lo : p0 - lo + c])
+  return out
 
 
 def host_counts(lg: Large, valid: np.ndarray, f: np.ndarray, split: int = 1):
@@ -213,7 +238,7 @@ def host_counts(lg: Large, valid: np.ndarray, f: np.ndarray, split: int = 1):
   start = np.maximum.accumulate(np.where(np.r_[True, fs[1:] != fs[:-1]], i, 0))
   pos = np.empty(n, np.int64)
   pos[order] = i
-  per_pos = np.zeros(n, np.int64)
+  per_pos = np.bincount(np.minimum(pos[lg.rem_a_host], pos[lg.rem_b_host]), minlength=n)
   w = lg.adj64.shape[1]
   if w * 64 >= n:  # adjacency bits (else every pair is in the remainder)
     g = -(-n // HOST_BLOCK)
@@ -221,25 +246,24 @@ def host_counts(lg: Large, valid: np.ndarray, f: np.ndarray, split: int = 1):
     bit = np.uint64(1) << (i & 63).astype(np.uint64)
     np.add.at(members, pos // HOST_BLOCK * w + (i >> 6), bit)  # disjoint bits: a sum is an or
     above = np.cumsum(members.reshape(g + 1, w)[::-1], axis=0, dtype=np.uint64)[::-1]
-    rows = pos // HOST_BLOCK + 1
-
-    def cross_of(lo: int, hi: int) -> np.ndarray:
-      return np.bitwise_count(lg.adj64[lo:hi] & above[rows[lo:hi]]).sum(1, dtype=np.int64)
-
+    blk = np.r_[order, np.zeros(g * HOST_BLOCK - n, np.int64)]  # padded: whole blocks
     if split > 1:
-      cuts = np.linspace(0, n, split + 1).astype(int)
+      cuts = -(-np.linspace(0, g * HOST_BLOCK, split + 1).astype(int) // HOST_ROWS) * HOST_ROWS
+      cuts = np.minimum(cuts, g * HOST_BLOCK)
       with ThreadPoolExecutor(split) as pool:
-        cross = np.concatenate(list(pool.map(cross_of, cuts[:-1], cuts[1:])))
+        parts = pool.map(lambda lo, hi: _cross(lg.adj64, above, blk, lo, hi), cuts[:-1], cuts[1:])
+        cross = np.concatenate(list(parts))
     else:
-      cross = cross_of(0, n)
-    blk = np.r_[order, np.zeros(g * HOST_BLOCK - n, np.int64)].reshape(g, HOST_BLOCK)
-    words = np.take(lg.adj64.reshape(-1), blk[:, :, None] * w + (blk[:, None, :] >> 6))
-    linked = (words >> (blk[:, None, :] & 63).astype(np.uint64)) & np.uint64(1)
-    later = np.triu(np.ones((HOST_BLOCK, HOST_BLOCK), bool), 1)
-    within = np.where(later, linked, 0).sum(2, dtype=np.int64).reshape(-1)[:n]
-    per_pos += cross[order] + within
-  lower = np.minimum(pos[lg.rem_a_host], pos[lg.rem_b_host])
-  per_pos += np.bincount(lower, minlength=n)
+      cross = _cross(lg.adj64, above, blk, 0, g * HOST_BLOCK)
+    # pairs inside a block: lower end at j, the other at k > j (the upper triangle only)
+    b2 = blk.reshape(g, HOST_BLOCK)
+    tk = b2[:, _K]
+    words = np.take(lg.adj64.reshape(-1), b2[:, _J] * w + (tk >> 6))
+    linked = (words >> (tk & 63).astype(np.uint64)) & np.uint64(1)
+    linked[-1, _K >= n - (g - 1) * HOST_BLOCK] = 0  # the padding
+    within = np.zeros((g, HOST_BLOCK), np.int64)
+    within[:, :-1] = np.add.reduceat(linked, _FIRST, axis=1)
+    per_pos += cross[:n] + within.reshape(-1)[:n]
   return order, np.cumsum(per_pos), start[pos]
 
 
