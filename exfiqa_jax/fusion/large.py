@@ -60,8 +60,9 @@ class Large(NamedTuple):
   (bit u of row t: a pair of t and u, each unordered pair of distinct templates met
   once; W even, all zero when the pairs are counted one by one), adj64 the same
   bits as uint64 [N, W / 2] on the host; rem_a, rem_b: [R] the pairs not in the
-  bits (and host copies); offsets [N + 1], pair [2 P], partner [2 P] (host): each
-  template's pairs (a pair under both of its ends); cuts [20] floor(r P / 20);
+  bits (and host copies); offsets [N + 1], pair, partner [<= 2 P] (host): each
+  template's pairs by pair index (a pair under both of its ends, once where they
+  are one template); cuts [20] floor(r P / 20);
   gen_ord [G]: of the genuine at each genuine score position, its ordinal among
   the genuines in pair-list order; gen_err [G]: by ordinal, an EDC error (padding
   entries 0, False)."""
@@ -115,12 +116,18 @@ def prepare(ps: PairSet, bits: bool | None = None) -> Large:
     del m, s, code
   else:
     adj, rem = np.zeros((n, 2), np.uint32), np.arange(cnt)
-  owner = np.r_[a, b]
+  # each template's pairs by pair index (a stable sort of the ends listed pair by
+  # pair), a pair of a template with itself listed once
+  listed = np.ones(2 * cnt, bool)
+  listed[1::2] = a != b
+  owner = np.c_[a, b].ravel()[listed]
   small = n <= 1 << 16  # 16-bit keys: numpy's stable sort is a radix sort
-  idx = np.argsort(owner.astype(np.uint16) if small else owner, kind="stable" if small else None)
+  idx = np.argsort(owner.astype(np.uint16) if small else owner, kind="stable")
   offsets = np.r_[0, np.cumsum(np.bincount(owner, minlength=n))]
-  pair = np.r_[np.arange(cnt), np.arange(cnt)][idx].astype(np.int32)
-  partner = np.r_[b, a][idx].astype(np.int32)
+  del owner
+  pair = np.repeat(np.arange(cnt, dtype=np.int32), 2)[listed][idx]
+  partner = np.c_[b, a].ravel()[listed][idx].astype(np.int32)
+  del idx, listed
   # genuines by pair-list order: their ordinal keys the EDC (its errors indexed by it)
   gid = np.sort(np.asarray(ps.sid)[np.asarray(ps.gen_pos)[: int(ps.n_gen)]])
   g = ps.gen_pos.shape[0]
@@ -268,23 +275,30 @@ def host_counts(lg: Large, valid: np.ndarray, f: np.ndarray, split: int = 1):
 
 
 def resolve(lg: Large, order, upto, rank, shift: int) -> np.ndarray:
-  """Step 3, one variant (host): the cut keys B_r [20] int64 (rank << shift | pair)."""
-  out = np.empty(RATES, np.int64)
+  """Step 3, one variant (host): the cut keys B_r [20] int64 (rank << shift | pair).
+  A cut lies at the first position whose count passes it; its pair is, among the
+  pairs of that position's tie group whose other end ranks as high, the m-th by
+  pair index (m: the cut less the pairs below the group)."""
   starts = rank[order]  # nondecreasing: the first position of each position's tie group
-  for r, k in enumerate(lg.cuts):
-    i = int(np.searchsorted(upto, k, "right"))  # the position the cut's pair is below
-    t = order[i]
-    i0 = int(rank[t])
-    i1 = int(np.searchsorted(starts, i0, "right"))
-    before = int(upto[i0 - 1]) if i0 else 0
-    ts = order[i0:i1]
-    if len(ts) == 1:
-      sl = slice(lg.offsets[ts[0]], lg.offsets[ts[0] + 1])
-    else:
-      sl = np.concatenate([np.arange(lg.offsets[x], lg.offsets[x + 1]) for x in ts])
-    keep = rank[lg.partner[sl]] >= i0
-    pairs = np.unique(lg.pair[sl][keep])
-    out[r] = (i0 << shift) | int(pairs[k - before])
+  at = np.searchsorted(upto, lg.cuts, "right")  # the position each cut's pair is below
+  i0 = rank[order[at]]
+  i1 = np.searchsorted(starts, i0, "right")
+  before = np.where(i0 > 0, upto[np.maximum(i0 - 1, 0)], 0)
+  out = np.empty(RATES, np.int64)
+  groups: dict = {}  # the kept pairs of a group, by its first position
+  for r in range(RATES):
+    g0 = int(i0[r])
+    pairs = groups.get(g0)
+    if pairs is None:
+      ts = order[g0 : i1[r]]
+      if len(ts) == 1:  # one template: its pairs by pair index, each once
+        sl = slice(lg.offsets[ts[0]], lg.offsets[ts[0] + 1])
+        pairs = lg.pair[sl][rank[lg.partner[sl]] >= g0]
+      else:  # a pair of two of the group's templates is listed under both
+        sl = np.concatenate([np.arange(lg.offsets[x], lg.offsets[x + 1]) for x in ts])
+        pairs = np.unique(lg.pair[sl][rank[lg.partner[sl]] >= g0])
+      groups[g0] = pairs
+    out[r] = (g0 << shift) | int(pairs[lg.cuts[r] - before[r]])
   return out
 
 
