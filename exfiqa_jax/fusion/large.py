@@ -36,6 +36,7 @@ this host's devices (threads on one CPU device) and over hosts.
 from __future__ import annotations
 
 import functools
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
@@ -211,32 +212,69 @@ _J, _K = np.triu_indices(HOST_BLOCK, 1)  # position pairs j < k inside a block, 
 _FIRST = np.r_[0, np.cumsum(np.arange(HOST_BLOCK - 1, 1, -1))]  # each j's first pair
 
 
-def _cross(adj64: np.ndarray, above: np.ndarray, blk: np.ndarray, lo: int, hi: int):
-  """Pairs of each position's template with the templates of later blocks, positions
-  [lo, hi) (multiples of HOST_ROWS or the end): adj64 [N, W] uint64, above [g + 1, W]
-  (templates at blocks >= k), blk [g * HOST_BLOCK] templates by position (padded)
-  -> [hi - lo] int64. Slices of HOST_ROWS rows: the gathered rows, their AND with
-  the block's mask (broadcast, no gather) and their popcounts stay in cache."""
-  w = adj64.shape[1]
-  out = np.empty(hi - lo, np.int64)
-  rows = np.empty((HOST_ROWS, w), np.uint64)
-  ones = np.empty((HOST_ROWS, w), np.uint8)
-  for p0 in range(lo, hi, HOST_ROWS):
-    c = min(HOST_ROWS, hi - p0)
-    r = rows[:c]
-    np.take(adj64, blk[p0 : p0 + c], axis=0, out=r, mode="clip")
-    b0, nb = p0 // HOST_BLOCK, c // HOST_BLOCK
-    r3 = r.reshape(nb, HOST_BLOCK, w)
-    np.bitwise_and(r3, above[b0 + 1 : b0 + 1 + nb, None, :], out=r3)
-    np.bitwise_count(r, out=ones[:c])
-    np.sum(ones[:c], axis=1, dtype=np.int64, out=out[p0 - lo : p0 - lo + c])
-  return out
+def _cross_slice(adj64, above, blk, p0, out, rows, ones):
+  """Pairs of each position's template with the templates of later blocks, for the
+  positions [p0, p0 + len(out)) (a multiple of HOST_BLOCK) into out (int64): the
+  rows gathered by position, ANDed with their block's mask (broadcast, no gathered
+  mask array), popcounts into a reused buffer (rows, ones: [HOST_ROWS, W] scratch)."""
+  c, w = len(out), adj64.shape[1]
+  r = rows[:c]
+  np.take(adj64, blk[p0 : p0 + c], axis=0, out=r, mode="clip")
+  b0, nb = p0 // HOST_BLOCK, c // HOST_BLOCK
+  r3 = r.reshape(nb, HOST_BLOCK, w)
+  np.bitwise_and(r3, above[b0 + 1 : b0 + 1 + nb, None, :], out=r3)
+  np.bitwise_count(r, out=ones[:c])
+  np.sum(ones[:c], axis=1, dtype=np.int64, out=out)
 
 
-def host_counts(lg: Large, valid: np.ndarray, f: np.ndarray, split: int = 1):
+def _cross(adj64, above, blk, base, last, split):
+  """The cross counts [len(blk)] int64 of every position (`_cross_slice`), slices of
+  HOST_ROWS positions taken in order by `split` threads. last: stop once the count
+  of the slices done in a row from the bottom (base [len(blk)] the other pairs of
+  each position, plus these) passes it: later positions keep 0 or their counts."""
+  m, w = len(blk), adj64.shape[1]
+  cross = np.zeros(m, np.int64)
+  slices = -(-m // HOST_ROWS)
+  lock = threading.Lock()
+  state = {"next": 0, "ready": 0, "total": 0, "stop": False}
+  done = np.zeros(slices + 1, bool)
+
+  def work():
+    rows = np.empty((HOST_ROWS, w), np.uint64)
+    ones = np.empty((HOST_ROWS, w), np.uint8)
+    while True:
+      with lock:
+        j = state["next"]
+        if state["stop"] or j == slices:
+          return
+        state["next"] = j + 1
+      p0 = j * HOST_ROWS
+      _cross_slice(adj64, above, blk, p0, cross[p0 : p0 + HOST_ROWS], rows, ones)
+      if last is None:
+        continue
+      with lock:
+        done[j] = True
+        while done[state["ready"]]:  # the slices done in a row from the bottom
+          q = state["ready"] * HOST_ROWS
+          state["total"] += int(cross[q : q + HOST_ROWS].sum() + base[q : q + HOST_ROWS].sum())
+          state["ready"] += 1
+        state["stop"] = state["total"] > last
+
+  if split > 1:
+    with ThreadPoolExecutor(split) as pool:
+      for x in [pool.submit(work) for _ in range(split)]:
+        x.result()
+  else:
+    work()
+  return cross
+
+
+def host_counts(lg: Large, valid: np.ndarray, f: np.ndarray, split: int = 1, last=None):
   """Step 2 of one variant in numpy (the CPU backend: XLA's CPU popcount runs 5-10x
   slower than numpy's there): f [N] int64 -> (order, upto, rank) [N] as `counts_fn`.
-  split: threads sharing the popcount pass (numpy releases the GIL there)."""
+  split: threads sharing the popcount pass (numpy releases the GIL there); last: the
+  largest count needed (the last cut): upto is exact up to the first position whose
+  count passes it, nondecreasing after (the popcount pass stops about there)."""
   n = len(f)
   f = np.where(valid, f, KEY_MAX)
   order = np.argsort(f)  # ties in any order: a tie group shares its rank
@@ -254,23 +292,17 @@ def host_counts(lg: Large, valid: np.ndarray, f: np.ndarray, split: int = 1):
     np.add.at(members, pos // HOST_BLOCK * w + (i >> 6), bit)  # disjoint bits: a sum is an or
     above = np.cumsum(members.reshape(g + 1, w)[::-1], axis=0, dtype=np.uint64)[::-1]
     blk = np.r_[order, np.zeros(g * HOST_BLOCK - n, np.int64)]  # padded: whole blocks
-    if split > 1:
-      cuts = -(-np.linspace(0, g * HOST_BLOCK, split + 1).astype(int) // HOST_ROWS) * HOST_ROWS
-      cuts = np.minimum(cuts, g * HOST_BLOCK)
-      with ThreadPoolExecutor(split) as pool:
-        parts = pool.map(lambda lo, hi: _cross(lg.adj64, above, blk, lo, hi), cuts[:-1], cuts[1:])
-        cross = np.concatenate(list(parts))
-    else:
-      cross = _cross(lg.adj64, above, blk, 0, g * HOST_BLOCK)
     # pairs inside a block: lower end at j, the other at k > j (the upper triangle only)
     b2 = blk.reshape(g, HOST_BLOCK)
     tk = b2[:, _K]
     words = np.take(lg.adj64.reshape(-1), b2[:, _J] * w + (tk >> 6))
     linked = (words >> (tk & 63).astype(np.uint64)) & np.uint64(1)
     linked[-1, _K >= n - (g - 1) * HOST_BLOCK] = 0  # the padding
-    within = np.zeros((g, HOST_BLOCK), np.int64)
-    within[:, :-1] = np.add.reduceat(linked, _FIRST, axis=1)
-    per_pos += cross[:n] + within.reshape(-1)[:n]
+    base = np.zeros((g, HOST_BLOCK), np.int64)
+    base[:, :-1] = np.add.reduceat(linked, _FIRST, axis=1)
+    base = base.reshape(-1)
+    base[:n] += per_pos
+    per_pos = (base + _cross(lg.adj64, above, blk, base, last, split))[:n]
   return order, np.cumsum(per_pos), start[pos]
 
 
@@ -442,7 +474,8 @@ def runner(
         f = jnp.asarray(host_keys(ps, p, mk, wk))
       if host:
         split = threads if single else 1  # one chunk: its threads share the popcounts
-        parts = [host_counts(lg, valid_h, x, split) for x in np.asarray(jax.device_get(f))]
+        last = int(lg.cuts[-1])  # the counts are needed up to the last cut
+        parts = [host_counts(lg, valid_h, x, split, last) for x in np.asarray(jax.device_get(f))]
         order, upto, rank = (np.stack(x) for x in zip(*parts, strict=True))
       else:
         order, upto, rank = (np.asarray(x) for x in jax.device_get(counts(valid, adj, ra, rb, f)))

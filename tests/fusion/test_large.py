@@ -194,3 +194,10 @@ def test_host_counts_over_several_slices_equal_a_count_of_the_pairs(split):
     want = np.cumsum(np.bincount(np.minimum(pos[a], pos[b]), minlength=m))
     np.testing.assert_array_equal(upto, want)
     np.testing.assert_array_equal(rank, np.searchsorted(np.sort(f), f))
+    for last in (0, len(a) // 3, len(a) - 1):  # the pass may stop after the slice passing it
+      _, part, _ = large.host_counts(lg, valid, f, split, last)
+      stop = np.searchsorted(want, last, "right")  # the first position passing last
+      np.testing.assert_array_equal(part[: stop + 1], want[: stop + 1])
+      assert (np.diff(part) >= 0).all()
+      if split == 1 and last == 0:  # one slice counted, the rest not
+        assert part[-1] < want[-1]
