@@ -61,7 +61,7 @@ class Large(NamedTuple):
   (bit u of row t: a pair of t and u, each unordered pair of distinct templates met
   once; W even, all zero when the pairs are counted one by one), adj64 the same
   bits as uint64 [N, W / 2] on the host; rem_a, rem_b: [R] the pairs not in the
-  bits (and host copies); offsets [N + 1], pair, partner [<= 2 P] (host): each
+  bits (and int64 host copies); offsets [N + 1], pair, partner [<= 2 P] (host): each
   template's pairs by pair index (a pair under both of its ends, once where they
   are one template); cuts [20] floor(r P / 20);
   gen_ord [G]: of the genuine at each genuine score position, its ordinal among
@@ -142,8 +142,8 @@ def prepare(ps: PairSet, bits: bool | None = None) -> Large:
     adj.view(np.uint64),
     jnp.asarray(a[rem].astype(np.int32)),
     jnp.asarray(b[rem].astype(np.int32)),
-    a[rem].astype(np.int32),
-    b[rem].astype(np.int32),
+    a[rem],  # int64: numpy gathers by them without a cast
+    b[rem],
     offsets,
     pair,
     partner,
