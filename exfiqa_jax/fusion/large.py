@@ -212,36 +212,49 @@ _J, _K = np.triu_indices(HOST_BLOCK, 1)  # position pairs j < k inside a block, 
 _FIRST = np.r_[0, np.cumsum(np.arange(HOST_BLOCK - 1, 1, -1))]  # each j's first pair
 
 
-def _cross_slice(adj64, above, blk, p0, out, rows, ones):
-  """Pairs of each position's template with the templates of later blocks, for the
-  positions [p0, p0 + len(out)) (a multiple of HOST_BLOCK) into out (int64): the
-  rows gathered by position, ANDed with their block's mask (broadcast, no gathered
-  mask array), popcounts into a reused buffer (rows, ones: [HOST_ROWS, W] scratch)."""
+def _slice_counts(adj64, above, blk, n, p0, out, rows, ones, sums):
+  """The pairs of the templates at positions [p0, p0 + len(out)) (a multiple of
+  HOST_BLOCK) whose other end lies further up (ties between the two ends by
+  position; remainder pairs not included) into out (int64): the rows gathered by
+  position; pairs inside a block by bit lookups in those rows (the upper triangle);
+  pairs with later blocks by the popcount of the rows ANDed with their block's mask
+  (broadcast, no gathered mask array). rows, ones, sums: [HOST_ROWS, W] uint64,
+  uint8 and [HOST_ROWS] scratch (uint16 where 64 W < 2^16: the row sums need no
+  wider type; the slice stays in cache)."""
   c, w = len(out), adj64.shape[1]
+  nb = c // HOST_BLOCK
   r = rows[:c]
   np.take(adj64, blk[p0 : p0 + c], axis=0, out=r, mode="clip")
-  b0, nb = p0 // HOST_BLOCK, c // HOST_BLOCK
+  tk = blk[p0 : p0 + c].reshape(nb, HOST_BLOCK)[:, _K]
+  at = (np.arange(nb)[:, None] * HOST_BLOCK + _J) * w + (tk >> 6)
+  linked = (np.take(r.reshape(-1), at) >> (tk & 63).astype(np.uint64)) & np.uint64(1)
+  if p0 + c > n:  # the padding of the last block
+    linked[p0 + np.arange(nb)[:, None] * HOST_BLOCK + _K >= n] = 0
+  within = np.add.reduceat(linked.view(np.int64), _FIRST, axis=1)  # [nb, HOST_BLOCK - 1]
+  b0 = p0 // HOST_BLOCK
   r3 = r.reshape(nb, HOST_BLOCK, w)
   np.bitwise_and(r3, above[b0 + 1 : b0 + 1 + nb, None, :], out=r3)
   np.bitwise_count(r, out=ones[:c])
-  np.sum(ones[:c], axis=1, dtype=np.int64, out=out)
+  np.add.reduce(ones[:c], axis=1, dtype=sums.dtype, out=sums[:c])
+  out[:] = sums[:c]
+  out.reshape(nb, HOST_BLOCK)[:, :-1] += within
 
 
-def _cross(adj64, above, blk, base, last, split):
-  """The cross counts [len(blk)] int64 of every position (`_cross_slice`), slices of
-  HOST_ROWS positions taken in order by `split` threads. last: stop once the count
-  of the slices done in a row from the bottom (base [len(blk)] the other pairs of
-  each position, plus these) passes it: later positions keep 0 or their counts."""
+def _bit_counts(adj64, above, blk, n, base, last, split):
+  """`_slice_counts` of every position [len(blk)] int64, slices of HOST_ROWS
+  positions taken in order by `split` threads. last: stop once the count of the
+  slices done in a row from the bottom (these and base [len(blk)], the remainder
+  pairs of each position) passes it: later positions keep 0 or their counts."""
   m, w = len(blk), adj64.shape[1]
-  cross = np.zeros(m, np.int64)
+  counts = np.zeros(m, np.int64)
   slices = -(-m // HOST_ROWS)
   lock = threading.Lock()
   state = {"next": 0, "ready": 0, "total": 0, "stop": False}
   done = np.zeros(slices + 1, bool)
 
   def work():
-    rows = np.empty((HOST_ROWS, w), np.uint64)
-    ones = np.empty((HOST_ROWS, w), np.uint8)
+    scratch = (np.empty((HOST_ROWS, w), np.uint64), np.empty((HOST_ROWS, w), np.uint8),
+               np.empty(HOST_ROWS, np.uint16 if 64 * w < 1 << 16 else np.uint32))  # fmt: skip
     while True:
       with lock:
         j = state["next"]
@@ -249,14 +262,14 @@ def _cross(adj64, above, blk, base, last, split):
           return
         state["next"] = j + 1
       p0 = j * HOST_ROWS
-      _cross_slice(adj64, above, blk, p0, cross[p0 : p0 + HOST_ROWS], rows, ones)
+      _slice_counts(adj64, above, blk, n, p0, counts[p0 : p0 + HOST_ROWS], *scratch)
       if last is None:
         continue
       with lock:
         done[j] = True
         while done[state["ready"]]:  # the slices done in a row from the bottom
           q = state["ready"] * HOST_ROWS
-          state["total"] += int(cross[q : q + HOST_ROWS].sum() + base[q : q + HOST_ROWS].sum())
+          state["total"] += int(counts[q : q + HOST_ROWS].sum() + base[q : q + HOST_ROWS].sum())
           state["ready"] += 1
         state["stop"] = state["total"] > last
 
@@ -266,7 +279,7 @@ def _cross(adj64, above, blk, base, last, split):
         x.result()
   else:
     work()
-  return cross
+  return counts
 
 
 def host_counts(lg: Large, valid: np.ndarray, f: np.ndarray, split: int = 1, last=None):
@@ -292,17 +305,8 @@ def host_counts(lg: Large, valid: np.ndarray, f: np.ndarray, split: int = 1, las
     np.add.at(members, pos // HOST_BLOCK * w + (i >> 6), bit)  # disjoint bits: a sum is an or
     above = np.cumsum(members.reshape(g + 1, w)[::-1], axis=0, dtype=np.uint64)[::-1]
     blk = np.r_[order, np.zeros(g * HOST_BLOCK - n, np.int64)]  # padded: whole blocks
-    # pairs inside a block: lower end at j, the other at k > j (the upper triangle only)
-    b2 = blk.reshape(g, HOST_BLOCK)
-    tk = b2[:, _K]
-    words = np.take(lg.adj64.reshape(-1), b2[:, _J] * w + (tk >> 6))
-    linked = (words >> (tk & 63).astype(np.uint64)) & np.uint64(1)
-    linked[-1, _K >= n - (g - 1) * HOST_BLOCK] = 0  # the padding
-    base = np.zeros((g, HOST_BLOCK), np.int64)
-    base[:, :-1] = np.add.reduceat(linked, _FIRST, axis=1)
-    base = base.reshape(-1)
-    base[:n] += per_pos
-    per_pos = (base + _cross(lg.adj64, above, blk, base, last, split))[:n]
+    base = np.r_[per_pos, np.zeros(g * HOST_BLOCK - n, np.int64)]
+    per_pos = (base + _bit_counts(lg.adj64, above, blk, n, base, last, split))[:n]
   return order, np.cumsum(per_pos), start[pos]
 
 
