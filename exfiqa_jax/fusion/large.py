@@ -296,7 +296,8 @@ def host_counts(lg: Large, valid: np.ndarray, f: np.ndarray, split: int = 1, las
   start = np.maximum.accumulate(np.where(np.r_[True, fs[1:] != fs[:-1]], i, 0))
   pos = np.empty(n, np.int64)
   pos[order] = i
-  per_pos = np.bincount(np.minimum(pos[lg.rem_a_host], pos[lg.rem_b_host]), minlength=n)
+  p32 = pos.astype(np.int32)  # the remainder's gathers from a table half as large
+  per_pos = np.bincount(np.minimum(p32[lg.rem_a_host], p32[lg.rem_b_host]), minlength=n)
   w = lg.adj64.shape[1]
   if w * 64 >= n:  # adjacency bits (else every pair is in the remainder)
     g = -(-n // HOST_BLOCK)
