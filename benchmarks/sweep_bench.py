@@ -421,7 +421,8 @@ def ijbc(variants, which=("large", "strong")):
     prep = " + ".join(f"{v:.1f} {k}" for k, v in r["prep"].items())
     print(
       f"| {names[key]} | {prep} | {r['first']:.1f} | {_spread(wall, '{:.0f}')} | {cpu:.0f} "
-      f"| {per * 1e3:.0f}, {per_cpu * 1e3:.0f} ({n} variants) | {ref / per:.2f}x "
+      f"| {per * 1e3:.0f}, {per_cpu * 1e3:.0f} ({n} variants) "
+      f"| {f'{ref / per:.2f}x' if 'strong' in rows else '-'} "
       f"| {per * GRID / 60:.1f}, {idle * GRID / 60:.1f} "
       f"| {4 * per * GRID / 3600:.2f}, {4 * idle * GRID / 3600:.2f} | {r['rss']:.2f} | {load} |"
     )
