@@ -18,7 +18,8 @@ genuine keys in order (EDC). Per variant, all exact:
    plus a scatter of the pairs the bits cannot hold (a template pair listed
    again, a template with itself; every pair where the bits would cost more).
    Its prefix sum counts the pairs below each quality, so each cut lies in one
-   tie group of templates.
+   tie group of templates (numpy: slices of positions from the bottom, stopped
+   once the count passes the last cut).
 3. on the host, each cut's pair: the group's pairs (a table of every template's
    pairs, built once) kept where the other end ranks as high, the m-th by pair index.
 4. the genuine keys and a window of the first impostors in score order against
