@@ -2,7 +2,8 @@
 
     python benchmarks/fr_bench.py [--batch 64] [--rounds 2] [--families arcface,curricularface]
                                   [--no-compile] [--no-eager] [--unfolded] [--winograd-off]
-                                  [--skip-convert]
+                                  [--skip-convert] [--micro-batches 8,16]
+                                  [--dtypes float32,bfloat16]
 
 Speed: full-size iresnet100 (ArcFace/ElasticFace/MagFace shape) and IR-101
 (CurricularFace), random weights copied by the converter, the same float32
@@ -11,7 +12,10 @@ convolutions accumulating in float32), PyTorch eager and `torch.compile`,
 each float32 and bfloat16 autocast; `--unfolded` adds Flax with every
 BatchNorm applied on its own (`fold_bn=False`, the order before folding);
 `--winograd-off` adds Flax float32 and bfloat16 with every convolution the
-library's (`layers.conv_algorithm(winograd=False)`, the CPU path before Winograd).
+library's (`layers.conv_algorithm(winograd=False)`, the CPU path before Winograd);
+`--micro-batches` adds Flax rows that run the batch through the network that many
+images at a time inside the one program (`apply(..., micro_batch=m)`, `lax.map`);
+`--dtypes` keeps only the engines of those dtypes.
 Calls alternate round-robin (the machine may be shared); medians and ranges
 after one warm-up call each, the load average after each table.
 
@@ -103,6 +107,8 @@ def speed(
   unfolded: bool,
   winograd_off: bool = False,
   eager: bool = True,
+  micro_batches: tuple[int, ...] = (),
+  dtypes: tuple[str, ...] = ("float32", "bfloat16"),
 ) -> None:
   ref, (graphdef, params, stats) = fr_workloads.reference_pair(config)
   x = np.random.default_rng(0).uniform(-1, 1, (batch, 112, 112, 3)).astype(np.float32)
@@ -123,12 +129,18 @@ def speed(
       fns[f"Flax jit, Winograd off, {n}"] = lambda d=d: jax.block_until_ready(
         _no_winograd(graphdef, params, stats, xj, d)
       )
+  for m in micro_batches:
+    for n, d in {"float32": jnp.float32, "bfloat16": jnp.bfloat16}.items():
+      fns[f"Flax jit, micro-batch {m}, {n}"] = lambda d=d, m=m: jax.block_until_ready(
+        apply(graphdef, params, stats, xj, dtype=d, micro_batch=m)
+      )
   modes = {"eager": ref} if eager else {}
   if compiled:
     modes["compile"] = torch.compile(ref, dynamic=False)
   for mode, model in modes.items():
     fns[f"torch {mode} float32"] = lambda m=model: _torch_call(m, xt, False)
     fns[f"torch {mode} bfloat16"] = lambda m=model: _torch_call(m, xt, True)
+  fns = {k: f for k, f in fns.items() if k.split()[-1] in dtypes}
   want = _torch_call(ref, xt, False).numpy()
   got = np.asarray(apply(graphdef, params, stats, xj))
   gap = float(np.abs(got - want).max() / np.abs(want).max())
@@ -175,6 +187,8 @@ def main() -> None:
   p.add_argument(
     "--winograd-off", action="store_true", help="add Flax rows without Winograd convolutions"
   )
+  p.add_argument("--micro-batches", default="", help="Flax rows with these micro-batches")
+  p.add_argument("--dtypes", default="float32,bfloat16", help="engines of these dtypes only")
   p.add_argument("--skip-convert", action="store_true")
   p.add_argument("--skip-speed", action="store_true")
   args = p.parse_args()
@@ -192,6 +206,8 @@ def main() -> None:
       args.unfolded,
       args.winograd_off,
       not args.no_eager,
+      tuple(int(m) for m in filter(None, args.micro_batches.split(","))),
+      tuple(args.dtypes.split(",")),
     )
 
 

@@ -135,6 +135,17 @@ def use_winograd(k: int, stride: int, din: int, dtype) -> bool:
   )
 
 
+def use_pointwise_dot(dtype) -> bool:
+  """A 1x1 convolution (padding 0) as a subsampling and a matmul in `dtype` with float32
+  accumulation, on the CPU backend while Winograd is on (`conv_algorithm`): the
+  library's convolution upcasts bfloat16 operands to float32, its matmul does not."""
+  return (
+    _WINOGRAD.get()
+    and jnp.dtype(dtype) in (jnp.dtype(jnp.float32), jnp.dtype(jnp.bfloat16))
+    and jax.default_backend() == "cpu"
+  )
+
+
 def _bt(d: list) -> list:
   """Winograd F(2, 3) input transform B^T d along one axis: 4 rows -> 4."""
   return [d[0] - d[2], d[1] + d[2], d[2] - d[1], d[1] - d[3]]
@@ -175,6 +186,68 @@ def winograd_conv3x3(x: jax.Array, kernel: jax.Array, dtype) -> jax.Array:
   return y.reshape(b, 2 * th, 2 * tw, -1)[:, :h, :w]
 
 
+# Winograd F(4x4, 3x3) (Lavin and Gray's points 0, +-1, +-2, infinity): 6x6 input tiles
+# give 4x4 outputs, 36 matmuls, 4x fewer multiplies than the direct convolution.
+_BT4 = (
+  (4, 0, -5, 0, 1, 0),
+  (0, -4, -4, 1, 1, 0),
+  (0, 4, -4, -1, 1, 0),
+  (0, -2, -1, 2, 1, 0),
+  (0, 2, -1, -2, 1, 0),
+  (0, 4, 0, -5, 0, 1),
+)
+_G4 = (
+  (1 / 4, 0, 0),
+  (-1 / 6, -1 / 6, -1 / 6),
+  (-1 / 6, 1 / 6, -1 / 6),
+  (1 / 24, 1 / 12, 1 / 6),
+  (1 / 24, -1 / 12, 1 / 6),
+  (0, 0, 1),
+)
+_AT4 = ((1, 1, 1, 1, 1, 0), (0, 1, -1, 2, -2, 0), (0, 1, 1, 4, 4, 0), (0, 1, -1, 8, -8, 1))
+
+
+def _combine(matrix, xs: list) -> list:
+  """[sum_j matrix[i][j] * xs[j] for each row i], zero terms skipped."""
+  out = []
+  for row in matrix:
+    terms = [
+      x if c == 1 else -x if c == -1 else c * x for c, x in zip(row, xs, strict=True) if c != 0
+    ]
+    out.append(sum(terms[1:], terms[0]))
+  return out
+
+
+def winograd_conv3x3_f4(x: jax.Array, kernel: jax.Array, dtype) -> jax.Array:
+  """3x3 convolution, stride 1, zero padding 1, as Winograd F(4x4, 3x3).
+
+  x: float32 [B, H, W, C]; kernel: float32 [3, 3, C, O] (HWIO) -> float32 [B, H, W, O].
+  As `winograd_conv3x3` with 6x6 input tiles and 4x4 output tiles (H and W padded up
+  to multiples of 4, cropped after): 36 transformed inputs [B, H/4, W/4, C] and
+  kernels G g G^T [C, O] in 36 matmuls in `dtype` (float32 accumulation), 4x fewer
+  multiplies and 2.25 transformed values per output (F(2x2): 4). The larger
+  transform coefficients cost precision: float32 about 1e-6 of the output scale,
+  bfloat16 about 3x F(2x2)'s error (tests/models/test_fr_winograd.py).
+  """
+  b, h, w, c = x.shape
+  th, tw = -(-h // 4), -(-w // 4)
+  xp = jnp.pad(x.astype(F32), ((0, 0), (1, 4 * th + 3 - h), (1, 4 * tw + 3 - w), (0, 0)))
+  # r[:, p, a, q, e] = xp[:, 4p + a, 4q + e]: tile row u of tile t is (t + u // 4, u % 4)
+  r = xp.reshape(b, th + 1, 4, tw + 1, 4, c)
+  rows = _combine(_BT4, [r[:, u // 4 : u // 4 + th, u % 4] for u in range(6)])
+  g = kernel.astype(F32)
+  gr = _combine(_G4, [g[0], g[1], g[2]])  # G g: 6 x [3, C, O]
+  m = []
+  for alpha in range(6):
+    v = _combine(_BT4, [rows[alpha][:, :, u // 4 : u // 4 + tw, u % 4] for u in range(6)])
+    u_ = _combine(_G4, [gr[alpha][0], gr[alpha][1], gr[alpha][2]])  # (G g G^T)[alpha]
+    m.append([matmul(v[beta], u_[beta], dtype) for beta in range(6)])  # [b, th, tw, O] f32
+  cols = [_combine(_AT4, [m[alpha][beta] for alpha in range(6)]) for beta in range(6)]
+  y = [_combine(_AT4, [cols[beta][i] for beta in range(6)]) for i in range(4)]
+  y = jnp.stack([jnp.stack(y[i], 3) for i in range(4)], 2)  # [b, th, 4, tw, 4, O]
+  return y.reshape(b, 4 * th, 4 * tw, -1)[:, :h, :w]
+
+
 class Conv(nnx.Module):
   """`nn.Conv2d(din, dout, k, stride, padding, bias=False)`; kernel [k, k, din, dout] (HWIO)."""
 
@@ -195,6 +268,10 @@ class Conv(nnx.Module):
     k, din = kernel.shape[0], kernel.shape[2]
     if p == 1 and use_winograd(k, self.stride, din, dtype):
       y = winograd_conv3x3(x, kernel, dtype)
+      return y if bn is None else y + shift
+    if k == 1 and p == 0 and use_pointwise_dot(dtype):
+      s = self.stride
+      y = matmul(x[:, ::s, ::s] if s > 1 else x, kernel[0, 0], dtype)
       return y if bn is None else y + shift
     y = jax.lax.conv_general_dilated(
       x.astype(dtype),
