@@ -15,7 +15,9 @@ BatchNorm applied on its own (`fold_bn=False`, the order before folding);
 library's (`layers.conv_algorithm(winograd=False)`, the CPU path before Winograd);
 `--micro-batches` adds Flax rows that run the batch through the network that many
 images at a time inside the one program (`apply(..., micro_batch=m)`, `lax.map`);
-`--dtypes` keeps only the engines of those dtypes.
+`--dtypes` keeps only the engines of those dtypes; `--variants` adds Flax rows
+traced under `layers.conv_algorithm` settings, each '+'-joined tokens: `minN`
+(Winograd from N input channels), `f4` (Winograd F(4x4, 3x3)), `mbN` (micro-batch N).
 Calls alternate round-robin (the machine may be shared); medians and ranges
 after one warm-up call each, the load average after each table.
 
@@ -99,6 +101,31 @@ def _no_winograd(graphdef, params, stats, images, dtype):
     return _library_conv(graphdef, params, stats, images, dtype)
 
 
+def _variant(spec: str):
+  """A freshly jitted `apply` traced under the settings of `spec` (see the module doc)."""
+  opts = dict(min_channels=None, tile=2)
+  micro = None
+  for token in spec.split("+"):
+    if token.startswith("min"):
+      opts["min_channels"] = int(token[3:])
+    elif token == "f4":
+      opts["tile"] = 4
+    elif token.startswith("mb"):
+      micro = int(token[2:])
+    else:
+      raise SystemExit(f"fr_bench: unknown variant token {token!r} in {spec!r}")
+
+  @functools.partial(jax.jit, static_argnames=("graphdef", "dtype"))
+  def run(graphdef, params, stats, images, dtype):
+    return apply.__wrapped__(graphdef, params, stats, images, dtype=dtype, micro_batch=micro)
+
+  def call(graphdef, params, stats, images, dtype):
+    with conv_algorithm(winograd=True, **opts):  # read when `run` is traced
+      return run(graphdef, params, stats, images, dtype)
+
+  return call
+
+
 def speed(
   config: FRConfig,
   batch: int,
@@ -109,6 +136,7 @@ def speed(
   eager: bool = True,
   micro_batches: tuple[int, ...] = (),
   dtypes: tuple[str, ...] = ("float32", "bfloat16"),
+  variants: tuple[str, ...] = (),
 ) -> None:
   ref, (graphdef, params, stats) = fr_workloads.reference_pair(config)
   x = np.random.default_rng(0).uniform(-1, 1, (batch, 112, 112, 3)).astype(np.float32)
@@ -133,6 +161,12 @@ def speed(
     for n, d in {"float32": jnp.float32, "bfloat16": jnp.bfloat16}.items():
       fns[f"Flax jit, micro-batch {m}, {n}"] = lambda d=d, m=m: jax.block_until_ready(
         apply(graphdef, params, stats, xj, dtype=d, micro_batch=m)
+      )
+  for spec in variants:
+    fn = _variant(spec)
+    for n, d in {"float32": jnp.float32, "bfloat16": jnp.bfloat16}.items():
+      fns[f"Flax jit, {spec}, {n}"] = lambda d=d, fn=fn: jax.block_until_ready(
+        fn(graphdef, params, stats, xj, d)
       )
   modes = {"eager": ref} if eager else {}
   if compiled:
@@ -189,6 +223,7 @@ def main() -> None:
   )
   p.add_argument("--micro-batches", default="", help="Flax rows with these micro-batches")
   p.add_argument("--dtypes", default="float32,bfloat16", help="engines of these dtypes only")
+  p.add_argument("--variants", default="", help="Flax rows: minN/f4/mbN joined by +")
   p.add_argument("--skip-convert", action="store_true")
   p.add_argument("--skip-speed", action="store_true")
   args = p.parse_args()
@@ -208,6 +243,7 @@ def main() -> None:
       not args.no_eager,
       tuple(int(m) for m in filter(None, args.micro_batches.split(","))),
       tuple(args.dtypes.split(",")),
+      tuple(filter(None, args.variants.split(","))),
     )
 
 

@@ -107,18 +107,26 @@ def bn_affine(bn: nnx.BatchNorm) -> tuple[jax.Array, jax.Array]:
 
 WINOGRAD_MIN_CHANNELS = 256  # measured: faster from 14x14x256 on, slower at 28x28x128 and up
 _WINOGRAD = contextvars.ContextVar("winograd", default=True)
+# Measurement switches (None: the rule's default): the channel threshold and the tile.
+_WINOGRAD_TUNING = contextvars.ContextVar("winograd_tuning", default=(None, 2))
 
 
 @contextlib.contextmanager
-def conv_algorithm(winograd: bool):
+def conv_algorithm(winograd: bool, min_channels: int | None = None, tile: int = 2):
   """Within it, tracing uses the Winograd CPU convolution or not (default: used).
 
-  Read at trace time: a function jitted and traced before keeps its choice.
+  `min_channels` replaces `WINOGRAD_MIN_CHANNELS` and `tile=4` takes F(4x4, 3x3)
+  instead of F(2x2, 3x3) (`winograd_conv3x3_f4`: options for measurement, not the
+  default). Read at trace time: a function jitted and traced before keeps its choice.
   """
+  if tile not in (2, 4):
+    raise ValueError(f"conv_algorithm: tile must be 2 or 4, got {tile}")
   token = _WINOGRAD.set(winograd)
+  tuning = _WINOGRAD_TUNING.set((min_channels, tile))
   try:
     yield
   finally:
+    _WINOGRAD_TUNING.reset(tuning)
     _WINOGRAD.reset(token)
 
 
@@ -129,7 +137,7 @@ def use_winograd(k: int, stride: int, din: int, dtype) -> bool:
     _WINOGRAD.get()
     and k == 3
     and stride == 1
-    and din >= WINOGRAD_MIN_CHANNELS
+    and din >= (_WINOGRAD_TUNING.get()[0] or WINOGRAD_MIN_CHANNELS)
     and jnp.dtype(dtype) in (jnp.dtype(jnp.float32), jnp.dtype(jnp.bfloat16))
     and jax.default_backend() == "cpu"
   )
@@ -267,7 +275,8 @@ class Conv(nnx.Module):
       kernel = kernel * scale  # per output channel, the last kernel axis
     k, din = kernel.shape[0], kernel.shape[2]
     if p == 1 and use_winograd(k, self.stride, din, dtype):
-      y = winograd_conv3x3(x, kernel, dtype)
+      tile = _WINOGRAD_TUNING.get()[1]
+      y = (winograd_conv3x3 if tile == 2 else winograd_conv3x3_f4)(x, kernel, dtype)
       return y if bn is None else y + shift
     if k == 1 and p == 0 and use_pointwise_dot(dtype):
       s = self.stride
