@@ -115,3 +115,96 @@ def test_model_with_winograd_everywhere_matches_the_reference(family, monkeypatc
   assert np.abs(got - want).max() <= 5e-2 * np.abs(want).max()
   assert np.abs(library - want).max() <= 5e-2 * np.abs(want).max()
   assert np.abs(got - library).max() > 0
+
+
+@pytest.mark.parametrize("shape", [(2, 16, 16, 8, 8), (2, 7, 7, 8, 5), (1, 6, 9, 4, 3)])
+def test_winograd_f4_equals_the_convolution(shape):
+  """F(4x4, 3x3), an option: maps that are multiples of 4 and not (7x7, 6x9: padded and
+  cropped)."""
+  b, h, w, c, o = shape
+  rng = np.random.default_rng(2)
+  x = rng.standard_normal((b, h, w, c)).astype(np.float32)
+  k = rng.standard_normal((3, 3, c, o)).astype(np.float32)
+  want = _conv(x, k)
+  with jax.default_matmul_precision("highest"):
+    got = np.asarray(layers.winograd_conv3x3_f4(jnp.asarray(x), jnp.asarray(k), jnp.float32))
+  assert got.shape == want.shape == (b, h, w, o) and got.dtype == np.float32
+  # Measured 0.5-8e-6 (C up to 128): the transforms' larger coefficients, 1/6 and 1/24 inexact.
+  assert 0 < np.abs(got - want).max() <= 2e-5 * np.abs(want).max()
+  half = np.asarray(layers.winograd_conv3x3_f4(jnp.asarray(x), jnp.asarray(k), jnp.bfloat16))
+  # Measured 2-7e-2: about 10x F(2x2)'s, why F(4x4) is not the bfloat16 default.
+  assert 0 < np.abs(half - want).max() <= 1.5e-1 * np.abs(want).max()
+
+
+def test_conv_algorithm_tuning_switches():
+  rng = np.random.default_rng(3)
+  x = jnp.asarray(rng.standard_normal((1, 8, 8, 16)), jnp.float32)
+  conv = layers.Conv(16, 8, 3, 1, 1, rngs=nnx.Rngs(0))
+  kernel = conv.kernel[...]
+  assert not layers.use_winograd(3, 1, 16, jnp.float32)  # below the default threshold
+  with layers.conv_algorithm(winograd=True, min_channels=16):
+    assert layers.use_winograd(3, 1, 16, jnp.float32)
+    np.testing.assert_array_equal(
+      np.asarray(conv(x)), np.asarray(layers.winograd_conv3x3(x, kernel, jnp.float32))
+    )
+  with layers.conv_algorithm(winograd=True, min_channels=16, tile=4):
+    np.testing.assert_array_equal(
+      np.asarray(conv(x)), np.asarray(layers.winograd_conv3x3_f4(x, kernel, jnp.float32))
+    )
+  assert not layers.use_winograd(3, 1, 16, jnp.float32)  # restored on leaving
+  with pytest.raises(ValueError, match="tile must be 2 or 4, got 3"):
+    with layers.conv_algorithm(winograd=True, tile=3):
+      pass
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_pointwise_conv_is_a_dot_on_cpu(stride):
+  """A 1x1 convolution (the downsample shortcuts) runs as subsampling + matmul on the CPU:
+  float32 within rounding of XLA's convolution at "highest" precision, bfloat16 within
+  bfloat16 rounding of the operands; with the switch off, the library's convolution."""
+  rng = np.random.default_rng(4)
+  x = jnp.asarray(rng.standard_normal((2, 7, 7, 24)), jnp.float32)
+  conv = layers.Conv(24, 16, 1, stride, 0, rngs=nnx.Rngs(0))
+  kernel = conv.kernel[...]
+  want = np.asarray(
+    jax.lax.conv_general_dilated(
+      x, kernel, (stride, stride), ((0, 0), (0, 0)), dimension_numbers=DN, precision="highest"
+    )
+  )
+  assert layers.use_pointwise_dot(jnp.bfloat16) and layers.use_pointwise_dot(jnp.float32)
+  assert not layers.use_pointwise_dot(jnp.float16)
+  got = np.asarray(conv(x))
+  size = 4 if stride == 2 else 7
+  assert got.shape == want.shape == (2, size, size, 16)
+  np.testing.assert_allclose(got, want, atol=1e-5 * np.abs(want).max(), rtol=0)
+  dot = np.asarray(layers.matmul(x[:, ::stride, ::stride], kernel[0, 0], jnp.bfloat16))
+  np.testing.assert_array_equal(np.asarray(conv(x, jnp.bfloat16)), dot)
+  assert np.abs(dot - want).max() <= 2e-2 * np.abs(want).max()
+  with layers.conv_algorithm(winograd=False):
+    assert not layers.use_pointwise_dot(jnp.bfloat16)
+    library = jax.lax.conv_general_dilated(
+      x.astype(jnp.bfloat16),
+      kernel.astype(jnp.bfloat16),
+      (stride, stride),
+      ((0, 0), (0, 0)),
+      dimension_numbers=DN,
+      preferred_element_type=jnp.float32,
+    )
+    np.testing.assert_array_equal(np.asarray(conv(x, jnp.bfloat16)), np.asarray(library))
+
+
+def test_model_with_winograd_f4_everywhere_matches_the_reference_in_float32():
+  """The F(4x4, 3x3) option on every 3x3 stride-1 convolution of a tiny iResNet: float32
+  within the parity tolerance of the PyTorch reference."""
+  config = tiny("arcface")
+  ref, sd = reference_state_dict(config, seed=8)
+  params, stats = variables(FAMILIES["arcface"], {k: v.numpy() for k, v in sd.items()}, config)
+  x = np.asarray(fr_input(faces(2, 3), "rgb", config))
+  want = reference_embedding(ref, x)
+  model = nnx.merge(abstract_variables(config)[0], params, stats)
+  with layers.conv_algorithm(winograd=True, min_channels=1, tile=4):
+    got = np.asarray(model(jnp.asarray(x)))
+  with layers.conv_algorithm(winograd=True, min_channels=1):
+    f2 = np.asarray(model(jnp.asarray(x)))
+  np.testing.assert_allclose(got, want, atol=2e-4, rtol=2e-4)
+  assert np.abs(got - f2).max() > 0
