@@ -56,6 +56,18 @@ def shifted_gemms(x, k, dtype):
   )
 
 
+def tap_gemm(x, k, dtype, out=F32):
+  """One GEMM of the padded map with all 9 taps' kernels side by side, [C, 9 O], then the
+  sum of the 9 shifted slices of its output: no copy of the input, 9x the output."""
+  b, h, w, c = x.shape
+  o = k.shape[-1]
+  xp = jnp.pad(x.astype(dtype), ((0, 0), *PAD, (0, 0)))
+  kk = k.astype(dtype).transpose(2, 0, 1, 3).reshape(c, 9 * o)
+  y = jnp.einsum("bhwc,cn->bhwn", xp, kk, preferred_element_type=out)
+  y = y.reshape(b, h + 2, w + 2, 9, o).astype(F32)
+  return sum(y[:, i : i + h, j : j + w, 3 * i + j] for i in range(3) for j in range(3))
+
+
 ENGINES = {
   "XLA conv float32": (xla_conv, F32),
   "XLA conv bfloat16": (xla_conv, BF16),
@@ -64,6 +76,8 @@ ENGINES = {
   "Winograd F4 float32": (winograd_conv3x3_f4, F32),
   "Winograd F4 bfloat16": (winograd_conv3x3_f4, BF16),
   "9 shifted GEMMs bfloat16": (shifted_gemms, BF16),
+  "tap GEMM bfloat16": (tap_gemm, BF16),
+  "tap GEMM bfloat16 out": (lambda x, k, dtype: tap_gemm(x, k, dtype, BF16), BF16),
 }
 
 
