@@ -14,7 +14,9 @@ bfloat16 autocast; Winograd F(4x4, 3x3) (`layers.winograd_conv3x3_f4`) float32
 and bfloat16. `--engines` keeps the engines whose name holds one of the given
 substrings. `--pointwise HxCxOsS` adds 1x1 convolutions of stride S (the
 downsample shortcuts): XLA's convolution against a subsampling + `dot_general`
-(`layers.Conv`'s CPU path), float32 and bfloat16, and PyTorch. Calls alternate
+(`layers.Conv`'s CPU path), float32 and bfloat16, and PyTorch; `--stride2 HxCxO`
+adds 3x3 stride-2 convolutions: XLA's against patches + one GEMM
+(`layers.patches_conv3x3_s2`). Calls alternate
 round-robin; medians (range) of GFLOP/s by wall time (2 FLOP per multiply-add of
 the direct convolution, also for Winograd), the median process CPU seconds per
 call, and max |diff| / max |ref| against XLA's float32 convolution at "highest" precision.
@@ -31,7 +33,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from exfiqa_jax.models.layers import matmul, winograd_conv3x3, winograd_conv3x3_f4
+from exfiqa_jax.models.layers import (
+  matmul,
+  patches_conv3x3_s2,
+  winograd_conv3x3,
+  winograd_conv3x3_f4,
+)
 
 F32, BF16 = jnp.float32, jnp.bfloat16
 DN = ("NHWC", "HWIO", "NHWC")
@@ -104,6 +111,20 @@ POINTWISE = {
 }
 
 
+def stride2_conv(x, k, dtype):
+  return jax.lax.conv_general_dilated(
+    x.astype(dtype), k.astype(dtype), (2, 2), PAD, dimension_numbers=DN, preferred_element_type=F32
+  )
+
+
+STRIDE2 = {
+  "XLA conv float32": (stride2_conv, F32),
+  "XLA conv bfloat16": (stride2_conv, BF16),
+  "patches GEMM float32": (patches_conv3x3_s2, F32),
+  "patches GEMM bfloat16": (patches_conv3x3_s2, BF16),
+}
+
+
 def _keep(name: str, engines: str | None) -> bool:
   return engines is None or any(e in name for e in engines.split(","))
 
@@ -117,6 +138,7 @@ def main() -> None:
   p.add_argument("--no-torch", action="store_true")
   p.add_argument("--engines", default=None, help="substrings of engine names to keep")
   p.add_argument("--pointwise", default="", help="1x1 convolutions HxCxOsS, comma-separated")
+  p.add_argument("--stride2", default="", help="3x3 stride-2 convolutions HxCxO, comma-separated")
   args = p.parse_args()
   common.use_threads(args.threads)
   print(common.machine_info(args.threads))
@@ -153,6 +175,36 @@ def main() -> None:
         def call(xt=xt, kt=kt, bf16=bf16, s=s):
           with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16, enabled=bf16):
             return torch.nn.functional.conv2d(xt, kt, stride=s)
+
+        out = call().float().permute(0, 2, 3, 1).numpy()
+        fns[f"{label}: {name}"] = call
+        meta[f"{label}: {name}"] = (gflop, np.abs(out - ref).max() / np.abs(ref).max())
+  for shape in filter(None, args.stride2.split(",")):
+    h, c, o = map(int, shape.split("x"))
+    x = rng.standard_normal((args.batch, h, h, c)).astype(np.float32)
+    k = (rng.standard_normal((3, 3, c, o)) / np.sqrt(9 * c)).astype(np.float32)
+    xj, kj = jnp.asarray(x), jnp.asarray(k)
+    ref = np.asarray(
+      jax.lax.conv_general_dilated(xj, kj, (2, 2), PAD, dimension_numbers=DN, precision="highest")
+    )
+    ho = ref.shape[1]
+    gflop = args.batch * ho * ho * c * o * 9 * 2 / 1e9
+    label = f"3x3/2 {h}x{h}x{c}->{o}"
+    for name, (fn, dtype) in STRIDE2.items():
+      if not _keep(name, args.engines):
+        continue
+      jf = jax.jit(lambda x, k, fn=fn, dtype=dtype: fn(x, k, dtype))
+      err = np.abs(np.asarray(jf(xj, kj)) - ref).max() / np.abs(ref).max()
+      fns[f"{label}: {name}"] = lambda jf=jf, xj=xj, kj=kj: jax.block_until_ready(jf(xj, kj))
+      meta[f"{label}: {name}"] = (gflop, err)
+    if torch is not None and _keep("torch", args.engines):
+      xt = torch.from_numpy(x).permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last)
+      kt = torch.from_numpy(k).permute(3, 2, 0, 1).contiguous()
+      for name, bf16 in {"torch float32": False, "torch bfloat16 (autocast)": True}.items():
+
+        def call(xt=xt, kt=kt, bf16=bf16):
+          with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16, enabled=bf16):
+            return torch.nn.functional.conv2d(xt, kt, stride=2, padding=1)
 
         out = call().float().permute(0, 2, 3, 1).numpy()
         fns[f"{label}: {name}"] = call
