@@ -3,7 +3,8 @@
     python benchmarks/fr_bench.py [--batch 64] [--rounds 2] [--families arcface,curricularface]
                                   [--no-compile] [--no-eager] [--unfolded] [--winograd-off]
                                   [--skip-convert] [--micro-batches 8,16]
-                                  [--dtypes float32,bfloat16]
+                                  [--dtypes float32,bfloat16] [--variants min128+mb8,f4]
+                                  [--no-gaps]
 
 Speed: full-size iresnet100 (ArcFace/ElasticFace/MagFace shape) and IR-101
 (CurricularFace), random weights copied by the converter, the same float32
@@ -15,9 +16,10 @@ BatchNorm applied on its own (`fold_bn=False`, the order before folding);
 library's (`layers.conv_algorithm(winograd=False)`, the CPU path before Winograd);
 `--micro-batches` adds Flax rows that run the batch through the network that many
 images at a time inside the one program (`apply(..., micro_batch=m)`, `lax.map`);
-`--dtypes` keeps only the engines of those dtypes; `--variants` adds Flax rows
-traced under `layers.conv_algorithm` settings, each '+'-joined tokens: `minN`
-(Winograd from N input channels), `f4` (Winograd F(4x4, 3x3)), `mbN` (micro-batch N).
+`--variants` adds Flax rows traced under `layers.conv_algorithm` settings, each
+'+'-joined tokens: `minN` (Winograd from N input channels), `f4` (Winograd
+F(4x4, 3x3)), `mbN` (micro-batch N); `--dtypes` keeps only the engines of those
+dtypes; `--no-gaps` skips the gaps to PyTorch float32 (four calls).
 Calls alternate round-robin (the machine may be shared); medians and ranges
 after one warm-up call each, the load average after each table.
 
@@ -137,6 +139,7 @@ def speed(
   micro_batches: tuple[int, ...] = (),
   dtypes: tuple[str, ...] = ("float32", "bfloat16"),
   variants: tuple[str, ...] = (),
+  with_gaps: bool = True,
 ) -> None:
   ref, (graphdef, params, stats) = fr_workloads.reference_pair(config)
   x = np.random.default_rng(0).uniform(-1, 1, (batch, 112, 112, 3)).astype(np.float32)
@@ -175,13 +178,19 @@ def speed(
     fns[f"torch {mode} float32"] = lambda m=model: _torch_call(m, xt, False)
     fns[f"torch {mode} bfloat16"] = lambda m=model: _torch_call(m, xt, True)
   fns = {k: f for k, f in fns.items() if k.split()[-1] in dtypes}
-  want = _torch_call(ref, xt, False).numpy()
-  got = np.asarray(apply(graphdef, params, stats, xj))
-  gap = float(np.abs(got - want).max() / np.abs(want).max())
-  raw = np.asarray(_unfolded(graphdef, params, stats, xj, jnp.float32))
-  gap_raw = float(np.abs(raw - want).max() / np.abs(want).max())
-  half = np.asarray(apply(graphdef, params, stats, xj, dtype=jnp.bfloat16))
-  gap_bf16 = float(np.abs(half - want).max() / np.abs(want).max())
+  gaps = "gaps to torch float32 not computed (--no-gaps)"
+  if with_gaps:
+    want = _torch_call(ref, xt, False).numpy()
+    scale = np.abs(want).max()
+    got = np.asarray(apply(graphdef, params, stats, xj))
+    raw = np.asarray(_unfolded(graphdef, params, stats, xj, jnp.float32))
+    half = np.asarray(apply(graphdef, params, stats, xj, dtype=jnp.bfloat16))
+    gaps = (
+      f"Flax float32 vs torch float32: max|diff|/max|ref| = "
+      f"{np.abs(got - want).max() / scale:.1e} (BN unfolded: "
+      f"{np.abs(raw - want).max() / scale:.1e}); Flax bfloat16 vs torch float32: "
+      f"{np.abs(half - want).max() / scale:.1e}"
+    )
   times = common.interleaved(fns, rounds, warmup=1)
   gflop = fr_workloads.fr_gflops(config)
   ips = {name: batch / common.median(t["wall"]) for name, t in times.items()}
@@ -197,9 +206,7 @@ def speed(
     rows.append([name, rate, f"{lo:.2f}-{hi:.2f}", rate * gflop, *vs])
   print(
     f"\n{config.name}, batch {batch}, {gflop:.1f} GFLOP per image; medians (range) of "
-    f"{rounds} rounds, load {common.load()} after; Flax float32 vs torch float32: "
-    f"max|diff|/max|ref| = {gap:.1e} (BN unfolded: {gap_raw:.1e}); Flax bfloat16 vs torch "
-    f"float32: {gap_bf16:.1e}\n"
+    f"{rounds} rounds, load {common.load()} after; {gaps}\n"
   )
   print(
     common.table(
@@ -224,6 +231,7 @@ def main() -> None:
   p.add_argument("--micro-batches", default="", help="Flax rows with these micro-batches")
   p.add_argument("--dtypes", default="float32,bfloat16", help="engines of these dtypes only")
   p.add_argument("--variants", default="", help="Flax rows: minN/f4/mbN joined by +")
+  p.add_argument("--no-gaps", action="store_true", help="skip the gaps to torch float32")
   p.add_argument("--skip-convert", action="store_true")
   p.add_argument("--skip-speed", action="store_true")
   args = p.parse_args()
@@ -244,6 +252,7 @@ def main() -> None:
       tuple(int(m) for m in filter(None, args.micro_batches.split(","))),
       tuple(args.dtypes.split(",")),
       tuple(filter(None, args.variants.split(","))),
+      not args.no_gaps,
     )
 
 
