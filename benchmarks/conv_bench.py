@@ -80,6 +80,7 @@ ENGINES = {
   "XLA conv bfloat16": (xla_conv, BF16),
   "Winograd float32": (winograd_conv3x3, F32),
   "Winograd bfloat16": (winograd_conv3x3, BF16),
+  "Winograd bfloat16 out": (lambda x, k, dtype: winograd_conv3x3(x, k, dtype, BF16), BF16),
   "Winograd F4 float32": (winograd_conv3x3_f4, F32),
   "Winograd F4 bfloat16": (winograd_conv3x3_f4, BF16),
   "9 shifted GEMMs bfloat16": (shifted_gemms, BF16),

@@ -154,6 +154,12 @@ def use_pointwise_dot(dtype) -> bool:
   )
 
 
+def _dot(x: jax.Array, w: jax.Array, dtype, out) -> jax.Array:
+  """`matmul` with the output in `out` (the accumulation is the kernel's, float32)."""
+  y = jnp.einsum("...i,io->...o", x.astype(dtype), w.astype(dtype), preferred_element_type=out)
+  return y.astype(F32)
+
+
 def _bt(d: list) -> list:
   """Winograd F(2, 3) input transform B^T d along one axis: 4 rows -> 4."""
   return [d[0] - d[2], d[1] + d[2], d[2] - d[1], d[1] - d[3]]
@@ -164,7 +170,7 @@ def _at(m: list) -> list:
   return [m[0] + m[1] + m[2], m[1] - m[2] - m[3]]
 
 
-def winograd_conv3x3(x: jax.Array, kernel: jax.Array, dtype) -> jax.Array:
+def winograd_conv3x3(x: jax.Array, kernel: jax.Array, dtype, out=F32) -> jax.Array:
   """3x3 convolution, stride 1, zero padding 1, as Winograd F(2x2, 3x3).
 
   x: float32 [B, H, W, C]; kernel: float32 [3, 3, C, O] (HWIO) -> float32 [B, H, W, O].
@@ -172,7 +178,8 @@ def winograd_conv3x3(x: jax.Array, kernel: jax.Array, dtype) -> jax.Array:
   column, cropped after). The transforms run in float32; the 16 transformed
   inputs [B, H/2, W/2, C] and kernels G g G^T [C, O] enter 16 separate matmuls in
   `dtype` with float32 accumulation (separate: one stacked batched matmul would
-  copy its operands into one array, which cost more than it saved).
+  copy its operands into one array, which cost more than it saved). `out`: the
+  matmuls' output type (bfloat16 halves the output transform's reads; an option).
   """
   b, h, w, c = x.shape
   th, tw = (h + 1) // 2, (w + 1) // 2
@@ -187,7 +194,7 @@ def winograd_conv3x3(x: jax.Array, kernel: jax.Array, dtype) -> jax.Array:
     v = _bt([rows[alpha][:, :, u // 2 : u // 2 + tw, u % 2] for u in range(4)])
     gk = gr[alpha]
     u_ = [gk[0], (gk[0] + gk[1] + gk[2]) / 2, (gk[0] - gk[1] + gk[2]) / 2, gk[2]]  # (G g G^T)
-    m.append([matmul(v[beta], u_[beta], dtype) for beta in range(4)])  # [b, th, tw, O] f32
+    m.append([_dot(v[beta], u_[beta], dtype, out) for beta in range(4)])  # [b, th, tw, O]
   cols = [_at([m[alpha][beta] for alpha in range(4)]) for beta in range(4)]  # 4 x 2
   y = [_at([cols[beta][i] for beta in range(4)]) for i in range(2)]  # y[i][j]: output (i, j)
   y = jnp.stack([jnp.stack(y[i], 3) for i in range(2)], 2)  # [b, th, 2, tw, 2, O]
