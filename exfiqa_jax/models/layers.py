@@ -25,17 +25,19 @@ the activation per folded BatchNorm; the outputs differ from the unfolded
 order of operations by float32 rounding only.
 
 Winograd convolutions on the CPU: jaxlib's CPU convolution upcasts bfloat16 operands
-to float32 (its kernel library has no bfloat16 convolution), while its bfloat16
-matmuls run on the CPU's bfloat16 instructions at about twice the float32 rate. A
-3x3 stride-1 convolution with at least `WINOGRAD_MIN_CHANNELS` input channels on
-the CPU backend therefore runs as Winograd F(2x2, 3x3): 16 matmuls in the compute
-dtype (float32 accumulation) on 2x2-output tiles, 2.25x fewer multiplies, the
+to float32 (its kernel library has no bfloat16 convolution, in 0.10.2 and 0.12.1),
+while its bfloat16 matmuls run on the CPU's bfloat16 instructions at about twice the
+float32 rate. A 3x3 stride-1 convolution with at least `WINOGRAD_MIN_CHANNELS` input
+channels on the CPU backend therefore runs as Winograd F(2x2, 3x3): 16 matmuls in the
+compute dtype (float32 accumulation) on 2x2-output tiles, 2.25x fewer multiplies, the
 transforms in float32 (`winograd_conv3x3`). It pays most in bfloat16 and less in
-float32 (where only the multiplies are saved); with fewer channels (larger maps) the
-transforms' memory traffic ate the gain and the library convolution stays. Other
-backends are unchanged; `conv_algorithm(winograd=False)` turns it off for what is
-traced inside it. Float32 outputs move by float32 rounding only (about 1e-6 of
-the output scale per convolution).
+float32 (where only the multiplies are saved), and most when the rows of a pass are few
+(the face-recognition models run 8 at a time on CPU, `registry.FR_CPU_MICRO_BATCH`):
+with 64 channels (the largest maps) the transforms' memory traffic ate the gain and the
+library convolution stays. A 1x1 convolution runs as a subsampling and one matmul on
+the CPU (`use_pointwise_dot`), for the same reason. Other backends are unchanged;
+`conv_algorithm(winograd=False)` turns both off for what is traced inside it. Float32
+outputs move by float32 rounding only (about 1e-6 of the output scale per convolution).
 """
 
 from __future__ import annotations
@@ -105,7 +107,9 @@ def bn_affine(bn: nnx.BatchNorm) -> tuple[jax.Array, jax.Array]:
   return scale, shift
 
 
-WINOGRAD_MIN_CHANNELS = 256  # measured: faster from 14x14x256 on, slower at 28x28x128 and up
+# Measured at 16 rows per pass (the face-recognition models' CPU micro-batches): faster from
+# 28x28x128 on, slower at 56x56x64 and 112x112x64 (at 64 rows: even at 28x28x128).
+WINOGRAD_MIN_CHANNELS = 128
 _WINOGRAD = contextvars.ContextVar("winograd", default=True)
 # Measurement switches (None: the rule's default): the channel threshold and the tile.
 _WINOGRAD_TUNING = contextvars.ContextVar("winograd_tuning", default=(None, 2))

@@ -58,7 +58,8 @@ def test_conv_takes_winograd_by_the_rule_and_can_be_turned_off():
   assert jax.default_backend() == "cpu"
   assert layers.use_winograd(3, 1, 256, jnp.bfloat16)
   assert not layers.use_winograd(3, 2, 256, jnp.bfloat16)  # stride 2: the library's
-  assert not layers.use_winograd(3, 1, 128, jnp.bfloat16)  # fewer channels: slower measured
+  assert layers.use_winograd(3, 1, 128, jnp.bfloat16)  # faster at 16 rows a pass, measured
+  assert not layers.use_winograd(3, 1, 64, jnp.bfloat16)  # fewer channels: slower measured
   assert layers.use_winograd(3, 1, 256, jnp.float32)
   assert not layers.use_winograd(3, 1, 256, jnp.float16)
   assert not layers.use_winograd(1, 1, 256, jnp.bfloat16)
@@ -208,3 +209,26 @@ def test_model_with_winograd_f4_everywhere_matches_the_reference_in_float32():
     f2 = np.asarray(model(jnp.asarray(x)))
   np.testing.assert_allclose(got, want, atol=2e-4, rtol=2e-4)
   assert np.abs(got - f2).max() > 0
+
+
+@pytest.mark.parametrize("family", ["arcface", "curricularface"])
+def test_fr_apply_runs_micro_batches_on_cpu(family):
+  """`apply` on a face-recognition backbone runs FR_CPU_MICRO_BATCH rows at a time on the
+  CPU by default (lax.map, then the remainder), equal to one pass up to rounding, and
+  both match the PyTorch reference within the parity tolerance."""
+  from exfiqa_jax.models.inference import apply
+  from exfiqa_jax.models.registry import FR_CPU_MICRO_BATCH
+
+  config = tiny(family)
+  ref, sd = reference_state_dict(config, seed=9)
+  params, stats = variables(FAMILIES[family], {k: v.numpy() for k, v in sd.items()}, config)
+  graphdef = abstract_variables(config)[0]
+  n = FR_CPU_MICRO_BATCH * 2 + 3
+  x = np.asarray(fr_input(faces(n, 4), "rgb", config))
+  want = reference_embedding(ref, x)
+  auto = np.asarray(apply(graphdef, params, stats, jnp.asarray(x)))
+  whole = np.asarray(apply(graphdef, params, stats, jnp.asarray(x), micro_batch=None))
+  np.testing.assert_allclose(auto, whole, atol=1e-5, rtol=1e-5)
+  np.testing.assert_allclose(auto, want, atol=2e-4, rtol=2e-4)
+  jaxpr = str(jax.make_jaxpr(lambda x: apply(graphdef, params, stats, x))(jnp.asarray(x)))
+  assert "scan" in jaxpr and "length=2" in jaxpr  # two full micro-batches, then 3 rows
