@@ -31,9 +31,10 @@ from exfiqa_jax.models.vit import ViTFIQA
 # 30% slower than the same images as 4 passes of 16 in one program (the
 # activations of a big batch fall out of cache); accelerators take the batch whole.
 CPU_MICRO_BATCH = 16
-# The face-recognition backbones on CPU: iresnet100 at batch 64 ran 2-5x faster as 8 passes
-# of 8 images in one program than in one pass (docs/performance.md, "Third pass on issue
-# 25"): the Winograd tiles and activations of 8 images stay in cache.
+# The face-recognition backbones on CPU: iresnet100 at batch 64 ran 1.25x (float32) and
+# 1.6x (bfloat16) faster as 8 passes of 8 images in one program, with Winograd from 128
+# channels, than in one pass (docs/performance.md, "Third pass on issue 25"; shared cores):
+# the Winograd tiles and activations of 8 images stay in cache.
 FR_CPU_MICRO_BATCH = 8
 
 
