@@ -232,3 +232,20 @@ def test_fr_apply_runs_micro_batches_on_cpu(family):
   np.testing.assert_allclose(auto, want, atol=2e-4, rtol=2e-4)
   jaxpr = str(jax.make_jaxpr(lambda x: apply(graphdef, params, stats, x))(jnp.asarray(x)))
   assert "scan" in jaxpr and "length=2" in jaxpr  # two full micro-batches, then 3 rows
+
+
+@pytest.mark.parametrize("size", [8, 7])
+def test_patches_stride2_equals_the_convolution(size):
+  """The stride-2 patches form (a measured option, not a default): even and odd maps."""
+  rng = np.random.default_rng(5)
+  x = rng.standard_normal((2, size, size, 6)).astype(np.float32)
+  k = rng.standard_normal((3, 3, 6, 5)).astype(np.float32)
+  want = np.asarray(
+    jax.lax.conv_general_dilated(
+      x, k, (2, 2), ((1, 1), (1, 1)), dimension_numbers=DN, precision="highest"
+    )
+  )
+  with jax.default_matmul_precision("highest"):
+    got = np.asarray(layers.patches_conv3x3_s2(jnp.asarray(x), jnp.asarray(k), jnp.float32))
+  assert got.shape == want.shape == (2, (size + 1) // 2, (size + 1) // 2, 5)
+  assert np.abs(got - want).max() <= 2e-6 * np.abs(want).max()
