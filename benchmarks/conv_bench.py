@@ -126,6 +126,22 @@ STRIDE2 = {
 }
 
 
+def torch_rows(torch, fns, meta, label, x, k, ref, gflop, *, stride: int, padding: int) -> None:
+  """Adds the PyTorch float32 and bfloat16-autocast rows of one convolution (channels-last
+  input, as oneDNN prefers): x [B, H, W, C], k [kh, kw, C, O], ref its XLA result."""
+  xt = torch.from_numpy(x).permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last)
+  kt = torch.from_numpy(k).permute(3, 2, 0, 1).contiguous()
+  for name, bf16 in {"torch float32": False, "torch bfloat16 (autocast)": True}.items():
+
+    def call(bf16=bf16):
+      with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16, enabled=bf16):
+        return torch.nn.functional.conv2d(xt, kt, stride=stride, padding=padding)
+
+    out = call().float().permute(0, 2, 3, 1).numpy()
+    fns[f"{label}: {name}"] = call
+    meta[f"{label}: {name}"] = (gflop, np.abs(out - ref).max() / np.abs(ref).max())
+
+
 def _keep(name: str, engines: str | None) -> bool:
   return engines is None or any(e in name for e in engines.split(","))
 
@@ -169,17 +185,7 @@ def main() -> None:
       fns[f"{label}: {name}"] = lambda jf=jf, xj=xj, kj=kj: jax.block_until_ready(jf(xj, kj))
       meta[f"{label}: {name}"] = (gflop, err)
     if torch is not None and _keep("torch", args.engines):
-      xt = torch.from_numpy(x).permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last)
-      kt = torch.from_numpy(k).permute(3, 2, 0, 1).contiguous()
-      for name, bf16 in {"torch float32": False, "torch bfloat16 (autocast)": True}.items():
-
-        def call(xt=xt, kt=kt, bf16=bf16, s=s):
-          with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16, enabled=bf16):
-            return torch.nn.functional.conv2d(xt, kt, stride=s)
-
-        out = call().float().permute(0, 2, 3, 1).numpy()
-        fns[f"{label}: {name}"] = call
-        meta[f"{label}: {name}"] = (gflop, np.abs(out - ref).max() / np.abs(ref).max())
+      torch_rows(torch, fns, meta, label, x, k, ref, gflop, stride=s, padding=0)
   for shape in filter(None, args.stride2.split(",")):
     h, c, o = map(int, shape.split("x"))
     x = rng.standard_normal((args.batch, h, h, c)).astype(np.float32)
@@ -199,17 +205,7 @@ def main() -> None:
       fns[f"{label}: {name}"] = lambda jf=jf, xj=xj, kj=kj: jax.block_until_ready(jf(xj, kj))
       meta[f"{label}: {name}"] = (gflop, err)
     if torch is not None and _keep("torch", args.engines):
-      xt = torch.from_numpy(x).permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last)
-      kt = torch.from_numpy(k).permute(3, 2, 0, 1).contiguous()
-      for name, bf16 in {"torch float32": False, "torch bfloat16 (autocast)": True}.items():
-
-        def call(xt=xt, kt=kt, bf16=bf16):
-          with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16, enabled=bf16):
-            return torch.nn.functional.conv2d(xt, kt, stride=2, padding=1)
-
-        out = call().float().permute(0, 2, 3, 1).numpy()
-        fns[f"{label}: {name}"] = call
-        meta[f"{label}: {name}"] = (gflop, np.abs(out - ref).max() / np.abs(ref).max())
+      torch_rows(torch, fns, meta, label, x, k, ref, gflop, stride=2, padding=1)
   for shape in filter(None, args.shapes.split(",")):
     h, c = map(int, shape.split("x"))
     x = rng.standard_normal((args.batch, h, h, c)).astype(np.float32)
@@ -228,17 +224,7 @@ def main() -> None:
       fns[key] = lambda jf=jf, xj=xj, kj=kj: jax.block_until_ready(jf(xj, kj))
       meta[key] = (gflop, err)
     if torch is not None and _keep("torch", args.engines):
-      xt = torch.from_numpy(x).permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last)
-      kt = torch.from_numpy(k).permute(3, 2, 0, 1).contiguous()
-      for name, bf16 in {"torch float32": False, "torch bfloat16 (autocast)": True}.items():
-
-        def call(xt=xt, kt=kt, bf16=bf16):
-          with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16, enabled=bf16):
-            return torch.nn.functional.conv2d(xt, kt, padding=1)
-
-        out = call().float().permute(0, 2, 3, 1).numpy()
-        fns[f"{h}x{h}x{c}: {name}"] = call
-        meta[f"{h}x{h}x{c}: {name}"] = (gflop, np.abs(out - ref).max() / np.abs(ref).max())
+      torch_rows(torch, fns, meta, f"{h}x{h}x{c}", x, k, ref, gflop, stride=1, padding=1)
   times = common.interleaved(fns, args.rounds, warmup=1)
   rows = []
   for key, t in times.items():
