@@ -32,22 +32,46 @@ def _conv(x, k):
   )
 
 
-@pytest.mark.parametrize("shape", [(2, 14, 14, 16, 16), (2, 7, 7, 8, 5), (1, 6, 9, 4, 3)])
-def test_winograd_equals_the_convolution(shape):
-  """Even, odd (7x7: one extra padded row and column) and non-square maps."""
+# (algorithm, shapes, seed, float32 bound, bfloat16 bound), bounds relative to max |ref|.
+# F(2x2): measured 2-4e-7 in float32 (the transforms' rounding), 4-6e-3 in bfloat16 (its
+# operands). F(4x4), an option: 0.5-8e-6 (C up to 128: the transforms' larger coefficients,
+# 1/6 and 1/24 inexact) and 2-7e-2, about 10x F(2x2)'s, why it is not the bfloat16 default.
+WINOGRAD = {
+  "F(2x2)": (
+    layers.winograd_conv3x3,
+    [(2, 14, 14, 16, 16), (2, 7, 7, 8, 5), (1, 6, 9, 4, 3)],
+    0,
+    2e-6,
+    2e-2,
+  ),
+  "F(4x4)": (
+    layers.winograd_conv3x3_f4,
+    [(2, 16, 16, 8, 8), (2, 7, 7, 8, 5), (1, 6, 9, 4, 3)],
+    2,
+    2e-5,
+    1.5e-1,
+  ),
+}
+
+
+@pytest.mark.parametrize(
+  "algorithm, shape", [(a, shape) for a, spec in WINOGRAD.items() for shape in spec[1]]
+)
+def test_winograd_equals_the_convolution(algorithm, shape):
+  """Even maps, odd ones (7x7: one extra padded row and column) and non-square ones;
+  F(4x4) also on maps that are not multiples of 4 (padded and cropped)."""
+  fn, _, seed, bound32, bound16 = WINOGRAD[algorithm]
   b, h, w, c, o = shape
-  rng = np.random.default_rng(0)
+  rng = np.random.default_rng(seed)
   x = rng.standard_normal((b, h, w, c)).astype(np.float32)
   k = rng.standard_normal((3, 3, c, o)).astype(np.float32)
   want = _conv(x, k)
   with jax.default_matmul_precision("highest"):
-    got = np.asarray(layers.winograd_conv3x3(jnp.asarray(x), jnp.asarray(k), jnp.float32))
+    got = np.asarray(fn(jnp.asarray(x), jnp.asarray(k), jnp.float32))
   assert got.shape == want.shape == (b, h, w, o) and got.dtype == np.float32
-  # Measured: max |diff| / max |ref| 2-4e-7 (the transforms' float32 rounding).
-  assert np.abs(got - want).max() <= 2e-6 * np.abs(want).max()
-  half = np.asarray(layers.winograd_conv3x3(jnp.asarray(x), jnp.asarray(k), jnp.bfloat16))
-  # Measured 4-6e-3 (bfloat16 operands of the transformed inputs and kernels).
-  assert 0 < np.abs(half - want).max() <= 2e-2 * np.abs(want).max()
+  assert np.abs(got - want).max() <= bound32 * np.abs(want).max()
+  half = np.asarray(fn(jnp.asarray(x), jnp.asarray(k), jnp.bfloat16))
+  assert 0 < np.abs(half - want).max() <= bound16 * np.abs(want).max()
 
 
 def test_conv_takes_winograd_by_the_rule_and_can_be_turned_off():
@@ -116,25 +140,6 @@ def test_model_with_winograd_everywhere_matches_the_reference(family, monkeypatc
   assert np.abs(got - want).max() <= 5e-2 * np.abs(want).max()
   assert np.abs(library - want).max() <= 5e-2 * np.abs(want).max()
   assert np.abs(got - library).max() > 0
-
-
-@pytest.mark.parametrize("shape", [(2, 16, 16, 8, 8), (2, 7, 7, 8, 5), (1, 6, 9, 4, 3)])
-def test_winograd_f4_equals_the_convolution(shape):
-  """F(4x4, 3x3), an option: maps that are multiples of 4 and not (7x7, 6x9: padded and
-  cropped)."""
-  b, h, w, c, o = shape
-  rng = np.random.default_rng(2)
-  x = rng.standard_normal((b, h, w, c)).astype(np.float32)
-  k = rng.standard_normal((3, 3, c, o)).astype(np.float32)
-  want = _conv(x, k)
-  with jax.default_matmul_precision("highest"):
-    got = np.asarray(layers.winograd_conv3x3_f4(jnp.asarray(x), jnp.asarray(k), jnp.float32))
-  assert got.shape == want.shape == (b, h, w, o) and got.dtype == np.float32
-  # Measured 0.5-8e-6 (C up to 128): the transforms' larger coefficients, 1/6 and 1/24 inexact.
-  assert 0 < np.abs(got - want).max() <= 2e-5 * np.abs(want).max()
-  half = np.asarray(layers.winograd_conv3x3_f4(jnp.asarray(x), jnp.asarray(k), jnp.bfloat16))
-  # Measured 2-7e-2: about 10x F(2x2)'s, why F(4x4) is not the bfloat16 default.
-  assert 0 < np.abs(half - want).max() <= 1.5e-1 * np.abs(want).max()
 
 
 def test_conv_algorithm_tuning_switches():
