@@ -2,7 +2,9 @@
 
     python benchmarks/fr_bench.py [--batch 64] [--rounds 2] [--families arcface,curricularface]
                                   [--no-compile] [--no-eager] [--unfolded] [--winograd-off]
-                                  [--skip-convert]
+                                  [--skip-convert] [--micro-batches 8,16]
+                                  [--dtypes float32,bfloat16] [--variants min128+mb8,f4]
+                                  [--no-gaps]
 
 Speed: full-size iresnet100 (ArcFace/ElasticFace/MagFace shape) and IR-101
 (CurricularFace), random weights copied by the converter, the same float32
@@ -11,7 +13,13 @@ convolutions accumulating in float32), PyTorch eager and `torch.compile`,
 each float32 and bfloat16 autocast; `--unfolded` adds Flax with every
 BatchNorm applied on its own (`fold_bn=False`, the order before folding);
 `--winograd-off` adds Flax float32 and bfloat16 with every convolution the
-library's (`layers.conv_algorithm(winograd=False)`, the CPU path before Winograd).
+library's (`layers.conv_algorithm(winograd=False)`, the CPU path before Winograd);
+`--micro-batches` adds Flax rows that run the batch through the network that many
+images at a time inside the one program (`apply(..., micro_batch=m)`, `lax.map`);
+`--variants` adds Flax rows traced under `layers.conv_algorithm` settings, each
+'+'-joined tokens: `minN` (Winograd from N input channels), `f4` (Winograd
+F(4x4, 3x3)), `mbN` (micro-batch N); `--dtypes` keeps only the engines of those
+dtypes; `--no-gaps` skips the gaps to PyTorch float32 (four calls).
 Calls alternate round-robin (the machine may be shared); medians and ranges
 after one warm-up call each, the load average after each table.
 
@@ -95,6 +103,31 @@ def _no_winograd(graphdef, params, stats, images, dtype):
     return _library_conv(graphdef, params, stats, images, dtype)
 
 
+def _variant(spec: str):
+  """A freshly jitted `apply` traced under the settings of `spec` (see the module doc)."""
+  opts = dict(min_channels=None, tile=2)
+  micro = None
+  for token in spec.split("+"):
+    if token.startswith("min"):
+      opts["min_channels"] = int(token[3:])
+    elif token == "f4":
+      opts["tile"] = 4
+    elif token.startswith("mb"):
+      micro = int(token[2:])
+    else:
+      raise SystemExit(f"fr_bench: unknown variant token {token!r} in {spec!r}")
+
+  @functools.partial(jax.jit, static_argnames=("graphdef", "dtype"))
+  def run(graphdef, params, stats, images, dtype):
+    return apply.__wrapped__(graphdef, params, stats, images, dtype=dtype, micro_batch=micro)
+
+  def call(graphdef, params, stats, images, dtype):
+    with conv_algorithm(winograd=True, **opts):  # read when `run` is traced
+      return run(graphdef, params, stats, images, dtype)
+
+  return call
+
+
 def speed(
   config: FRConfig,
   batch: int,
@@ -103,6 +136,10 @@ def speed(
   unfolded: bool,
   winograd_off: bool = False,
   eager: bool = True,
+  micro_batches: tuple[int, ...] = (),
+  dtypes: tuple[str, ...] = ("float32", "bfloat16"),
+  variants: tuple[str, ...] = (),
+  with_gaps: bool = True,
 ) -> None:
   ref, (graphdef, params, stats) = fr_workloads.reference_pair(config)
   x = np.random.default_rng(0).uniform(-1, 1, (batch, 112, 112, 3)).astype(np.float32)
@@ -123,19 +160,37 @@ def speed(
       fns[f"Flax jit, Winograd off, {n}"] = lambda d=d: jax.block_until_ready(
         _no_winograd(graphdef, params, stats, xj, d)
       )
+  for m in micro_batches:
+    for n, d in {"float32": jnp.float32, "bfloat16": jnp.bfloat16}.items():
+      fns[f"Flax jit, micro-batch {m}, {n}"] = lambda d=d, m=m: jax.block_until_ready(
+        apply(graphdef, params, stats, xj, dtype=d, micro_batch=m)
+      )
+  for spec in variants:
+    fn = _variant(spec)
+    for n, d in {"float32": jnp.float32, "bfloat16": jnp.bfloat16}.items():
+      fns[f"Flax jit, {spec}, {n}"] = lambda d=d, fn=fn: jax.block_until_ready(
+        fn(graphdef, params, stats, xj, d)
+      )
   modes = {"eager": ref} if eager else {}
   if compiled:
     modes["compile"] = torch.compile(ref, dynamic=False)
   for mode, model in modes.items():
     fns[f"torch {mode} float32"] = lambda m=model: _torch_call(m, xt, False)
     fns[f"torch {mode} bfloat16"] = lambda m=model: _torch_call(m, xt, True)
-  want = _torch_call(ref, xt, False).numpy()
-  got = np.asarray(apply(graphdef, params, stats, xj))
-  gap = float(np.abs(got - want).max() / np.abs(want).max())
-  raw = np.asarray(_unfolded(graphdef, params, stats, xj, jnp.float32))
-  gap_raw = float(np.abs(raw - want).max() / np.abs(want).max())
-  half = np.asarray(apply(graphdef, params, stats, xj, dtype=jnp.bfloat16))
-  gap_bf16 = float(np.abs(half - want).max() / np.abs(want).max())
+  fns = {k: f for k, f in fns.items() if k.split()[-1] in dtypes}
+  gaps = "gaps to torch float32 not computed (--no-gaps)"
+  if with_gaps:
+    want = _torch_call(ref, xt, False).numpy()
+    scale = np.abs(want).max()
+    got = np.asarray(apply(graphdef, params, stats, xj))
+    raw = np.asarray(_unfolded(graphdef, params, stats, xj, jnp.float32))
+    half = np.asarray(apply(graphdef, params, stats, xj, dtype=jnp.bfloat16))
+    gaps = (
+      f"Flax float32 vs torch float32: max|diff|/max|ref| = "
+      f"{np.abs(got - want).max() / scale:.1e} (BN unfolded: "
+      f"{np.abs(raw - want).max() / scale:.1e}); Flax bfloat16 vs torch float32: "
+      f"{np.abs(half - want).max() / scale:.1e}"
+    )
   times = common.interleaved(fns, rounds, warmup=1)
   gflop = fr_workloads.fr_gflops(config)
   ips = {name: batch / common.median(t["wall"]) for name, t in times.items()}
@@ -151,9 +206,7 @@ def speed(
     rows.append([name, rate, f"{lo:.2f}-{hi:.2f}", rate * gflop, *vs])
   print(
     f"\n{config.name}, batch {batch}, {gflop:.1f} GFLOP per image; medians (range) of "
-    f"{rounds} rounds, load {common.load()} after; Flax float32 vs torch float32: "
-    f"max|diff|/max|ref| = {gap:.1e} (BN unfolded: {gap_raw:.1e}); Flax bfloat16 vs torch "
-    f"float32: {gap_bf16:.1e}\n"
+    f"{rounds} rounds, load {common.load()} after; {gaps}\n"
   )
   print(
     common.table(
@@ -175,6 +228,10 @@ def main() -> None:
   p.add_argument(
     "--winograd-off", action="store_true", help="add Flax rows without Winograd convolutions"
   )
+  p.add_argument("--micro-batches", default="", help="Flax rows with these micro-batches")
+  p.add_argument("--dtypes", default="float32,bfloat16", help="engines of these dtypes only")
+  p.add_argument("--variants", default="", help="Flax rows: minN/f4/mbN joined by +")
+  p.add_argument("--no-gaps", action="store_true", help="skip the gaps to torch float32")
   p.add_argument("--skip-convert", action="store_true")
   p.add_argument("--skip-speed", action="store_true")
   args = p.parse_args()
@@ -192,6 +249,10 @@ def main() -> None:
       args.unfolded,
       args.winograd_off,
       not args.no_eager,
+      tuple(int(m) for m in filter(None, args.micro_batches.split(","))),
+      tuple(args.dtypes.split(",")),
+      tuple(filter(None, args.variants.split(","))),
+      not args.no_gaps,
     )
 
 

@@ -3,6 +3,7 @@
   python benchmarks/sweep_bench.py [--rounds 3] [--ijbc-variants 20] [--skip-ijbc]
   python benchmarks/sweep_bench.py --skip-lfw --skip-api [--ijbc-only large strong sorted]
   python benchmarks/sweep_bench.py --profile-only
+  python benchmarks/sweep_bench.py --ijbc-full [--ijbc-rules weighted] [--ijbc-subsets 200]
 
 Everything is measured side by side in one run, as medians with ranges, with the
 load average beside each row (the machine is shared):
@@ -25,6 +26,11 @@ load average beside each row (the machine is shared):
   `--ijbc-variants` on all cores, the full grid projected for one and four FR
   models from the batch, peak RSS; the two tables compared. `--skip-lfw --skip-api`
   runs only this part.
+- `--ijbc-full`: the IJB-C-sized grid (all 5 rules x 4,095 subsets = 20,475 variants,
+  or the given rules and a spread of subsets) end to end through `fusion.sweep.sweep`
+  in a fresh process: preparation, wall and CPU of the sweep and of each rule, per
+  variant, peak RSS, the load at start and end, the projection for four FR models;
+  12 sampled rows checked against the strong numpy baseline in another process.
 - the steps of a warm `exfiqa sweep` (imports, subset sweep, weight sweeps, learned
   weights, figures, files), each timed in fresh processes.
 --profile-only times each stage of one compiled chunk.
@@ -415,7 +421,8 @@ def ijbc(variants, which=("large", "strong")):
     prep = " + ".join(f"{v:.1f} {k}" for k, v in r["prep"].items())
     print(
       f"| {names[key]} | {prep} | {r['first']:.1f} | {_spread(wall, '{:.0f}')} | {cpu:.0f} "
-      f"| {per * 1e3:.0f}, {per_cpu * 1e3:.0f} ({n} variants) | {ref / per:.2f}x "
+      f"| {per * 1e3:.0f}, {per_cpu * 1e3:.0f} ({n} variants) "
+      f"| {f'{ref / per:.2f}x' if 'strong' in rows else '-'} "
       f"| {per * GRID / 60:.1f}, {idle * GRID / 60:.1f} "
       f"| {4 * per * GRID / 3600:.2f}, {4 * idle * GRID / 3600:.2f} | {r['rss']:.2f} | {load} |"
     )
@@ -427,6 +434,135 @@ def ijbc(variants, which=("large", "strong")):
     print(
       f"\nlarge path and strong numpy: {n} variants x 4 areas, max |difference| {d:.1e} "
       f"(float32 against float64 area sums), NaN in the same places: {same_nan}."
+    )
+
+
+def ijbc_grid(subsets, rules):
+  """The masks of a grid of `subsets` subsets (spread over the 4,095; all of them at
+  4,095) and the rules' names."""
+  from exfiqa_jax.fusion.subsets import subset_masks
+
+  masks = subset_masks(12)
+  if subsets < len(masks):
+    masks = masks[np.linspace(0, len(masks) - 1, subsets).astype(int)]
+  return masks, tuple(rules)
+
+
+def ijbc_full_child(subsets, rules, out_file):
+  """The IJB-C-sized grid end to end in this process, the way `exfiqa sweep` runs it
+  (`fusion.sweep.sweep` -> `chunks.score_variants`, routed to fusion/large.py):
+  prints JSON (preparation, per-rule and whole wall and CPU seconds, peak RSS,
+  loads); saves a sample of rows (rule, subset, areas) to out_file for the check."""
+  import json
+
+  load0 = common.load()
+  t0, c0 = time.perf_counter(), time.process_time()
+  from exfiqa_jax.fusion import large
+  from exfiqa_jax.fusion import sweep as sweep_module
+  from exfiqa_jax.metrics import make_pairset
+
+  masks, rules = ijbc_grid(subsets, rules)
+  data = ijbc_synthetic()
+  t1 = time.perf_counter()
+  ps = make_pairset(*data, fmrs=FMRS, limits=LIMITS)
+  del data
+  t2 = time.perf_counter()
+  assert large.routed(ps), "the IJB-C-sized pair set must take the large path"
+  large.prepared(ps)
+  t3, c3 = time.perf_counter(), time.process_time()
+  prep = {"data": t1 - t0, "pair set": t2 - t1, "path tables": t3 - t2}
+  per_rule = []
+  score = sweep_module.score_variants
+
+  def timed(*a, **k):  # each rule's call of the real path, timed
+    w, c = time.perf_counter(), time.process_time()
+    out = score(*a, **k)
+    per_rule.append((a[3], time.perf_counter() - w, time.process_time() - c))
+    return out
+
+  sweep_module.score_variants = timed
+  table = sweep_module.sweep(ps, rules=rules, masks=masks)
+  wall, cpu = time.perf_counter() - t3, time.process_time() - c3
+  rows = np.random.default_rng(0).choice(len(table["subset"]), min(12, len(table["subset"])), False)
+  cols = [f"erc_area@{f:g}" for f in FMRS] + [f"edc_area@{x:g}" for x in LIMITS]
+  np.savez(
+    out_file,
+    rule=table["rule"][rows],
+    subset=table["subset"][rows],
+    areas=np.stack([table[c][rows] for c in cols], 1),
+  )
+  rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+  out = {"prep": prep, "prep_cpu": c3 - c0, "wall": wall, "cpu": cpu, "rules": per_rule}
+  print(json.dumps(out | {"variants": len(table["subset"]), "rss": rss, "load0": load0,
+                          "load1": common.load()}))  # fmt: skip
+
+
+def ijbc_check_child(rows_file):
+  """The strong numpy baseline's areas of the sampled rows -> max |difference|, NaN agreement."""
+  import json
+
+  from benchmarks.strong_numpy import StrongNumpySweep
+
+  z = np.load(rows_file)
+  eng = StrongNumpySweep(*ijbc_synthetic(), fmrs=FMRS, limits=LIMITS)
+  masks = ((z["subset"][:, None] >> np.arange(12)) & 1).astype(bool)
+  ref = np.zeros_like(z["areas"], np.float64)
+  for i, (m, rule) in enumerate(zip(masks, z["rule"], strict=True)):
+    erc, edc = eng.run(m[None], str(rule))
+    ref[i] = np.r_[erc[0], edc[0]]
+  same_nan = bool((np.isnan(ref) == np.isnan(z["areas"])).all())
+  d = float(np.nanmax(np.abs(ref - z["areas"])))
+  print(json.dumps({"rows": len(ref), "diff": d, "same_nan": same_nan}))
+
+
+def ijbc_full(subsets, rules, check=True):
+  """The IJB-C-sized grid end to end (a fresh process), then a sample of its rows
+  against the strong numpy baseline (another process: not in the peak RSS)."""
+  import json
+
+  with tempfile.TemporaryDirectory() as folder:
+    rows_file = os.path.join(folder, "rows.npz")
+    cmd = [sys.executable, __file__, "--ijbc-full-child", "--ijbc-subsets", str(subsets),
+           "--ijbc-rules", *rules, "--ijbc-out", rows_file]  # fmt: skip
+    wall, cpu, out, _ = timed_process(cmd)
+    r = json.loads(out.strip().splitlines()[-1])
+    if check:
+      _, _, out, _ = timed_process([sys.executable, __file__, "--ijbc-check-child", rows_file])
+      chk = json.loads(out.strip().splitlines()[-1])
+  v, prep = r["variants"], sum(r["prep"].values())
+  per, per_cpu = r["wall"] / v, r["cpu"] / v
+  grid, grid_idle = per * GRID, per_cpu / 2 * GRID  # idle: CPU time over the 2 cores
+  print(
+    f"\nIJB-C-sized grid end to end (`fusion.sweep.sweep`, routed to fusion/large.py): "
+    f"{IJBC_PAIRS:,} pairs ({IJBC_GENUINE:,} genuine), {IJBC_TEMPLATES:,} templates x 12 exits, "
+    f"{len(rules)} rules x {v // len(rules):,} subsets = {v:,} variants\n"
+  )
+  print(
+    "| preparation (s) | sweep wall (s) | sweep CPU (s) | per variant: wall ms, CPU ms "
+    f"| full grid ({GRID:,}), min: at this load (wall), 2 idle cores (CPU / 2) "
+    "| 4 FR models, h (preparation included), same two | peak RSS (GiB) "
+    "| whole process wall, CPU (s) | load at start, end |\n"
+    "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+  )
+  prep_txt = " + ".join(f"{x:.1f} {k}" for k, x in r["prep"].items())
+  print(
+    f"| {prep_txt} | {r['wall']:.1f} | {r['cpu']:.1f} | {per * 1e3:.1f}, {per_cpu * 1e3:.1f} "
+    f"| {grid / 60:.1f}, {grid_idle / 60:.1f} "
+    f"| {4 * (prep + grid) / 3600:.2f}, {4 * (prep + grid_idle) / 3600:.2f} | {r['rss']:.2f} "
+    f"| {wall:.1f}, {cpu:.1f} | {r['load0']}, {r['load1']} |"
+  )
+  print(
+    "\n| rule | variants | wall s | CPU s | wall ms per variant |\n| --- | --- | --- | --- | --- |"
+  )
+  for rule, w, c in r["rules"]:
+    print(
+      f"| {rule} | {v // len(rules):,} | {w:.1f} | {c:.1f} | {w / (v // len(rules)) * 1e3:.1f} |"
+    )
+  if check:
+    print(
+      f"\n{chk['rows']} rows sampled from the table against the strong numpy baseline: max "
+      f"|difference| {chk['diff']:.1e} (float32 against float64 area sums), NaN in the same "
+      f"places: {chk['same_nan']}."
     )
 
 
@@ -513,6 +649,17 @@ def main():
   ap.add_argument("--skip-lfw", action="store_true")
   ap.add_argument("--skip-api", action="store_true")
   ap.add_argument("--profile-only", action="store_true", help="only the per-stage profile")
+  ap.add_argument(
+    "--ijbc-full",
+    action="store_true",
+    help="only the IJB-C-sized grid end to end through `fusion.sweep.sweep` (all 5 rules x "
+    "4,095 subsets unless --ijbc-rules/--ijbc-subsets), rows checked against strong numpy",
+  )
+  ap.add_argument("--ijbc-rules", nargs="+", choices=RULES, default=RULES)
+  ap.add_argument("--ijbc-subsets", type=int, default=4095, help="subsets of the --ijbc-full grid")
+  ap.add_argument("--ijbc-no-check", action="store_true", help="no strong numpy row check")
+  ap.add_argument("--ijbc-full-child", action="store_true", help=argparse.SUPPRESS)
+  ap.add_argument("--ijbc-check-child", help=argparse.SUPPRESS)
   ap.add_argument("--ijbc-child", choices=("large", "sorted", "strong"), help=argparse.SUPPRESS)
   ap.add_argument("--ijbc-out", help=argparse.SUPPRESS)
   ap.add_argument("--strong-child", help=argparse.SUPPRESS)
@@ -521,6 +668,10 @@ def main():
   args = ap.parse_args()
   if args.ijbc_child:
     return ijbc_child(args.ijbc_child, args.ijbc_variants, args.ijbc_out)
+  if args.ijbc_full_child:
+    return ijbc_full_child(args.ijbc_subsets, args.ijbc_rules, args.ijbc_out)
+  if args.ijbc_check_child:
+    return ijbc_check_child(args.ijbc_check_child)
   if args.strong_child:
     return strong_child(args.strong_child)
   if args.stages_child:
@@ -529,6 +680,10 @@ def main():
   print(f"- CPU flags: {cpu_flags()}")
   if args.profile_only:
     return profile()
+  if args.ijbc_full:
+    ijbc_full(args.ijbc_subsets, args.ijbc_rules, not args.ijbc_no_check)
+    print(f"\n- load average (1 min) at the end: {common.load()}")
+    return
   if not args.skip_lfw:
     lfw(args.rounds)
   if not args.skip_stages:

@@ -18,7 +18,8 @@ genuine keys in order (EDC). Per variant, all exact:
    plus a scatter of the pairs the bits cannot hold (a template pair listed
    again, a template with itself; every pair where the bits would cost more).
    Its prefix sum counts the pairs below each quality, so each cut lies in one
-   tie group of templates.
+   tie group of templates (numpy: slices of positions from the bottom, stopped
+   once the count passes the last cut).
 3. on the host, each cut's pair: the group's pairs (a table of every template's
    pairs, built once) kept where the other end ranks as high, the m-th by pair index.
 4. the genuine keys and a window of the first impostors in score order against
@@ -36,6 +37,7 @@ this host's devices (threads on one CPU device) and over hosts.
 from __future__ import annotations
 
 import functools
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
@@ -60,8 +62,9 @@ class Large(NamedTuple):
   (bit u of row t: a pair of t and u, each unordered pair of distinct templates met
   once; W even, all zero when the pairs are counted one by one), adj64 the same
   bits as uint64 [N, W / 2] on the host; rem_a, rem_b: [R] the pairs not in the
-  bits (and host copies); offsets [N + 1], pair [2 P], partner [2 P] (host): each
-  template's pairs (a pair under both of its ends); cuts [20] floor(r P / 20);
+  bits (and int64 host copies); offsets [N + 1], pair, partner [<= 2 P] (host): each
+  template's pairs by pair index (a pair under both of its ends, once where they
+  are one template); cuts [20] floor(r P / 20);
   gen_ord [G]: of the genuine at each genuine score position, its ordinal among
   the genuines in pair-list order; gen_err [G]: by ordinal, an EDC error (padding
   entries 0, False)."""
@@ -115,12 +118,18 @@ def prepare(ps: PairSet, bits: bool | None = None) -> Large:
     del m, s, code
   else:
     adj, rem = np.zeros((n, 2), np.uint32), np.arange(cnt)
-  owner = np.r_[a, b]
+  # each template's pairs by pair index (a stable sort of the ends listed pair by
+  # pair), a pair of a template with itself listed once
+  listed = np.ones(2 * cnt, bool)
+  listed[1::2] = a != b
+  owner = np.c_[a, b].ravel()[listed]
   small = n <= 1 << 16  # 16-bit keys: numpy's stable sort is a radix sort
-  idx = np.argsort(owner.astype(np.uint16) if small else owner, kind="stable" if small else None)
+  idx = np.argsort(owner.astype(np.uint16) if small else owner, kind="stable")
   offsets = np.r_[0, np.cumsum(np.bincount(owner, minlength=n))]
-  pair = np.r_[np.arange(cnt), np.arange(cnt)][idx].astype(np.int32)
-  partner = np.r_[b, a][idx].astype(np.int32)
+  del owner
+  pair = np.repeat(np.arange(cnt, dtype=np.int32), 2)[listed][idx]
+  partner = np.c_[b, a].ravel()[listed][idx].astype(np.int32)
+  del idx, listed
   # genuines by pair-list order: their ordinal keys the EDC (its errors indexed by it)
   gid = np.sort(np.asarray(ps.sid)[np.asarray(ps.gen_pos)[: int(ps.n_gen)]])
   g = ps.gen_pos.shape[0]
@@ -134,8 +143,8 @@ def prepare(ps: PairSet, bits: bool | None = None) -> Large:
     adj.view(np.uint64),
     jnp.asarray(a[rem].astype(np.int32)),
     jnp.asarray(b[rem].astype(np.int32)),
-    a[rem].astype(np.int32),
-    b[rem].astype(np.int32),
+    a[rem],  # int64: numpy gathers by them without a cast
+    b[rem],
     offsets,
     pair,
     partner,
@@ -199,12 +208,87 @@ def _counts(valid, adj, rem_a, rem_b, f):
 
 
 HOST_BLOCK = 16  # positions per mask row of the host count
+HOST_ROWS = 256  # positions per slice of the host popcount pass (its words stay in cache)
+_J, _K = np.triu_indices(HOST_BLOCK, 1)  # position pairs j < k inside a block, by j
+_FIRST = np.r_[0, np.cumsum(np.arange(HOST_BLOCK - 1, 1, -1))]  # each j's first pair
 
 
-def host_counts(lg: Large, valid: np.ndarray, f: np.ndarray, split: int = 1):
+def _slice_counts(adj64, above, blk, n, p0, out, rows, ones, sums):
+  """The pairs of the templates at positions [p0, p0 + len(out)) (a multiple of
+  HOST_BLOCK) whose other end lies further up (ties between the two ends by
+  position; remainder pairs not included) into out (int64): the rows gathered by
+  position; pairs inside a block by bit lookups in those rows (the upper triangle);
+  pairs with later blocks by the popcount of the rows ANDed with their block's mask
+  (broadcast, no gathered mask array). rows, ones, sums: [HOST_ROWS, W] uint64,
+  uint8 and [HOST_ROWS] scratch (uint16 where 64 W < 2^16: the row sums need no
+  wider type; the slice stays in cache)."""
+  c, w = len(out), adj64.shape[1]
+  nb = c // HOST_BLOCK
+  r = rows[:c]
+  np.take(adj64, blk[p0 : p0 + c], axis=0, out=r, mode="clip")
+  tk = blk[p0 : p0 + c].reshape(nb, HOST_BLOCK)[:, _K]
+  at = (np.arange(nb)[:, None] * HOST_BLOCK + _J) * w + (tk >> 6)
+  linked = (np.take(r.reshape(-1), at) >> (tk & 63).astype(np.uint64)) & np.uint64(1)
+  if p0 + c > n:  # the padding of the last block
+    linked[p0 + np.arange(nb)[:, None] * HOST_BLOCK + _K >= n] = 0
+  within = np.add.reduceat(linked.view(np.int64), _FIRST, axis=1)  # [nb, HOST_BLOCK - 1]
+  b0 = p0 // HOST_BLOCK
+  r3 = r.reshape(nb, HOST_BLOCK, w)
+  np.bitwise_and(r3, above[b0 + 1 : b0 + 1 + nb, None, :], out=r3)
+  np.bitwise_count(r, out=ones[:c])
+  np.add.reduce(ones[:c], axis=1, dtype=sums.dtype, out=sums[:c])
+  out[:] = sums[:c]
+  out.reshape(nb, HOST_BLOCK)[:, :-1] += within
+
+
+def _bit_counts(adj64, above, blk, n, base, last, split):
+  """`_slice_counts` of every position [len(blk)] int64, slices of HOST_ROWS
+  positions taken in order by `split` threads. last: stop once the count of the
+  slices done in a row from the bottom (these and base [len(blk)], the remainder
+  pairs of each position) passes it: later positions keep 0 or their counts."""
+  m, w = len(blk), adj64.shape[1]
+  counts = np.zeros(m, np.int64)
+  slices = -(-m // HOST_ROWS)
+  lock = threading.Lock()
+  state = {"next": 0, "ready": 0, "total": 0, "stop": False}
+  done = np.zeros(slices + 1, bool)
+
+  def work():
+    scratch = (np.empty((HOST_ROWS, w), np.uint64), np.empty((HOST_ROWS, w), np.uint8),
+               np.empty(HOST_ROWS, np.uint16 if 64 * w < 1 << 16 else np.uint32))  # fmt: skip
+    while True:
+      with lock:
+        j = state["next"]
+        if state["stop"] or j == slices:
+          return
+        state["next"] = j + 1
+      p0 = j * HOST_ROWS
+      _slice_counts(adj64, above, blk, n, p0, counts[p0 : p0 + HOST_ROWS], *scratch)
+      if last is None:
+        continue
+      with lock:
+        done[j] = True
+        while done[state["ready"]]:  # the slices done in a row from the bottom
+          q = state["ready"] * HOST_ROWS
+          state["total"] += int(counts[q : q + HOST_ROWS].sum() + base[q : q + HOST_ROWS].sum())
+          state["ready"] += 1
+        state["stop"] = state["total"] > last
+
+  if split > 1:
+    with ThreadPoolExecutor(split) as pool:
+      for x in [pool.submit(work) for _ in range(split)]:
+        x.result()
+  else:
+    work()
+  return counts
+
+
+def host_counts(lg: Large, valid: np.ndarray, f: np.ndarray, split: int = 1, last=None):
   """Step 2 of one variant in numpy (the CPU backend: XLA's CPU popcount runs 5-10x
   slower than numpy's there): f [N] int64 -> (order, upto, rank) [N] as `counts_fn`.
-  split: threads sharing the popcount pass (numpy releases the GIL there)."""
+  split: threads sharing the popcount pass (numpy releases the GIL there); last: the
+  largest count needed (the last cut): upto is exact up to the first position whose
+  count passes it, nondecreasing after (the popcount pass stops about there)."""
   n = len(f)
   f = np.where(valid, f, KEY_MAX)
   order = np.argsort(f)  # ties in any order: a tie group shares its rank
@@ -213,7 +297,8 @@ def host_counts(lg: Large, valid: np.ndarray, f: np.ndarray, split: int = 1):
   start = np.maximum.accumulate(np.where(np.r_[True, fs[1:] != fs[:-1]], i, 0))
   pos = np.empty(n, np.int64)
   pos[order] = i
-  per_pos = np.zeros(n, np.int64)
+  p32 = pos.astype(np.int32)  # the remainder's gathers from a table half as large
+  per_pos = np.bincount(np.minimum(p32[lg.rem_a_host], p32[lg.rem_b_host]), minlength=n)
   w = lg.adj64.shape[1]
   if w * 64 >= n:  # adjacency bits (else every pair is in the remainder)
     g = -(-n // HOST_BLOCK)
@@ -221,46 +306,37 @@ def host_counts(lg: Large, valid: np.ndarray, f: np.ndarray, split: int = 1):
     bit = np.uint64(1) << (i & 63).astype(np.uint64)
     np.add.at(members, pos // HOST_BLOCK * w + (i >> 6), bit)  # disjoint bits: a sum is an or
     above = np.cumsum(members.reshape(g + 1, w)[::-1], axis=0, dtype=np.uint64)[::-1]
-    rows = pos // HOST_BLOCK + 1
-
-    def cross_of(lo: int, hi: int) -> np.ndarray:
-      return np.bitwise_count(lg.adj64[lo:hi] & above[rows[lo:hi]]).sum(1, dtype=np.int64)
-
-    if split > 1:
-      cuts = np.linspace(0, n, split + 1).astype(int)
-      with ThreadPoolExecutor(split) as pool:
-        cross = np.concatenate(list(pool.map(cross_of, cuts[:-1], cuts[1:])))
-    else:
-      cross = cross_of(0, n)
-    blk = np.r_[order, np.zeros(g * HOST_BLOCK - n, np.int64)].reshape(g, HOST_BLOCK)
-    words = np.take(lg.adj64.reshape(-1), blk[:, :, None] * w + (blk[:, None, :] >> 6))
-    linked = (words >> (blk[:, None, :] & 63).astype(np.uint64)) & np.uint64(1)
-    later = np.triu(np.ones((HOST_BLOCK, HOST_BLOCK), bool), 1)
-    within = np.where(later, linked, 0).sum(2, dtype=np.int64).reshape(-1)[:n]
-    per_pos += cross[order] + within
-  lower = np.minimum(pos[lg.rem_a_host], pos[lg.rem_b_host])
-  per_pos += np.bincount(lower, minlength=n)
+    blk = np.r_[order, np.zeros(g * HOST_BLOCK - n, np.int64)]  # padded: whole blocks
+    base = np.r_[per_pos, np.zeros(g * HOST_BLOCK - n, np.int64)]
+    per_pos = (base + _bit_counts(lg.adj64, above, blk, n, base, last, split))[:n]
   return order, np.cumsum(per_pos), start[pos]
 
 
 def resolve(lg: Large, order, upto, rank, shift: int) -> np.ndarray:
-  """Step 3, one variant (host): the cut keys B_r [20] int64 (rank << shift | pair)."""
-  out = np.empty(RATES, np.int64)
+  """Step 3, one variant (host): the cut keys B_r [20] int64 (rank << shift | pair).
+  A cut lies at the first position whose count passes it; its pair is, among the
+  pairs of that position's tie group whose other end ranks as high, the m-th by
+  pair index (m: the cut less the pairs below the group)."""
   starts = rank[order]  # nondecreasing: the first position of each position's tie group
-  for r, k in enumerate(lg.cuts):
-    i = int(np.searchsorted(upto, k, "right"))  # the position the cut's pair is below
-    t = order[i]
-    i0 = int(rank[t])
-    i1 = int(np.searchsorted(starts, i0, "right"))
-    before = int(upto[i0 - 1]) if i0 else 0
-    ts = order[i0:i1]
-    if len(ts) == 1:
-      sl = slice(lg.offsets[ts[0]], lg.offsets[ts[0] + 1])
-    else:
-      sl = np.concatenate([np.arange(lg.offsets[x], lg.offsets[x + 1]) for x in ts])
-    keep = rank[lg.partner[sl]] >= i0
-    pairs = np.unique(lg.pair[sl][keep])
-    out[r] = (i0 << shift) | int(pairs[k - before])
+  at = np.searchsorted(upto, lg.cuts, "right")  # the position each cut's pair is below
+  i0 = rank[order[at]]
+  i1 = np.searchsorted(starts, i0, "right")
+  before = np.where(i0 > 0, upto[np.maximum(i0 - 1, 0)], 0)
+  out = np.empty(RATES, np.int64)
+  groups: dict = {}  # the kept pairs of a group, by its first position
+  for r in range(RATES):
+    g0 = int(i0[r])
+    pairs = groups.get(g0)
+    if pairs is None:
+      ts = order[g0 : i1[r]]
+      if len(ts) == 1:  # one template: its pairs by pair index, each once
+        sl = slice(lg.offsets[ts[0]], lg.offsets[ts[0] + 1])
+        pairs = lg.pair[sl][rank[lg.partner[sl]] >= g0]
+      else:  # a pair of two of the group's templates is listed under both
+        sl = np.concatenate([np.arange(lg.offsets[x], lg.offsets[x + 1]) for x in ts])
+        pairs = np.unique(lg.pair[sl][rank[lg.partner[sl]] >= g0])
+      groups[g0] = pairs
+    out[r] = (g0 << shift) | int(pairs[lg.cuts[r] - before[r]])
   return out
 
 
@@ -404,7 +480,8 @@ def runner(
         f = jnp.asarray(host_keys(ps, p, mk, wk))
       if host:
         split = threads if single else 1  # one chunk: its threads share the popcounts
-        parts = [host_counts(lg, valid_h, x, split) for x in np.asarray(jax.device_get(f))]
+        last = int(lg.cuts[-1])  # the counts are needed up to the last cut
+        parts = [host_counts(lg, valid_h, x, split, last) for x in np.asarray(jax.device_get(f))]
         order, upto, rank = (np.stack(x) for x in zip(*parts, strict=True))
       else:
         order, upto, rank = (np.asarray(x) for x in jax.device_get(counts(valid, adj, ra, rb, f)))

@@ -25,17 +25,19 @@ the activation per folded BatchNorm; the outputs differ from the unfolded
 order of operations by float32 rounding only.
 
 Winograd convolutions on the CPU: jaxlib's CPU convolution upcasts bfloat16 operands
-to float32 (its kernel library has no bfloat16 convolution), while its bfloat16
-matmuls run on the CPU's bfloat16 instructions at about twice the float32 rate. A
-3x3 stride-1 convolution with at least `WINOGRAD_MIN_CHANNELS` input channels on
-the CPU backend therefore runs as Winograd F(2x2, 3x3): 16 matmuls in the compute
-dtype (float32 accumulation) on 2x2-output tiles, 2.25x fewer multiplies, the
+to float32 (its kernel library has no bfloat16 convolution, in 0.10.2 and 0.12.1),
+while its bfloat16 matmuls run on the CPU's bfloat16 instructions at about twice the
+float32 rate. A 3x3 stride-1 convolution with at least `WINOGRAD_MIN_CHANNELS` input
+channels on the CPU backend therefore runs as Winograd F(2x2, 3x3): 16 matmuls in the
+compute dtype (float32 accumulation) on 2x2-output tiles, 2.25x fewer multiplies, the
 transforms in float32 (`winograd_conv3x3`). It pays most in bfloat16 and less in
-float32 (where only the multiplies are saved); with fewer channels (larger maps) the
-transforms' memory traffic ate the gain and the library convolution stays. Other
-backends are unchanged; `conv_algorithm(winograd=False)` turns it off for what is
-traced inside it. Float32 outputs move by float32 rounding only (about 1e-6 of
-the output scale per convolution).
+float32 (where only the multiplies are saved), and most when the rows of a pass are few
+(the face-recognition models run 8 at a time on CPU, `registry.FR_CPU_MICRO_BATCH`):
+with 64 channels (the largest maps) the transforms' memory traffic ate the gain and the
+library convolution stays. A 1x1 convolution runs as a subsampling and one matmul on
+the CPU (`use_pointwise_dot`), for the same reason. Other backends are unchanged;
+`conv_algorithm(winograd=False)` turns both off for what is traced inside it. Float32
+outputs move by float32 rounding only (about 1e-6 of the output scale per convolution).
 """
 
 from __future__ import annotations
@@ -105,20 +107,30 @@ def bn_affine(bn: nnx.BatchNorm) -> tuple[jax.Array, jax.Array]:
   return scale, shift
 
 
-WINOGRAD_MIN_CHANNELS = 256  # measured: faster from 14x14x256 on, slower at 28x28x128 and up
+# Measured at 16 rows per pass (the face-recognition models' CPU micro-batches): faster from
+# 28x28x128 on, slower at 56x56x64 and 112x112x64 (at 64 rows: even at 28x28x128).
+WINOGRAD_MIN_CHANNELS = 128
 _WINOGRAD = contextvars.ContextVar("winograd", default=True)
+# Measurement switches (None: the rule's default): the channel threshold and the tile.
+_WINOGRAD_TUNING = contextvars.ContextVar("winograd_tuning", default=(None, 2))
 
 
 @contextlib.contextmanager
-def conv_algorithm(winograd: bool):
+def conv_algorithm(winograd: bool, min_channels: int | None = None, tile: int = 2):
   """Within it, tracing uses the Winograd CPU convolution or not (default: used).
 
-  Read at trace time: a function jitted and traced before keeps its choice.
+  `min_channels` replaces `WINOGRAD_MIN_CHANNELS` and `tile=4` takes F(4x4, 3x3)
+  instead of F(2x2, 3x3) (`winograd_conv3x3_f4`: options for measurement, not the
+  default). Read at trace time: a function jitted and traced before keeps its choice.
   """
+  if tile not in (2, 4):
+    raise ValueError(f"conv_algorithm: tile must be 2 or 4, got {tile}")
   token = _WINOGRAD.set(winograd)
+  tuning = _WINOGRAD_TUNING.set((min_channels, tile))
   try:
     yield
   finally:
+    _WINOGRAD_TUNING.reset(tuning)
     _WINOGRAD.reset(token)
 
 
@@ -129,10 +141,27 @@ def use_winograd(k: int, stride: int, din: int, dtype) -> bool:
     _WINOGRAD.get()
     and k == 3
     and stride == 1
-    and din >= WINOGRAD_MIN_CHANNELS
+    and din >= (_WINOGRAD_TUNING.get()[0] or WINOGRAD_MIN_CHANNELS)
     and jnp.dtype(dtype) in (jnp.dtype(jnp.float32), jnp.dtype(jnp.bfloat16))
     and jax.default_backend() == "cpu"
   )
+
+
+def use_pointwise_dot(dtype) -> bool:
+  """A 1x1 convolution (padding 0) as a subsampling and a matmul in `dtype` with float32
+  accumulation, on the CPU backend while Winograd is on (`conv_algorithm`): the
+  library's convolution upcasts bfloat16 operands to float32, its matmul does not."""
+  return (
+    _WINOGRAD.get()
+    and jnp.dtype(dtype) in (jnp.dtype(jnp.float32), jnp.dtype(jnp.bfloat16))
+    and jax.default_backend() == "cpu"
+  )
+
+
+def _dot(x: jax.Array, w: jax.Array, dtype, out) -> jax.Array:
+  """`matmul` with the output in `out` (the accumulation is the kernel's, float32)."""
+  y = jnp.einsum("...i,io->...o", x.astype(dtype), w.astype(dtype), preferred_element_type=out)
+  return y.astype(F32)
 
 
 def _bt(d: list) -> list:
@@ -145,7 +174,7 @@ def _at(m: list) -> list:
   return [m[0] + m[1] + m[2], m[1] - m[2] - m[3]]
 
 
-def winograd_conv3x3(x: jax.Array, kernel: jax.Array, dtype) -> jax.Array:
+def winograd_conv3x3(x: jax.Array, kernel: jax.Array, dtype, out=F32) -> jax.Array:
   """3x3 convolution, stride 1, zero padding 1, as Winograd F(2x2, 3x3).
 
   x: float32 [B, H, W, C]; kernel: float32 [3, 3, C, O] (HWIO) -> float32 [B, H, W, O].
@@ -153,7 +182,8 @@ def winograd_conv3x3(x: jax.Array, kernel: jax.Array, dtype) -> jax.Array:
   column, cropped after). The transforms run in float32; the 16 transformed
   inputs [B, H/2, W/2, C] and kernels G g G^T [C, O] enter 16 separate matmuls in
   `dtype` with float32 accumulation (separate: one stacked batched matmul would
-  copy its operands into one array, which cost more than it saved).
+  copy its operands into one array, which cost more than it saved). `out`: the
+  matmuls' output type (bfloat16 halves the output transform's reads; an option).
   """
   b, h, w, c = x.shape
   th, tw = (h + 1) // 2, (w + 1) // 2
@@ -168,11 +198,89 @@ def winograd_conv3x3(x: jax.Array, kernel: jax.Array, dtype) -> jax.Array:
     v = _bt([rows[alpha][:, :, u // 2 : u // 2 + tw, u % 2] for u in range(4)])
     gk = gr[alpha]
     u_ = [gk[0], (gk[0] + gk[1] + gk[2]) / 2, (gk[0] - gk[1] + gk[2]) / 2, gk[2]]  # (G g G^T)
-    m.append([matmul(v[beta], u_[beta], dtype) for beta in range(4)])  # [b, th, tw, O] f32
+    m.append([_dot(v[beta], u_[beta], dtype, out) for beta in range(4)])  # [b, th, tw, O]
   cols = [_at([m[alpha][beta] for alpha in range(4)]) for beta in range(4)]  # 4 x 2
   y = [_at([cols[beta][i] for beta in range(4)]) for i in range(2)]  # y[i][j]: output (i, j)
   y = jnp.stack([jnp.stack(y[i], 3) for i in range(2)], 2)  # [b, th, 2, tw, 2, O]
   return y.reshape(b, 2 * th, 2 * tw, -1)[:, :h, :w]
+
+
+# Winograd F(4x4, 3x3) (Lavin and Gray's points 0, +-1, +-2, infinity): 6x6 input tiles
+# give 4x4 outputs, 36 matmuls, 4x fewer multiplies than the direct convolution.
+_BT4 = (
+  (4, 0, -5, 0, 1, 0),
+  (0, -4, -4, 1, 1, 0),
+  (0, 4, -4, -1, 1, 0),
+  (0, -2, -1, 2, 1, 0),
+  (0, 2, -1, -2, 1, 0),
+  (0, 4, 0, -5, 0, 1),
+)
+_G4 = (
+  (1 / 4, 0, 0),
+  (-1 / 6, -1 / 6, -1 / 6),
+  (-1 / 6, 1 / 6, -1 / 6),
+  (1 / 24, 1 / 12, 1 / 6),
+  (1 / 24, -1 / 12, 1 / 6),
+  (0, 0, 1),
+)
+_AT4 = ((1, 1, 1, 1, 1, 0), (0, 1, -1, 2, -2, 0), (0, 1, 1, 4, 4, 0), (0, 1, -1, 8, -8, 1))
+
+
+def _combine(matrix, xs: list) -> list:
+  """[sum_j matrix[i][j] * xs[j] for each row i], zero terms skipped."""
+  out = []
+  for row in matrix:
+    terms = [
+      x if c == 1 else -x if c == -1 else c * x for c, x in zip(row, xs, strict=True) if c != 0
+    ]
+    out.append(sum(terms[1:], terms[0]))
+  return out
+
+
+def winograd_conv3x3_f4(x: jax.Array, kernel: jax.Array, dtype) -> jax.Array:
+  """3x3 convolution, stride 1, zero padding 1, as Winograd F(4x4, 3x3).
+
+  x: float32 [B, H, W, C]; kernel: float32 [3, 3, C, O] (HWIO) -> float32 [B, H, W, O].
+  As `winograd_conv3x3` with 6x6 input tiles and 4x4 output tiles (H and W padded up
+  to multiples of 4, cropped after): 36 transformed inputs [B, H/4, W/4, C] and
+  kernels G g G^T [C, O] in 36 matmuls in `dtype` (float32 accumulation), 4x fewer
+  multiplies and 2.25 transformed values per output (F(2x2): 4). The larger
+  transform coefficients cost precision: float32 about 1e-6 of the output scale,
+  bfloat16 about 3x F(2x2)'s error (tests/models/test_fr_winograd.py).
+  """
+  b, h, w, c = x.shape
+  th, tw = -(-h // 4), -(-w // 4)
+  xp = jnp.pad(x.astype(F32), ((0, 0), (1, 4 * th + 3 - h), (1, 4 * tw + 3 - w), (0, 0)))
+  # r[:, p, a, q, e] = xp[:, 4p + a, 4q + e]: tile row u of tile t is (t + u // 4, u % 4)
+  r = xp.reshape(b, th + 1, 4, tw + 1, 4, c)
+  rows = _combine(_BT4, [r[:, u // 4 : u // 4 + th, u % 4] for u in range(6)])
+  g = kernel.astype(F32)
+  gr = _combine(_G4, [g[0], g[1], g[2]])  # G g: 6 x [3, C, O]
+  m = []
+  for alpha in range(6):
+    v = _combine(_BT4, [rows[alpha][:, :, u // 4 : u // 4 + tw, u % 4] for u in range(6)])
+    u_ = _combine(_G4, [gr[alpha][0], gr[alpha][1], gr[alpha][2]])  # (G g G^T)[alpha]
+    m.append([matmul(v[beta], u_[beta], dtype) for beta in range(6)])  # [b, th, tw, O] f32
+  cols = [_combine(_AT4, [m[alpha][beta] for alpha in range(6)]) for beta in range(6)]
+  y = [_combine(_AT4, [cols[beta][i] for beta in range(6)]) for i in range(4)]
+  y = jnp.stack([jnp.stack(y[i], 3) for i in range(4)], 2)  # [b, th, 4, tw, 4, O]
+  return y.reshape(b, 4 * th, 4 * tw, -1)[:, :h, :w]
+
+
+def patches_conv3x3_s2(x: jax.Array, kernel: jax.Array, dtype) -> jax.Array:
+  """3x3 convolution, stride 2, zero padding 1, as patches and one matmul.
+
+  x: float32 [B, H, W, C]; kernel: float32 [3, 3, C, O] (HWIO) -> float32
+  [B, ceil(H/2), ceil(W/2), O]. The 9 taps' subsampled views [B, H/2, W/2, C] are
+  concatenated along the channels in `dtype` (2.25x the input, against 9x for a
+  stride-1 convolution) and meet the kernel [9 C, O] in one matmul with float32
+  accumulation.
+  """
+  b, h, w, c = x.shape
+  ho, wo = -(-h // 2), -(-w // 2)
+  xp = jnp.pad(x.astype(dtype), ((0, 0), (1, 2 * ho - h), (1, 2 * wo - w), (0, 0)))
+  taps = [xp[:, i : i + 2 * ho : 2, j : j + 2 * wo : 2] for i in range(3) for j in range(3)]
+  return matmul(jnp.concatenate(taps, -1), kernel.reshape(9 * c, -1), dtype)
 
 
 class Conv(nnx.Module):
@@ -194,7 +302,12 @@ class Conv(nnx.Module):
       kernel = kernel * scale  # per output channel, the last kernel axis
     k, din = kernel.shape[0], kernel.shape[2]
     if p == 1 and use_winograd(k, self.stride, din, dtype):
-      y = winograd_conv3x3(x, kernel, dtype)
+      tile = _WINOGRAD_TUNING.get()[1]
+      y = (winograd_conv3x3 if tile == 2 else winograd_conv3x3_f4)(x, kernel, dtype)
+      return y if bn is None else y + shift
+    if k == 1 and p == 0 and use_pointwise_dot(dtype):
+      s = self.stride
+      y = matmul(x[:, ::s, ::s] if s > 1 else x, kernel[0, 0], dtype)
       return y if bn is None else y + shift
     y = jax.lax.conv_general_dilated(
       x.astype(dtype),

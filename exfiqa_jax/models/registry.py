@@ -31,6 +31,11 @@ from exfiqa_jax.models.vit import ViTFIQA
 # 30% slower than the same images as 4 passes of 16 in one program (the
 # activations of a big batch fall out of cache); accelerators take the batch whole.
 CPU_MICRO_BATCH = 16
+# The face-recognition backbones on CPU: iresnet100 at batch 64 ran 1.25x (float32) and
+# 1.6x (bfloat16) faster as 8 passes of 8 images in one program, with Winograd from 128
+# channels, than in one pass (docs/performance.md, "Third pass on issue 25"; shared cores):
+# the Winograd tiles and activations of 8 images stay in cache.
+FR_CPU_MICRO_BATCH = 8
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,6 +108,7 @@ KINDS = {
     outputs=lambda embedding: {"embeddings": embedding},
     what="a face-recognition backbone",
     command="exfiqa embed",
+    cpu_micro_batch=FR_CPU_MICRO_BATCH,
   ),
   # CR-FIQA: an iResNet with a quality head; the FR input rule of its release ("cr-fiqa").
   "cr_fiqa": Kind(
@@ -114,6 +120,7 @@ KINDS = {
     outputs=lambda out: {"embeddings": out[0], "quality": out[1]},
     what="a CR-FIQA model",
     command="exfiqa evaluate (quality_methods)",
+    cpu_micro_batch=FR_CPU_MICRO_BATCH,
   ),
 }
 _BY_MODULE = {m: k for k in KINDS.values() for m in k.modules}

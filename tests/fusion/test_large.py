@@ -17,6 +17,7 @@ from exfiqa_jax.fusion.rules import RULES
 from exfiqa_jax.fusion.subsets import subset_masks
 from exfiqa_jax.fusion.sweep import sweep
 from exfiqa_jax.metrics import make_pairset
+from exfiqa_jax.metrics.keys import KEY_MAX
 from exfiqa_jax.metrics.reference import edc_reference, edc_threshold, erc_reference
 from tests.fusion.test_exact import exact_fused
 
@@ -163,3 +164,40 @@ def test_a_variant_alone_equals_its_row_in_a_batch(case):
   valid = np.asarray(ps.image_valid)
   for x, y in zip(large.host_counts(lg, valid, f), large.host_counts(lg, valid, f, 3), strict=True):
     np.testing.assert_array_equal(x, y)
+
+
+@pytest.mark.parametrize("split", [1, 2, 3])
+def test_host_counts_over_several_slices_equal_a_count_of_the_pairs(split):
+  """More templates than one slice of the popcount pass (HOST_ROWS), a last block cut
+  short, split over threads: each position's pairs (lower end there, ties between the
+  two ends by position) counted from the pair list itself."""
+  n = 3 * large.HOST_ROWS + 37
+  exits, a, b, labels, scores = data(seed=6, n=n, p=20 * n)
+  ps = make_pairset(exits, a, b, labels, scores, fmrs=FMRS, limits=LIMITS)
+  full = large.prepare(ps, bits=True)
+  assert len(np.asarray(full.rem_a)) < len(a) // 4  # most pairs in the bits
+  size = len(np.asarray(ps.image_valid))  # the pair set's templates, padded (by 16s)
+  assert size > n + 5
+  for seed, m in [(0, size), (1, size), (2, size), (3, size - 5)]:
+    # m = size - 5: 5 padding templates fewer (no pairs), the last block cut short and
+    # holding template 0's partners (the padding of a block reads template 0's bits)
+    lg = full._replace(adj64=full.adj64[:m])
+    valid = np.asarray(ps.image_valid)[:m] | (m < size)
+    f = np.random.default_rng(seed).integers(0, 40 * (seed + 1), m)  # ties of every size
+    if m < size:
+      f[np.r_[b[a == 0], a[b == 0]]] = 10**6
+    order, upto, rank = large.host_counts(lg, valid, f, split)
+    f = np.where(valid, f, KEY_MAX)  # padding last
+    assert (np.diff(f[order]) >= 0).all()
+    pos = np.empty(m, int)
+    pos[order] = np.arange(m)
+    want = np.cumsum(np.bincount(np.minimum(pos[a], pos[b]), minlength=m))
+    np.testing.assert_array_equal(upto, want)
+    np.testing.assert_array_equal(rank, np.searchsorted(np.sort(f), f))
+    for last in (0, len(a) // 3, len(a) - 1):  # the pass may stop after the slice passing it
+      _, part, _ = large.host_counts(lg, valid, f, split, last)
+      stop = np.searchsorted(want, last, "right")  # the first position passing last
+      np.testing.assert_array_equal(part[: stop + 1], want[: stop + 1])
+      assert (np.diff(part) >= 0).all()
+      if split == 1 and last == 0:  # one slice counted, the rest not
+        assert part[-1] < want[-1]

@@ -32,22 +32,46 @@ def _conv(x, k):
   )
 
 
-@pytest.mark.parametrize("shape", [(2, 14, 14, 16, 16), (2, 7, 7, 8, 5), (1, 6, 9, 4, 3)])
-def test_winograd_equals_the_convolution(shape):
-  """Even, odd (7x7: one extra padded row and column) and non-square maps."""
+# (algorithm, shapes, seed, float32 bound, bfloat16 bound), bounds relative to max |ref|.
+# F(2x2): measured 2-4e-7 in float32 (the transforms' rounding), 4-6e-3 in bfloat16 (its
+# operands). F(4x4), an option: 0.5-8e-6 (C up to 128: the transforms' larger coefficients,
+# 1/6 and 1/24 inexact) and 2-7e-2, about 10x F(2x2)'s, why it is not the bfloat16 default.
+WINOGRAD = {
+  "F(2x2)": (
+    layers.winograd_conv3x3,
+    [(2, 14, 14, 16, 16), (2, 7, 7, 8, 5), (1, 6, 9, 4, 3)],
+    0,
+    2e-6,
+    2e-2,
+  ),
+  "F(4x4)": (
+    layers.winograd_conv3x3_f4,
+    [(2, 16, 16, 8, 8), (2, 7, 7, 8, 5), (1, 6, 9, 4, 3)],
+    2,
+    2e-5,
+    1.5e-1,
+  ),
+}
+
+
+@pytest.mark.parametrize(
+  "algorithm, shape", [(a, shape) for a, spec in WINOGRAD.items() for shape in spec[1]]
+)
+def test_winograd_equals_the_convolution(algorithm, shape):
+  """Even maps, odd ones (7x7: one extra padded row and column) and non-square ones;
+  F(4x4) also on maps that are not multiples of 4 (padded and cropped)."""
+  fn, _, seed, bound32, bound16 = WINOGRAD[algorithm]
   b, h, w, c, o = shape
-  rng = np.random.default_rng(0)
+  rng = np.random.default_rng(seed)
   x = rng.standard_normal((b, h, w, c)).astype(np.float32)
   k = rng.standard_normal((3, 3, c, o)).astype(np.float32)
   want = _conv(x, k)
   with jax.default_matmul_precision("highest"):
-    got = np.asarray(layers.winograd_conv3x3(jnp.asarray(x), jnp.asarray(k), jnp.float32))
+    got = np.asarray(fn(jnp.asarray(x), jnp.asarray(k), jnp.float32))
   assert got.shape == want.shape == (b, h, w, o) and got.dtype == np.float32
-  # Measured: max |diff| / max |ref| 2-4e-7 (the transforms' float32 rounding).
-  assert np.abs(got - want).max() <= 2e-6 * np.abs(want).max()
-  half = np.asarray(layers.winograd_conv3x3(jnp.asarray(x), jnp.asarray(k), jnp.bfloat16))
-  # Measured 4-6e-3 (bfloat16 operands of the transformed inputs and kernels).
-  assert 0 < np.abs(half - want).max() <= 2e-2 * np.abs(want).max()
+  assert np.abs(got - want).max() <= bound32 * np.abs(want).max()
+  half = np.asarray(fn(jnp.asarray(x), jnp.asarray(k), jnp.bfloat16))
+  assert 0 < np.abs(half - want).max() <= bound16 * np.abs(want).max()
 
 
 def test_conv_takes_winograd_by_the_rule_and_can_be_turned_off():
@@ -58,7 +82,8 @@ def test_conv_takes_winograd_by_the_rule_and_can_be_turned_off():
   assert jax.default_backend() == "cpu"
   assert layers.use_winograd(3, 1, 256, jnp.bfloat16)
   assert not layers.use_winograd(3, 2, 256, jnp.bfloat16)  # stride 2: the library's
-  assert not layers.use_winograd(3, 1, 128, jnp.bfloat16)  # fewer channels: slower measured
+  assert layers.use_winograd(3, 1, 128, jnp.bfloat16)  # faster at 16 rows a pass, measured
+  assert not layers.use_winograd(3, 1, 64, jnp.bfloat16)  # fewer channels: slower measured
   assert layers.use_winograd(3, 1, 256, jnp.float32)
   assert not layers.use_winograd(3, 1, 256, jnp.float16)
   assert not layers.use_winograd(1, 1, 256, jnp.bfloat16)
@@ -115,3 +140,117 @@ def test_model_with_winograd_everywhere_matches_the_reference(family, monkeypatc
   assert np.abs(got - want).max() <= 5e-2 * np.abs(want).max()
   assert np.abs(library - want).max() <= 5e-2 * np.abs(want).max()
   assert np.abs(got - library).max() > 0
+
+
+def test_conv_algorithm_tuning_switches():
+  rng = np.random.default_rng(3)
+  x = jnp.asarray(rng.standard_normal((1, 8, 8, 16)), jnp.float32)
+  conv = layers.Conv(16, 8, 3, 1, 1, rngs=nnx.Rngs(0))
+  kernel = conv.kernel[...]
+  assert not layers.use_winograd(3, 1, 16, jnp.float32)  # below the default threshold
+  with layers.conv_algorithm(winograd=True, min_channels=16):
+    assert layers.use_winograd(3, 1, 16, jnp.float32)
+    np.testing.assert_array_equal(
+      np.asarray(conv(x)), np.asarray(layers.winograd_conv3x3(x, kernel, jnp.float32))
+    )
+  with layers.conv_algorithm(winograd=True, min_channels=16, tile=4):
+    np.testing.assert_array_equal(
+      np.asarray(conv(x)), np.asarray(layers.winograd_conv3x3_f4(x, kernel, jnp.float32))
+    )
+  assert not layers.use_winograd(3, 1, 16, jnp.float32)  # restored on leaving
+  with pytest.raises(ValueError, match="tile must be 2 or 4, got 3"):
+    with layers.conv_algorithm(winograd=True, tile=3):
+      pass
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_pointwise_conv_is_a_dot_on_cpu(stride):
+  """A 1x1 convolution (the downsample shortcuts) runs as subsampling + matmul on the CPU:
+  float32 within rounding of XLA's convolution at "highest" precision, bfloat16 within
+  bfloat16 rounding of the operands; with the switch off, the library's convolution."""
+  rng = np.random.default_rng(4)
+  x = jnp.asarray(rng.standard_normal((2, 7, 7, 24)), jnp.float32)
+  conv = layers.Conv(24, 16, 1, stride, 0, rngs=nnx.Rngs(0))
+  kernel = conv.kernel[...]
+  want = np.asarray(
+    jax.lax.conv_general_dilated(
+      x, kernel, (stride, stride), ((0, 0), (0, 0)), dimension_numbers=DN, precision="highest"
+    )
+  )
+  assert layers.use_pointwise_dot(jnp.bfloat16) and layers.use_pointwise_dot(jnp.float32)
+  assert not layers.use_pointwise_dot(jnp.float16)
+  got = np.asarray(conv(x))
+  size = 4 if stride == 2 else 7
+  assert got.shape == want.shape == (2, size, size, 16)
+  np.testing.assert_allclose(got, want, atol=1e-5 * np.abs(want).max(), rtol=0)
+  dot = np.asarray(layers.matmul(x[:, ::stride, ::stride], kernel[0, 0], jnp.bfloat16))
+  np.testing.assert_array_equal(np.asarray(conv(x, jnp.bfloat16)), dot)
+  assert np.abs(dot - want).max() <= 2e-2 * np.abs(want).max()
+  with layers.conv_algorithm(winograd=False):
+    assert not layers.use_pointwise_dot(jnp.bfloat16)
+    library = jax.lax.conv_general_dilated(
+      x.astype(jnp.bfloat16),
+      kernel.astype(jnp.bfloat16),
+      (stride, stride),
+      ((0, 0), (0, 0)),
+      dimension_numbers=DN,
+      preferred_element_type=jnp.float32,
+    )
+    np.testing.assert_array_equal(np.asarray(conv(x, jnp.bfloat16)), np.asarray(library))
+
+
+def test_model_with_winograd_f4_everywhere_matches_the_reference_in_float32():
+  """The F(4x4, 3x3) option on every 3x3 stride-1 convolution of a tiny iResNet: float32
+  within the parity tolerance of the PyTorch reference."""
+  config = tiny("arcface")
+  ref, sd = reference_state_dict(config, seed=8)
+  params, stats = variables(FAMILIES["arcface"], {k: v.numpy() for k, v in sd.items()}, config)
+  x = np.asarray(fr_input(faces(2, 3), "rgb", config))
+  want = reference_embedding(ref, x)
+  model = nnx.merge(abstract_variables(config)[0], params, stats)
+  with layers.conv_algorithm(winograd=True, min_channels=1, tile=4):
+    got = np.asarray(model(jnp.asarray(x)))
+  with layers.conv_algorithm(winograd=True, min_channels=1):
+    f2 = np.asarray(model(jnp.asarray(x)))
+  np.testing.assert_allclose(got, want, atol=2e-4, rtol=2e-4)
+  assert np.abs(got - f2).max() > 0
+
+
+@pytest.mark.parametrize("family", ["arcface", "curricularface"])
+def test_fr_apply_runs_micro_batches_on_cpu(family):
+  """`apply` on a face-recognition backbone runs FR_CPU_MICRO_BATCH rows at a time on the
+  CPU by default (lax.map, then the remainder), equal to one pass up to rounding, and
+  both match the PyTorch reference within the parity tolerance."""
+  from exfiqa_jax.models.inference import apply
+  from exfiqa_jax.models.registry import FR_CPU_MICRO_BATCH
+
+  config = tiny(family)
+  ref, sd = reference_state_dict(config, seed=9)
+  params, stats = variables(FAMILIES[family], {k: v.numpy() for k, v in sd.items()}, config)
+  graphdef = abstract_variables(config)[0]
+  n = FR_CPU_MICRO_BATCH * 2 + 3
+  x = np.asarray(fr_input(faces(n, 4), "rgb", config))
+  want = reference_embedding(ref, x)
+  auto = np.asarray(apply(graphdef, params, stats, jnp.asarray(x)))
+  whole = np.asarray(apply(graphdef, params, stats, jnp.asarray(x), micro_batch=None))
+  np.testing.assert_allclose(auto, whole, atol=1e-5, rtol=1e-5)
+  np.testing.assert_allclose(auto, want, atol=2e-4, rtol=2e-4)
+  jaxpr = str(jax.make_jaxpr(lambda x: apply(graphdef, params, stats, x))(jnp.asarray(x)))
+  assert "scan" in jaxpr and "length=2" in jaxpr  # two full micro-batches, then 3 rows
+
+
+@pytest.mark.parametrize("size", [8, 7])
+def test_patches_stride2_equals_the_convolution(size):
+  """The stride-2 patches form (a measured option, not a default): even and odd maps."""
+  rng = np.random.default_rng(5)
+  x = rng.standard_normal((2, size, size, 6)).astype(np.float32)
+  k = rng.standard_normal((3, 3, 6, 5)).astype(np.float32)
+  want = np.asarray(
+    jax.lax.conv_general_dilated(
+      x, k, (2, 2), ((1, 1), (1, 1)), dimension_numbers=DN, precision="highest"
+    )
+  )
+  with jax.default_matmul_precision("highest"):
+    got = np.asarray(layers.patches_conv3x3_s2(jnp.asarray(x), jnp.asarray(k), jnp.float32))
+  assert got.shape == want.shape == (2, (size + 1) // 2, (size + 1) // 2, 5)
+  assert np.abs(got - want).max() <= 2e-6 * np.abs(want).max()
