@@ -539,6 +539,28 @@ class StrongNumpySweep:
     return self._rest
 
 
+def sweep_files(folder: str) -> None:
+  """The subset table of a score file and a pair list (see `--files`), read in plain numpy:
+  what a user's own script would do, imports included."""
+  import os
+
+  os.sched_setaffinity(0, [min(os.sched_getaffinity(0))])  # one core
+  with np.load(os.path.join(folder, "lfw.npz"), allow_pickle=False) as z:
+    paths, exits = z["paths"], np.asarray(z["exit_scores"], np.float64)
+  index = {str(k): i for i, k in enumerate(paths)}
+  a, b, labels, scores = [], [], [], []
+  with open(os.path.join(folder, "pairs.txt")) as f:
+    for line in f:
+      x, y, g, c = line.split()
+      a.append(index[x])
+      b.append(index[y])
+      labels.append(int(g))
+      scores.append(float(c))
+  masks = ((np.arange(1, 1 << exits.shape[1])[:, None] >> np.arange(exits.shape[1])) & 1) > 0
+  t = StrongNumpySweep(exits, a, b, labels, scores).sweep(masks)
+  np.savez(os.path.join(folder, "strong.npz"), **t)
+
+
 def main():
   import argparse
   import os
@@ -556,9 +578,19 @@ def main():
     "(--rounds of each), their per-variant CPU and wall times and largest difference",
   )
   ap.add_argument("--rounds", type=int, default=3)
+  ap.add_argument(
+    "--files",
+    metavar="FOLDER",
+    help="sweep FOLDER/lfw.npz (paths, exit_scores) and FOLDER/pairs.txt ('a b label score' "
+    "lines) as `exfiqa sweep --scores --pairs` reads them, exits weighted 1..L; writes "
+    "FOLDER/strong.npz (erc [V, 2], edc [V, 2]); plain numpy, nothing of the package imported",
+  )
   args = ap.parse_args()
   if args.against and not os.path.isfile(args.against):
     raise SystemExit(f"error: {args.against}: no such file")
+  if args.files:
+    sweep_files(args.files)
+    return
   from sweep_bench import synthetic
 
   data = synthetic(args.images, args.pairs)

@@ -116,19 +116,11 @@ def timed_process(cmd, env=None) -> tuple[float, float, str, str]:
   return wall, cpu, out.stdout, load
 
 
-def strong_child(folder):
-  """The strong numpy sweep of the files in `folder`, one core -> writes strong.npz."""
-  os.sched_setaffinity(0, [min(os.sched_getaffinity(0))])
-  from benchmarks.strong_numpy import StrongNumpySweep
-  from exfiqa_jax.fusion.subsets import subset_masks
-  from exfiqa_jax.metrics.inputs import PairInputs
-
-  z = PairInputs.from_score_file(
-    os.path.join(folder, "lfw.npz"), os.path.join(folder, "pairs.txt"), np.arange(1, 13.0)
-  )
-  eng = StrongNumpySweep(*z.columns, FMRS, 1e-3, LIMITS)
-  t = eng.sweep(subset_masks(12), RULES)
-  np.savez(os.path.join(folder, "strong.npz"), **t)
+def strong_cmd(folder) -> list[str]:
+  """The strong numpy sweep of the files in `folder` as its own process on one core, plain
+  numpy from the first import (benchmarks/strong_numpy.py --files): writes strong.npz."""
+  here = os.path.dirname(os.path.abspath(__file__))
+  return [sys.executable, os.path.join(here, "strong_numpy.py"), "--files", folder]
 
 
 def exfiqa_cmd(folder, out, *extra):
@@ -160,7 +152,7 @@ def lfw(rounds):
     times = {k: [] for k in ("strong", "cold", "warm", "small")}
     for r in range(rounds):
       env = {"JAX_COMPILATION_CACHE_DIR": os.path.join(cache, str(r))}
-      times["strong"].append(timed_process([sys.executable, __file__, "--strong-child", folder]))
+      times["strong"].append(timed_process(strong_cmd(folder)))
       times["cold"].append(timed_process(exfiqa_cmd(folder, f"cold{r}"), env))
       times["warm"].append(timed_process(exfiqa_cmd(folder, f"warm{r}"), env))
       small = ("weights.simplex=1", "weights.learn_steps=1")
@@ -662,7 +654,6 @@ def main():
   ap.add_argument("--ijbc-check-child", help=argparse.SUPPRESS)
   ap.add_argument("--ijbc-child", choices=("large", "sorted", "strong"), help=argparse.SUPPRESS)
   ap.add_argument("--ijbc-out", help=argparse.SUPPRESS)
-  ap.add_argument("--strong-child", help=argparse.SUPPRESS)
   ap.add_argument("--stages-child", help=argparse.SUPPRESS)
   ap.add_argument("--skip-stages", action="store_true", help="no step table of a warm sweep")
   args = ap.parse_args()
@@ -672,8 +663,6 @@ def main():
     return ijbc_full_child(args.ijbc_subsets, args.ijbc_rules, args.ijbc_out)
   if args.ijbc_check_child:
     return ijbc_check_child(args.ijbc_check_child)
-  if args.strong_child:
-    return strong_child(args.strong_child)
   if args.stages_child:
     return stages_child(args.stages_child)
   print(common.machine_info())
