@@ -217,19 +217,14 @@ def prepare_fn(ps, fusion, masks, weights, rule, *, compress: bool):
 
 
 def pairs_fn(ps, fusion, masks, weights, rule, *, compress: bool):
-  """prepare_fn's pair keys [B, P] alone (the CPU backend's host areas need no class keys)."""
-  with jax.enable_x64(True):
-
-    def one(mask, w):
-      return prepare_keys(ps, fuse_integers(fusion, mask, rule, w), compress)[0]
-
-    return jax.vmap(one)(masks, weights)
+  """prepare_fn's pair keys [B, P] alone (the CPU backend's host areas need no class
+  keys; the class keys prepare_fn also builds are dead code to the compiler)."""
+  return prepare_fn(ps, fusion, masks, weights, rule, compress=compress)[0]
 
 
 def pairs_keys_fn(ps, image_keys):
   """The same for B variants given as exact image keys [B, N] int64 (host_keys)."""
-  with jax.enable_x64(True):
-    return jax.vmap(lambda f: prepare_keys(ps, f)[0])(image_keys)
+  return prepare_keys_fn(ps, image_keys)[0]
 
 
 def prepare_keys_fn(ps, image_keys):
@@ -260,7 +255,6 @@ def keys_fn(ps, image_keys, *, top: int):
 
 
 score_prepare = jit_engine(prepare_fn, static_argnames=("compress",))
-score_prepare_keys = jit_engine(prepare_keys_fn)
 score_pairs = jit_engine(pairs_fn, static_argnames=("compress",))
 score_pairs_keys = jit_engine(pairs_keys_fn)
 score_finish = jit_engine(finish_fn, static_argnames=("top",))
