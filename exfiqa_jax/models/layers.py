@@ -28,14 +28,16 @@ Winograd convolutions on the CPU: jaxlib's CPU convolution upcasts bfloat16 oper
 to float32 (its kernel library has no bfloat16 convolution, in 0.10.2 and 0.12.1),
 while its bfloat16 matmuls run on the CPU's bfloat16 instructions at about twice the
 float32 rate. A 3x3 stride-1 convolution with at least `WINOGRAD_MIN_CHANNELS` input
-channels on the CPU backend therefore runs as Winograd F(2x2, 3x3): 16 matmuls in the
+channels (`WINOGRAD_MIN_CHANNELS_BF16` in bfloat16) on the CPU backend therefore runs as
+Winograd F(2x2, 3x3): 16 matmuls in the
 compute dtype (float32 accumulation) on 2x2-output tiles, 2.25x fewer multiplies, the
 transforms in float32 (`winograd_conv3x3`). It pays most in bfloat16 and less in
 float32 (where only the multiplies are saved), and most when the rows of a pass are few
 (the face-recognition models run 8 at a time on CPU, `registry.FR_CPU_MICRO_BATCH`):
-with 64 channels (the largest maps) the transforms' memory traffic ate the gain and the
-library convolution stays. A 1x1 convolution runs as a subsampling and one matmul on
-the CPU (`use_pointwise_dot`), for the same reason. Other backends are unchanged;
+with 64 channels (the largest maps) the transforms' memory traffic ate the gain in
+float32 and the library convolution stays there; in bfloat16 it pays from 64 channels.
+A 1x1 convolution runs as a subsampling and one matmul on the CPU (`use_pointwise_dot`),
+for the same reason. Other backends are unchanged;
 `conv_algorithm(winograd=False)` turns both off for what is traced inside it. Float32
 outputs move by float32 rounding only (about 1e-6 of the output scale per convolution).
 """
@@ -110,6 +112,11 @@ def bn_affine(bn: nnx.BatchNorm) -> tuple[jax.Array, jax.Array]:
 # Measured at 16 rows per pass (the face-recognition models' CPU micro-batches): faster from
 # 28x28x128 on, slower at 56x56x64 and 112x112x64 (at 64 rows: even at 28x28x128).
 WINOGRAD_MIN_CHANNELS = 128
+# bfloat16 from 64 channels: whole iresnet100 / IR-101 at batch 64, 8 rows a pass, at rest
+# (docs/performance.md): 13.8 -> 17.3 and 15.7 -> 17.8 images/s, ranges apart; the library
+# convolution has no bfloat16 kernel, so the 64-channel maps gain there as they do not in
+# float32.
+WINOGRAD_MIN_CHANNELS_BF16 = 64
 _WINOGRAD = contextvars.ContextVar("winograd", default=True)
 # Measurement switches (None: the rule's default): the channel threshold and the tile.
 _WINOGRAD_TUNING = contextvars.ContextVar("winograd_tuning", default=(None, 2))
@@ -134,14 +141,21 @@ def conv_algorithm(winograd: bool, min_channels: int | None = None, tile: int = 
     _WINOGRAD.reset(token)
 
 
+def min_channels(dtype) -> int:
+  """The input channels from which Winograd pays: WINOGRAD_MIN_CHANNELS_BF16 for bfloat16,
+  WINOGRAD_MIN_CHANNELS otherwise."""
+  bf16 = jnp.dtype(dtype) == jnp.dtype(jnp.bfloat16)
+  return WINOGRAD_MIN_CHANNELS_BF16 if bf16 else WINOGRAD_MIN_CHANNELS
+
+
 def use_winograd(k: int, stride: int, din: int, dtype) -> bool:
-  """The rule of `Conv`: 3x3, stride 1, din >= WINOGRAD_MIN_CHANNELS, float32 or
-  bfloat16, the CPU backend."""
+  """The rule of `Conv`: 3x3, stride 1, din >= min_channels(dtype), float32 or bfloat16,
+  the CPU backend."""
   return (
     _WINOGRAD.get()
     and k == 3
     and stride == 1
-    and din >= (_WINOGRAD_TUNING.get()[0] or WINOGRAD_MIN_CHANNELS)
+    and din >= (_WINOGRAD_TUNING.get()[0] or min_channels(dtype))
     and jnp.dtype(dtype) in (jnp.dtype(jnp.float32), jnp.dtype(jnp.bfloat16))
     and jax.default_backend() == "cpu"
   )

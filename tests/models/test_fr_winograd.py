@@ -83,7 +83,10 @@ def test_conv_takes_winograd_by_the_rule_and_can_be_turned_off():
   assert layers.use_winograd(3, 1, 256, jnp.bfloat16)
   assert not layers.use_winograd(3, 2, 256, jnp.bfloat16)  # stride 2: the library's
   assert layers.use_winograd(3, 1, 128, jnp.bfloat16)  # faster at 16 rows a pass, measured
-  assert not layers.use_winograd(3, 1, 64, jnp.bfloat16)  # fewer channels: slower measured
+  assert layers.use_winograd(3, 1, 64, jnp.bfloat16)  # bfloat16: faster whole networks
+  assert not layers.use_winograd(3, 1, 32, jnp.bfloat16)
+  assert layers.use_winograd(3, 1, 128, jnp.float32)
+  assert not layers.use_winograd(3, 1, 64, jnp.float32)  # float32: slower measured at 64
   assert layers.use_winograd(3, 1, 256, jnp.float32)
   assert not layers.use_winograd(3, 1, 256, jnp.float16)
   assert not layers.use_winograd(1, 1, 256, jnp.bfloat16)
@@ -129,6 +132,7 @@ def test_model_with_winograd_everywhere_matches_the_reference(family, monkeypatc
   want = reference_embedding(ref, x)
   model = nnx.merge(abstract_variables(config)[0], params, stats)
   monkeypatch.setattr(layers, "WINOGRAD_MIN_CHANNELS", 1)
+  monkeypatch.setattr(layers, "WINOGRAD_MIN_CHANNELS_BF16", 1)
   got = np.asarray(model(jnp.asarray(x), jnp.bfloat16))  # eager: no earlier trace reused
   full = np.asarray(model(jnp.asarray(x)))
   with layers.conv_algorithm(winograd=False):
