@@ -29,17 +29,17 @@ to float32 (its kernel library has no bfloat16 convolution, in 0.10.2 and 0.12.1
 while its bfloat16 matmuls run on the CPU's bfloat16 instructions at about twice the
 float32 rate. A 3x3 stride-1 convolution with at least `WINOGRAD_MIN_CHANNELS` input
 channels (`WINOGRAD_MIN_CHANNELS_BF16` in bfloat16) on the CPU backend therefore runs as
-Winograd F(2x2, 3x3): 16 matmuls in the
-compute dtype (float32 accumulation) on 2x2-output tiles, 2.25x fewer multiplies, the
-transforms in float32 (`winograd_conv3x3`). It pays most in bfloat16 and less in
-float32 (where only the multiplies are saved), and most when the rows of a pass are few
-(the face-recognition models run 8 at a time on CPU, `registry.FR_CPU_MICRO_BATCH`):
-with 64 channels (the largest maps) the transforms' memory traffic ate the gain in
-float32 and the library convolution stays there; in bfloat16 it pays from 64 channels.
-A 1x1 convolution runs as a subsampling and one matmul on the CPU (`use_pointwise_dot`),
-for the same reason. Other backends are unchanged;
-`conv_algorithm(winograd=False)` turns both off for what is traced inside it. Float32
-outputs move by float32 rounding only (about 1e-6 of the output scale per convolution).
+Winograd F(2x2, 3x3): 16 matmuls in the compute dtype (float32 accumulation) on
+2x2-output tiles, 2.25x fewer multiplies, the transforms in float32 (`winograd_conv3x3`).
+It pays most in bfloat16 and less in float32 (where only the multiplies are saved), and
+most when the rows of a pass are few (the face-recognition models run 8 at a time on CPU,
+`registry.FR_CPU_MICRO_BATCH`): with 64 channels (the largest maps) the transforms'
+memory traffic ate the gain in float32 and the library convolution stays there; in
+bfloat16 it pays from 64 channels. A 1x1 convolution runs as a subsampling and one
+matmul on the CPU (`use_pointwise_dot`), for the same reason. Other backends are
+unchanged; `conv_algorithm(winograd=False)` turns both off for what is traced inside it.
+Float32 outputs move by float32 rounding only (about 1e-6 of the output scale per
+convolution).
 """
 
 from __future__ import annotations
@@ -56,9 +56,12 @@ LN_EPS = 1e-5  # PyTorch nn.LayerNorm default; Flax's default is 1e-6.
 BN_EPS = 2e-5  # ViT-FIQA's BatchNorm1d eps; both frameworks default to 1e-5.
 
 
-def matmul(x: jax.Array, w: jax.Array, dtype) -> jax.Array:
-  """x: [..., I] @ w: [I, O] -> float32 [..., O], inputs cast to `dtype`."""
-  return jnp.einsum("...i,io->...o", x.astype(dtype), w.astype(dtype), preferred_element_type=F32)
+def matmul(x: jax.Array, w: jax.Array, dtype, out=F32) -> jax.Array:
+  """x: [..., I] @ w: [I, O] -> float32 [..., O], inputs cast to `dtype`, accumulated in
+  float32; `out`: the product's type before the float32 result (bfloat16: a measurement
+  option of `winograd_conv3x3`)."""
+  y = jnp.einsum("...i,io->...o", x.astype(dtype), w.astype(dtype), preferred_element_type=out)
+  return y.astype(F32)
 
 
 class Dense(nnx.Module):
@@ -172,12 +175,6 @@ def use_pointwise_dot(dtype) -> bool:
   )
 
 
-def _dot(x: jax.Array, w: jax.Array, dtype, out) -> jax.Array:
-  """`matmul` with the output in `out` (the accumulation is the kernel's, float32)."""
-  y = jnp.einsum("...i,io->...o", x.astype(dtype), w.astype(dtype), preferred_element_type=out)
-  return y.astype(F32)
-
-
 def _bt(d: list) -> list:
   """Winograd F(2, 3) input transform B^T d along one axis: 4 rows -> 4."""
   return [d[0] - d[2], d[1] + d[2], d[2] - d[1], d[1] - d[3]]
@@ -212,7 +209,7 @@ def winograd_conv3x3(x: jax.Array, kernel: jax.Array, dtype, out=F32) -> jax.Arr
     v = _bt([rows[alpha][:, :, u // 2 : u // 2 + tw, u % 2] for u in range(4)])
     gk = gr[alpha]
     u_ = [gk[0], (gk[0] + gk[1] + gk[2]) / 2, (gk[0] - gk[1] + gk[2]) / 2, gk[2]]  # (G g G^T)
-    m.append([_dot(v[beta], u_[beta], dtype, out) for beta in range(4)])  # [b, th, tw, O]
+    m.append([matmul(v[beta], u_[beta], dtype, out) for beta in range(4)])  # [b, th, tw, O]
   cols = [_at([m[alpha][beta] for alpha in range(4)]) for beta in range(4)]  # 4 x 2
   y = [_at([cols[beta][i] for beta in range(4)]) for i in range(2)]  # y[i][j]: output (i, j)
   y = jnp.stack([jnp.stack(y[i], 3) for i in range(2)], 2)  # [b, th, 2, tw, 2, O]
