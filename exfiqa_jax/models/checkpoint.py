@@ -57,6 +57,10 @@ class _OrbaxErrorLogs(logging.Filter):
 
 
 logging.getLogger("absl").addFilter(_OrbaxErrorLogs())  # orbax logs through absl
+# asyncio logs a failed read's tasks that nobody awaited any more ("Task exception was
+# never retrieved", when the task is collected: at exit included) with the exception's
+# traceback: dropped where that traceback is orbax's or tensorstore's, as above
+logging.getLogger("asyncio").addFilter(_OrbaxErrorLogs())
 
 
 def quiet_orbax_aftermath() -> None:

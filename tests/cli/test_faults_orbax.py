@@ -69,3 +69,34 @@ def test_full_disk_while_converting_is_one_stderr_line(root, tmp_path):
   assert len(lines) == 1, r.stderr[-5000:]
   assert "the checkpoint could not be written" in lines[0]
   assert sorted(os.listdir(tmp_path)) == ["m.pt", "m.pt.json"]
+
+
+def test_asyncio_logs_of_orbax_tasks_are_dropped_and_others_kept(caplog):
+  """A damaged checkpoint's read tasks that nobody awaits any more are logged by asyncio
+  ("Task exception was never retrieved") when collected, at exit too: a CI run printed
+  that traceback (328 lines) after the one-line error. Such a record whose traceback is
+  orbax's is dropped by the logger's filter; an asyncio error of other code still shows."""
+  import logging
+
+  import exfiqa_jax.models.checkpoint  # noqa: F401  (installs the filters)
+
+  def code(path: str, text: str) -> dict:  # functions whose frames are in `path`
+    ns: dict = {}
+    exec(compile(text, path, "exec"), ns)
+    return ns
+
+  boom = code("/x/orbax/fake.py", "def boom():\n  raise ValueError('OUT_OF_RANGE')\n")["boom"]
+  other = code("/x/user/code.py", "def other():\n  return int('x')\n")["other"]
+  catch = code(
+    "/x/user/catch.py", "def catch(f):\n  try:\n    f()\n  except ValueError as e:\n    return e\n"
+  )["catch"]
+  errors = [catch(boom), catch(other)]  # tracebacks from catch's frame on (not this file's)
+  emit = code(  # the record's pathname is its caller's: asyncio's, not this file's
+    "/x/asyncio_like/base_events.py",
+    "def emit(log, e):\n"
+    "  log.error('Task exception was never retrieved', exc_info=(type(e), e, e.__traceback__))\n",
+  )["emit"]
+  with caplog.at_level(logging.ERROR, logger="asyncio"):
+    for e in errors:
+      emit(logging.getLogger("asyncio"), e)
+  assert [r.exc_info[1] for r in caplog.records] == [errors[1]]
