@@ -149,12 +149,97 @@ class PairSides(NamedTuple):
   shift: int
 
 
-def pair_sides(ps: PairSet, p: Plan, rule: str) -> PairSides | None:
-  """The host's pair keys of a tabled integer Plan (mean, weighted, min, max with
-  half-subset tables, keys that need no rank compression), or None."""
-  if not p.integer or p.fusion.lo is None or p.compress or rule == "median":
+class MedianSides(NamedTuple):
+  """The median's pair sides: lo_a, lo_b [2^h, P'], hi_a, hi_b [2^(L-h), P'] uint16 the
+  sorted positions (in the image's ascending exit order) of every half-subset's exits
+  as a bit mask; pick [2^L] uint8 the pair of middle positions of every position mask
+  (`_middles`); sums_a, sums_b [P' C] int64 each side's sum of the values at every
+  pair of positions (C = `_middles`' pair count, row by row); sid, shift as PairSides."""
+
+  lo_a: np.ndarray
+  lo_b: np.ndarray
+  hi_a: np.ndarray
+  hi_b: np.ndarray
+  pick: np.ndarray
+  sums_a: np.ndarray
+  sums_b: np.ndarray
+  sid: np.ndarray
+  shift: int
+
+
+def _middles(depth: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """The middle picks of `fuse_integers`' median by mask of sorted positions: (pick
+  [2^depth] uint8, i, j [C] int64): a mask with k bits set picks its ((k + 1) // 2)-th
+  and (k // 2 + 1)-th set bits, the sum of the values at positions i[pick] and
+  j[pick], where position `depth` stands for a 0 (one pick: k odd; none: k = 0). The
+  C pairs: every i < j <= depth, then (depth, depth)."""
+  codes = np.arange(1 << depth)
+  bits = (codes[:, None] >> np.arange(depth)) & 1
+  run = np.cumsum(bits, 1)
+  k = run[:, -1]
+
+  def nth(m):  # position of the m-th set bit (m >= 1), depth where there is none
+    hit = (run == m[:, None]) & (bits == 1)
+    return np.where(hit.any(1), np.argmax(hit, 1), depth)
+
+  first = nth((k + 1) // 2)
+  second = np.where(k % 2 == 0, nth(k // 2 + 1), depth)
+  i, j = np.triu_indices(depth + 1, 1)
+  i, j = np.r_[i, depth], np.r_[j, depth]
+  number = np.zeros((depth + 1, depth + 1), np.int64)
+  number[i, j] = np.arange(len(i))
+  return number[first, second].astype(np.uint8), i, j
+
+
+def _median_sides(ps: PairSet, p: Plan, n: int) -> MedianSides | None:
+  order = np.asarray(p.fusion.order).T  # [N, L]: exit of each ascending position
+  asc = np.asarray(p.fusion.ascending).T  # [N, L]
+  size, depth = order.shape
+  h = depth // 2
+  pairs = (depth + 1) * depth // 2 + 1
+  if depth > 16 or pairs > 256:
+    return None
+  if 4 * ((1 << h) + (1 << (depth - h))) * n + 2 * n * pairs * 8 > SIDE_BYTES:
+    return None
+  pos = np.empty_like(order)
+  np.put_along_axis(pos, order, np.arange(depth, dtype=order.dtype)[None, :], 1)
+  bit = (np.ones((), np.uint16) << pos.astype(np.uint16)).T  # [L, N]
+
+  def table(part):
+    t = np.zeros((1 << len(part), size), np.uint16)
+    for c in range(1, len(t)):
+      t[c] = t[c & (c - 1)] | part[(c & -c).bit_length() - 1]
+    return t
+
+  lo, hi = table(bit[:h]), table(bit[h:])
+  pick, i, j = _middles(depth)
+  sa, sb = np.asarray(ps.sa)[:n], np.asarray(ps.sb)[:n]
+  vals = np.concatenate([asc, np.zeros((size, 1), asc.dtype)], 1).astype(np.int64)
+
+  def side(t, idx):  # C-contiguous rows (a fancy index on axis 1 would be column-major)
+    return np.ascontiguousarray(np.take(t, idx, axis=1))
+
+  def sums(idx):  # [n C]: pair by pair, the sums of its side's values at i and j
+    v = vals[idx]
+    return (v[:, i] + v[:, j]).ravel()
+
+  sid = np.asarray(ps.sid)[:n].astype(np.int64)
+  return MedianSides(
+    side(lo, sa), side(lo, sb), side(hi, sa), side(hi, sb), pick, sums(sa), sums(sb), sid,
+    index_bits(ps.sa.shape[0]),
+  )  # fmt: skip
+
+
+def pair_sides(ps: PairSet, p: Plan, rule: str) -> PairSides | MedianSides | None:
+  """The host's pair keys of an integer Plan whose keys need no rank compression:
+  mean, weighted, min, max with half-subset tables, and the median; or None."""
+  if not p.integer or p.compress:
     return None
   n = int(ps.count)
+  if rule == "median":
+    return _median_sides(ps, p, n)
+  if p.fusion.lo is None:
+    return None
   lo, hi = np.asarray(p.fusion.lo), np.asarray(p.fusion.hi)
   if 2 * (len(lo) + len(hi)) * n * 8 > SIDE_BYTES:
     return None
@@ -169,14 +254,27 @@ def pair_sides(ps: PairSet, p: Plan, rule: str) -> PairSides | None:
   return PairSides(op, side(lo, sa), side(lo, sb), side(hi, sa), side(hi, sb), sid, shift)
 
 
-def side_keys(sides: PairSides, masks: np.ndarray) -> np.ndarray:
+def _median_side(lo, hi, sums, pick, cl, ch, base) -> np.ndarray:
+  """One side's fused medians [B, P']: the position mask of the subset's exits, its
+  pair of middle positions, the side's sum there."""
+  at = np.take(pick, lo[cl] | hi[ch])  # uint8 [B, P']
+  return np.take(sums, base + at)
+
+
+def side_keys(sides: PairSides | MedianSides, masks: np.ndarray) -> np.ndarray:
   """masks [B, L] -> pair keys [B, P'] of the real pairs by score position, those of
   `prepare_keys` (min of the two images' fused integers << shift | pair index)."""
   h = (len(sides.lo_a) - 1).bit_length()
   codes = code_of(masks)
   cl, ch = codes & ((1 << h) - 1), codes >> h
-  fa = sides.op(sides.lo_a[cl], sides.hi_a[ch])
-  fb = sides.op(sides.lo_b[cl], sides.hi_b[ch])
+  if isinstance(sides, MedianSides):
+    n = len(sides.sid)
+    base = np.arange(0, len(sides.sums_a), len(sides.sums_a) // n, dtype=np.int64)  # pair rows
+    fa = _median_side(sides.lo_a, sides.hi_a, sides.sums_a, sides.pick, cl, ch, base)
+    fb = _median_side(sides.lo_b, sides.hi_b, sides.sums_b, sides.pick, cl, ch, base)
+  else:
+    fa = sides.op(sides.lo_a[cl], sides.hi_a[ch])
+    fb = sides.op(sides.lo_b[cl], sides.hi_b[ch])
   np.minimum(fa, fb, out=fa)
   fa <<= sides.shift
   fa |= sides.sid

@@ -96,7 +96,7 @@ def test_levels_find_the_cuts_of_a_sort_and_each_keys_rate(nb):
       np.testing.assert_array_equal(level[r], lv)
 
 
-@pytest.mark.parametrize("rule", ["mean", "weighted", "min", "max"])
+@pytest.mark.parametrize("rule", RULES)
 def test_host_pair_keys_from_side_tables_equal_the_compiled_keys(rule):
   from exfiqa_jax.fusion.engine import pair_sides, side_keys
 
@@ -110,4 +110,37 @@ def test_host_pair_keys_from_side_tables_equal_the_compiled_keys(rule):
     args = (ps, p.fusion, jnp.asarray(masks), jnp.asarray(p.weights), RULES.index(rule))
     want = np.asarray(score_pairs(*args, compress=p.compress))[:, : int(ps.count)]
   np.testing.assert_array_equal(side_keys(sides, masks), want)
-  assert pair_sides(ps, plan(ps, "none", "median", w), "median") is None
+
+
+def test_host_median_keys_equal_the_compiled_keys_on_every_subset_of_12_exits():
+  """The median's position-mask tables against the compiled median (`fuse_integers`)
+  on all 4,095 subsets of 12 exits (odd and even sizes), exit scores on a grid of 4
+  values (most images tie inside their subsets), padding images and pairs."""
+  from exfiqa_jax.fusion.engine import MedianSides, pair_sides, side_keys
+
+  rng = np.random.default_rng(5)
+  depth, n, p = 12, 37, 150
+  exits = rng.integers(0, 4, (n, depth)).astype(np.float32) / 3
+  exits[:5] = np.round(rng.normal(size=(5, depth)), 2)  # a few without ties
+  a, b = rng.integers(0, n, (2, p))
+  genuine = rng.random(p) < 0.4
+  scores = rng.integers(0, 10, p).astype(np.float32) / 10
+  ps = make_pairset(exits, a, b, genuine.astype(int), scores, fmrs=(0.05,), limits=(0.3,))
+  assert ps.exits.shape[0] > n and ps.sa.shape[0] > p  # padding images and pairs
+  masks = ((np.arange(1, 1 << depth)[:, None] >> np.arange(depth)) & 1).astype(bool)
+  w = np.broadcast_to(np.arange(1, depth + 1), masks.shape)
+  pl = plan(ps, "none", "median", w)
+  sides = pair_sides(ps, pl, "median")
+  assert isinstance(sides, MedianSides)
+  with jax.enable_x64(True):
+    for lo in range(0, len(masks), 1024):
+      mk = masks[lo : lo + 1024]
+      args = (
+        ps,
+        pl.fusion,
+        jnp.asarray(mk),
+        jnp.asarray(pl.weights[lo : lo + 1024]),
+        RULES.index("median"),
+      )
+      want = np.asarray(score_pairs(*args, compress=pl.compress))[:, :p]
+      np.testing.assert_array_equal(side_keys(sides, mk), want)
