@@ -144,21 +144,23 @@ def levels(keys: np.ndarray, count: int, nb: int | None = None):
   return bounds, level
 
 
-def _blocks(glvl: np.ndarray, nw: int):
-  """glvl: [B, G] the genuines' rate levels -> (padded [B, 64 nw] int8 (-1: no genuine),
-  pref [B, 20, nw + 1] int64: genuines kept at each rate before each block of 64), from
-  one histogram of (block, level): a count below j is pref at j's block plus a compare
-  over at most 63 levels of that block."""
+WORD = np.dtype("<u8")  # little-endian words of packbits' little bit order: bit j = item j
+ALL = np.uint64(2**64 - 1)
+
+
+def _words(glvl: np.ndarray, nw: int):
+  """glvl: [B, G] the genuines' rate levels -> (words [B, 20, nw] uint64: bit j of word
+  w of rate r set iff genuine 64 w + j is kept at rate r (level >= r; none past G),
+  pref [B, 20, nw + 1] int64: genuines kept at each rate before each word), so a count
+  of kept genuines below j is pref at j's word plus a popcount of that word's low bits."""
   bsz, g = glvl.shape
   padded = np.full((bsz, nw * 64), -1, np.int8)
   padded[:, :g] = glvl
-  cell = (np.arange(bsz * nw, dtype=np.int64) * RATES).reshape(bsz, nw)
-  at = np.repeat(cell, 64, axis=1)[:, :g] + glvl  # (row, block, level)
-  hist = np.bincount(at.ravel(), minlength=bsz * nw * RATES).reshape(bsz, nw, RATES)
-  ge = np.cumsum(hist[:, :, ::-1], axis=2)[:, :, ::-1]  # kept at rate r: level >= r
+  kept = padded[:, None, :] >= np.arange(RATES, dtype=np.int8)[None, :, None]
+  words = np.packbits(kept, axis=2, bitorder="little").view(WORD)
   pref = np.zeros((bsz, RATES, nw + 1), np.int64)
-  np.cumsum(ge.transpose(0, 2, 1), axis=2, out=pref[:, :, 1:])
-  return padded, pref
+  np.cumsum(np.bitwise_count(words), axis=2, out=pref[:, :, 1:])
+  return words, pref
 
 
 def rate_fnmr(hp: HostPairs, glvl, level, window: int = 64):
@@ -169,7 +171,7 @@ def rate_fnmr(hp: HostPairs, glvl, level, window: int = 64):
   Also the kept genuines per rate [B, 20]."""
   bsz, g = glvl.shape
   nw = g // 64 + 1  # a spare word: queries up to j = G
-  gpad, pref = _blocks(glvl, nw)
+  words, pref = _words(glvl, nw)
   n_gen_r = pref[:, :, -1]
   n_imp_r = (hp.count - (np.arange(RATES) * hp.count) // RATES)[None, :] - n_gen_r
   out = np.empty((bsz, RATES, len(hp.num)), np.float32)
@@ -178,7 +180,7 @@ def rate_fnmr(hp: HostPairs, glvl, level, window: int = 64):
   while len(todo):
     part = slice(None) if len(todo) == bsz else todo  # no copies on the first pass
     ilvl = level[part][:, hp.imp_pos[:w]]
-    f, short = _fnmr(hp, ilvl, gpad[part], pref[part], n_gen_r[part], n_imp_r[part], w)
+    f, short = _fnmr(hp, ilvl, words[part], pref[part], n_gen_r[part], n_imp_r[part], w)
     done = ~short if w < len(hp.imp_pos) else np.ones(len(todo), bool)
     out[todo[done]] = f[done]
     todo = todo[~done]
@@ -186,11 +188,11 @@ def rate_fnmr(hp: HostPairs, glvl, level, window: int = 64):
   return out, n_gen_r
 
 
-def _fnmr(hp: HostPairs, ilvl, gpad, pref, n_gen_r, n_imp_r, w):
+def _fnmr(hp: HostPairs, ilvl, words, pref, n_gen_r, n_imp_r, w):
   """One window of w impostors -> (fnmr [B, 20, F] float32, short [B]: the window
   cannot decide some rate/FMR of the row)."""
   bsz, nf = len(ilvl), len(hp.num)
-  g, nw = len(hp.gen_pos), gpad.shape[1] // 64
+  g, nw = len(hp.gen_pos), words.shape[2]
   c0 = np.zeros((bsz, RATES, w + 1), np.int64)  # kept among the first m impostors
   steps = np.arange(RATES, dtype=np.int8)[None, :, None]
   np.cumsum(ilvl[:, None, :w] >= steps, axis=2, out=c0[:, :, 1:])
@@ -206,10 +208,7 @@ def _fnmr(hp: HostPairs, ilvl, gpad, pref, n_gen_r, n_imp_r, w):
   have = c_flat[c_base + w]
   p_flat, p_base = pref.ravel(), br * (nw + 1)
   p_sorted = (pref.reshape(-1, nw + 1) + (np.arange(bsz * RATES) * (g + 1))[:, None]).ravel()
-  seg_row = (br // RATES) * nw  # the row's first block of padded genuine levels
-  rows64 = gpad.reshape(-1, 64)
-  rate = (br % RATES).astype(np.int8)[..., None]
-  lane = np.arange(64, dtype=np.int8)
+  w_flat, w_base = words.ravel(), br * nw
   last = w - 1
 
   def nth(n):  # index of the n-th kept impostor (clipped to the window)
@@ -220,25 +219,22 @@ def _fnmr(hp: HostPairs, ilvl, gpad, pref, n_gen_r, n_imp_r, w):
   def imp_below(i):
     return c_flat[c_base + np.clip(i, 0, w)]
 
-  def block(blk):  # [..., 64] bool: kept at the entry's rate in genuine block blk
-    return rows64[seg_row + blk] >= rate
-
-  def count(kept):  # [..., 64] bool -> trues (a popcount of each 8 bytes)
-    return np.bitwise_count(kept.view(np.uint64)).sum(-1, dtype=np.int64)
-
   def gen_below(j):  # kept genuines with index < j, 0 <= j <= G
     blk = j >> 6
-    kept = block(blk)
-    kept &= lane < (j & 63).astype(np.int8)[..., None]
-    return p_flat[p_base + blk] + count(kept)
+    low = (np.uint64(1) << (j & 63).astype(np.uint64)) - np.uint64(1)
+    return p_flat[p_base + blk] + np.bitwise_count(w_flat[w_base + blk] & low)
 
   def gen_last(j):  # the largest kept genuine index < j, -1 if none
     c = gen_below(j)
     blk = np.searchsorted(p_sorted, br * (g + 1) + c, "left") - p_base - 1
     blk = np.clip(blk, 0, nw - 1)
-    within = np.minimum(c - p_flat[p_base + blk], 64).astype(np.int8)
-    run = np.cumsum(block(blk), axis=-1, dtype=np.int8)
-    bit = count(run < within[..., None])  # the within-th kept of the block
+    within = c - p_flat[p_base + blk]  # the within-th kept of the word
+    word = w_flat[w_base + blk]
+    bit = np.zeros(word.shape, np.int64)  # by binary search: bits below it hold fewer
+    for step in (32, 16, 8, 4, 2, 1):
+      up = bit + step
+      few = np.bitwise_count(word & (ALL >> (64 - up).astype(np.uint64))) < within
+      bit = np.where(few, up, bit)
     return np.where(c > 0, blk * 64 + bit, -1)
 
   need_hi = q + (rem > 0)
