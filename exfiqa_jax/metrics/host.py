@@ -295,38 +295,41 @@ def edc_area(hp: HostPairs, keys: np.ndarray, glvl: np.ndarray, n_gen_r: np.ndar
   # keys quality << 1 | error: an area depends on the order of the qualities, their
   # ties and which genuines are errors, not on the order within a tie
   if (r < RATES).all() and q < g:
-    cnt = disc[np.arange(bsz), r]
+    cnt = disc[np.arange(bsz), r]  # genuines of each row below rate r's cut
     idx = np.flatnonzero(glvl < r[:, None].astype(np.int8))  # row-major
-    rows = idx // g
+    rows = np.repeat(np.arange(bsz), cnt)
     gi = idx - rows * g
     wide = int(cnt.max())
     dest = np.arange(len(idx)) + (np.arange(bsz) * wide - (np.cumsum(cnt) - cnt))[rows]
     buf = np.full(bsz * wide, np.iinfo(np.int64).max)
     got = keys.ravel()[rows * keys.shape[1] + hp.gen_pos[gi]]
-    buf[dest] = ((got >> hp.shift) << 1) | hp.gen_error[gi]
+    got >>= hp.shift
+    got <<= 1
+    got |= hp.gen_error[gi]
+    buf[dest] = got
     low = np.sort(buf.reshape(bsz, wide), axis=1)[:, :q]
   else:
     kg = ((keys[:, hp.gen_pos] >> hp.shift) << 1) | hp.gen_error
     low = np.sort(np.partition(kg, q - 1, axis=1)[:, :q] if q < g else kg, axis=1)
-  quality = low >> 1
-  e = (low & 1).ravel()
+  # per position: the start of its tie group (`first`) and the errors before it; every
+  # row starts a group, and both are nondecreasing along a row: a running maximum of
+  # their values at the group starts fills each group
   new = np.ones((bsz, q), bool)
-  np.not_equal(quality[:, 1:], quality[:, :-1], out=new[:, 1:])
-  new = new.ravel()  # every row starts a group: one 1-D scan over all rows
-  pos = np.arange(bsz * q)
-  first = np.maximum.accumulate(np.where(new, pos, 0))
-  e_before = np.cumsum(e) - e  # across rows: differences within a row are the row's
-  base = np.repeat(np.arange(0, bsz * q, q), q)  # each row's first position
-  e_start = (e_before[first] - e_before[base]).reshape(bsz, q)
-  first = (first - base).reshape(bsz, q)
+  np.greater(low[:, 1:] ^ low[:, :-1], 1, out=new[:, 1:])  # the quality changes
+  e = (low & 1).astype(np.int32)
+  e_before = np.cumsum(e, axis=1, dtype=np.int32)
+  e_before -= e
+  e_start = np.maximum.accumulate(np.where(new, e_before, 0), axis=1)
+  first = np.maximum.accumulate(np.where(new, np.arange(q, dtype=np.int32), 0), axis=1)
   frac = (hp.n_err - e_start.astype(np.float32)) / (np.float32(g) - first.astype(np.float32))
   width = hp.width  # [K, Qp]
   n = 1 << max(0, (width.shape[1] - 1).bit_length())
-  x = np.zeros((bsz, len(width), n), np.float64)  # exact products, summed in float64
-  x[:, :, :q] = width[None, :, :q].astype(np.float64) * frac[:, None, :].astype(np.float64)
-  while x.shape[-1] > 1:  # edc.tree_sum's pairwise order
-    half = x.shape[-1] // 2
-    x = x[..., :half] + x[..., half:]
+  x = np.empty((bsz, len(width), n), np.float64)  # exact products, summed in float64
+  np.multiply(width[None, :, :q].astype(np.float64), frac[:, None, :], out=x[:, :, :q])
+  x[:, :, q:] = 0
+  while n > 1:  # edc.tree_sum's pairwise order
+    n //= 2
+    np.add(x[..., :n], x[..., n : 2 * n], out=x[..., :n])
   return x[..., 0].astype(np.float32)
 
 
