@@ -132,6 +132,7 @@ def plan(ps: PairSet, norm: str, rule: str, weights, tables_ok: bool = True) -> 
 
 
 SIDE_BYTES = 1 << 28  # the largest per-pair-side tables `pair_sides` builds
+SIDE_ROWS = 8  # variants per step of `side_keys` (LFW-sized: 0.73-0.85x the time of whole chunks)
 
 
 class PairSides(NamedTuple):
@@ -267,18 +268,23 @@ def side_keys(sides: PairSides | MedianSides, masks: np.ndarray) -> np.ndarray:
   h = (len(sides.lo_a) - 1).bit_length()
   codes = code_of(masks)
   cl, ch = codes & ((1 << h) - 1), codes >> h
+  n = len(sides.sid)
+  out = np.empty((len(codes), n), np.int64)
+  step = SIDE_ROWS
   if isinstance(sides, MedianSides):
-    n = len(sides.sid)
     base = np.arange(0, len(sides.sums_a), len(sides.sums_a) // n, dtype=np.int64)  # pair rows
-    fa = _median_side(sides.lo_a, sides.hi_a, sides.sums_a, sides.pick, cl, ch, base)
-    fb = _median_side(sides.lo_b, sides.hi_b, sides.sums_b, sides.pick, cl, ch, base)
-  else:
-    fa = sides.op(sides.lo_a[cl], sides.hi_a[ch])
-    fb = sides.op(sides.lo_b[cl], sides.hi_b[ch])
-  np.minimum(fa, fb, out=fa)
-  fa <<= sides.shift
-  fa |= sides.sid
-  return fa
+  for s in range(0, len(codes), step):  # a few variants at a time: temporaries stay in cache
+    c, d, o = cl[s : s + step], ch[s : s + step], out[s : s + step]
+    if isinstance(sides, MedianSides):
+      o[:] = _median_side(sides.lo_a, sides.hi_a, sides.sums_a, sides.pick, c, d, base)
+      fb = _median_side(sides.lo_b, sides.hi_b, sides.sums_b, sides.pick, c, d, base)
+    else:
+      sides.op(sides.lo_a[c], sides.hi_a[d], out=o)
+      fb = sides.op(sides.lo_b[c], sides.hi_b[d])
+    np.minimum(o, fb, out=o)
+    o <<= sides.shift
+    o |= sides.sid
+  return out
 
 
 def host_keys(ps: PairSet, p: Plan, masks, weights) -> np.ndarray:
