@@ -126,20 +126,24 @@ def levels(keys: np.ndarray, count: int, nb: int | None = None):
   # order the holders by (bucket, key): buckets numbered densely (at most 20 a row) above
   # the key's bits within its bucket, one int64 sort; else a lexsort
   held = np.unique(at)
+  size = cnt[held]  # the holders of each held bucket
+  start = np.cumsum(size) - size  # its first place among the sorted holders
+  number = cnt  # reused (counts read): bucket -> its number among the held buckets
+  number[held] = np.arange(len(held))
   width = int(shift.max())
   if len(held).bit_length() + width <= 62:
-    number = np.searchsorted(held, group)
-    comp = (number << width) | (vals & ((1 << shift[hold // count]) - 1))
+    comp = (number[group] << width) | (vals & ((1 << shift[group // nb]) - 1))
     srt = np.argsort(comp)
   else:
     srt = np.lexsort((vals, group))
   order = hold[srt]
-  sg = group[srt]
-  cpos = np.searchsorted(sg, at, "left") + rank  # each cut's place among the sorted holders
+  cpos = start[number[at]] + rank  # each cut's place among the sorted holders (unique)
   bounds = vals[srt][cpos].reshape(bsz, RATES)
   # a holder's level: the table's, plus the cuts of its own bucket at or below it
-  mine = np.searchsorted(cpos, np.arange(len(order)), "right")
-  below = np.searchsorted(cpos, np.searchsorted(sg, sg, "left"), "left")
+  mark = np.zeros(len(order), np.int32)
+  mark[cpos] = 1
+  mine = np.cumsum(mark, dtype=np.int32)  # cuts at or before each sorted place
+  below = (mine - mark)[start[number[group[srt]]]]  # cuts before its bucket's first place
   level.ravel()[order] += (mine - below - 64).astype(np.int8)
   return bounds, level
 
