@@ -117,7 +117,7 @@ def score_variants(
   v = len(masks)
   lo, hi = host_share(v)
   devices = tuple(devices or jax.local_devices())
-  p = plan(ps, norm, rule, weights)
+  p = plan(ps, norm, rule, weights, host=host_sort())
   w = p.weights if p.integer else weights
   top, full = default_top(ps), ps.imp_pos.shape[0]
   mine = _run(ps, p, masks[lo:hi], w[lo:hi], rule, memory_mb, devices, top)
@@ -143,42 +143,43 @@ def _run(ps, p, masks, weights, rule, memory_mb, devices, top):
     np.r_[masks, masks[:1].repeat(pad, 0)],
     np.r_[weights, weights[:1].repeat(pad, 0)],
   )
-  split = host_sort()  # CPU: the compiled pair keys, then the areas in numpy (metrics.host)
-  sides = None
-  with jax.enable_x64(True):
-    if len(devices) > 1:
-      rep = jax.NamedSharding(mesh(list(devices)), jax.P())
+  split = host_sort()  # CPU: the areas in numpy (metrics.host)
+  sides = pair_sides(ps, p, rule) if split else None  # integer plans: the keys in numpy too
+  hp = host_pairs(ps) if split else None
+  if sides is None:  # a compiled program: the data on the devices
+    with jax.enable_x64(True):
+      if len(devices) > 1:
+        rep = jax.NamedSharding(mesh(list(devices)), jax.P())
 
-      def on(fn, specs, **static):
-        return sharded(fn, devices, specs, **static)
-    else:
-      rep = devices[0]
-      jitted = {
-        pairs_fn: score_pairs, pairs_keys_fn: score_pairs_keys, chunk_fn: score_chunk,
-        keys_fn: score_keys,
-      }  # fmt: skip
+        def on(fn, specs, **static):
+          return sharded(fn, devices, specs, **static)
+      else:
+        rep = devices[0]
+        jitted = {
+          pairs_fn: score_pairs, pairs_keys_fn: score_pairs_keys, chunk_fn: score_chunk,
+          keys_fn: score_keys,
+        }  # fmt: skip
 
-      def on(fn, specs, **static):
-        return functools.partial(jitted[fn], **static)
+        def on(fn, specs, **static):
+          return functools.partial(jitted[fn], **static)
 
-    ps_d = jax.device_put(ps, rep)
-    fusion = jax.device_put(p.fusion, rep) if p.integer else None
-    if p.integer:
-      specs = (False, False, True, True, False)
-      first, whole = (pairs_fn, {"compress": p.compress}), (chunk_fn, {"compress": p.compress})
-    else:
-      specs = (False, True)
-      first, whole = (pairs_keys_fn, {}), (keys_fn, {})
-    if split:
-      prepare = on(first[0], specs, **first[1])
-      hp = host_pairs(ps)
-      sides = pair_sides(ps, p, rule)  # tabled rules: the pair keys in numpy too
-    else:
-      chunk = on(whole[0], specs, **whole[1], top=top)
+      ps_d = jax.device_put(ps, rep)
+      fusion = jax.device_put(p.fusion, rep) if p.integer else None
+      if p.integer:
+        specs = (False, False, True, True, False)
+        first = (pairs_fn, {"compress": p.compress})
+        whole = (chunk_fn, {"compress": p.compress})
+      else:
+        specs = (False, True)
+        first, whole = (pairs_keys_fn, {}), (keys_fn, {})
+      if split:
+        prepare = on(first[0], specs, **first[1])
+      else:
+        chunk = on(whole[0], specs, **whole[1], top=top)
 
   def run(i):
     mk, wk = masks[i : i + step], weights[i : i + step]
-    if split and sides is not None:
+    if sides is not None:
       return host_areas(hp, side_keys(sides, mk))
     with jax.enable_x64(True):
       if p.integer:

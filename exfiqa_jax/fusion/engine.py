@@ -104,9 +104,13 @@ class Plan(NamedTuple):
   floats: np.ndarray | None
 
 
-def plan(ps: PairSet, norm: str, rule: str, weights, tables_ok: bool = True) -> Plan:
+def plan(
+  ps: PairSet, norm: str, rule: str, weights, tables_ok: bool = True, host: bool = False
+) -> Plan:
   """weights: [B, L] (ignored unless rule is weighted) -> the Plan (host work, once).
-  tables_ok: build half-subset tables (when every row has the same weights)."""
+  tables_ok: build half-subset tables (when every row has the same weights); host: keep
+  the Fusion's arrays in numpy (for `pair_sides`; a compiled path puts them on its
+  devices itself, see `exfiqa_jax.fusion.chunks`)."""
   exits, valid = np.asarray(ps.exits), np.asarray(ps.image_valid)
   depth = exits.shape[1]
   weights = np.asarray(weights)
@@ -123,7 +127,7 @@ def plan(ps: PairSet, norm: str, rule: str, weights, tables_ok: bool = True) -> 
   shared = len(w) and (w == w[:1]).all()
   tables = half_tables(values, rule, w[0]) if tables_ok and shared else None
   with jax.enable_x64(True):
-    put = jnp.asarray
+    put = np.asarray if host else jnp.asarray
     fusion = Fusion(put(values.T), put(asc.T), put(ints.order.T.astype(np.int32)))
     if tables is not None:
       fusion = fusion._replace(lo=put(tables[0]), hi=put(tables[1]))
