@@ -9,13 +9,15 @@ sorting each class of each variant:
   a histogram of key buckets per variant finds the bucket holding each cut, and only
   the pairs of those buckets (a few per cut) are sorted;
 - each pair's rate level (the highest rate it is kept at) from the same histogram;
-  the kept genuines at each rate before each block of 64 (genuine score order) from
-  one histogram of (block, level), so a count of kept genuines above a score is that
-  plus a compare over the levels of one block;
+  the kept genuines of each rate as bit words over genuine score order (packbits) with
+  their prefix popcounts, so a count of kept genuines above a score is a prefix count
+  plus a popcount of one word, and the last kept genuine below one a binary search of
+  popcounts in one word;
 - the FMR threshold from a window of the first w impostors in score order; a
   variant whose window cannot decide is redone with 2 w (up to all impostors), so
   no variant ever overflows;
-- the EDC from the Q lowest genuine keys only (np.partition, then a sort of Q).
+- the EDC from the Q lowest genuine keys only: those not kept at the first rate cut
+  that discards at least Q genuines are sorted (about Q + G / 20), else np.partition.
 
 numpy kernels release the GIL: threads over chunks of variants use every core.
 """
