@@ -52,9 +52,8 @@ def chunk_size(ps: PairSet, memory_mb: float) -> int:
 def parallelism(devices: int) -> tuple[int, int]:
   """(threads, most variants per device per call). One CPU device: one thread per
   core and at most 64 variants a chunk (LFW-sized, 2 threads on 2 cores: 64 ran
-  about 10-15% faster per variant than 32 and 128, fewer numpy calls per variant
-  than 32, a working set that stays in cache unlike 128); otherwise one thread and
-  chunks as large as memory allows."""
+  about 10-15% faster per variant than 32, with half the numpy calls per variant;
+  128 was no faster); otherwise one thread and chunks as large as memory allows."""
   if devices == 1 and jax.default_backend() == "cpu":
     return os.cpu_count() or 1, 64
   return 1, 2**31
