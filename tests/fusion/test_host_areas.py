@@ -144,3 +144,31 @@ def test_host_median_keys_equal_the_compiled_keys_on_every_subset_of_12_exits():
       )
       want = np.asarray(score_pairs(*args, compress=pl.compress))[:, :p]
       np.testing.assert_array_equal(side_keys(sides, mk), want)
+
+
+@pytest.mark.filterwarnings("ignore:exit scores span more than")
+@pytest.mark.parametrize("rule", ["mean", "median"])
+def test_sweep_of_rank_compressed_keys_equals_one_variant_evaluations(rule):
+  """Exit scores spanning 15 decades: the keys need rank compression, so the sweep's
+  CPU path has no numpy pair keys and runs the compiled prepare on the Fusion that
+  `plan(host=True)` kept in numpy; every row equals `evaluate_variant` bit for bit."""
+  from exfiqa_jax.fusion.chunks import score_variants
+  from exfiqa_jax.fusion.engine import evaluate_variant, pair_sides
+
+  rng = np.random.default_rng(6)
+  depth, n, p = 4, 50, 240
+  exits = (10.0 ** rng.uniform(-9, 6, (n, depth))).astype(np.float32)
+  a, b = rng.integers(0, n, (2, p))
+  genuine = (rng.random(p) < 0.4).astype(int)
+  ps = make_pairset(exits, a, b, genuine, rng.random(p), fmrs=(0.05, 0.01), limits=(0.2, 0.3))
+  masks = ((np.arange(1, 1 << depth)[:, None] >> np.arange(depth)) & 1).astype(bool)
+  w = np.broadcast_to(np.arange(1, depth + 1), masks.shape)
+  p_host = plan(ps, "none", rule, w, host=True)
+  assert p_host.compress and pair_sides(ps, p_host, rule) is None
+  assert isinstance(p_host.fusion.columns, np.ndarray)
+  erc, edc, best = score_variants(ps, masks, w, rule)
+  for v in range(len(masks)):
+    one = evaluate_variant(ps, masks[v], rule)
+    np.testing.assert_array_equal(erc[v], one["erc_area"])
+    np.testing.assert_array_equal(edc[v], one["edc_area"])
+    np.testing.assert_array_equal(best[v], one["edc_best"])
