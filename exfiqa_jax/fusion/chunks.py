@@ -116,20 +116,26 @@ def score_variants(
   v = len(masks)
   lo, hi = host_share(v)
   devices = tuple(devices or jax.local_devices())
-  p = plan(ps, norm, rule, weights, host=host_sort())
+  split = host_sort()  # CPU: the areas in numpy (metrics.host)
+  p = plan(ps, norm, rule, weights, host=split)
+  sides = pair_sides(ps, p, rule) if split else None  # the pair keys in numpy too
+  if split and sides is None and p.integer:
+    p = plan(ps, norm, rule, weights)  # compiled pair keys: the image tables on the device
   w = p.weights if p.integer else weights
   top, full = default_top(ps), ps.imp_pos.shape[0]
-  mine = _run(ps, p, masks[lo:hi], w[lo:hi], rule, memory_mb, devices, top)
+  mine = _run(ps, p, sides, masks[lo:hi], w[lo:hi], rule, memory_mb, devices, top)
   again = np.flatnonzero(mine[3])
   if len(again):
-    redo = _run(ps, p, masks[lo:hi][again], w[lo:hi][again], rule, memory_mb, devices, full)
+    args = (masks[lo:hi][again], w[lo:hi][again], rule, memory_mb, devices, full)
+    redo = _run(ps, p, sides, *args)
     for x, y in zip(mine, redo, strict=True):
       x[again] = y
   return _gather_hosts(mine[:3], v)
 
 
-def _run(ps, p, masks, weights, rule, memory_mb, devices, top):
-  """This host's variants [n, L] on its devices -> the four chunk outputs [n, ...]."""
+def _run(ps, p, sides, masks, weights, rule, memory_mb, devices, top):
+  """This host's variants [n, L] on its devices -> the four chunk outputs [n, ...].
+  sides: the CPU's numpy pair keys (`engine.pair_sides`) or None."""
   n = len(masks)
   if not n:
     f, k = ps.fmr_num.shape[0], ps.limits.shape[0]
@@ -143,7 +149,6 @@ def _run(ps, p, masks, weights, rule, memory_mb, devices, top):
     np.r_[weights, weights[:1].repeat(pad, 0)],
   )
   split = host_sort()  # CPU: the areas in numpy (metrics.host)
-  sides = pair_sides(ps, p, rule) if split else None  # integer plans: the keys in numpy too
   hp = host_pairs(ps) if split else None
   if sides is None:  # a compiled program: the data on the devices
     with jax.enable_x64(True):

@@ -109,8 +109,9 @@ def plan(
 ) -> Plan:
   """weights: [B, L] (ignored unless rule is weighted) -> the Plan (host work, once).
   tables_ok: build half-subset tables (when every row has the same weights); host: keep
-  the Fusion's arrays in numpy (for `pair_sides`; a compiled path puts them on its
-  devices itself, see `exfiqa_jax.fusion.chunks`)."""
+  the Fusion's arrays in numpy and build no image tables (for `pair_sides`, which builds
+  its own per pair side; a compiled path puts the arrays on its devices itself, see
+  `exfiqa_jax.fusion.chunks`)."""
   exits, valid = np.asarray(ps.exits), np.asarray(ps.image_valid)
   depth = exits.shape[1]
   weights = np.asarray(weights)
@@ -125,7 +126,7 @@ def plan(
   values = np.where(valid[:, None], ints.values - low, 0)  # >= 0: keys need no lower bound
   asc = np.where(valid[:, None], ints.ascending - low, 0)
   shared = len(w) and (w == w[:1]).all()
-  tables = half_tables(values, rule, w[0]) if tables_ok and shared else None
+  tables = half_tables(values, rule, w[0]) if tables_ok and shared and not host else None
   with jax.enable_x64(True):
     put = np.asarray if host else jnp.asarray
     fusion = Fusion(put(values.T), put(asc.T), put(ints.order.T.astype(np.int32)))
@@ -237,26 +238,30 @@ def _median_sides(ps: PairSet, p: Plan, n: int) -> MedianSides | None:
 
 def pair_sides(ps: PairSet, p: Plan, rule: str) -> PairSides | MedianSides | None:
   """The host's pair keys of an integer Plan whose keys need no rank compression:
-  mean, weighted, min, max with half-subset tables, and the median; or None."""
+  mean, weighted, min, max with every variant's weights the same (their half-subset
+  tables built on each side of every real pair, from the Fusion's columns), and the
+  median; or None."""
   if not p.integer or p.compress:
     return None
   n = int(ps.count)
   if rule == "median":
     return _median_sides(ps, p, n)
-  if p.fusion.lo is None:
+  w = np.asarray(p.weights)
+  values = np.asarray(p.fusion.columns).T  # [N, L]
+  depth = values.shape[1]
+  h = depth // 2
+  if not len(w) or not (w == w[:1]).all() or depth < 2:
     return None
-  lo, hi = np.asarray(p.fusion.lo), np.asarray(p.fusion.hi)
-  if 2 * (len(lo) + len(hi)) * n * 8 > SIDE_BYTES:
+  if 2 * ((1 << h) + (1 << (depth - h))) * n * 8 > SIDE_BYTES:
     return None
   sa, sb = np.asarray(ps.sa)[:n], np.asarray(ps.sb)[:n]
-
-  def side(t, idx):  # C-contiguous rows (a fancy index on axis 1 would be column-major)
-    return np.ascontiguousarray(np.take(t, idx, axis=1))
-
+  side_a, side_b = half_tables(values[sa], rule, w[0]), half_tables(values[sb], rule, w[0])
+  if side_a is None or side_b is None:
+    return None
   op = {"mean": np.add, "weighted": np.add, "min": np.minimum, "max": np.maximum}[rule]
   sid = np.asarray(ps.sid)[:n].astype(np.int64)
   shift = index_bits(ps.sa.shape[0])
-  return PairSides(op, side(lo, sa), side(lo, sb), side(hi, sa), side(hi, sb), sid, shift)
+  return PairSides(op, side_a[0], side_b[0], side_a[1], side_b[1], sid, shift)
 
 
 def _median_side(lo, hi, sums, pick, cl, ch, base) -> np.ndarray:
