@@ -72,6 +72,25 @@ def variant_name(subset: int, rule: str, norm: str, depth: int) -> str:
   return f"{rule}({where})" + ("" if norm == "none" else f" [{norm}]")
 
 
+def variant_names(subsets, rules, norms, depth: int) -> list[str]:
+  """`variant_name` of each row: subsets [V] int codes, rules, norms [V] str (the exit
+  part built once per subset code, not once per row)."""
+  parts: dict[int, tuple[bool, str]] = {}
+  out = []
+  for s, r, n in zip(np.asarray(subsets).tolist(), np.asarray(rules).tolist(),
+                     np.asarray(norms).tolist(), strict=True):  # fmt: skip
+    part = parts.get(s)
+    if part is None:
+      exits = exits_of(s, depth)
+      where = "all" if len(exits) == depth else "{" + ",".join(map(str, exits)) + "}"
+      part = parts[s] = (len(exits) == 1, f"exit {exits[0]}" if len(exits) == 1 else where)
+    if part[0]:
+      out.append(part[1])
+    else:
+      out.append(f"{r}({part[1]})" + ("" if n == "none" else f" [{n}]"))
+  return out
+
+
 def _row(table: dict, i: int, depth: int, kind: str) -> dict[str, Any]:
   row = {
     "kind": kind,

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from exfiqa_jax.evaluation.analysis import Analysis, analyse, ranked, variant_name
+from exfiqa_jax.evaluation.analysis import Analysis, analyse, ranked, variant_names
 from exfiqa_jax.evaluation.options import options
 from exfiqa_jax.fusion.learn import learn_weights
 from exfiqa_jax.fusion.weights import power_law, simplex, sweep_weights
@@ -34,10 +34,18 @@ class WeightStudy:
 
 
 def rows_of(table: dict, index, depth: int) -> list[dict[str, Any]]:
-  """Table rows as dicts, the subset also by name (e.g. `median({1,8,11})`)."""
-  rows = [{k: v[i] for k, v in table.items()} for i in index]
-  for r in rows:
-    r["variant"] = variant_name(int(r["subset"]), str(r["rule"]), str(r["norm"]), depth)
+  """Table rows as dicts, the subset also by name (e.g. `median({1,8,11})`). Values of
+  1-D columns are Python scalars (a column's `tolist()`: every file writes them as it
+  writes the numpy scalars), rows of 2-D columns numpy rows; weights rounded lists."""
+  index = np.asarray(index, np.int64)
+  cols = {}
+  for k, v in table.items():
+    v = np.asarray(v)[index]
+    cols[k] = v.tolist() if v.ndim == 1 else list(v)
+  rows = [dict(zip(cols, values, strict=True)) for values in zip(*cols.values(), strict=True)]
+  names = variant_names(cols["subset"], cols["rule"], cols["norm"], depth) if rows else []
+  for r, name in zip(rows, names, strict=True):
+    r["variant"] = name
     if "weights" in r:
       r["weights"] = [round(float(x), 3) for x in r["weights"]]
   return rows

@@ -25,15 +25,21 @@ def write_rows_csv(path: str, rows: list[dict]) -> None:
   """`report.tables.write_csv(path, rows)`, byte for byte, a column at a time: a
   subset table has 20,475 rows, and formatting cell by cell through dicts took about
   a second of a sweep. Float columns (numpy or Python floats) are formatted in one
-  pass; any other column cell by cell as `tables.cell` does."""
+  pass, Python int and str columns by str(); any other column cell by cell as
+  `tables.cell` does."""
   if not rows:
     return write_csv(path, rows)
   columns = list(rows[0].keys())
   out = []
   for c in columns:
     values = [r.get(c, "") for r in rows]
-    if all(isinstance(v, (float, np.floating)) for v in values):
+    kinds = set(map(type, values))
+    if kinds <= {float}:
+      out.append(["nan" if v != v else f"{v:.10f}" for v in values])
+    elif all(issubclass(t, (float, np.floating)) for t in kinds):
       out.append(["nan" if math.isnan(v) else f"{v:.10f}" for v in map(float, values)])
+    elif kinds <= {int, str}:  # str() is what cell writes of a Python int or str
+      out.append(list(map(str, values)))
     else:
       out.append([cell(v, 10) for v in values])
   buf = io.StringIO()
