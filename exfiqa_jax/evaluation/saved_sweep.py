@@ -10,6 +10,7 @@ config's when it has them, else those saved with the inputs by `exfiqa evaluate`
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any
 
 import numpy as np
@@ -29,8 +30,20 @@ class WeightStudy:
   # named row lists: top (10 best distinct variants), power_law, simplex_best (5),
   # learned (held-out areas of the learned and the depth weights), front (Pareto)
   tables: dict[str, list[dict[str, Any]]]
-  subsets: list[dict[str, Any]]  # every row of the subset sweep
-  simplex: list[dict[str, Any]]  # every random simplex weighting
+  simplex_table: dict[str, np.ndarray]  # every random simplex weighting (a sweep table)
+  depth: int  # the exits of the inputs
+
+  @functools.cached_property
+  def subsets(self) -> list[dict[str, Any]]:
+    """Every row of the subset sweep (`rows_of`; made when first read: the files are
+    written from the table's columns, `report.sweep.write_table_csv`)."""
+    t = self.analysis.table
+    return rows_of(t, range(len(t["subset"])), self.depth)
+
+  @functools.cached_property
+  def simplex(self) -> list[dict[str, Any]]:
+    """Every random simplex weighting, as rows (`rows_of`)."""
+    return rows_of(self.simplex_table, range(len(self.simplex_table["subset"])), self.depth)
 
 
 def rows_of(table: dict, index, depth: int) -> list[dict[str, Any]]:
@@ -120,5 +133,4 @@ def weight_study(
     "learned": held,
     "front": rows_of(an.table, an.front, depth),
   }
-  subsets = rows_of(an.table, range(len(an.table["subset"])), depth)
-  return WeightStudy(an, m, learned, tables, subsets, rows_of(sx, range(len(sx["subset"])), depth))
+  return WeightStudy(an, m, learned, tables, sx, depth)

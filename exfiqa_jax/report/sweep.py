@@ -11,6 +11,7 @@ import sys
 
 import numpy as np
 
+from exfiqa_jax.evaluation.analysis import variant_names
 from exfiqa_jax.evaluation.saved_sweep import WeightStudy
 from exfiqa_jax.fileio import write_text
 from exfiqa_jax.fusion.sweep import metric_columns
@@ -49,6 +50,36 @@ def write_rows_csv(path: str, rows: list[dict]) -> None:
   write_text(path, buf.getvalue())
 
 
+def write_table_csv(path: str, table: dict, depth: int) -> list[str]:
+  """`write_rows_csv(path, saved_sweep.rows_of(table, all rows, depth))`, byte for byte,
+  from the table's columns (no row dicts: a subset table has 20,475 rows). Returns the
+  variant names."""
+  if not len(table["subset"]):
+    write_csv(path, [])
+    return []
+  out = {}
+  for k, v in table.items():
+    v = np.asarray(v)
+    if v.ndim == 2:  # weights: rounded lists, as rows_of makes them
+      out[k] = [" ".join(str(round(float(x), 3)) for x in row) for row in v.tolist()]
+      continue
+    values = v.tolist()
+    kinds = set(map(type, values))
+    if kinds <= {float}:
+      out[k] = ["nan" if x != x else f"{x:.10f}" for x in values]
+    elif kinds <= {int, str}:
+      out[k] = list(map(str, values))
+    else:
+      out[k] = [cell(x, 10) for x in values]
+  out["variant"] = names = variant_names(table["subset"], table["rule"], table["norm"], depth)
+  buf = io.StringIO()
+  w = csv.writer(buf, lineterminator="\n")
+  w.writerow(list(out))
+  w.writerows(zip(*out.values(), strict=True))
+  write_text(path, buf.getvalue())
+  return names
+
+
 def write_sweep(study: WeightStudy, out_dir: str, key: str, fr: str | None = None) -> str:
   """Writes `<out_dir>/<key>.md`, `<key>.html` and its CSV/JSON/PNG/SVG files;
   returns the .md path. fr: the FR model of the comparison scores, named in the figures
@@ -60,9 +91,9 @@ def write_sweep(study: WeightStudy, out_dir: str, key: str, fr: str | None = Non
   sel, t = an.select, an.table
   metric_cols = metric_columns(t)
   base = os.path.join(out_dir, key)
-  write_rows_csv(f"{base}_subsets.csv", study.subsets)
+  names = write_table_csv(f"{base}_subsets.csv", t, study.depth)
   write_csv(f"{base}_power_law.csv", tables["power_law"])
-  write_rows_csv(f"{base}_simplex.csv", study.simplex)
+  write_table_csv(f"{base}_simplex.csv", study.simplex_table, study.depth)
   write_json(
     f"{base}.json",
     {**tables, "learned_weights": learned["weights"], "metrics": m, "warnings": an.warnings},
@@ -93,7 +124,7 @@ def write_sweep(study: WeightStudy, out_dir: str, key: str, fr: str | None = Non
   )
   cols = ["variant", "gflops", *metric_cols]
   heads = ["variant", "GFLOPs", *(metric_label(c, short=True) for c in metric_cols)]
-  distinct = len({r["variant"] for r in study.subsets})
+  distinct = len(set(names))
   held = tables["learned"]
   blocks: list[Block] = [
     Heading(f"Fusion sweep: {key}", 1),

@@ -64,3 +64,22 @@ def test_rows_and_their_files_equal_the_literal_rows(tmp_path):
     assert (tmp_path / "got.json").read_bytes() == (tmp_path / "want.json").read_bytes()
     assert json.loads((tmp_path / "got.json").read_text())[0]["variant"] == want[0]["variant"]
   assert rows_of(table, [], 5) == []
+
+
+def test_the_table_csv_equals_the_rows_csv(tmp_path):
+  from exfiqa_jax.report.sweep import write_table_csv
+
+  table = sweep_table(500)
+  table["rule"][:7] = ['we,"ird', "a\nb", "x", "mean", "min", "max", "median"]  # quoting
+  table["flag"] = np.arange(500) % 3 == 0  # bools: written as cell writes them
+  simplex = {**sweep_table(40, seed=1), "weights": np.random.default_rng(2).dirichlet(
+    np.ones(5), 40).astype(np.float32)}  # fmt: skip
+  for t in (table, simplex, {k: v[:0] for k, v in simplex.items()}):
+    n = len(t["subset"])
+    write_csv(str(tmp_path / "want.csv"), literal_rows(t, range(n), 5))
+    names = write_table_csv(str(tmp_path / "got.csv"), t, 5)
+    assert (tmp_path / "got.csv").read_bytes() == (tmp_path / "want.csv").read_bytes()
+    assert names == [r["variant"] for r in literal_rows(t, range(n), 5)]
+    if t is table:  # quoted as csv quotes, bools as cell writes them
+      got = (tmp_path / "got.csv").read_bytes()
+      assert b'"we,""ird"' in got and b'"a\nb"' in got and b",True," in got
