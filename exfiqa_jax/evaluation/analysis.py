@@ -279,10 +279,14 @@ def analyse(
     raise KeyError(
       f"sweep.select {select!r} is not a metric; one of {sorted(metric_columns(table))}"
     )
-  plain = table["norm"] == "none"
+  plain = np.flatnonzero(table["norm"] == "none")
+  first: dict[tuple[int, str], int] = {}  # (subset, rule) -> its first plain row
+  keys = zip(table["subset"][plain].tolist(), table["rule"][plain].tolist(), strict=True)
+  for i, key in zip(plain.tolist(), keys, strict=True):
+    first.setdefault(key, i)
 
   def find(subset: int, rule: str) -> int:
-    return int(np.flatnonzero(plain & (table["rule"] == rule) & (table["subset"] == subset))[0])
+    return first[(subset, rule)]
 
   full = (1 << depth) - 1
   rows = [_row(table, find(1 << i, "mean"), depth, "exit") for i in range(depth)]
