@@ -29,17 +29,18 @@ def tie_data(seed, n=80, p=400, genuine_fraction=0.4):
 
 
 def both_routes(ps, mask, rule, norm="none", weights=None):
-  """(the compiled route's dict, the numpy route's dict) of one variant, from fresh plans."""
-  engine._PLANS.clear()
+  """(the compiled route's dict, the numpy route's dict) of one variant, from fresh plans
+  (either route on any backend)."""
   route = engine.host_route
+  out = []
   try:
-    engine.host_route = lambda ps: False
-    want = engine.evaluate_variant(ps, mask, rule, norm, weights, pair_quality=True)
+    for host in (False, True):
+      engine._PLANS.clear()
+      engine.host_route = lambda ps, host=host: host
+      out.append(engine.evaluate_variant(ps, mask, rule, norm, weights, pair_quality=True))
   finally:
     engine.host_route = route
-  engine._PLANS.clear()
-  got = engine.evaluate_variant(ps, mask, rule, norm, weights, pair_quality=True)
-  return want, got
+  return tuple(out)
 
 
 def assert_same(want, got):
@@ -61,7 +62,9 @@ MASKS = [
 
 def test_the_cpu_backend_takes_the_numpy_route():
   ps = make_pairset(*tie_data(0), fmrs=(0.05,), limits=(0.2,))
-  assert jax.default_backend() == "cpu" and engine.host_route(ps)
+  assert engine.host_route(ps) == (jax.default_backend() == "cpu")  # accelerators: compiled
+  cpu = jax.devices("cpu")[0]
+  assert engine.host_route(jax.device_put(ps, cpu)) == (jax.default_backend() == "cpu")
 
 
 @pytest.mark.parametrize(
