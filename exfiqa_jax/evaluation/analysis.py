@@ -120,9 +120,8 @@ def ranked(
   incomplete = np.zeros(len(values), bool)
   for k in metric_columns(table):
     incomplete |= np.isnan(np.asarray(table[k], float))
-  order = [
-    int(i) for i in np.lexsort((values, incomplete)) if not np.isnan(values[i])
-  ]  # lexsort is stable: ties keep table order
+  order = np.lexsort((values, incomplete))  # stable: ties keep table order
+  order = order[~np.isnan(values[order])].tolist()
   if variants is None:
     return order
   seen, out, values_seen = set(), [], set()
