@@ -23,7 +23,7 @@ from exfiqa_jax.fusion.sweep import metric_columns, pareto_front, sweep
 from exfiqa_jax.metrics import PairSet, make_pairset
 from exfiqa_jax.metrics.inputs import resolve_metrics
 from exfiqa_jax.metrics.pairset import METRIC_DEFAULTS
-from exfiqa_jax.metrics.rejection import erc_best, fnmr_rejected, summarize
+from exfiqa_jax.metrics.rejection import erc_best, fnmr_rejected_many, summarize
 
 # Row columns of the FNMR after rejection, per ERC FMR: <prefix><fmr:g>.
 FATE_PREFIXES = ("fnmr@", "fnmr_1pct@", "fnmr_5pct@", "halve@")
@@ -72,6 +72,25 @@ def variant_name(subset: int, rule: str, norm: str, depth: int) -> str:
   return f"{rule}({where})" + ("" if norm == "none" else f" [{norm}]")
 
 
+def variant_names(subsets, rules, norms, depth: int) -> list[str]:
+  """`variant_name` of each row: subsets [V] int codes, rules, norms [V] str (the exit
+  part built once per subset code, not once per row)."""
+  parts: dict[int, tuple[bool, str]] = {}
+  out = []
+  for s, r, n in zip(np.asarray(subsets).tolist(), np.asarray(rules).tolist(),
+                     np.asarray(norms).tolist(), strict=True):  # fmt: skip
+    part = parts.get(s)
+    if part is None:
+      exits = exits_of(s, depth)
+      where = "all" if len(exits) == depth else "{" + ",".join(map(str, exits)) + "}"
+      part = parts[s] = (len(exits) == 1, f"exit {exits[0]}" if len(exits) == 1 else where)
+    if part[0]:
+      out.append(part[1])
+    else:
+      out.append(f"{r}({part[1]})" + ("" if n == "none" else f" [{n}]"))
+  return out
+
+
 def _row(table: dict, i: int, depth: int, kind: str) -> dict[str, Any]:
   row = {
     "kind": kind,
@@ -101,9 +120,8 @@ def ranked(
   incomplete = np.zeros(len(values), bool)
   for k in metric_columns(table):
     incomplete |= np.isnan(np.asarray(table[k], float))
-  order = [
-    int(i) for i in np.lexsort((values, incomplete)) if not np.isnan(values[i])
-  ]  # lexsort is stable: ties keep table order
+  order = np.lexsort((values, incomplete))  # stable: ties keep table order
+  order = order[~np.isnan(values[order])].tolist()
   if variants is None:
     return order
   seen, out, values_seen = set(), [], set()
@@ -182,13 +200,17 @@ def pairset(
   )
 
 
-def _with_rejection(pq, comparison, labels, fmrs) -> tuple[dict, np.ndarray]:
-  """The FNMR-after-rejection columns of one variant of pair qualities pq [P], and its
-  fine curve [96, F]."""
-  fine = fnmr_rejected(pq, comparison, labels, fmrs)
-  s = summarize(fine)
-  cols = {f"{name}@{f:g}": float(s[name][j]) for j, f in enumerate(fmrs) for name in s}
-  return cols, fine
+def _with_rejection(pqs, comparison, labels, fmrs) -> list[tuple[dict, np.ndarray]]:
+  """The FNMR-after-rejection columns of each variant of pair qualities pqs [V][P], and
+  its fine curve [96, F] (all V in one pass: `rejection.fnmr_rejected_many`)."""
+  if not len(pqs):
+    return []
+  out = []
+  for fine in fnmr_rejected_many(np.stack(pqs), comparison, labels, fmrs):
+    s = summarize(fine)
+    cols = {f"{name}@{f:g}": float(s[name][j]) for j, f in enumerate(fmrs) for name in s}
+    out.append((cols, fine))
+  return out
 
 
 def _assessors(assessors, a, b, labels, comparison, metrics, fmrs) -> tuple[list, dict]:
@@ -203,11 +225,15 @@ def _assessors(assessors, a, b, labels, comparison, metrics, fmrs) -> tuple[list
     r = _row(t, 0, 1, "assessor")
     r.update(variant=name, exits=(), rule="-", norm="-", gflops=float("nan"))
     c = evaluate_variant(ps1, [True], "mean", "none", pair_quality=True)
-    cols, c["fine_fnmr"] = _with_rejection(c.pop("pair_quality"), comparison, labels, fmrs)
-    r.update(cols)
     c["variant"] = name
     rows.append(r)
     curves[name] = c
+  pqs = [c.pop("pair_quality") for c in curves.values()]
+  for r, c, (cols, fine) in zip(
+    rows, curves.values(), _with_rejection(pqs, comparison, labels, fmrs), strict=True
+  ):
+    r.update(cols)
+    c["fine_fnmr"] = fine
   return rows, curves
 
 
@@ -252,21 +278,26 @@ def analyse(
     raise KeyError(
       f"sweep.select {select!r} is not a metric; one of {sorted(metric_columns(table))}"
     )
-  plain = table["norm"] == "none"
+  plain = np.flatnonzero(table["norm"] == "none")
+  first: dict[tuple[int, str], int] = {}  # (subset, rule) -> its first plain row
+  keys = zip(table["subset"][plain].tolist(), table["rule"][plain].tolist(), strict=True)
+  for i, key in zip(plain.tolist(), keys, strict=True):
+    first.setdefault(key, i)
 
   def find(subset: int, rule: str) -> int:
-    return int(np.flatnonzero(plain & (table["rule"] == rule) & (table["subset"] == subset))[0])
+    return first[(subset, rule)]
 
   full = (1 << depth) - 1
   rows = [_row(table, find(1 << i, "mean"), depth, "exit") for i in range(depth)]
   rows += [_row(table, find(full, r), depth, "paper fusion") for r in ("mean", "weighted")]
   best = ranked(table, select, top_k, distinct_values=True)
   rows += [_row(table, i, depth, f"best by {select}") for i in best]
+  pqs = []
   for r in rows:
     mask = [i + 1 in r["exits"] for i in range(depth)]
-    pq = variant_pair_quality(ps, mask, r["rule"], r["norm"])
-    r.update(_with_rejection(pq, comparison, labels, fmrs)[0])
+    pqs.append(variant_pair_quality(ps, mask, r["rule"], r["norm"]))
   own, assessor_curves = _assessors(assessors or {}, a, b, labels, comparison, metrics, fmrs)
+  rows_of_variants = list(rows)  # the rows of `pqs`, in order
   rows[depth + 2 : depth + 2] = own  # after the exits and the paper fusions
   grid = np.array(
     [
@@ -287,10 +318,16 @@ def analyse(
     subset, rule, norm = int(table["subset"][i]), str(table["rule"][i]), str(table["norm"][i])
     mask = mask_of(subset, depth)
     c = evaluate_variant(ps, mask, rule, norm, pair_quality=True)  # planned once
-    _, c["fine_fnmr"] = _with_rejection(c.pop("pair_quality"), comparison, labels, fmrs)
+    pqs.append(c.pop("pair_quality"))
     c["variant"] = variant_name(subset, rule, norm, depth)
     c["row"] = i
     curves[label] = c
+  fates = _with_rejection(pqs, comparison, labels, fmrs)  # the rows' and the curves', at once
+  n_rows = len(rows_of_variants)
+  for r, (cols, _) in zip(rows_of_variants, fates[:n_rows], strict=True):
+    r.update(cols)
+  for c, (_, fine) in zip(curves.values(), fates[n_rows:], strict=True):
+    c["fine_fnmr"] = fine
   front = pareto_front(table["gflops"], table[select])
   n_gen = int(labels.sum())
   counts = {"pairs": len(labels), "genuine": n_gen, "impostor": len(labels) - n_gen}

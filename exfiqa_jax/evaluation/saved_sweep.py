@@ -10,11 +10,12 @@ config's when it has them, else those saved with the inputs by `exfiqa evaluate`
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any
 
 import numpy as np
 
-from exfiqa_jax.evaluation.analysis import Analysis, analyse, ranked, variant_name
+from exfiqa_jax.evaluation.analysis import Analysis, analyse, ranked, variant_names
 from exfiqa_jax.evaluation.options import options
 from exfiqa_jax.fusion.learn import learn_weights
 from exfiqa_jax.fusion.weights import power_law, simplex, sweep_weights
@@ -29,15 +30,35 @@ class WeightStudy:
   # named row lists: top (10 best distinct variants), power_law, simplex_best (5),
   # learned (held-out areas of the learned and the depth weights), front (Pareto)
   tables: dict[str, list[dict[str, Any]]]
-  subsets: list[dict[str, Any]]  # every row of the subset sweep
-  simplex: list[dict[str, Any]]  # every random simplex weighting
+  simplex_table: dict[str, np.ndarray]  # every random simplex weighting (a sweep table)
+  depth: int  # the exits of the inputs
+
+  @functools.cached_property
+  def subsets(self) -> list[dict[str, Any]]:
+    """Every row of the subset sweep (`rows_of`; made when first read: the files are
+    written from the table's columns, `report.sweep.write_table_csv`)."""
+    t = self.analysis.table
+    return rows_of(t, range(len(t["subset"])), self.depth)
+
+  @functools.cached_property
+  def simplex(self) -> list[dict[str, Any]]:
+    """Every random simplex weighting, as rows (`rows_of`)."""
+    return rows_of(self.simplex_table, range(len(self.simplex_table["subset"])), self.depth)
 
 
 def rows_of(table: dict, index, depth: int) -> list[dict[str, Any]]:
-  """Table rows as dicts, the subset also by name (e.g. `median({1,8,11})`)."""
-  rows = [{k: v[i] for k, v in table.items()} for i in index]
-  for r in rows:
-    r["variant"] = variant_name(int(r["subset"]), str(r["rule"]), str(r["norm"]), depth)
+  """Table rows as dicts, the subset also by name (e.g. `median({1,8,11})`). Values of
+  1-D columns are Python scalars (a column's `tolist()`: every file writes them as it
+  writes the numpy scalars), rows of 2-D columns numpy rows; weights rounded lists."""
+  index = np.asarray(index, np.int64)
+  cols = {}
+  for k, v in table.items():
+    v = np.asarray(v)[index]
+    cols[k] = v.tolist() if v.ndim == 1 else list(v)
+  rows = [dict(zip(cols, values, strict=True)) for values in zip(*cols.values(), strict=True)]
+  names = variant_names(cols["subset"], cols["rule"], cols["norm"], depth) if rows else []
+  for r, name in zip(rows, names, strict=True):
+    r["variant"] = name
     if "weights" in r:
       r["weights"] = [round(float(x), 3) for x in r["weights"]]
   return rows
@@ -112,5 +133,4 @@ def weight_study(
     "learned": held,
     "front": rows_of(an.table, an.front, depth),
   }
-  subsets = rows_of(an.table, range(len(an.table["subset"])), depth)
-  return WeightStudy(an, m, learned, tables, subsets, rows_of(sx, range(len(sx["subset"])), depth))
+  return WeightStudy(an, m, learned, tables, sx, depth)

@@ -437,13 +437,56 @@ def _variant_plan(ps: PairSet, mask, rule: str, norm: str, weights):
   return mask, hit[1]
 
 
-def _pair_quality(ps: PairSet, p: Plan, mask: np.ndarray, rule: str) -> np.ndarray:
-  if p.integer:
-    with jax.enable_x64(True):
-      keys = _image_keys(p.fusion, jnp.asarray(mask), jnp.asarray(p.weights[0]), RULES.index(rule))
-      keys = np.asarray(jax.device_get(keys))
-  else:
-    keys = host_keys(ps, p, mask[None], p.weights)[0]
+def host_route(ps: PairSet) -> bool:
+  """Whether one variant is evaluated in numpy (`host_fused`, `metrics.host_curves`):
+  on the CPU backend with the pair set there (its numbers are the compiled ones bit for
+  bit, and no program is traced, lowered or loaded); else the compiled programs."""
+  if not host_sort():
+    return False
+  devices = getattr(ps.sa, "devices", None)
+  return devices is None or all(d.platform == "cpu" for d in devices())
+
+
+def host_fused(p: Plan, mask: np.ndarray, rule: str) -> np.ndarray:
+  """`rules.fuse_integers` of an integer Plan without half-subset tables, in numpy ->
+  the exact fused keys [N] int64 (integer arithmetic: the same numbers in any order)."""
+  cols = np.asarray(p.fusion.columns)  # [L, N]
+  depth = len(cols)
+  picked = [i for i in range(depth) if mask[i]]
+  if rule in ("mean", "weighted"):
+    w = p.weights[0] if rule == "weighted" else np.ones(depth, np.int64)
+    acc = np.zeros(cols.shape[1], np.int64)
+    for i in picked:
+      acc += int(w[i]) * cols[i] if rule == "weighted" else cols[i]
+    return acc
+  if rule in ("min", "max"):
+    return (np.min if rule == "min" else np.max)(cols[picked], axis=0)
+  order, ascending = np.asarray(p.fusion.order), np.asarray(p.fusion.ascending)
+  code, k = int(code_of(mask)), len(picked)
+  count = np.zeros(cols.shape[1], np.int32)
+  acc = np.zeros(cols.shape[1], np.int64)
+  for j in range(depth):  # the j-th smallest score of each image: picked when selected
+    sel = (code >> order[j]) & 1
+    count += sel
+    pick = (sel > 0) & ((count == (k + 1) // 2) | (count == k // 2 + 1))
+    acc += np.where(pick, ascending[j], 0)
+  return acc
+
+
+def _image_keys_of(ps: PairSet, p: Plan, mask: np.ndarray, rule: str, host: bool) -> np.ndarray:
+  """The variant's exact fused image keys [N] int64 (before any rank compression)."""
+  if not p.integer:
+    return host_keys(ps, p, mask[None], p.weights)[0]
+  if host:
+    return host_fused(p, mask, rule)
+  with jax.enable_x64(True):
+    keys = _image_keys(p.fusion, jnp.asarray(mask), jnp.asarray(p.weights[0]), RULES.index(rule))
+    return np.asarray(jax.device_get(keys))
+
+
+def _pair_quality(ps: PairSet, p: Plan, mask: np.ndarray, rule: str, keys=None) -> np.ndarray:
+  if keys is None:
+    keys = _image_keys_of(ps, p, mask, rule, host_route(ps))
   n = int(ps.count)
   a, b = np.asarray(ps.a)[:n], np.asarray(ps.b)[:n]
   return np.minimum(keys[a], keys[b])
@@ -481,9 +524,25 @@ def evaluate_variant(
   at (1, 0)). weights: [L] for the weighted rule, default the depth weights 1..L.
   pair_quality: also `pair_quality` [P], the variant's pair quality keys
   (`variant_pair_quality`) from the same plan. Memory is O(P + N L): an IJB-C-sized
-  list fits in a few GB.
+  list fits in a few GB. On the CPU backend (`host_route`) all of it runs in numpy
+  (`host_fused`, `exfiqa_jax.metrics.host_curves`), the compiled numbers bit for bit
+  without a program traced; elsewhere in the compiled programs.
   """
   mask, p = _variant_plan(ps, mask, rule, norm, weights)
+  if host_route(ps):  # numpy, the compiled numbers bit for bit: nothing traced
+    from exfiqa_jax.metrics.host_curves import pair_keys, variant_curves
+    from exfiqa_jax.metrics.keys import KEY_MAX
+
+    f = _image_keys_of(ps, p, mask, rule, True)
+    if p.integer and p.compress:  # keys.dense_rank: #{valid images of a lower value}
+      valid = np.asarray(ps.image_valid)
+      f_c = np.searchsorted(np.sort(np.where(valid, f, KEY_MAX)), f, "left").astype(np.int64)
+    else:
+      f_c = f
+    out = variant_curves(ps, pair_keys(f_c, ps))
+    if pair_quality:
+      out["pair_quality"] = _pair_quality(ps, p, mask, rule, f)
+    return out
   with jax.enable_x64(True):
     if p.integer:
       args = (ps, p.fusion, jnp.asarray(mask), jnp.asarray(p.weights[0]), RULES.index(rule))

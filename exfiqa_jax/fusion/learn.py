@@ -1,4 +1,4 @@
-"""Learned fusion weights: optax on a smooth surrogate of the EDC partial area.
+"""Learned fusion weights: Adam on a smooth surrogate of the EDC partial area.
 
 Without ties the EDC partial area up to limit l over n genuine pairs with E
 errors is  sum_k w_k E / (n - k)  -  sum_{errors e} T(rank_e),  with
@@ -13,7 +13,6 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from exfiqa_jax.fusion.engine import evaluate_variant
 from exfiqa_jax.fusion.rules import normalize_exits
@@ -36,13 +35,30 @@ def soft_edc_area(gq: jax.Array, error, limit: float, tau: float, rows=None) -> 
   return jnp.sum(error) * jnp.sum(step) - jnp.sum(jnp.where(error, jnp.interp(rank, k, tail), 0.0))
 
 
-@partial(jax.jit, static_argnames=("limit", "tau", "lr", "steps"))
-def _fit(theta, values, ga, gb, rows, mask, limit, tau, lr, steps):
-  """`steps` Adam steps on the surrogate from theta [L]: values [N, L] float32, ga, gb
-  [G] the genuine pairs' images, rows [E] those of them that are errors, mask [L]
-  bool. The data are arguments, not constants of the program: it is traced once per
-  process and shape, and its compiled form is found in the persistent cache by shape."""
-  opt = optax.adam(lr)
+def adam_update(g, mu, nu, count, lr: float, b1=0.9, b2=0.999, eps=1e-8):
+  """One step of Adam (Kingma and Ba), the arithmetic of the reference optimiser
+  library's `adam` (its default b1, b2, eps; eps_root 0) operation for operation:
+  -> (update to add to the parameters, mu, nu, count)."""
+  mu = (1 - b1) * g + b1 * mu
+  nu = (1 - b2) * (g**2) + b2 * nu
+  count = jnp.where(count < jnp.iinfo(jnp.int32).max, count + 1, count)
+  mu_hat = mu / (1 - b1**count).astype(mu.dtype)
+  nu_hat = nu / (1 - b2**count).astype(nu.dtype)
+  update = mu_hat / (jnp.sqrt(nu_hat + 0.0) + eps)
+  return (-1 * lr) * update, mu, nu, count
+
+
+@partial(jax.jit, static_argnames=("norm", "limit", "tau", "lr", "steps"))
+def _fit(exits, valid, ga, gb, rows, mask, depths, norm, limit, tau, lr, steps):
+  """The learned weights [L]: `steps` Adam steps on the surrogate from the log depth
+  weights (depths [L]: 1..L float32), softmax over the exits of mask [L] bool. exits
+  [N, L] float32 and valid [N] (normalised by `norm` in the program), ga, gb [G] the
+  genuine pairs' images, rows [E] those of them that are errors. One program for all
+  of it (no eager operation, each of which would be traced and dispatched on its own);
+  the data are arguments, not constants: it is traced once per process and shape, and
+  its compiled form is found in the persistent cache by shape."""
+  values = normalize_exits(exits, norm, valid)
+  theta = jnp.log(depths)  # of an argument: a constant would be folded by another log
 
   def loss(theta):
     w = jax.nn.softmax(jnp.where(mask, theta, -jnp.inf))
@@ -50,11 +66,14 @@ def _fit(theta, values, ga, gb, rows, mask, limit, tau, lr, steps):
     return soft_edc_area(jnp.minimum(f[ga], f[gb]), None, limit, tau, rows)
 
   def step(carry, _):
-    theta, state = carry
-    updates, state = opt.update(jax.grad(loss)(theta), state)
-    return (optax.apply_updates(theta, updates), state), None
+    theta, mu, nu, count = carry
+    g = jax.grad(loss)(theta)
+    update, mu, nu, count = adam_update(g, mu, nu, count, lr)
+    return (theta + update, mu, nu, count), None
 
-  return jax.lax.scan(step, (theta, opt.init(theta)), None, steps)[0][0]
+  zero = jnp.zeros_like(theta)
+  theta = jax.lax.scan(step, (theta, zero, zero, jnp.zeros([], jnp.int32)), None, steps)[0][0]
+  return jax.nn.softmax(jnp.where(mask, theta, -jnp.inf))
 
 
 def learn_weights(
@@ -94,14 +113,13 @@ def learn_weights(
     for name, i in (("train", perm[:cut]), ("test", perm[cut:]))
   }
   train = parts["train"]
-  values = normalize_exits(train.exits, norm, train.image_valid)  # float32: training only
-  g = np.flatnonzero(np.asarray(train.erc_genuine))
-  ga, gb, err = train.a[g], train.b[g], train.edc_error[g]
-
-  theta0 = jnp.log(jnp.arange(1, depth + 1, dtype=jnp.float32))
-  rows = np.flatnonzero(np.asarray(err))  # the errors' soft ranks only
-  theta = _fit(theta0, values, ga, gb, rows, mask, limit, tau, lr, steps)
-  w = np.asarray(jax.nn.softmax(jnp.where(mask, theta, -jnp.inf)))
+  g = np.flatnonzero(np.asarray(train.erc_genuine))  # host gathers: no eager programs
+  ga, gb = np.asarray(train.a)[g], np.asarray(train.b)[g]
+  rows = np.flatnonzero(np.asarray(train.edc_error)[g])  # the errors' soft ranks only
+  depths = np.arange(1, depth + 1, dtype=np.float32)
+  w = np.asarray(
+    _fit(train.exits, train.image_valid, ga, gb, rows, mask, depths, norm, limit, tau, lr, steps)
+  )
 
   def run(ps, weights):
     return evaluate_variant(ps, mask, "weighted", norm, weights)

@@ -15,7 +15,6 @@ from fractions import Fraction
 from typing import NamedTuple, Sequence
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 # The default metric settings: ERC FMRs, the EDC's FMR and its discard limits (a job's
@@ -211,7 +210,7 @@ def make_pairset(
   k = np.arange(q)
   width = np.clip(limits[:, None].astype(np.float64) - k / n_gen, 0.0, 1.0 / n_gen)
   return jax.tree.map(
-    jnp.asarray,
+    jax.device_put,  # jnp.asarray would trace and load a program per shape (lax.stage)
     PairSet(
       np.r_[exits, np.zeros((n - len(exits), exits.shape[1]), np.float32)],
       np.arange(n) < len(exits),

@@ -11,6 +11,7 @@ import sys
 
 import numpy as np
 
+from exfiqa_jax.evaluation.analysis import variant_names
 from exfiqa_jax.evaluation.saved_sweep import WeightStudy
 from exfiqa_jax.fileio import write_text
 from exfiqa_jax.fusion.sweep import metric_columns
@@ -25,15 +26,21 @@ def write_rows_csv(path: str, rows: list[dict]) -> None:
   """`report.tables.write_csv(path, rows)`, byte for byte, a column at a time: a
   subset table has 20,475 rows, and formatting cell by cell through dicts took about
   a second of a sweep. Float columns (numpy or Python floats) are formatted in one
-  pass; any other column cell by cell as `tables.cell` does."""
+  pass, Python int and str columns by str(); any other column cell by cell as
+  `tables.cell` does."""
   if not rows:
     return write_csv(path, rows)
   columns = list(rows[0].keys())
   out = []
   for c in columns:
     values = [r.get(c, "") for r in rows]
-    if all(isinstance(v, (float, np.floating)) for v in values):
+    kinds = set(map(type, values))
+    if kinds <= {float}:
+      out.append(["nan" if v != v else f"{v:.10f}" for v in values])
+    elif all(issubclass(t, (float, np.floating)) for t in kinds):
       out.append(["nan" if math.isnan(v) else f"{v:.10f}" for v in map(float, values)])
+    elif kinds <= {int, str}:  # str() is what cell writes of a Python int or str
+      out.append(list(map(str, values)))
     else:
       out.append([cell(v, 10) for v in values])
   buf = io.StringIO()
@@ -41,6 +48,36 @@ def write_rows_csv(path: str, rows: list[dict]) -> None:
   w.writerow(columns)
   w.writerows(zip(*out, strict=True))
   write_text(path, buf.getvalue())
+
+
+def write_table_csv(path: str, table: dict, depth: int) -> list[str]:
+  """`write_rows_csv(path, saved_sweep.rows_of(table, all rows, depth))`, byte for byte,
+  from the table's columns (no row dicts: a subset table has 20,475 rows). Returns the
+  variant names."""
+  if not len(table["subset"]):
+    write_csv(path, [])
+    return []
+  out = {}
+  for k, v in table.items():
+    v = np.asarray(v)
+    if v.ndim == 2:  # weights: rounded lists, as rows_of makes them
+      out[k] = [" ".join(str(round(float(x), 3)) for x in row) for row in v.tolist()]
+      continue
+    values = v.tolist()
+    kinds = set(map(type, values))
+    if kinds <= {float}:
+      out[k] = ["nan" if x != x else f"{x:.10f}" for x in values]
+    elif kinds <= {int, str}:
+      out[k] = list(map(str, values))
+    else:
+      out[k] = [cell(x, 10) for x in values]
+  out["variant"] = names = variant_names(table["subset"], table["rule"], table["norm"], depth)
+  buf = io.StringIO()
+  w = csv.writer(buf, lineterminator="\n")
+  w.writerow(list(out))
+  w.writerows(zip(*out.values(), strict=True))
+  write_text(path, buf.getvalue())
+  return names
 
 
 def write_sweep(study: WeightStudy, out_dir: str, key: str, fr: str | None = None) -> str:
@@ -54,9 +91,9 @@ def write_sweep(study: WeightStudy, out_dir: str, key: str, fr: str | None = Non
   sel, t = an.select, an.table
   metric_cols = metric_columns(t)
   base = os.path.join(out_dir, key)
-  write_rows_csv(f"{base}_subsets.csv", study.subsets)
+  names = write_table_csv(f"{base}_subsets.csv", t, study.depth)
   write_csv(f"{base}_power_law.csv", tables["power_law"])
-  write_rows_csv(f"{base}_simplex.csv", study.simplex)
+  write_table_csv(f"{base}_simplex.csv", study.simplex_table, study.depth)
   write_json(
     f"{base}.json",
     {**tables, "learned_weights": learned["weights"], "metrics": m, "warnings": an.warnings},
@@ -87,7 +124,7 @@ def write_sweep(study: WeightStudy, out_dir: str, key: str, fr: str | None = Non
   )
   cols = ["variant", "gflops", *metric_cols]
   heads = ["variant", "GFLOPs", *(metric_label(c, short=True) for c in metric_cols)]
-  distinct = len({r["variant"] for r in study.subsets})
+  distinct = len(set(names))
   held = tables["learned"]
   blocks: list[Block] = [
     Heading(f"Fusion sweep: {key}", 1),

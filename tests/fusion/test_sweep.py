@@ -123,12 +123,19 @@ def test_accelerator_path_equals_the_cpu_path(ps, monkeypatch):
     np.testing.assert_array_equal(one[k], again[k], err_msg=k)
 
 
-def test_pair_set_padded_like_a_larger_one_gives_the_same_numbers_without_tracing():
+@pytest.mark.parametrize("compiled", [True, False])
+def test_pair_set_padded_like_a_larger_one_gives_the_same_numbers_without_tracing(
+  compiled, monkeypatch
+):
   """make_pairset(like=big): big's padded shapes, every number of evaluate_variant (areas
   bit for bit, curves) as the pair set's own, and the programs traced for big serve it;
   learn_weights(like=) gives the same weights and held-out areas at its limit (to float32
-  rounding of the area sum)."""
+  rounding of the area sum). compiled: one variant through the compiled programs (what
+  accelerators run), else the CPU backend's numpy route (engine.host_route)."""
   from exfiqa_jax.fusion import engine
+
+  if compiled:
+    monkeypatch.setattr(engine, "host_route", lambda ps: False)
 
   exits, a, b, genuine, scores = pairs(6, n=120, p=600)
   big = make_pairset(exits, a, b, genuine, scores, fmrs=(1e-2, 1e-3))
