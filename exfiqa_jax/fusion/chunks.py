@@ -66,9 +66,9 @@ def keep_freed_memory() -> bool:
   """glibc (once per process): serve allocations below 32 MB from the heap and keep up
   to 256 MB of freed heap mapped, so the CPU path's temporaries (a few MB a chunk) are
   not mapped and unmapped, with fresh zeroed pages, chunk after chunk. LFW-sized, 2
-  threads: 9-10 page faults and 22-25 us of system time per variant without, about 1
-  and 3-5 with. The setting is the process's (it holds at most 256 MB of freed memory
-  a heap more); elsewhere nothing. True if set."""
+  threads: 9.5-11 page faults and 22-33 us of system time per variant without, about 1
+  and 3-5 with. The setting is process-wide (each heap may keep up to 256 MB of freed
+  memory mapped); on other C libraries nothing is set. True if set."""
   if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
     return False
   try:
