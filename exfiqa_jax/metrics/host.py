@@ -319,14 +319,16 @@ def edc_area(hp: HostPairs, keys: np.ndarray, glvl: np.ndarray, n_gen_r: np.ndar
     low = np.sort(np.partition(kg, q - 1, axis=1)[:, :q] if q < g else kg, axis=1)
   # per position: the start of its tie group (`first`) and the errors before it; every
   # row starts a group, and both are nondecreasing along a row: a running maximum of
-  # their values at the group starts fills each group
+  # (position << 32 | errors before it) at the group starts fills each group with both
   new = np.ones((bsz, q), bool)
   np.greater(low[:, 1:] ^ low[:, :-1], 1, out=new[:, 1:])  # the quality changes
-  e = (low & 1).astype(np.int32)
-  e_before = np.cumsum(e, axis=1, dtype=np.int32)
-  e_before -= e
-  e_start = np.maximum.accumulate(np.where(new, e_before, 0), axis=1)
-  first = np.maximum.accumulate(np.where(new, np.arange(q, dtype=np.int32), 0), axis=1)
+  e = low & 1
+  both = np.cumsum(e, axis=1)
+  both -= e  # the errors before each position
+  both |= np.arange(q, dtype=np.int64) << 32  # (position, errors before it): one running max
+  np.multiply(both, new, out=both)
+  np.maximum.accumulate(both, axis=1, out=both)
+  e_start, first = both & 0xFFFFFFFF, both >> 32
   frac = (hp.n_err - e_start.astype(np.float32)) / (np.float32(g) - first.astype(np.float32))
   width = hp.width  # [K, Qp]
   n = 1 << max(0, (width.shape[1] - 1).bit_length())

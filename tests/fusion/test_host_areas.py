@@ -97,7 +97,8 @@ def test_levels_find_the_cuts_of_a_sort_and_each_keys_rate(nb):
 
 
 @pytest.mark.parametrize("rule", RULES)
-def test_host_pair_keys_from_side_tables_equal_the_compiled_keys(rule):
+def test_host_pair_keys_from_side_tables_equal_the_compiled_keys(rule, monkeypatch):
+  from exfiqa_jax.fusion import engine
   from exfiqa_jax.fusion.engine import pair_sides, side_keys
 
   ps = make_pairset(*tie_data(4), fmrs=(0.05,), limits=(0.3,))
@@ -110,6 +111,13 @@ def test_host_pair_keys_from_side_tables_equal_the_compiled_keys(rule):
     args = (ps, p.fusion, jnp.asarray(masks), jnp.asarray(p.weights), RULES.index(rule))
     want = np.asarray(score_pairs(*args, compress=p.compress))[:, : int(ps.count)]
   np.testing.assert_array_equal(side_keys(sides, masks), want)
+  # codes out of order (no runs of one high half): the gathered rows
+  perm = np.random.default_rng(3).permutation(len(masks))
+  np.testing.assert_array_equal(side_keys(sides, masks[perm]), want[perm])
+  # runs cut at every change of the high half and at every RUN_ROWS variants
+  monkeypatch.setattr(engine, "RUN_ROWS", 3)
+  for lo, hi in ((5, 30), (0, len(masks)), (9, 10)):
+    np.testing.assert_array_equal(side_keys(sides, masks[lo:hi]), want[lo:hi])
 
 
 def test_host_median_keys_equal_the_compiled_keys_on_every_subset_of_12_exits():
