@@ -139,11 +139,11 @@ def levels(keys: np.ndarray, count: int, nb: int | None = None):
   else:
     srt = np.lexsort((vals, group))
   order = hold[srt]
-  cpos = start[number[at]] + rank  # each cut's place among the sorted holders (unique)
+  cpos = start[number[at]] + rank  # each cut's place among the sorted holders (below 20
+  # pairs, several rates share one)
   bounds = vals[srt][cpos].reshape(bsz, RATES)
   # a holder's level: the table's, plus the cuts of its own bucket at or below it
-  mark = np.zeros(len(order), np.int32)
-  mark[cpos] = 1
+  mark = np.bincount(cpos, minlength=len(order)).astype(np.int32)  # cuts at each place
   mine = np.cumsum(mark, dtype=np.int32)  # cuts at or before each sorted place
   below = (mine - mark)[start[number[group[srt]]]]  # cuts before its bucket's first place
   level.ravel()[order] += (mine - below - 64).astype(np.int8)

@@ -80,12 +80,13 @@ def test_host_areas_equal_the_loop_references_on_tie_heavy_data():
 @pytest.mark.parametrize("nb", [None, 4, 256])
 def test_levels_find_the_cuts_of_a_sort_and_each_keys_rate(nb):
   """Cuts and levels against a full sort: random keys, few buckets (buckets holding
-  many pairs and several cuts), keys near 2^62 (the holders' composite does not fit
-  one int64: the lexsort)."""
+  many pairs and several cuts), fewer pairs than rates, keys near 2^62 (the holders'
+  composite does not fit one int64: the lexsort)."""
   rng = np.random.default_rng(3)
-  for high in (1 << 20, 1 << 62):
+  # 937 pairs; below 20 pairs several rates share one cut (one sorted place)
+  for high, count in [(1 << 20, 937), (1 << 62, 937), (1 << 20, 4), (1 << 20, 13), (1 << 12, 19)]:
     keys = np.stack([rng.choice(high, 1000, replace=False) for _ in range(6)])
-    count = 937  # the rest: padding the cuts must not read
+    # the rest: padding the cuts must not read
     keys[:, count:] = np.iinfo(np.int64).max
     cuts, level = levels(keys, count, nb)
     srt = np.sort(keys[:, :count], axis=1)
