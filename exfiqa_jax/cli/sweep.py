@@ -13,7 +13,13 @@ import argparse
 import os
 import re
 
-from exfiqa_jax.cli import add_cost, add_force, add_quiet, initialize_distributed
+from exfiqa_jax.cli import (
+  add_cost,
+  add_force,
+  add_quiet,
+  initialize_distributed,
+  keep_freed_memory,
+)
 
 NAME = "sweep"
 HELP = "fusion sweep on saved scores: subsets, weights, learned weights, Pareto front"
@@ -108,6 +114,7 @@ def run(args: argparse.Namespace) -> int:
     raise ValueError(NEEDS_COST + " or --depth-cost (the exit number)")
   if args.distributed:
     initialize_distributed()
+  keep_freed_memory()  # this process's many-variant temporaries stay mapped
   if args.scores:
     cost, said = score_file_costs(args.scores, *costs)
     print(said)

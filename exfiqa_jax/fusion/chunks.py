@@ -13,10 +13,8 @@ come from exact integer keys, so any split gives the same table as one device.
 
 from __future__ import annotations
 
-import ctypes
 import functools
 import os
-import platform
 from concurrent.futures import ThreadPoolExecutor
 
 import jax
@@ -59,27 +57,6 @@ def parallelism(devices: int) -> tuple[int, int]:
   if devices == 1 and jax.default_backend() == "cpu":
     return os.cpu_count() or 1, 64
   return 1, 2**31
-
-
-@functools.cache
-def keep_freed_memory() -> bool:
-  """glibc (once per process): serve allocations below 32 MB from the heap and keep up
-  to 256 MB of freed heap mapped, so the CPU path's temporaries (a few MB a chunk) are
-  not mapped and unmapped, with fresh zeroed pages, chunk after chunk. LFW-sized, 2
-  threads: 9.5-11 page faults and 22-33 us of system time per variant without, about 1
-  and 3-5 with. The setting is process-wide (each heap may keep up to 256 MB of freed
-  memory mapped); on other C libraries nothing is set. True if set."""
-  if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
-    return False
-  try:
-    mallopt = ctypes.CDLL("libc.so.6").mallopt
-  except (OSError, AttributeError):
-    return False
-  m_trim_threshold, m_top_pad, m_mmap_threshold = -1, -2, -3  # malloc.h
-  return all(
-    mallopt(k, v) == 1
-    for k, v in ((m_mmap_threshold, 32 << 20), (m_trim_threshold, 256 << 20), (m_top_pad, 64 << 20))
-  )
 
 
 @functools.lru_cache(maxsize=16)
@@ -173,8 +150,6 @@ def _run(ps, p, sides, masks, weights, rule, memory_mb, devices, top):
   )
   split = host_sort()  # CPU: the areas in numpy (metrics.host)
   hp = host_pairs(ps) if split else None
-  if split:
-    keep_freed_memory()
   if sides is None:  # a compiled program: the data on the devices
     with jax.enable_x64(True):
       if len(devices) > 1:
