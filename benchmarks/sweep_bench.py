@@ -196,13 +196,14 @@ def stages_child(folder):
   import jax  # noqa: F401
 
   mark("import jax")
-  from exfiqa_jax.cli import compilation_cache
+  from exfiqa_jax.cli import compilation_cache, keep_freed_memory
   from exfiqa_jax.cli.sweep import sweep_config
   from exfiqa_jax.evaluation import saved_sweep
   from exfiqa_jax.metrics.inputs import PairInputs
   from exfiqa_jax.report import sweep as report_sweep
 
   compilation_cache()
+  keep_freed_memory()  # as `exfiqa sweep` sets it for its process
   mark("import the sweep's modules")
   cfg = sweep_config([])
   z = PairInputs.from_score_file(
