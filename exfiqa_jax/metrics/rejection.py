@@ -27,6 +27,22 @@ STEPS = 100  # grid rates k / 100
 LAST = 95  # up to 95% rejected, as the ERC
 
 
+def _score_groups(scores, genuine: np.ndarray):
+  """scores [P] (compared as float32), genuine [P] bool -> (gid [P]: each pair's group of
+  equal scores, numbered by descending score; imp, gen [groups] int64: impostors and
+  genuines of each group)."""
+  scores = np.asarray(scores, np.float32)
+  by_score = np.argsort(-scores, kind="stable")
+  s = scores[by_score]
+  group = np.cumsum(np.r_[True, s[1:] != s[:-1]]) - 1  # [P] score group, descending
+  gid = np.empty(len(scores), np.int64)
+  gid[by_score] = group
+  n_groups = int(group[-1]) + 1 if len(scores) else 0
+  imp = np.bincount(gid[~genuine], minlength=n_groups).astype(np.int64)
+  gen = np.bincount(gid[genuine], minlength=n_groups).astype(np.int64)
+  return gid, imp, gen
+
+
 def fnmr_rejected(
   pq: np.ndarray,
   scores: np.ndarray,
@@ -41,17 +57,9 @@ def fnmr_rejected(
   genuine or no impostor pair remains.
   """
   pq = np.asarray(pq)  # keys or qualities: only their order and ties are used
-  scores = np.asarray(scores, np.float32)
   genuine = np.asarray(genuine, bool)
   p = len(pq)
-  by_score = np.argsort(-scores, kind="stable")
-  s = scores[by_score]
-  group = np.cumsum(np.r_[True, s[1:] != s[:-1]]) - 1  # [P] score group, descending
-  gid = np.empty(p, np.int64)
-  gid[by_score] = group
-  n_groups = int(group[-1]) + 1 if p else 0
-  imp = np.bincount(gid[~genuine], minlength=n_groups).astype(np.int64)
-  gen = np.bincount(gid[genuine], minlength=n_groups).astype(np.int64)
+  gid, imp, gen = _score_groups(scores, genuine)
   fr = [Fraction(str(f)) for f in fmrs]
   by_quality = np.argsort(pq, kind="stable")
   out = np.full((last + 1, len(fr)), np.nan)
@@ -87,17 +95,11 @@ def fnmr_rejected_many(
   F], the same numbers (the same integer counts, the same float64 division), each step
   one pass over all variants instead of V passes."""
   pqs = np.asarray(pqs)
-  scores = np.asarray(scores, np.float32)
   genuine = np.asarray(genuine, bool)
   v, p = pqs.shape
-  by_score = np.argsort(-scores, kind="stable")
-  s = scores[by_score]
-  group = np.cumsum(np.r_[True, s[1:] != s[:-1]]) - 1
-  gid = np.empty(p, np.int64)
-  gid[by_score] = group
-  n_groups = int(group[-1]) + 1 if p else 0
-  imp = np.tile(np.bincount(gid[~genuine], minlength=n_groups).astype(np.int64), (v, 1))
-  gen = np.tile(np.bincount(gid[genuine], minlength=n_groups).astype(np.int64), (v, 1))
+  gid, imp, gen = _score_groups(scores, genuine)
+  n_groups = len(imp)
+  imp, gen = np.tile(imp, (v, 1)), np.tile(gen, (v, 1))
   fr = [Fraction(str(f)) for f in fmrs]
   by_quality = np.argsort(pqs, axis=1, kind="stable")
   row = np.arange(v, dtype=np.int64)[:, None] * n_groups
