@@ -65,11 +65,8 @@ class Analysis:
 
 
 def variant_name(subset: int, rule: str, norm: str, depth: int) -> str:
-  exits = exits_of(subset, depth)
-  if len(exits) == 1:
-    return f"exit {exits[0]}"
-  where = "all" if len(exits) == depth else "{" + ",".join(map(str, exits)) + "}"
-  return f"{rule}({where})" + ("" if norm == "none" else f" [{norm}]")
+  """A variant's name: `exit 3`, `median({1,8,11})`, `mean(all) [rank]`."""
+  return variant_names([subset], [rule], [norm], depth)[0]
 
 
 def variant_names(subsets, rules, norms, depth: int) -> list[str]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import io
-import math
 import os
 import sys
 
@@ -22,37 +21,22 @@ from exfiqa_jax.report.labels import mark_label, metric_label
 from exfiqa_jax.report.tables import cell, write_csv, write_json
 
 
-def write_rows_csv(path: str, rows: list[dict]) -> None:
-  """`report.tables.write_csv(path, rows)`, byte for byte, a column at a time: a
-  subset table has 20,475 rows, and formatting cell by cell through dicts took about
-  a second of a sweep. Float columns (numpy or Python floats) are formatted in one
-  pass, Python int and str columns by str(); any other column cell by cell as
-  `tables.cell` does."""
-  if not rows:
-    return write_csv(path, rows)
-  columns = list(rows[0].keys())
-  out = []
-  for c in columns:
-    values = [r.get(c, "") for r in rows]
-    kinds = set(map(type, values))
-    if kinds <= {float}:
-      out.append(["nan" if v != v else f"{v:.10f}" for v in values])
-    elif all(issubclass(t, (float, np.floating)) for t in kinds):
-      out.append(["nan" if math.isnan(v) else f"{v:.10f}" for v in map(float, values)])
-    elif kinds <= {int, str}:  # str() is what cell writes of a Python int or str
-      out.append(list(map(str, values)))
-    else:
-      out.append([cell(v, 10) for v in values])
-  buf = io.StringIO()
-  w = csv.writer(buf, lineterminator="\n")
-  w.writerow(columns)
-  w.writerows(zip(*out, strict=True))
-  write_text(path, buf.getvalue())
+def _column(values: list) -> list[str]:
+  """A column's cells as `report.tables.write_csv` writes them (`tables.cell`), a column
+  at a time: a subset table has 20,475 rows, and formatting cell by cell took about a
+  second of a sweep. Python float columns in one pass, int and str columns by str()
+  (what cell writes of them), any other column cell by cell."""
+  kinds = set(map(type, values))
+  if kinds <= {float}:
+    return ["nan" if x != x else f"{x:.10f}" for x in values]
+  if kinds <= {int, str}:
+    return list(map(str, values))
+  return [cell(x, 10) for x in values]
 
 
 def write_table_csv(path: str, table: dict, depth: int) -> list[str]:
-  """`write_rows_csv(path, saved_sweep.rows_of(table, all rows, depth))`, byte for byte,
-  from the table's columns (no row dicts: a subset table has 20,475 rows). Returns the
+  """`tables.write_csv(path, saved_sweep.rows_of(table, all rows, depth))`, byte for
+  byte, from the table's columns (no row dicts: a subset table has 20,475 rows). Returns the
   variant names."""
   if not len(table["subset"]):
     write_csv(path, [])
@@ -63,14 +47,7 @@ def write_table_csv(path: str, table: dict, depth: int) -> list[str]:
     if v.ndim == 2:  # weights: rounded lists, as rows_of makes them
       out[k] = [" ".join(str(round(float(x), 3)) for x in row) for row in v.tolist()]
       continue
-    values = v.tolist()
-    kinds = set(map(type, values))
-    if kinds <= {float}:
-      out[k] = ["nan" if x != x else f"{x:.10f}" for x in values]
-    elif kinds <= {int, str}:
-      out[k] = list(map(str, values))
-    else:
-      out[k] = [cell(x, 10) for x in values]
+    out[k] = _column(v.tolist())
   out["variant"] = names = variant_names(table["subset"], table["rule"], table["norm"], depth)
   buf = io.StringIO()
   w = csv.writer(buf, lineterminator="\n")

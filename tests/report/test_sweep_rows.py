@@ -8,7 +8,6 @@ import numpy as np
 
 from exfiqa_jax.evaluation.analysis import variant_name, variant_names
 from exfiqa_jax.evaluation.saved_sweep import rows_of
-from exfiqa_jax.report.sweep import write_rows_csv
 from exfiqa_jax.report.tables import write_csv, write_json
 
 
@@ -57,7 +56,7 @@ def test_rows_and_their_files_equal_the_literal_rows(tmp_path):
       for k in w:  # the same values (NaN in the same places)
         assert g[k] == w[k] or (w[k] != w[k] and g[k] != g[k]), k
     write_csv(str(tmp_path / "want.csv"), want)
-    write_rows_csv(str(tmp_path / "got.csv"), got)
+    write_csv(str(tmp_path / "got.csv"), got)
     assert (tmp_path / "got.csv").read_bytes() == (tmp_path / "want.csv").read_bytes()
     write_json(str(tmp_path / "want.json"), want)
     write_json(str(tmp_path / "got.json"), got)
