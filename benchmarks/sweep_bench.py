@@ -193,17 +193,22 @@ def stages_child(folder):
     t.append(time.perf_counter())
     names.append(name)
 
+  from exfiqa_jax.cli import keep_freed_memory
+  from exfiqa_jax.fusion import workers
+
+  keep_freed_memory()  # as `exfiqa sweep` does before JAX is imported (cli.sweep.before_jax)
+  workers.start(preload=("exfiqa_jax.report.plots:pyplot",))
+  mark("fork the workers")
   import jax  # noqa: F401
 
   mark("import jax")
-  from exfiqa_jax.cli import compilation_cache, keep_freed_memory
+  from exfiqa_jax.cli import compilation_cache
   from exfiqa_jax.cli.sweep import sweep_config
   from exfiqa_jax.evaluation import saved_sweep
   from exfiqa_jax.metrics.inputs import PairInputs
   from exfiqa_jax.report import sweep as report_sweep
 
   compilation_cache()
-  keep_freed_memory()  # as `exfiqa sweep` sets it for its process
   mark("import the sweep's modules")
   cfg = sweep_config([])
   z = PairInputs.from_score_file(
@@ -217,12 +222,13 @@ def stages_child(folder):
   def timed_sweep(*a, **k):
     mark("analyse: the pair set")
     out = subset_sweep(*a, **k)
-    mark("subset sweep (fusion.sweep.sweep)")
+    mark("subset sweep (fusion.sweep.sweep), this process and a worker")
     return out
 
   analysis.sweep = timed_sweep
   an = saved_sweep.analyse_inputs(z, cfg)
   mark("analyse: rows, curves, FNMR after rejection")
+  figures = report_sweep.sweep_figures(an, "lfw")  # drawn on the worker from here on
   wrap = {}
   for name, label in (("sweep_weights", "weight sweep"), ("learn_weights", "learned weights")):
     fn = getattr(saved_sweep, name)
@@ -236,14 +242,8 @@ def stages_child(folder):
     setattr(saved_sweep, name, timed)
   study = saved_sweep.weight_study(z, cfg, an, progress=False)
   mark("tables of the study")
-  save, table_csv = report_sweep.plots.save, report_sweep.write_table_csv
+  table_csv = report_sweep.write_table_csv
   other = "JSON, Markdown, HTML, power-law CSV"
-
-  def timed_save(*a, **k):
-    mark(other)
-    out = save(*a, **k)
-    mark("figure " + os.path.basename(a[1]))
-    return out
 
   def timed_csv(*a, **k):
     mark(other)
@@ -251,9 +251,20 @@ def stages_child(folder):
     mark("CSV of the subset and simplex tables")
     return out
 
-  report_sweep.plots.save = timed_save
+  def waited(f):
+    def result(get=f.result):
+      mark(other)
+      out = get()
+      mark("the figures' wait (drawn on the worker since the analysis)")
+      return out
+
+    f.result = result
+    return f
+
   report_sweep.write_table_csv = timed_csv
-  report_sweep.write_sweep(study, os.path.join(folder, "stages"), "lfw")
+  report_sweep.write_sweep(
+    study, os.path.join(folder, "stages"), "lfw", figures=[waited(f) for f in figures]
+  )
   mark(other)
   for name, a, b in zip(names, t[:-1], t[1:], strict=True):
     print(f"{name}\t{b - a:.3f}")

@@ -368,7 +368,7 @@ def _main(argv: list[str] | None) -> int:
         formatter_class=HelpFormatter,
       )
       mod.add_arguments(p)
-      p.set_defaults(_run=mod.run)
+      p.set_defaults(_run=mod.run, _early=getattr(mod, "before_jax", None))
       parsers[mod.NAME] = p
     else:
       sub.add_parser(name)
@@ -379,6 +379,8 @@ def _main(argv: list[str] | None) -> int:
     quiet_libraries()
   prefix = f"exfiqa {args.command}: error:"
   try:
+    if args._early:  # a command's work before JAX is imported (e.g. forking workers)
+      args._early(args)
     compilation_cache()
     code = int(args._run(args) or 0)
     sys.stdout.flush()  # a closed pipe shows here, not at exit

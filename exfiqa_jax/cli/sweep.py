@@ -60,6 +60,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
   add_force(p, "sweep files of the same name in --out")
   add_quiet(p)
   p.add_argument(
+    "--workers",
+    type=int,
+    metavar="N",
+    help="worker processes beside this one on the CPU backend (the subset sweep's areas "
+    "and the figures; default one per core but one, at most 7; 0: threads only)",
+  )
+  p.add_argument(
     "--distributed",
     action="store_true",
     help="join the other hosts of a multi-host job (jax.distributed, configured from the "
@@ -88,15 +95,30 @@ def sweep_config(overrides: list[str]) -> dict:
   return cfg
 
 
+def before_jax(args: argparse.Namespace) -> None:
+  """Forks the CPU sweep's worker processes (`exfiqa_jax.fusion.workers`: the subset
+  areas and the figures), before this process imports JAX; not for --distributed (each
+  host's own devices), nor where an accelerator is the backend."""
+  if args.workers is not None and args.workers < 0:
+    raise ValueError(f"--workers {args.workers}: give 0 or more")
+  if args.workers and args.distributed:
+    raise ValueError("--workers goes without --distributed (each host sweeps on its devices)")
+  keep_freed_memory()  # the workers' many-variant temporaries stay mapped too
+  if not args.distributed and args.workers != 0:
+    from exfiqa_jax.fusion import workers
+
+    workers.start(args.workers, preload=("exfiqa_jax.report.plots:pyplot",))
+
+
 def run(args: argparse.Namespace) -> int:
   import jax
 
   from exfiqa_jax.cli import NEEDS_COST, score_file_costs
   from exfiqa_jax.evaluation.job_config import load_job
-  from exfiqa_jax.evaluation.saved_sweep import weight_study
+  from exfiqa_jax.evaluation.saved_sweep import analyse_inputs, weight_study
   from exfiqa_jax.fileio import check_output
   from exfiqa_jax.metrics.inputs import PairInputs
-  from exfiqa_jax.report.sweep import write_sweep
+  from exfiqa_jax.report.sweep import sweep_figures, write_sweep
   from exfiqa_jax.report.unit import write_unit
 
   split_overrides(args)
@@ -114,7 +136,6 @@ def run(args: argparse.Namespace) -> int:
     raise ValueError(NEEDS_COST + " or --depth-cost (the exit number)")
   if args.distributed:
     initialize_distributed()
-  keep_freed_memory()  # this process's many-variant temporaries stay mapped
   if args.scores:
     cost, said = score_file_costs(args.scores, *costs)
     print(said)
@@ -138,12 +159,15 @@ def run(args: argparse.Namespace) -> int:
   for key in work if writer else ():
     check_output(os.path.join(out, f"{key}.md"), force=args.force, option="--out")
   for key, z in work.items():
-    study = weight_study(z, cfg, progress=not args.quiet and f"sweep {key}")  # names the bar
+    an = analyse_inputs(z, cfg, progress=not args.quiet and f"sweep {key}")  # names the bar
+    # the figures need only the subset sweep: drawn on the workers (if any) meanwhile
+    figures = sweep_figures(an, key, frs.get(key)) if writer else None
+    study = weight_study(z, cfg, an)
     if writer:  # the page and its files as one unit (report/unit.py), the page last
       page = write_unit(
         out,
         f"sweep-{key}",
-        lambda f, s=study, k=key: write_sweep(s, f, k, fr=frs.get(k)),
+        lambda f, s=study, k=key, g=figures: write_sweep(s, f, k, frs.get(k), g),
         sweep_head(key),
       )
       print(f"wrote {os.path.splitext(page)[0]}.md")

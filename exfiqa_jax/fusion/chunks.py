@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import jax
@@ -22,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from exfiqa_jax.backend import AXIS, mesh
+from exfiqa_jax.fusion import workers
 from exfiqa_jax.fusion.engine import (
   chunk_fn,
   host_keys,
@@ -108,10 +110,27 @@ def score_variants(
   ERC needs more than the default share of impostors (`metrics.default_top`) are
   rerun with all of them.
   """
+  return score_variants_later(ps, masks, weights, rule, norm, memory_mb, devices)()
+
+
+def score_variants_later(
+  ps: PairSet,
+  masks,
+  weights,
+  rule: str,
+  norm: str = "none",
+  memory_mb: float = 256,
+  devices=None,
+) -> Callable[[], tuple[np.ndarray, np.ndarray, np.ndarray]]:
+  """`score_variants` in two steps: returns finish(), which returns its result. With
+  sweep workers (`fusion.workers`, a tabled rule on the CPU) the plan, the pair sides
+  and the workers' shares are made now and this process's share when finish() is
+  called, so that a caller prepares its next group meanwhile; otherwise all now."""
   from exfiqa_jax.fusion import large  # pair sets of IJB-C size: no sort of the pairs
 
   if large.routed(ps):
-    return large.score_variants(ps, masks, weights, rule, norm, memory_mb, devices)
+    out = large.score_variants(ps, masks, weights, rule, norm, memory_mb, devices)
+    return lambda: out
   masks, weights = np.asarray(masks, bool), np.asarray(weights)
   v = len(masks)
   lo, hi = host_share(v)
@@ -119,6 +138,9 @@ def score_variants(
   split = host_sort()  # CPU: the areas in numpy (metrics.host)
   p = plan(ps, norm, rule, weights, host=split)
   sides = pair_sides(ps, p, rule) if split else None  # the pair keys in numpy too
+  if sides is not None and workers.running() and hi > lo:  # processes: no GIL shared
+    finish = workers.areas_later(host_pairs(ps), sides, masks[lo:hi])
+    return lambda: _gather_hosts(finish()[:3], v)  # host areas never overflow
   if split and sides is None and p.integer:
     p = plan(ps, norm, rule, weights)  # compiled pair keys: the image tables on the device
   w = p.weights if p.integer else weights
@@ -130,7 +152,8 @@ def score_variants(
     redo = _run(ps, p, sides, *args)
     for x, y in zip(mine, redo, strict=True):
       x[again] = y
-  return _gather_hosts(mine[:3], v)
+  out = _gather_hosts(mine[:3], v)
+  return lambda: out
 
 
 def _run(ps, p, sides, masks, weights, rule, memory_mb, devices, top):

@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from exfiqa_jax.backend import jit_options
+from exfiqa_jax.backend import LazyJit
 from exfiqa_jax.fusion.exact import (
   dense_ranks,
   exit_integers,
@@ -41,10 +41,11 @@ ENGINE_OPTIONS = {"xla_cpu_use_fusion_emitters": False}
 
 
 def jit_engine(fn=None, **kwargs):
-  """`jax.jit` with the engine's compiler options, those this jaxlib accepts."""
+  """`jax.jit` with the engine's compiler options, those this jaxlib accepts (probed at
+  the first call: importing the engine starts no backend, `backend.LazyJit`)."""
   if fn is None:
     return partial(jit_engine, **kwargs)
-  return jax.jit(fn, compiler_options=jit_options(ENGINE_OPTIONS), **kwargs)
+  return LazyJit(fn, ENGINE_OPTIONS, **kwargs)
 
 
 class Fusion(NamedTuple):

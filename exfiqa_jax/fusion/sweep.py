@@ -18,7 +18,7 @@ from typing import Sequence
 import numpy as np
 from tqdm import tqdm
 
-from exfiqa_jax.fusion.chunks import score_variants
+from exfiqa_jax.fusion.chunks import score_variants_later
 from exfiqa_jax.fusion.rules import RULES
 from exfiqa_jax.fusion.subsets import check_variants, code_of, subset_masks
 from exfiqa_jax.metrics import PairSet
@@ -84,21 +84,28 @@ def sweep(
   masks = subset_masks(depth) if masks is None else np.asarray(masks, bool)
   w = np.broadcast_to(np.arange(1, depth + 1) if weights is None else weights, masks.shape)
   parts = []
+  groups = [(norm, rule) for norm in norms for rule in rules]
   with tqdm(
-    total=len(norms) * len(rules) * len(masks),
+    total=len(groups) * len(masks),
     unit="variant",
     desc=progress if isinstance(progress, str) else "sweep",  # a str names the bar
     disable=not progress,
   ) as bar:
-    for norm in norms:
-      for rule in rules:
-        res = score_variants(ps, masks, w, rule, norm, memory_mb, devices)
-        parts.append(
-          table(
-            ps, masks, *res, cost, rule=np.full(len(masks), rule), norm=np.full(len(masks), norm)
-          )
-        )
+    # one group ahead: its plan, pair sides and workers' shares (fusion.workers) are made
+    # before this process computes its share of the one before
+    ahead = None
+    for group in [*groups, None]:
+      started = None
+      if group is not None:
+        norm, rule = group
+        started = group, score_variants_later(ps, masks, w, rule, norm, memory_mb, devices)
+      if ahead is not None:
+        (norm, rule), finish = ahead
+        res = finish()
+        rows = {"rule": np.full(len(masks), rule), "norm": np.full(len(masks), norm)}
+        parts.append(table(ps, masks, *res, cost, **rows))
         bar.update(len(masks))
+      ahead = started
   return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 

@@ -15,23 +15,50 @@ hides another; legends sit below the axes, never over the lines.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
+import tempfile
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+from exfiqa_jax.fileio import atomic_path
+from exfiqa_jax.report.labels import metric_label
 
-from exfiqa_jax.fileio import atomic_path  # noqa: E402
-from exfiqa_jax.report.labels import metric_label  # noqa: E402
+if TYPE_CHECKING:
+  from matplotlib.figure import Figure
 
 Series = Mapping[str, tuple[Sequence[float], Sequence[float]]]  # label -> (x [K], y [K])
 BEST_STYLE = dict(color="black", linestyle="--", linewidth=1.2)
 LIMIT_STYLE = dict(color="grey", linestyle=":", linewidth=1.2)
 ADAPTIVE_COLORS = ("C1", "C2", "C4", "C5", "C6", "C8", "C9")  # not the front's C3 nor C7 dots
+
+
+@functools.cache
+def pyplot():
+  """matplotlib.pyplot on the Agg backend (no display), imported at the first figure:
+  about 0.45 s, which a command whose workers draw its figures (`exfiqa sweep`,
+  `exfiqa_jax.fusion.workers`) never spends itself."""
+  import matplotlib
+
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  return plt
+
+
+def render(make, panels, name: str, **kwargs) -> dict[str, bytes]:
+  """The files of save(make(panels, **kwargs), f"{name}.png") as {file name: bytes}
+  (`name`.png and `name`.svg), made in a temporary folder: a call a worker process can
+  run (`fusion.workers.call`) before the output folder that takes the files exists."""
+  with tempfile.TemporaryDirectory(prefix="exfiqa-figure-") as tmp:
+    paths = save(make(panels, **kwargs), os.path.join(tmp, f"{name}.png"))
+    out = {}
+    for path in paths:
+      with open(path, "rb") as f:
+        out[os.path.basename(path)] = f.read()
+  return out
 
 
 def save(fig: Figure, path: str) -> list[str]:
@@ -45,6 +72,7 @@ def save(fig: Figure, path: str) -> list[str]:
   fig.set_dpi(dpi)
   renderer = fig.canvas.get_renderer()
   fig.draw_without_rendering()
+  plt = pyplot()
   pad = plt.rcParams["savefig.pad_inches"]
   box = fig.get_tightbbox(renderer).padded(pad, pad)
   fig.set_layout_engine("none")  # laid out: the saves below keep these positions
@@ -84,7 +112,7 @@ def _panels(
   -> (figure, the n axes in reading order); the grid's spare cell is removed."""
   cols = min(n, MAX_COLUMNS)
   rows = -(-n // cols)
-  fig, axes = plt.subplots(
+  fig, axes = pyplot().subplots(
     rows,
     cols,
     figsize=(width * cols, height * rows),
@@ -213,7 +241,7 @@ class PerExitPanel:
 def per_exit_figure(panels: Sequence[PerExitPanel], *, title: str) -> Figure:
   """Each exit alone: ERC areas (left) and EDC partial areas (right) on their own
   axes, one row per FR model; the theoretical best EDC areas dashed."""
-  fig, axes = plt.subplots(
+  fig, axes = pyplot().subplots(
     len(panels), 2, figsize=(10.8, 4.4 * len(panels)), squeeze=False, layout="constrained",
     sharey="col",
   )  # fmt: skip
@@ -325,7 +353,7 @@ def attention_figure(
   depth, g, _ = maps.shape
   cols = min(depth, 6)
   rows = -(-depth // cols)
-  fig = plt.figure(figsize=(1.9 * (cols + 1) + 0.8, 2.1 * rows), layout="constrained")
+  fig = pyplot().figure(figsize=(1.9 * (cols + 1) + 0.8, 2.1 * rows), layout="constrained")
   grid = fig.add_gridspec(rows, cols + 1)
   face = fig.add_subplot(grid[:, 0] if rows > 1 else grid[0, 0])
   face.imshow(image)

@@ -7,12 +7,14 @@ import csv
 import io
 import os
 import sys
+from concurrent.futures import Future
 
 import numpy as np
 
-from exfiqa_jax.evaluation.analysis import variant_names
+from exfiqa_jax.evaluation.analysis import Analysis, variant_names
 from exfiqa_jax.evaluation.saved_sweep import WeightStudy
-from exfiqa_jax.fileio import write_text
+from exfiqa_jax.fileio import write_bytes, write_text
+from exfiqa_jax.fusion import workers
 from exfiqa_jax.fusion.sweep import metric_columns
 from exfiqa_jax.report import plots
 from exfiqa_jax.report.document import Block, Figures, Heading, Text, table, to_markdown
@@ -57,47 +59,64 @@ def write_table_csv(path: str, table: dict, depth: int) -> list[str]:
   return names
 
 
-def write_sweep(study: WeightStudy, out_dir: str, key: str, fr: str | None = None) -> str:
+def sweep_figures(an: Analysis, key: str, fr: str | None = None) -> list[Future]:
+  """The Pareto and two-exit figures of a sweep's Analysis, started: Futures of their
+  files ({file name: bytes}, `plots.render`). Drawn on the sweep's workers where it has
+  any (`fusion.workers`: `exfiqa sweep` starts them right after the subset sweep, so they
+  are drawn while this process runs the weight studies), else here and now."""
+  sel, t = an.select, an.table
+  marks = {
+    mark_label(n, c["variant"]): (float(t["gflops"][c["row"]]), float(t[sel][c["row"]]))
+    for n, c in an.curves.items()
+  }
+  name = fr or f"pair set: {key}"
+  return [
+    workers.call(
+      plots.render,
+      plots.pareto_figure,
+      [plots.ParetoPanel(name, t["gflops"], t[sel], an.front, marks)],
+      f"{key}_pareto",
+      title=f"{key}: quality against compute, every fused variant (lower is better)",
+      metric=sel,
+    ),
+    workers.call(
+      plots.render,
+      plots.heatmap_figure,
+      [plots.HeatPanel(name, an.pairs_grid)],
+      f"{key}_pairs",
+      title=f"{key}: fusion of two exits i, j by the weighted mean (depth weights w_i = i); "
+      "diagonal: exit i alone",
+      metric=sel,
+    ),
+  ]
+
+
+def write_sweep(
+  study: WeightStudy,
+  out_dir: str,
+  key: str,
+  fr: str | None = None,
+  figures: list[Future] | None = None,
+) -> str:
   """Writes `<out_dir>/<key>.md`, `<key>.html` and its CSV/JSON/PNG/SVG files;
   returns the .md path. fr: the FR model of the comparison scores, named in the figures
-  (else they say `pair set: <key>`). Warnings (an FMR the impostors cannot resolve) go to
-  stderr and into the report."""
+  (else they say `pair set: <key>`); figures: `sweep_figures` of the study's analysis,
+  if started already. Warnings (an FMR the impostors cannot resolve) go to stderr and
+  into the report."""
   an, m, tables, learned = study.analysis, study.metrics, study.tables, study.learned
   for line in an.warnings:
     print(f"warning: {key}: {line}", file=sys.stderr)
   sel, t = an.select, an.table
   metric_cols = metric_columns(t)
   base = os.path.join(out_dir, key)
+  if figures is None:
+    figures = sweep_figures(an, key, fr)
   names = write_table_csv(f"{base}_subsets.csv", t, study.depth)
   write_csv(f"{base}_power_law.csv", tables["power_law"])
   write_table_csv(f"{base}_simplex.csv", study.simplex_table, study.depth)
   write_json(
     f"{base}.json",
     {**tables, "learned_weights": learned["weights"], "metrics": m, "warnings": an.warnings},
-  )
-  marks = {
-    mark_label(n, c["variant"]): (
-      float(t["gflops"][c["row"]]),
-      float(t[sel][c["row"]]),
-    )
-    for n, c in an.curves.items()
-  }
-  plots.save(
-    plots.pareto_figure(
-      [plots.ParetoPanel(fr or f"pair set: {key}", t["gflops"], t[sel], an.front, marks)],
-      title=f"{key}: quality against compute, every fused variant (lower is better)",
-      metric=sel,
-    ),
-    f"{base}_pareto.png",
-  )
-  plots.save(
-    plots.heatmap_figure(
-      [plots.HeatPanel(fr or f"pair set: {key}", an.pairs_grid)],
-      title=f"{key}: fusion of two exits i, j by the weighted mean (depth weights w_i = i); "
-      "diagonal: exit i alone",
-      metric=sel,
-    ),
-    f"{base}_pairs.png",
   )
   cols = ["variant", "gflops", *metric_cols]
   heads = ["variant", "GFLOPs", *(metric_label(c, short=True) for c in metric_cols)]
@@ -132,6 +151,9 @@ def write_sweep(study: WeightStudy, out_dir: str, key: str, fr: str | None = Non
     table(tables["front"], cols, heads),
     Figures([f"{key}_pareto.png", f"{key}_pairs.png"]),
   ]
+  for f in figures:  # their files (or their error, raised here) before the pages
+    for name, data in f.result().items():
+      write_bytes(os.path.join(out_dir, name), data)
   write_text(f"{base}.md", to_markdown(blocks))
   write_html(f"{base}.html", blocks, f"Fusion sweep: {key}")
   return f"{base}.md"

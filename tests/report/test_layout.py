@@ -49,7 +49,7 @@ def test_report_labels_are_at_least_9px_at_1400px_in_chromium(five, tmp_path):
   smallest = {
     n: _smallest_font_pt(f) for n, f in figures("lfw", [(fr, a) for _, fr, a in five]).items()
   }
-  plots.plt.close("all")
+  plots.pyplot().close("all")
   write_report(str(tmp_path), "# Five FR models", five, {"out_dir": str(tmp_path)})
   page = open_page(str(tmp_path / "report.html"), width=1400)
   assert page["errors"] == []

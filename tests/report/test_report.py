@@ -183,4 +183,4 @@ def test_report_figures_have_a_panel_per_fr_model_and_a_line_per_assessor(result
   assert "weighted mean (depth weights w_i = i)" in figs["pairs"]._suptitle.get_text()
   assert figs["pareto"].axes[0].get_ylabel() == "EDC pAUC to discard 0.2 (lower is better)"
   for fig in figs.values():
-    plots.plt.close(fig)
+    plots.pyplot().close(fig)

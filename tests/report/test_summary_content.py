@@ -67,4 +67,4 @@ def test_legend_and_panel_names_say_each_thing_once():
   ax = fig.axes[0]
   assert ax.get_title() == "pair set: demo_self"
   assert "exit 6" in [t.get_text() for t in ax.get_legend().get_texts()]
-  plots.plt.close(fig)
+  plots.pyplot().close(fig)

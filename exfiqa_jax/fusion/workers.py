@@ -1,0 +1,180 @@
+"""Worker processes beside a CPU-backend command: the many-variant areas of
+`exfiqa_jax.fusion.chunks` and any other picklable call (`call`: a report's figures).
+
+On the CPU backend the areas of many variants run in numpy (`engine.side_keys`,
+`metrics.host`): thousands of small calls a chunk, many of them holding the GIL,
+so threads over chunks gain little (LFW-sized, 2 cores: 115 us wall per variant
+on two threads against 160 us on one). Processes share no GIL: `areas` hands each
+worker an equal contiguous share of a rule's variants with the rule's pair sides,
+computes the last share in this process, and returns the shares in variant order.
+The numbers are those of the threads bit for bit (the same functions on the same
+arrays; each variant's areas do not depend on its chunk).
+
+`start` forks the workers before the process imports JAX (a forked child of a
+running backend can deadlock; the workers then import what they need, `preload`,
+while this process imports its own modules on another core), only where the CPU is
+the backend (no accelerator plugin installed, or `JAX_PLATFORMS=cpu`) and there is a
+core to spare. Where none were started the chunks run on threads and calls inline.
+"""
+
+from __future__ import annotations
+
+import atexit
+import ctypes
+import importlib
+import importlib.metadata
+import importlib.util
+import multiprocessing
+import os
+import signal
+import sys
+import warnings
+from concurrent.futures import Future, ProcessPoolExecutor
+
+import numpy as np
+
+ROWS = 64  # variants per side_keys + host_areas call (as a thread's chunk, fusion.chunks)
+MOST = 7  # workers by default at most: each holds its own imports (about 220 MB resident)
+PRELOAD = ("exfiqa_jax.fusion.engine", "exfiqa_jax.metrics.host")  # what `_share` runs
+
+_pool: ProcessPoolExecutor | None = None
+
+
+def _backend_started() -> bool:
+  """Whether this process has started a JAX backend (True when it cannot tell)."""
+  if "jax" not in sys.modules:
+    return False
+  try:
+    from jax._src import xla_bridge
+
+    return bool(xla_bridge.backends_are_initialized())
+  except (ImportError, AttributeError):
+    return True
+
+
+def cpu_backend() -> bool:
+  """Whether JAX will run on the CPU: `JAX_PLATFORMS=cpu`, or no accelerator plugin or
+  TPU runtime installed (a `jax_plugins` entry point or module, `libtpu`)."""
+  platforms = os.environ.get("JAX_PLATFORMS", "").strip().lower()
+  if platforms:
+    return platforms == "cpu"
+  if importlib.metadata.entry_points(group="jax_plugins"):
+    return False
+  if importlib.util.find_spec("libtpu") is not None:
+    return False
+  spec = importlib.util.find_spec("jax_plugins")  # a namespace package of PJRT plugins
+  return spec is None or not list(spec.submodule_search_locations or [])
+
+
+def _initialize(names: tuple[str, ...]) -> None:
+  """A worker's first work: it dies with this process (Linux PR_SET_PDEATHSIG: no
+  worker outlives a killed command) and leaves Ctrl-C to it (the command reports an
+  interrupt in one line; `stop` ends the workers); then imports each `module` and
+  calls each `module:function`."""
+  signal.signal(signal.SIGINT, signal.SIG_IGN)
+  try:
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG = 1
+  except (OSError, AttributeError):
+    pass
+  for name in names:
+    module, _, function = name.partition(":")
+    m = importlib.import_module(module)
+    if function:
+      getattr(m, function)()
+
+
+def default_count() -> int:
+  """One worker per core this process may run on, but one (this process computes a
+  share too), at most MOST."""
+  cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+  return max(0, min(MOST, (cores or 1) - 1))
+
+
+def start(count: int | None = None, preload: tuple[str, ...] = ()) -> int:
+  """Forks `count` workers (default `default_count`) that import PRELOAD and `preload`
+  (`module` or `module:function`, called) first, if this process may: Linux, the CPU as
+  JAX's backend, no backend started yet. Returns the number started (0: threads and
+  inline calls). Once per process; `stop` ends them (at exit at the latest)."""
+  global _pool
+  if _pool is not None:
+    return _pool._max_workers
+  count = default_count() if count is None else count
+  if count < 1 or not sys.platform.startswith("linux") or _backend_started():
+    return 0
+  if not cpu_backend():
+    return 0
+  pool = ProcessPoolExecutor(
+    count,
+    mp_context=multiprocessing.get_context("fork"),
+    initializer=_initialize,
+    initargs=(PRELOAD + tuple(preload),),
+  )
+  with warnings.catch_warnings():
+    # Python 3.12 warns of any thread at a fork; here they are numpy's BLAS threads
+    # (which quiesce at a fork), no JAX backend is running
+    warnings.simplefilter("ignore", DeprecationWarning)
+    pool.submit(int)  # a fork context forks every worker at the first submit: now
+  _pool = pool
+  atexit.register(stop)
+  return count
+
+
+def stop() -> None:
+  """Ends the workers."""
+  global _pool
+  if _pool is not None:
+    _pool.shutdown(wait=True, cancel_futures=True)
+    _pool = None
+
+
+def running() -> int:
+  """The number of workers started (0: none)."""
+  return 0 if _pool is None else _pool._max_workers
+
+
+def call(fn, *args, **kwargs) -> Future:
+  """fn(*args, **kwargs) on a worker when any runs (fn and its arguments picklable),
+  else here and now; the Future holds its result or its exception."""
+  if _pool is not None:
+    return _pool.submit(fn, *args, **kwargs)
+  done: Future = Future()
+  try:
+    done.set_result(fn(*args, **kwargs))
+  except Exception as e:  # raised again by done.result(), where the caller waits
+    done.set_exception(e)
+  return done
+
+
+def _share(hp, sides, masks: np.ndarray):
+  """One share of a rule's variants: masks [n, L] -> the four host-area outputs."""
+  from exfiqa_jax.fusion.engine import side_keys
+  from exfiqa_jax.metrics.host import host_areas
+
+  parts = [
+    host_areas(hp, side_keys(sides, masks[i : i + ROWS])) for i in range(0, len(masks), ROWS)
+  ]
+  return tuple(np.concatenate([p[j] for p in parts]) for j in range(4))
+
+
+def areas_later(hp, sides, masks: np.ndarray):
+  """The host areas (`metrics.host.host_areas`) of variants masks [n, L] of one tabled
+  rule (sides: `engine.pair_sides`; hp: `metrics.host.host_pairs`), in two steps: a
+  share is handed to each worker now; the returned finish() computes the last share in
+  this process and returns all (erc_area [n, F], edc_area [n, K], edc_best [n, K],
+  overflow [n]) in variant order. Between the two a caller prepares its next rule
+  while the workers compute (`fusion.sweep.sweep`)."""
+  cut = np.linspace(0, len(masks), running() + 2).round().astype(int)
+  shares = [masks[a:b] for a, b in zip(cut[:-1], cut[1:], strict=True)]
+  jobs = [call(_share, hp, sides, s) for s in shares[:-1] if len(s)]
+
+  def finish():
+    mine = [_share(hp, sides, shares[-1])] if len(shares[-1]) else []
+    parts = [j.result() for j in jobs] + mine
+    return tuple(np.concatenate([p[j] for p in parts]) for j in range(4))
+
+  return finish
+
+
+def areas(hp, sides, masks: np.ndarray):
+  """`areas_later`'s two steps at once."""
+  return areas_later(hp, sides, masks)()
