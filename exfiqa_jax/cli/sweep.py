@@ -22,6 +22,7 @@ from exfiqa_jax.cli import (
 )
 
 NAME = "sweep"
+QUICK_EXIT = True  # after a success, no interpreter teardown (cli.entry): nothing is left
 HELP = "fusion sweep on saved scores: subsets, weights, learned weights, Pareto front"
 SECTIONS = ("metrics", "sweep", "weights")  # the options a sweep of saved inputs reads
 OVERRIDE = re.compile(r"[A-Za-z_]\w*(\.\w+)+=")  # section.key=value

@@ -42,6 +42,7 @@ from exfiqa_jax.fusion.engine import (
 from exfiqa_jax.fusion.rules import RULES
 from exfiqa_jax.metrics import PairSet, bucket, default_top
 from exfiqa_jax.metrics.host import host_areas, host_pairs
+from exfiqa_jax.metrics.host_curves import pair_keys
 
 
 def chunk_size(ps: PairSet, memory_mb: float) -> int:
@@ -173,7 +174,8 @@ def _run(ps, p, sides, masks, weights, rule, memory_mb, devices, top):
   )
   split = host_sort()  # CPU: the areas in numpy (metrics.host)
   hp = host_pairs(ps) if split else None
-  if sides is None:  # a compiled program: the data on the devices
+  numpy_keys = split and not p.integer  # float weights on the CPU: pair keys in numpy too
+  if sides is None and not numpy_keys:  # a compiled program: the data on the devices
     with jax.enable_x64(True):
       if len(devices) > 1:
         rep = jax.NamedSharding(mesh(list(devices)), jax.P())
@@ -208,6 +210,8 @@ def _run(ps, p, sides, masks, weights, rule, memory_mb, devices, top):
     mk, wk = masks[i : i + step], weights[i : i + step]
     if sides is not None:
       return host_areas(hp, side_keys(sides, mk))
+    if numpy_keys:  # the compiled pair keys' numbers (metrics.host_curves.pair_keys)
+      return host_areas(hp, pair_keys(host_keys(ps, p, mk, wk), ps))
     with jax.enable_x64(True):
       if p.integer:
         args = (ps_d, fusion, jnp.asarray(mk), jnp.asarray(wk), RULES.index(rule))

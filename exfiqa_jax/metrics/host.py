@@ -97,7 +97,8 @@ def levels(keys: np.ndarray, count: int, nb: int | None = None):
   a histogram of nb key buckets per row finds the bucket of each cut; a pair outside
   those buckets takes its level from a per-bucket table, the few inside are compared
   with the row's cuts, and only they are sorted (to find the cuts)."""
-  x = keys[:, :count]
+  # row-major: the levels below are updated in place through ravel(), a view only then
+  x = np.ascontiguousarray(keys)[:, :count]
   bsz = len(x)
   nb = nb or 1 << max(8, min(20, (count // 2).bit_length()))
   span = x.max(1)
@@ -344,7 +345,7 @@ def edc_area(hp: HostPairs, keys: np.ndarray, glvl: np.ndarray, n_gen_r: np.ndar
 def host_areas(hp: HostPairs, keys: np.ndarray, window: int = 64):
   """keys: [B, P] `prepare_keys`' pair keys by score position -> (erc_area [B, F],
   edc_area [B, K], edc_best [B, K], overflow [B] (all False)), `metrics_of_sorted`'s."""
-  keys = np.asarray(keys)
+  keys = np.ascontiguousarray(keys)  # a column-major batch (e.g. gathered columns) too
   _, level = levels(keys, hp.count)
   glvl = level[:, hp.gen_pos]
   fnmr, n_gen_r = rate_fnmr(hp, glvl, level, window)

@@ -35,12 +35,13 @@ def cached_pairs(ps) -> tuple[HostPairs, np.ndarray]:
 
 
 def pair_keys(f: np.ndarray, ps) -> np.ndarray:
-  """Exact integer image qualities f [N] int64 >= 0 -> the real pairs' unique keys [P']
-  by score position (`metrics.keys.pair_keys`' numbers: min of the two images'
+  """Exact integer image qualities f [..., N] int64 >= 0 -> the real pairs' unique keys
+  [..., P'] by score position (`metrics.keys.pair_keys`' numbers: min of the two images'
   qualities << the index bits | pair index)."""
   n = int(ps.count)
   sa, sb = np.asarray(ps.sa)[:n], np.asarray(ps.sb)[:n]
-  keys = np.minimum(f[sa], f[sb])
+  f = np.asarray(f, np.int64)  # dense ranks may come as int32: shifted below
+  keys = np.ascontiguousarray(np.minimum(f[..., sa], f[..., sb]))  # a gather: column-major
   keys <<= index_bits(ps.sa.shape[0])
   keys |= np.asarray(ps.sid)[:n].astype(np.int64)
   return keys

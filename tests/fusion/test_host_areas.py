@@ -55,6 +55,41 @@ def test_host_areas_equal_the_compiled_areas_bit_for_bit(fmrs, limits):
         np.testing.assert_array_equal(x, y)  # NaN where NaN, and every bit
 
 
+def test_host_areas_of_column_major_keys_are_those_of_row_major_keys():
+  """A batch of pair keys gathered by columns is column-major (f[..., pair images]): the
+  areas are those of the same keys row-major (the levels are updated in place through a
+  flat view, which a column-major array would silently copy)."""
+  ps = make_pairset(*tie_data(2), fmrs=(0.05, 0.01), limits=(0.2, 0.3))
+  masks = ((np.arange(1, 1 << L)[:, None] >> np.arange(L)) & 1).astype(bool)
+  want, _, keys = compiled_and_host(ps, "mean", masks, 64)
+  column_major = np.asfortranarray(keys[:, : int(ps.count)])
+  assert not column_major.flags.c_contiguous
+  for x, y in zip(want, host_areas(host_pairs(ps), column_major), strict=True):
+    np.testing.assert_array_equal(x, y)
+
+
+def test_float_weight_sweeps_on_the_cpu_compile_no_pair_key_program(monkeypatch):
+  """Float weights on the CPU backend: the pair keys in numpy (no program traced), the
+  numbers of the compiled pair keys and of one-variant evaluations."""
+  from exfiqa_jax.fusion import chunks, engine
+  from exfiqa_jax.fusion.weights import simplex, sweep_weights
+
+  ps = make_pairset(*tie_data(3), fmrs=(0.05, 0.01), limits=(0.2, 0.3))
+  w = simplex(L, 9, seed=4)
+  mask = [True, False, True, True, False, True]
+  before = engine.score_pairs_keys._cache_size()
+  got = sweep_weights(ps, w, mask=mask)
+  assert engine.score_pairs_keys._cache_size() == before
+  for j in (0, 4, 8):
+    one = engine.evaluate_variant(ps, mask, "weighted", weights=w[j])
+    np.testing.assert_array_equal(got["edc_area@0.2"][j], one["edc_area"][0])
+    np.testing.assert_array_equal(got["erc_area@0.01"][j], one["erc_area"][1])
+  monkeypatch.setattr(chunks, "host_sort", lambda: False)  # compiled keys, lax.sort
+  monkeypatch.setattr(engine, "host_sort", lambda: False)
+  for k, v in sweep_weights(ps, w, mask=mask).items():
+    np.testing.assert_array_equal(got[k], v, err_msg=k)
+
+
 def test_host_areas_equal_the_loop_references_on_tie_heavy_data():
   data = tie_data(2)
   exits, a, b, genuine, scores = data

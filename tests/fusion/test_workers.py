@@ -205,3 +205,29 @@ def test_a_stopped_sweep_leaves_no_worker_and_no_traceback(tmp_path, signal_name
   else:
     assert proc.returncode == -signal.SIGKILL
   assert not (tmp_path / "o" / "sc.md").exists()
+
+
+def test_a_finished_sweep_exits_quickly_with_its_exit_handlers_run(tmp_path):
+  """`exfiqa sweep` (QUICK_EXIT) leaves without the interpreter's teardown after a
+  success: its output flushed, the exit handlers run (one registered by the caller
+  writes a file), status 0; a failure exits as usual."""
+  _files(tmp_path)
+  marker = tmp_path / "exit-handlers-ran"
+  run = (
+    "import atexit, sys; marker = sys.argv.pop(); "
+    "atexit.register(lambda: open(marker, 'w').write('ran')); "
+    "from exfiqa_jax.cli import entry; entry()"
+  )
+  args = ["sweep", "--scores", str(tmp_path / "sc.npz"), "--pairs", str(tmp_path / "pairs.txt")]
+  args += ["--depth-cost", "--quiet", "weights.simplex=2", "weights.learn_steps=2"]
+  env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+  for out_dir, code in (("o", 0), ("o", 2)):  # the second: the output exists, no --force
+    cmd = [sys.executable, "-c", run, *args, "--out", str(tmp_path / out_dir), str(marker)]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert out.returncode == code, out.stderr[-2000:]
+    assert marker.read_text() == "ran"
+    marker.unlink()
+    if code == 0:
+      assert out.stdout.strip().splitlines()[-1] == f"wrote {tmp_path / 'o' / 'sc'}.md"
+    else:
+      assert out.stderr.strip().splitlines()[-1].startswith("exfiqa sweep: error:")
