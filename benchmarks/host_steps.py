@@ -5,7 +5,7 @@
 LFW-sized synthetic data (benchmarks/sweep_bench.py `synthetic(12_000, 6_000)`, ERC at
 FMR 1e-3 and 1e-4, EDC limits 0.2 and 0.3). For each rule, in one thread, the CPU
 microseconds per variant of each step of the CPU path (`fusion.chunks._run` with
-`host_sort()`): the numpy pair keys (`engine.side_keys`), the rate levels
+`host_sort()`): the numpy pair keys (`sides.side_keys`), the rate levels
 (`metrics.host.levels`), the genuines' levels, the ERC (`rate_fnmr`, `erc_area`) and
 the EDC (`edc_area`), chunks of `--chunk` variants; then the whole
 `chunks.score_variants` of all 4,095 subsets on every core, wall and CPU per variant.
@@ -31,7 +31,7 @@ STEPS = ("keys", "levels", "genuine levels", "ERC", "ERC area", "EDC")
 
 def steps(hp, sides, masks, chunk) -> dict[str, float]:
   """CPU us per variant of each step, one thread, chunks of `chunk` variants."""
-  from exfiqa_jax.fusion.engine import side_keys
+  from exfiqa_jax.fusion.sides import side_keys
   from exfiqa_jax.metrics import host
 
   spent = dict.fromkeys(STEPS, 0.0)
@@ -60,7 +60,8 @@ def main():
   args = ap.parse_args()
 
   from exfiqa_jax.fusion.chunks import score_variants
-  from exfiqa_jax.fusion.engine import pair_sides, plan
+  from exfiqa_jax.fusion.engine import plan
+  from exfiqa_jax.fusion.sides import pair_sides
   from exfiqa_jax.fusion.subsets import subset_masks
   from exfiqa_jax.metrics import make_pairset
   from exfiqa_jax.metrics.host import host_pairs

@@ -29,7 +29,6 @@ from exfiqa_jax.fusion.engine import (
   host_keys,
   host_sort,
   keys_fn,
-  pair_sides,
   pairs_fn,
   pairs_keys_fn,
   plan,
@@ -37,9 +36,9 @@ from exfiqa_jax.fusion.engine import (
   score_keys,
   score_pairs,
   score_pairs_keys,
-  side_keys,
 )
 from exfiqa_jax.fusion.rules import RULES
+from exfiqa_jax.fusion.sides import pair_sides, side_keys
 from exfiqa_jax.metrics import PairSet, bucket, default_top
 from exfiqa_jax.metrics.host import host_areas, host_pairs
 from exfiqa_jax.metrics.host_curves import pair_keys
@@ -159,7 +158,7 @@ def score_variants_later(
 
 def _run(ps, p, sides, masks, weights, rule, memory_mb, devices, top):
   """This host's variants [n, L] on its devices -> the four chunk outputs [n, ...].
-  sides: the CPU's numpy pair keys (`engine.pair_sides`) or None."""
+  sides: the CPU's numpy pair keys (`sides.pair_sides`) or None."""
   n = len(masks)
   if not n:
     f, k = ps.fmr_num.shape[0], ps.limits.shape[0]

@@ -1,7 +1,7 @@
 """Worker processes beside a CPU-backend command: the many-variant areas of
 `exfiqa_jax.fusion.chunks` and any other picklable call (`call`: a report's figures).
 
-On the CPU backend the areas of many variants run in numpy (`engine.side_keys`,
+On the CPU backend the areas of many variants run in numpy (`sides.side_keys`,
 `metrics.host`): thousands of small calls a chunk, many of them holding the GIL,
 so threads over chunks gain little (LFW-sized, 2 cores: 115 us wall per variant
 on two threads against 160 us on one). Processes share no GIL: `areas` hands each
@@ -35,7 +35,7 @@ import numpy as np
 
 ROWS = 64  # variants per side_keys + host_areas call (as a thread's chunk, fusion.chunks)
 MOST = 7  # workers by default at most: each holds its own imports (about 220 MB resident)
-PRELOAD = ("exfiqa_jax.fusion.engine", "exfiqa_jax.metrics.host")  # what `_share` runs
+PRELOAD = ("exfiqa_jax.fusion.sides", "exfiqa_jax.metrics.host")  # `_share`: numpy, no JAX
 
 _pool: ProcessPoolExecutor | None = None
 
@@ -147,7 +147,7 @@ def call(fn, *args, **kwargs) -> Future:
 
 def _share(hp, sides, masks: np.ndarray):
   """One share of a rule's variants: masks [n, L] -> the four host-area outputs."""
-  from exfiqa_jax.fusion.engine import side_keys
+  from exfiqa_jax.fusion.sides import side_keys
   from exfiqa_jax.metrics.host import host_areas
 
   parts = [
@@ -158,7 +158,7 @@ def _share(hp, sides, masks: np.ndarray):
 
 def areas_later(hp, sides, masks: np.ndarray):
   """The host areas (`metrics.host.host_areas`) of variants masks [n, L] of one tabled
-  rule (sides: `engine.pair_sides`; hp: `metrics.host.host_pairs`), in two steps: a
+  rule (sides: `sides.pair_sides`; hp: `metrics.host.host_pairs`), in two steps: a
   share is handed to each worker now; the returned finish() computes the last share in
   this process and returns all (erc_area [n, F], edc_area [n, K], edc_best [n, K],
   overflow [n]) in variant order. Between the two a caller prepares its next rule

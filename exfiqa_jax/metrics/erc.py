@@ -22,9 +22,9 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from exfiqa_jax.metrics.bits import RATES
 from exfiqa_jax.metrics.keys import KEY_MAX
 
-RATES = 20  # discard rates i / 20, i = 0..19; the last is 0.95, no point at 1
 W = 32  # genuine pairs per bit word
 
 

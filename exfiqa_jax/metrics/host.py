@@ -28,8 +28,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from exfiqa_jax.metrics.erc import RATES
-from exfiqa_jax.metrics.keys import index_bits
+from exfiqa_jax.metrics.bits import RATES, index_bits
 
 
 class HostPairs(NamedTuple):

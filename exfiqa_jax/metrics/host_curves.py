@@ -16,8 +16,8 @@ import weakref
 
 import numpy as np
 
+from exfiqa_jax.metrics.bits import index_bits
 from exfiqa_jax.metrics.host import HostPairs, edc_area, erc_area, host_pairs, levels, rate_fnmr
-from exfiqa_jax.metrics.keys import index_bits
 
 _PAIRS: dict = {}  # id(ps.sid) -> (weak reference to ps.sid, HostPairs, error by pair index)
 

@@ -22,12 +22,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from exfiqa_jax.metrics.bits import index_bits
+
 KEY_MAX = np.iinfo(np.int64).max  # padding: sorts after every real key
-
-
-def index_bits(pairs: int) -> int:
-  """Bits of the pair index in a key: pair indices 0..pairs-1."""
-  return max(1, (pairs - 1).bit_length())
 
 
 def fits(span: int, pairs: int) -> bool:

@@ -134,8 +134,8 @@ def test_levels_find_the_cuts_of_a_sort_and_each_keys_rate(nb):
 
 @pytest.mark.parametrize("rule", RULES)
 def test_host_pair_keys_from_side_tables_equal_the_compiled_keys(rule, monkeypatch):
-  from exfiqa_jax.fusion import engine
-  from exfiqa_jax.fusion.engine import pair_sides, side_keys
+  from exfiqa_jax.fusion import sides as side_module
+  from exfiqa_jax.fusion.sides import pair_sides, side_keys
 
   ps = make_pairset(*tie_data(4), fmrs=(0.05,), limits=(0.3,))
   masks = ((np.arange(1, 1 << L)[:, None] >> np.arange(L)) & 1).astype(bool)
@@ -151,7 +151,7 @@ def test_host_pair_keys_from_side_tables_equal_the_compiled_keys(rule, monkeypat
   perm = np.random.default_rng(3).permutation(len(masks))
   np.testing.assert_array_equal(side_keys(sides, masks[perm]), want[perm])
   # runs cut at every change of the high half and at every RUN_ROWS variants
-  monkeypatch.setattr(engine, "RUN_ROWS", 3)
+  monkeypatch.setattr(side_module, "RUN_ROWS", 3)
   for lo, hi in ((5, 30), (0, len(masks)), (9, 10)):
     np.testing.assert_array_equal(side_keys(sides, masks[lo:hi]), want[lo:hi])
 
@@ -160,7 +160,7 @@ def test_host_median_keys_equal_the_compiled_keys_on_every_subset_of_12_exits():
   """The median's position-mask tables against the compiled median (`fuse_integers`)
   on all 4,095 subsets of 12 exits (odd and even sizes), exit scores on a grid of 4
   values (most images tie inside their subsets), padding images and pairs."""
-  from exfiqa_jax.fusion.engine import MedianSides, pair_sides, side_keys
+  from exfiqa_jax.fusion.sides import MedianSides, pair_sides, side_keys
 
   rng = np.random.default_rng(5)
   depth, n, p = 12, 37, 150
@@ -197,7 +197,8 @@ def test_sweep_of_rank_compressed_keys_equals_one_variant_evaluations(rule):
   CPU path has no numpy pair keys and runs the compiled prepare on the Fusion that
   `plan(host=True)` kept in numpy; every row equals `evaluate_variant` bit for bit."""
   from exfiqa_jax.fusion.chunks import score_variants
-  from exfiqa_jax.fusion.engine import evaluate_variant, pair_sides
+  from exfiqa_jax.fusion.engine import evaluate_variant
+  from exfiqa_jax.fusion.sides import pair_sides
 
   rng = np.random.default_rng(6)
   depth, n, p = 4, 50, 240

@@ -18,7 +18,7 @@ LINUX = sys.platform.startswith("linux")
 
 # In a fresh process (no backend yet): 2 workers and this process; a 12-exit pair set
 # with ties swept through the workers, then again on threads after `stop`; one variant
-# alone (empty shares); a call runs in another process.
+# alone (empty shares); a call runs in another process, which never imported JAX.
 CHILD = """
 import json, os, sys
 import numpy as np
@@ -45,6 +45,7 @@ masks = subset_masks(12)[::7]
 on_workers = sweep(ps, norms=("none", "rank"), masks=masks)
 one = chunks.score_variants(ps, masks[5:6], np.arange(1, 13)[None], "min")
 other = workers.call(os.getpid).result()
+workers.call(exec, "import sys; assert 'jax' not in sys.modules").result()  # numpy only
 workers.stop()
 on_threads = sweep(ps, norms=("none", "rank"), masks=masks)
 alone = chunks.score_variants(ps, masks[5:6], np.arange(1, 13)[None], "min")
