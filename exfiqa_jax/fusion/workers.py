@@ -4,9 +4,10 @@
 On the CPU backend the areas of many variants run in numpy (`sides.side_keys`,
 `metrics.host`): thousands of small calls a chunk, many of them holding the GIL,
 so threads over chunks gain little (LFW-sized, 2 cores: 115 us wall per variant
-on two threads against 160 us on one). Processes share no GIL: `areas` hands each
-worker an equal contiguous share of a rule's variants with the rule's pair sides,
-computes the last share in this process, and returns the shares in variant order.
+on two threads against 160 us on one). Processes share no GIL: `areas_later` hands
+each worker an equal contiguous share of a rule's variants with the rule's pair sides,
+and its `finish` computes the last share in this process and returns the shares in
+variant order.
 The numbers are those of the threads bit for bit (the same functions on the same
 arrays; each variant's areas do not depend on its chunk).
 
@@ -38,6 +39,7 @@ MOST = 7  # workers by default at most: each holds its own imports (about 220 MB
 PRELOAD = ("exfiqa_jax.fusion.sides", "exfiqa_jax.metrics.host")  # `_share`: numpy, no JAX
 
 _pool: ProcessPoolExecutor | None = None
+_count = 0  # the workers of _pool
 
 
 def _backend_started() -> bool:
@@ -95,9 +97,9 @@ def start(count: int | None = None, preload: tuple[str, ...] = ()) -> int:
   (`module` or `module:function`, called) first, if this process may: Linux, the CPU as
   JAX's backend, no backend started yet. Returns the number started (0: threads and
   inline calls). Once per process; `stop` ends them (at exit at the latest)."""
-  global _pool
+  global _pool, _count
   if _pool is not None:
-    return _pool._max_workers
+    return _count
   count = default_count() if count is None else count
   if count < 1 or not sys.platform.startswith("linux") or _backend_started():
     return 0
@@ -114,22 +116,22 @@ def start(count: int | None = None, preload: tuple[str, ...] = ()) -> int:
     # (which quiesce at a fork), no JAX backend is running
     warnings.simplefilter("ignore", DeprecationWarning)
     pool.submit(int)  # a fork context forks every worker at the first submit: now
-  _pool = pool
+  _pool, _count = pool, count
   atexit.register(stop)
   return count
 
 
 def stop() -> None:
   """Ends the workers."""
-  global _pool
+  global _pool, _count
   if _pool is not None:
     _pool.shutdown(wait=True, cancel_futures=True)
-    _pool = None
+    _pool, _count = None, 0
 
 
 def running() -> int:
   """The number of workers started (0: none)."""
-  return 0 if _pool is None else _pool._max_workers
+  return _count
 
 
 def call(fn, *args, **kwargs) -> Future:

@@ -8,11 +8,11 @@ import sys
 from concurrent.futures import Future
 
 import jax
-import numpy as np
 import pytest
 
 from exfiqa_jax.cli import main
 from exfiqa_jax.fusion import workers
+from tests.fusion.test_sweep_cli import _files
 
 LINUX = sys.platform.startswith("linux")
 
@@ -23,6 +23,7 @@ CHILD = """
 import json, os, sys
 import numpy as np
 from exfiqa_jax.fusion import workers
+from tests.fusion.test_sweep_cli import _files
 started = workers.start(2)
 from exfiqa_jax.fusion import chunks
 from exfiqa_jax.fusion.sweep import subset_masks, sweep
@@ -93,19 +94,6 @@ def test_no_workers_once_a_backend_runs_and_calls_run_inline():
 def test_workers_only_where_the_cpu_is_the_backend(monkeypatch, platforms, cpu):
   monkeypatch.setenv("JAX_PLATFORMS", platforms)
   assert workers.cpu_backend() is cpu
-
-
-def _files(folder, n=80, p=400, depth=5):
-  rng = np.random.default_rng(1)
-  exits = np.round(rng.normal(size=(n, depth)), 1).astype(np.float32)
-  ids = np.array([f"img{k}.jpg" for k in range(n)])
-  np.savez(folder / "sc.npz", paths=ids, exit_scores=exits)
-  a, b = rng.integers(0, n, (2, p))
-  labels = np.arange(p) % 2
-  scores = np.round(rng.normal(size=p) + labels, 3)
-  with open(folder / "pairs.txt", "w") as f:
-    for i, j, lab, s in zip(a, b, labels, scores, strict=True):
-      f.write(f"{ids[i]} {ids[j]} {lab} {float(s)!r}\n")
 
 
 @pytest.mark.skipif(not LINUX, reason="the workers are forked on Linux only")
