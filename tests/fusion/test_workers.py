@@ -23,7 +23,6 @@ CHILD = """
 import json, os, sys
 import numpy as np
 from exfiqa_jax.fusion import workers
-from tests.fusion.test_sweep_cli import _files
 started = workers.start(2)
 from exfiqa_jax.fusion import chunks
 from exfiqa_jax.fusion.sweep import subset_masks, sweep
