@@ -354,6 +354,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv: list[str] | None) -> int:
+  global _quick_exit
   parser = argparse.ArgumentParser(prog="exfiqa", description=__doc__.splitlines()[0])
   parser.add_argument("--version", action="version", version=f"exfiqa {_version()}")
   sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -392,7 +393,6 @@ def _main(argv: list[str] | None) -> int:
     compilation_cache()
     code = int(args._run(args) or 0)
     sys.stdout.flush()  # a closed pipe shows here, not at exit
-    global _quick_exit
     _quick_exit = args._quick and code == 0
     return code
   except KeyboardInterrupt:
