@@ -40,8 +40,8 @@ from exfiqa_jax.fusion.engine import (
 from exfiqa_jax.fusion.rules import RULES
 from exfiqa_jax.fusion.sides import pair_sides, side_keys
 from exfiqa_jax.metrics import PairSet, bucket, default_top
-from exfiqa_jax.metrics.host import host_areas, host_pairs
-from exfiqa_jax.metrics.host_curves import pair_keys
+from exfiqa_jax.metrics.host import host_areas
+from exfiqa_jax.metrics.host_curves import cached_pairs, pair_keys
 
 
 def chunk_size(ps: PairSet, memory_mb: float) -> int:
@@ -139,7 +139,7 @@ def score_variants_later(
   p = plan(ps, norm, rule, weights, host=split)
   sides = pair_sides(ps, p, rule) if split else None  # the pair keys in numpy too
   if sides is not None and workers.running() and hi > lo:  # processes: no GIL shared
-    finish = workers.areas_later(host_pairs(ps), sides, masks[lo:hi])
+    finish = workers.areas_later(cached_pairs(ps)[0], sides, masks[lo:hi])
     return lambda: _gather_hosts(finish()[:3], v)  # host areas never overflow
   if split and sides is None and p.integer:
     p = plan(ps, norm, rule, weights)  # compiled pair keys: the image tables on the device
@@ -172,7 +172,7 @@ def _run(ps, p, sides, masks, weights, rule, memory_mb, devices, top):
     np.r_[weights, weights[:1].repeat(pad, 0)],
   )
   split = host_sort()  # CPU: the areas in numpy (metrics.host)
-  hp = host_pairs(ps) if split else None
+  hp = cached_pairs(ps)[0] if split else None  # once per pair set, not per group
   numpy_keys = split and not p.integer  # float weights on the CPU: pair keys in numpy too
   if sides is None and not numpy_keys:  # a compiled program: the data on the devices
     with jax.enable_x64(True):
