@@ -16,14 +16,14 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import io
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from exfiqa_jax.fileio import atomic_path
+from exfiqa_jax.fileio import write_bytes
 from exfiqa_jax.report.labels import metric_label
 
 if TYPE_CHECKING:
@@ -49,23 +49,15 @@ def pyplot():
 
 
 def render(make, panels, name: str, **kwargs) -> dict[str, bytes]:
-  """The files of save(make(panels, **kwargs), f"{name}.png") as {file name: bytes}
-  (`name`.png and `name`.svg), made in a temporary folder: a call a worker process can
-  run (`fusion.workers.call`) before the output folder that takes the files exists."""
-  with tempfile.TemporaryDirectory(prefix="exfiqa-figure-") as tmp:
-    paths = save(make(panels, **kwargs), os.path.join(tmp, f"{name}.png"))
-    out = {}
-    for path in paths:
-      with open(path, "rb") as f:
-        out[os.path.basename(path)] = f.read()
-  return out
+  """`figure_files(make(panels, **kwargs), name)`: a figure built and made into files
+  in one call, which a worker process can run (`fusion.workers.call`) before the output
+  folder that takes the files exists."""
+  return figure_files(make(panels, **kwargs), name)
 
 
-def save(fig: Figure, path: str) -> list[str]:
-  """Writes `fig` as `path` (.png) and the same name with .svg, atomically; closes it.
-  Returns the two paths. SVG text stays text (editable in a paper)."""
-  stem = os.path.splitext(path)[0]
-  out = []
+def figure_files(fig: Figure, name: str) -> dict[str, bytes]:
+  """`fig` as {`name`.png: bytes, `name`.svg: bytes}; closes it. SVG text stays text
+  (editable in a paper)."""
   # the layout and the tight bounding box once, for both files: savefig's "tight"
   # and the constrained layout each cost a dry-run draw per file (a third of the time)
   dpi = 110
@@ -76,12 +68,24 @@ def save(fig: Figure, path: str) -> list[str]:
   pad = plt.rcParams["savefig.pad_inches"]
   box = fig.get_tightbbox(renderer).padded(pad, pad)
   fig.set_layout_engine("none")  # laid out: the saves below keep these positions
+  out = {}
   for fmt in ("png", "svg"):
-    target = f"{stem}.{fmt}"
-    with atomic_path(target) as tmp, plt.rc_context({"svg.fonttype": "none"}):
-      fig.savefig(tmp, format=fmt, dpi=dpi, bbox_inches=box, metadata={"Date": None})
-    out.append(target)
+    buf = io.BytesIO()
+    with plt.rc_context({"svg.fonttype": "none"}):
+      fig.savefig(buf, format=fmt, dpi=dpi, bbox_inches=box, metadata={"Date": None})
+    out[f"{name}.{fmt}"] = buf.getvalue()
   plt.close(fig)
+  return out
+
+
+def save(fig: Figure, path: str) -> list[str]:
+  """Writes `fig` as `path` (.png) and the same name with .svg (`figure_files`), each
+  atomically; closes it. Returns the two paths."""
+  folder, stem = os.path.split(os.path.splitext(path)[0])
+  out = []
+  for name, data in figure_files(fig, stem).items():
+    out.append(os.path.join(folder, name))
+    write_bytes(out[-1], data)
   return out
 
 
