@@ -228,9 +228,13 @@ def stages_child(folder):
     return out
 
   analysis.sweep = timed_sweep
-  an = saved_sweep.analyse_inputs(z, cfg)
+  figures = []  # drawn on the worker from the overview on, as `exfiqa sweep` does
+
+  def draw(view):
+    figures[:] = report_sweep.overview_figures(view, "lfw")
+
+  an = saved_sweep.analyse_inputs(z, cfg, overview=draw)
   mark("analyse: rows, curves, FNMR after rejection")
-  figures = report_sweep.sweep_figures(an, "lfw")  # drawn on the worker from here on
   wrap = {}
   for name, label in (("sweep_weights", "weight sweep"), ("learn_weights", "learned weights")):
     fn = getattr(saved_sweep, name)
@@ -257,7 +261,7 @@ def stages_child(folder):
     def result(get=f.result):
       mark(other)
       out = get()
-      mark("the figures' wait (drawn on the worker since the analysis)")
+      mark("the figures' wait (drawn on the worker since the sweep's overview)")
       return out
 
     f.result = result

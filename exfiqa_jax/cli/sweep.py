@@ -119,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
   from exfiqa_jax.evaluation.saved_sweep import analyse_inputs, weight_study
   from exfiqa_jax.fileio import check_output
   from exfiqa_jax.metrics.inputs import PairInputs
-  from exfiqa_jax.report.sweep import sweep_figures, write_sweep
+  from exfiqa_jax.report.sweep import overview_figures, write_sweep
   from exfiqa_jax.report.unit import write_unit
 
   split_overrides(args)
@@ -160,9 +160,15 @@ def run(args: argparse.Namespace) -> int:
   for key in work if writer else ():
     check_output(os.path.join(out, f"{key}.md"), force=args.force, option="--out")
   for key, z in work.items():
-    an = analyse_inputs(z, cfg, progress=not args.quiet and f"sweep {key}")  # names the bar
-    # the figures need only the subset sweep: drawn on the workers (if any) meanwhile
-    figures = sweep_figures(an, key, frs.get(key)) if writer else None
+    # the figures need only the subset sweep: drawn on the workers (if any) from there on
+    started = []
+
+    def draw(view, key=key):
+      started[:] = overview_figures(view, key, frs.get(key))
+
+    bar = not args.quiet and f"sweep {key}"  # names the bar
+    an = analyse_inputs(z, cfg, progress=bar, overview=draw if writer else None)
+    figures = started or None
     study = weight_study(z, cfg, an)
     if writer:  # the page and its files as one unit (report/unit.py), the page last
       page = write_unit(

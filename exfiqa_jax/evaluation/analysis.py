@@ -12,7 +12,8 @@ from `exfiqa_jax.fusion.sweep` / `exfiqa_jax.fusion.engine`.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Sequence
+from collections.abc import Callable
+from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 
@@ -33,6 +34,18 @@ LAST_EXIT, DEPTH_WEIGHTED = "last exit", "depth-weighted (all exits)"
 def fate_columns(names) -> list[str]:
   """The FNMR-after-rejection columns among `names`, in their order."""
   return [k for k in names if k.startswith(FATE_PREFIXES)]
+
+
+class Overview(NamedTuple):
+  """What a sweep's figures show, known as soon as its table is: the table, the
+  ranking metric, the Pareto front's rows, the two-exit grid, and the named variants to
+  mark (label -> (variant name, row of the table), the curves' order)."""
+
+  table: dict[str, np.ndarray]
+  select: str
+  front: np.ndarray
+  grid: np.ndarray
+  marks: dict[str, tuple[str, int]]
 
 
 @dataclasses.dataclass
@@ -86,6 +99,11 @@ def variant_names(subsets, rules, norms, depth: int) -> list[str]:
     else:
       out.append(f"{r}({part[1]})" + ("" if n == "none" else f" [{n}]"))
   return out
+
+
+def _variant_of(table: dict, i: int) -> tuple[int, str, str]:
+  """(subset code, rule, norm) of row i of a sweep table."""
+  return int(table["subset"][i]), str(table["rule"][i]), str(table["norm"][i])
 
 
 def _row(table: dict, i: int, depth: int, kind: str) -> dict[str, Any]:
@@ -250,6 +268,7 @@ def analyse(
   progress: bool | str = False,
   exits: Sequence[int] = (),
   assessors: dict[str, np.ndarray] | None = None,
+  overview: Callable[[Overview], Any] | None = None,
   **metrics,
 ) -> Analysis:
   """exit_scores: [N, L]; a, b, labels, comparison: [P] -> Analysis.
@@ -257,7 +276,9 @@ def analyse(
   metrics: the options of `pairset`; exits: exits (1-based) to plot besides the
   last one and the fusions; assessors: {name: quality [N], higher = better} of other
   quality assessors (CR-FIQA, MagFace, ...): each gets a row (kind "assessor", after the
-  paper fusions) and a curve, computed as a single exit of its own pair set.
+  paper fusions) and a curve, computed as a single exit of its own pair set;
+  overview: called with the sweep's `Overview` as soon as it is known, before the
+  curves and the FNMR after rejection (`exfiqa sweep` starts its figures there).
   """
   metrics = resolve_metrics(metrics)
   ps = pairset(exit_scores, a, b, labels, comparison, **metrics)
@@ -310,9 +331,13 @@ def analyse(
   for e in dict.fromkeys(int(e) for e in exits):
     if e != depth:
       chosen[f"exit {e}"] = find(1 << (e - 1), "mean")
+  front = pareto_front(table["gflops"], table[select])
+  if overview is not None:
+    names = {label: variant_name(*_variant_of(table, i), depth) for label, i in chosen.items()}
+    overview(Overview(table, select, front, grid, {k: (names[k], i) for k, i in chosen.items()}))
   curves = {}
   for label, i in chosen.items():
-    subset, rule, norm = int(table["subset"][i]), str(table["rule"][i]), str(table["norm"][i])
+    subset, rule, norm = _variant_of(table, i)
     mask = mask_of(subset, depth)
     c = evaluate_variant(ps, mask, rule, norm, pair_quality=True)  # planned once
     pqs.append(c.pop("pair_quality"))
@@ -325,7 +350,6 @@ def analyse(
     r.update(cols)
   for c, (_, fine) in zip(curves.values(), fates[n_rows:], strict=True):
     c["fine_fnmr"] = fine
-  front = pareto_front(table["gflops"], table[select])
   n_gen = int(labels.sum())
   counts = {"pairs": len(labels), "genuine": n_gen, "impostor": len(labels) - n_gen}
   any_curve = next(iter(curves.values()))

@@ -65,18 +65,19 @@ def rows_of(table: dict, index, depth: int) -> list[dict[str, Any]]:
 
 
 def analyse_inputs(
-  z: PairInputs, cfg: dict[str, Any], progress: bool | str = False, assessors=None
+  z: PairInputs, cfg: dict[str, Any], progress: bool | str = False, assessors=None, overview=None
 ) -> Analysis:
   """The Analysis of one pair set with the job's options (metrics: the config's, else
   those saved with z); assessors: {name: quality [N] of z's items}, rows and curves
-  beside the exits. The job (`evaluation.run`) and `exfiqa sweep` both call this one;
-  it lives here so that a sweep of saved inputs imports no scoring stack (flax, orbax:
-  about 1.5 s of its start-up)."""
+  beside the exits; overview: `analysis.analyse`'s. The job (`evaluation.run`) and
+  `exfiqa sweep` both call this one; it lives here so that a sweep of saved inputs
+  imports no scoring stack (flax, orbax: about 1.5 s of its start-up)."""
   return analyse(
     *z.columns,
     cost=z.cost,
     progress=progress,
     assessors=assessors,
+    overview=overview,
     exits=cfg.get("report", {}).get("exits", ()),
     **z.metric_options(cfg.get("metrics")),
     **options(cfg, "sweep"),

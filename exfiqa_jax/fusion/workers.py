@@ -5,9 +5,11 @@ On the CPU backend the areas of many variants run in numpy (`sides.side_keys`,
 `metrics.host`): thousands of small calls a chunk, many of them holding the GIL,
 so threads over chunks gain little (LFW-sized, 2 cores: 115 us wall per variant
 on two threads against 160 us on one). Processes share no GIL: `areas_later` hands
-each worker an equal contiguous share of a rule's variants with the rule's pair sides,
-and its `finish` computes the last share in this process and returns the shares in
-variant order.
+every worker a rule's variants with its pair sides, and its `finish` works on them in
+this process too; each process takes the next chunk of ROWS variants from a counter
+they share (made before the fork) until none is left, so all end a rule together
+(equal fixed shares left a core idle for 0.3 s at the end of an LFW-sized sweep: this
+process also prepares the next rule and collects the results).
 The numbers are those of the threads bit for bit (the same functions on the same
 arrays; each variant's areas do not depend on its chunk).
 
@@ -36,10 +38,13 @@ import numpy as np
 
 ROWS = 64  # variants per side_keys + host_areas call (as a thread's chunk, fusion.chunks)
 MOST = 7  # workers by default at most: each holds its own imports (about 220 MB resident)
-PRELOAD = ("exfiqa_jax.fusion.sides", "exfiqa_jax.metrics.host")  # `_share`: numpy, no JAX
+PRELOAD = ("exfiqa_jax.fusion.sides", "exfiqa_jax.metrics.host")  # `_claim`: numpy, no JAX
+SLOTS = 64  # claim counters, one per rule in flight (at most two: `areas_later`), cycled
 
 _pool: ProcessPoolExecutor | None = None
 _count = 0  # the workers of _pool
+_next = 0  # claim counters handed out
+_claims = None  # SLOTS shared counters (made before the fork): the next chunk of a rule
 
 
 def _backend_started() -> bool:
@@ -105,9 +110,12 @@ def start(count: int | None = None, preload: tuple[str, ...] = ()) -> int:
     return 0
   if not cpu_backend():
     return 0
+  global _claims
+  context = multiprocessing.get_context("fork")
+  _claims = context.Array("q", SLOTS)  # shared with the workers: made before they fork
   pool = ProcessPoolExecutor(
     count,
-    mp_context=multiprocessing.get_context("fork"),
+    mp_context=context,
     initializer=_initialize,
     initargs=(PRELOAD + tuple(preload),),
   )
@@ -147,32 +155,47 @@ def call(fn, *args, **kwargs) -> Future:
   return done
 
 
-def _share(hp, sides, masks: np.ndarray):
-  """One share of a rule's variants: masks [n, L] -> the four host-area outputs."""
+def _claim(slot: int, hp, sides, masks: np.ndarray) -> dict[int, tuple]:
+  """Chunks of ROWS variants of one rule, claimed one at a time from the shared counter
+  `slot` until none is left (by this process and every worker alike): {chunk: the four
+  host-area outputs of masks[chunk ROWS:(chunk + 1) ROWS]}."""
   from exfiqa_jax.fusion.sides import side_keys
   from exfiqa_jax.metrics.host import host_areas
 
-  parts = [
-    host_areas(hp, side_keys(sides, masks[i : i + ROWS])) for i in range(0, len(masks), ROWS)
-  ]
-  return tuple(np.concatenate([p[j] for p in parts]) for j in range(4))
+  out = {}
+  while True:
+    with _claims.get_lock():
+      i = _claims[slot]
+      _claims[slot] = i + 1
+    if i * ROWS >= len(masks):
+      return out
+    part = masks[i * ROWS : (i + 1) * ROWS]
+    out[i] = host_areas(hp, side_keys(sides, part))
 
 
 def areas_later(hp, sides, masks: np.ndarray):
   """The host areas (`metrics.host.host_areas`) of variants masks [n, L] of one tabled
-  rule (sides: `sides.pair_sides`; hp: `metrics.host.host_pairs`), in two steps: a
-  share is handed to each worker now; the returned finish() computes the last share in
-  this process and returns all (erc_area [n, F], edc_area [n, K], edc_best [n, K],
-  overflow [n]) in variant order. Between the two a caller prepares its next rule
-  while the workers compute (`fusion.sweep.sweep`)."""
-  cut = np.linspace(0, len(masks), running() + 2).round().astype(int)
-  shares = [masks[a:b] for a, b in zip(cut[:-1], cut[1:], strict=True)]
-  jobs = [call(_share, hp, sides, s) for s in shares[:-1] if len(s)]
+  rule (sides: `sides.pair_sides`; hp: `metrics.host.host_pairs`), in two steps: every
+  worker starts on the rule now (after the rule before it); the returned finish() works
+  on it in this process too and returns (erc_area [n, F], edc_area [n, K], edc_best
+  [n, K], overflow [n]) in variant order. All take chunks of ROWS variants from one
+  shared counter, so the processes end a rule together, however their speeds differ
+  (this one also prepares the next rule: `fusion.sweep.sweep` calls between the two)."""
+  global _next
+  slot = _next % SLOTS
+  _next += 1
+  _claims[slot] = 0  # its last rule ended (finish() waited for it) SLOTS rules ago
+  jobs = [call(_claim, slot, hp, sides, masks) for _ in range(running())] if len(masks) else []
 
   def finish():
-    mine = [_share(hp, sides, shares[-1])] if len(shares[-1]) else []
-    parts = [j.result() for j in jobs] + mine
-    return tuple(np.concatenate([p[j] for p in parts]) for j in range(4))
+    parts = _claim(slot, hp, sides, masks) if len(masks) else {}
+    for j in jobs:
+      parts.update(j.result())
+    if not parts:  # no variant
+      f, k = len(hp.num), len(hp.best)
+      return np.zeros((0, f), np.float32), *(np.zeros((0, k), np.float32),) * 2, np.zeros(0, bool)
+    got = [parts[i] for i in range(len(parts))]
+    return tuple(np.concatenate([p[j] for p in got]) for j in range(4))
 
   return finish
 

@@ -30,6 +30,8 @@ import numpy as np
 
 from exfiqa_jax.metrics.bits import RATES, index_bits
 
+POW2 = np.int64(1) << np.arange(63, dtype=np.int64)  # bit_length(k) = #{2^i <= k}
+
 
 class HostPairs(NamedTuple):
   """The real (unpadded) parts of a PairSet the host areas read, as numpy arrays.
@@ -100,10 +102,12 @@ def levels(keys: np.ndarray, count: int, nb: int | None = None):
   x = np.ascontiguousarray(keys)[:, :count]
   bsz = len(x)
   nb = nb or 1 << max(8, min(20, (count // 2).bit_length()))
-  span = x.max(1)
-  shift = np.array([max(0, int(s).bit_length() - (nb.bit_length() - 1)) for s in span], np.int64)
+  span = np.searchsorted(POW2, x.max(1), "right")  # each row's largest key's bit length
+  shift = np.maximum(span - (nb.bit_length() - 1), 0)
   row = np.arange(bsz, dtype=np.int64)[:, None]
-  off = x >> shift[:, None]  # bucket < nb, monotone in the key
+  # bucket < nb, monotone in the key (a logical shift of keys >= 0: numpy's unsigned
+  # shift is vectorised, its signed one is not: a third of the time)
+  off = (x.view(np.uint64) >> shift[:, None].astype(np.uint64)).view(np.int64)
   off += row * nb  # row nb + bucket
   flat = off.ravel()
   cnt = np.bincount(flat, minlength=bsz * nb)
@@ -200,8 +204,14 @@ def _fnmr(hp: HostPairs, ilvl, words, pref, n_gen_r, n_imp_r, w):
   bsz, nf = len(ilvl), len(hp.num)
   g, nw = len(hp.gen_pos), words.shape[2]
   c0 = np.zeros((bsz, RATES, w + 1), np.int64)  # kept among the first m impostors
-  steps = np.arange(RATES, dtype=np.int8)[None, :, None]
-  np.cumsum(ilvl[:, None, :w] >= steps, axis=2, out=c0[:, :, 1:])
+  kept = ilvl[:, None, :w] >= np.arange(RATES, dtype=np.int8)[None, :, None]
+  np.cumsum(kept, axis=2, out=c0[:, :, 1:])
+  # the kept impostors' window indices, (row, rate) by (row, rate), and a spare last
+  have_br = c0[:, :, w].ravel()
+  start = np.cumsum(have_br) - have_br  # each (row, rate)'s first place among them
+  kept_at = np.flatnonzero(kept)
+  kept_at -= np.repeat(np.arange(0, bsz * RATES * w, w), have_br)
+  kept_at = np.append(kept_at, w - 1)
   shape = (bsz, RATES, nf)
   br = np.repeat(np.arange(bsz * RATES), nf).reshape(shape)  # (row, rate)
   nimp = np.broadcast_to(n_imp_r[:, :, None], shape)
@@ -210,17 +220,16 @@ def _fnmr(hp: HostPairs, ilvl, words, pref, n_gen_r, n_imp_r, w):
   q, rem = (num * nimp) // den, (num * nimp) % den
   c_flat = c0.ravel()
   c_base = br * (w + 1)
-  c_sorted = (c0.reshape(-1, w + 1) + (np.arange(bsz * RATES) * (w + 2))[:, None]).ravel()
   have = c_flat[c_base + w]
+  at_br = start[br]
   p_flat, p_base = pref.ravel(), br * (nw + 1)
   p_sorted = (pref.reshape(-1, nw + 1) + (np.arange(bsz * RATES) * (g + 1))[:, None]).ravel()
   w_flat, w_base = words.ravel(), br * nw
   last = w - 1
 
-  def nth(n):  # index of the n-th kept impostor (clipped to the window)
-    n = np.clip(n, 0, w + 1)
-    m = np.searchsorted(c_sorted, br * (w + 2) + n, "left") - c_base - 1
-    return np.clip(m, 0, last)
+  def nth(n):  # index of the n-th kept impostor (0 for n < 1, the window's last past it)
+    m = kept_at[at_br + np.clip(n, 1, have) - 1]  # n > have = 0: the spare (or another)
+    return np.where(n > have, last, np.where(n < 1, 0, m))
 
   def imp_below(i):
     return c_flat[c_base + np.clip(i, 0, w)]
@@ -232,15 +241,14 @@ def _fnmr(hp: HostPairs, ilvl, words, pref, n_gen_r, n_imp_r, w):
 
   def gen_last(j):  # the largest kept genuine index < j, -1 if none
     c = gen_below(j)
+    # the word of the c-th kept genuine (the last below j): its highest set bit below j
     blk = np.searchsorted(p_sorted, br * (g + 1) + c, "left") - p_base - 1
     blk = np.clip(blk, 0, nw - 1)
-    within = c - p_flat[p_base + blk]  # the within-th kept of the word
-    word = w_flat[w_base + blk]
-    bit = np.zeros(word.shape, np.int64)  # by binary search: bits below it hold fewer
-    for step in (32, 16, 8, 4, 2, 1):
-      up = bit + step
-      few = np.bitwise_count(word & (ALL >> (64 - up).astype(np.uint64))) < within
-      bit = np.where(few, up, bit)
+    low = (np.uint64(1) << (j & 63).astype(np.uint64)) - np.uint64(1)
+    word = w_flat[w_base + blk] & np.where(blk == j >> 6, low, ALL)
+    for step in (1, 2, 4, 8, 16, 32):  # every bit below the highest set: a popcount
+      word |= word >> np.uint64(step)
+    bit = np.bitwise_count(word).astype(np.int64) - 1
     return np.where(c > 0, blk * 64 + bit, -1)
 
   need_hi = q + (rem > 0)
@@ -288,6 +296,20 @@ def erc_area(fnmr: np.ndarray) -> np.ndarray:
   return (inner + (fnmr[:, 0] + fnmr[:, -1]) / np.float32(2)) * np.float32(1 / RATES)
 
 
+_FLAT: list = []  # [(gen_pos, bsz, P, flat index, error)]: the last batch shape's
+
+
+def _genuine_flat(hp: HostPairs, bsz: int, p: int) -> tuple[np.ndarray, np.ndarray]:
+  """(index [B G] of each genuine of a [B, P] batch in the flat batch, its error bit
+  [B G]), built once per pair set and batch shape."""
+  hit = _FLAT[0] if _FLAT else None  # one read: threads may replace it meanwhile
+  if hit is None or hit[0] is not hp.gen_pos or hit[1:3] != (bsz, p):
+    at = (np.arange(bsz, dtype=np.int64)[:, None] * p + hp.gen_pos[None, :]).ravel()
+    hit = (hp.gen_pos, bsz, p, at, np.tile(hp.gen_error, bsz))
+    _FLAT[:] = [hit]
+  return hit[3], hit[4]
+
+
 def edc_area(hp: HostPairs, keys: np.ndarray, glvl: np.ndarray, n_gen_r: np.ndarray):
   """keys: [B, P] pair keys by score position, glvl [B, G] the genuines' rate levels,
   n_gen_r [B, 20] kept genuines per rate -> partial areas [B, K] float32, `edc.edc`'s
@@ -303,17 +325,16 @@ def edc_area(hp: HostPairs, keys: np.ndarray, glvl: np.ndarray, n_gen_r: np.ndar
   if (r < RATES).all() and q < g:
     cnt = disc[np.arange(bsz), r]  # genuines of each row below rate r's cut
     idx = np.flatnonzero(glvl < r[:, None].astype(np.int8))  # row-major
-    rows = np.repeat(np.arange(bsz), cnt)
-    gi = idx - rows * g
-    wide = int(cnt.max())
-    dest = np.arange(len(idx)) + (np.arange(bsz) * wide - (np.cumsum(cnt) - cnt))[rows]
-    buf = np.full(bsz * wide, np.iinfo(np.int64).max)
-    got = keys.ravel()[rows * keys.shape[1] + hp.gen_pos[gi]]
-    got >>= hp.shift
+    at, error = _genuine_flat(hp, bsz, keys.shape[1])
+    got = keys.ravel()[at[idx]]
+    unsigned = got.view(np.uint64)  # keys >= 0: numpy's vectorised (unsigned) shift
+    unsigned >>= np.uint64(hp.shift)
     got <<= 1
-    got |= hp.gen_error[gi]
-    buf[dest] = got
-    low = np.sort(buf.reshape(bsz, wide), axis=1)[:, :q]
+    got |= error[idx]
+    wide = int(cnt.max())
+    buf = np.full((bsz, wide), np.iinfo(np.int64).max)
+    buf[np.arange(wide) < cnt[:, None]] = got  # each row's from its start, row-major
+    low = np.sort(buf, axis=1)[:, :q]
   else:
     kg = ((keys[:, hp.gen_pos] >> hp.shift) << 1) | hp.gen_error
     low = np.sort(np.partition(kg, q - 1, axis=1)[:, :q] if q < g else kg, axis=1)
@@ -328,7 +349,7 @@ def edc_area(hp: HostPairs, keys: np.ndarray, glvl: np.ndarray, n_gen_r: np.ndar
   both |= np.arange(q, dtype=np.int64) << 32  # (position, errors before it): one running max
   np.multiply(both, new, out=both)
   np.maximum.accumulate(both, axis=1, out=both)
-  e_start, first = both & 0xFFFFFFFF, both >> 32
+  e_start, first = both & 0xFFFFFFFF, (both.view(np.uint64) >> np.uint64(32)).view(np.int64)
   frac = (hp.n_err - e_start.astype(np.float32)) / (np.float32(g) - first.astype(np.float32))
   width = hp.width  # [K, Qp]
   n = 1 << max(0, (width.shape[1] - 1).bit_length())

@@ -47,6 +47,26 @@ def pair_keys(f: np.ndarray, ps) -> np.ndarray:
   return keys
 
 
+def ranked_pair_keys(f: np.ndarray, ps) -> np.ndarray:
+  """Fused qualities f [B, N] (float) -> the real pairs' unique keys [B, P'] by score
+  position, in the order and ties of `pair_keys` of f's dense ranks over the images
+  (`fusion.exact.dense_ranks`): each pair's lower side ranked among the row's pairs
+  instead (a sort of P' values, not N values and P' binary searches; the areas read
+  only the keys' order and ties, so they are the same numbers)."""
+  n = int(ps.count)
+  sa, sb = np.asarray(ps.sa)[:n], np.asarray(ps.sb)[:n]
+  m = np.minimum(f[:, sa], f[:, sb])
+  order = np.argsort(m, axis=1)
+  s = np.take_along_axis(m, order, 1)
+  step = np.zeros(m.shape, np.int64)
+  np.not_equal(s[:, 1:], s[:, :-1], out=step[:, 1:], casting="unsafe")
+  keys = np.empty(m.shape, np.int64)
+  np.put_along_axis(keys, order, np.cumsum(step, axis=1), 1)  # dense rank of each pair
+  keys <<= index_bits(ps.sa.shape[0])
+  keys |= np.asarray(ps.sid)[:n].astype(np.int64)
+  return keys
+
+
 def variant_curves(ps, keys: np.ndarray) -> dict[str, np.ndarray]:
   """keys: [P'] the real pairs' unique keys by score position (`pair_keys`) ->
   erc_fnmr [20, F], erc_area [F], edc_area [K], edc_best [K] float32 and the EDC curve

@@ -11,7 +11,7 @@ from concurrent.futures import Future
 
 import numpy as np
 
-from exfiqa_jax.evaluation.analysis import Analysis, variant_names
+from exfiqa_jax.evaluation.analysis import Analysis, Overview, variant_names
 from exfiqa_jax.evaluation.saved_sweep import WeightStudy
 from exfiqa_jax.fileio import write_bytes, write_text
 from exfiqa_jax.fusion import workers
@@ -60,21 +60,28 @@ def write_table_csv(path: str, table: dict, depth: int) -> list[str]:
 
 
 def sweep_figures(an: Analysis, key: str, fr: str | None = None) -> list[Future]:
-  """The Pareto and two-exit figures of a sweep's Analysis, started: Futures of their
-  files ({file name: bytes}, `plots.render`). Drawn on the sweep's workers where it has
-  any (`fusion.workers`: `exfiqa sweep` starts them right after the subset sweep, so they
-  are drawn while this process runs the weight studies), else here and now."""
-  sel, t = an.select, an.table
+  """`overview_figures` of a finished Analysis."""
+  marks = {n: (c["variant"], c["row"]) for n, c in an.curves.items()}
+  return overview_figures(Overview(an.table, an.select, an.front, an.pairs_grid, marks), key, fr)
+
+
+def overview_figures(view: Overview, key: str, fr: str | None = None) -> list[Future]:
+  """The Pareto and two-exit figures of a sweep, started: Futures of their files ({file
+  name: bytes}, `plots.render`). Drawn on the sweep's workers where it has any
+  (`fusion.workers`: `exfiqa sweep` starts them from `analysis.analyse`'s overview, so
+  they are drawn while this process evaluates the curves and runs the weight studies),
+  else here and now."""
+  sel, t = view.select, view.table
   marks = {
-    mark_label(n, c["variant"]): (float(t["gflops"][c["row"]]), float(t[sel][c["row"]]))
-    for n, c in an.curves.items()
+    mark_label(n, variant): (float(t["gflops"][row]), float(t[sel][row]))
+    for n, (variant, row) in view.marks.items()
   }
   name = fr or f"pair set: {key}"
   return [
     workers.call(
       plots.render,
       plots.pareto_figure,
-      [plots.ParetoPanel(name, t["gflops"], t[sel], an.front, marks)],
+      [plots.ParetoPanel(name, t["gflops"], t[sel], view.front, marks)],
       f"{key}_pareto",
       title=f"{key}: quality against compute, every fused variant (lower is better)",
       metric=sel,
@@ -82,7 +89,7 @@ def sweep_figures(an: Analysis, key: str, fr: str | None = None) -> list[Future]
     workers.call(
       plots.render,
       plots.heatmap_figure,
-      [plots.HeatPanel(name, an.pairs_grid)],
+      [plots.HeatPanel(name, view.grid)],
       f"{key}_pairs",
       title=f"{key}: fusion of two exits i, j by the weighted mean (depth weights w_i = i); "
       "diagonal: exit i alone",

@@ -41,3 +41,40 @@ def test_best_subsets_skip_results_equal_on_every_metric():
   rows = [r for r in an.rows if str(r["kind"]).startswith("best")]
   assert len(rows) == 4
   assert len({tuple(float(r[k]) for k in cols) for r in rows}) == 4
+
+
+def test_the_overview_comes_before_the_curves_with_the_analysis_figures():
+  """`analyse(overview=...)` hands over the sweep's Overview once, before any curve is
+  evaluated; it holds the finished Analysis' table, front, grid and marked variants, so
+  the figures started from it (`exfiqa sweep`) are those of the Analysis, byte for byte."""
+  from exfiqa_jax.evaluation import analysis
+  from exfiqa_jax.report.sweep import overview_figures, sweep_figures
+
+  exits, a, b, labels, scores = _data()
+  seen, curves = [], []
+  evaluate = analysis.evaluate_variant
+
+  def counted(*args, **kw):
+    curves.append(len(seen))  # overviews seen before this curve
+    return evaluate(*args, **kw)
+
+  analysis.evaluate_variant = counted
+  try:
+    an = analyse(exits, a, b, labels, scores, cost=np.arange(1.0, 5.0), fmrs=(0.1,),
+                 edc_fmr=0.1, edc_limits=(0.2,), exits=(2,), overview=seen.append)  # fmt: skip
+  finally:
+    analysis.evaluate_variant = evaluate
+  assert len(seen) == 1 and curves == [1] * len(an.curves) and len(an.curves) == 4
+  view = seen[0]
+  assert view.table is an.table and view.select == an.select
+  np.testing.assert_array_equal(view.front, an.front)
+  np.testing.assert_array_equal(view.grid, an.pairs_grid)
+  assert view.marks == {k: (c["variant"], c["row"]) for k, c in an.curves.items()}
+  early = [f.result() for f in overview_figures(view, "x")]
+  late = [f.result() for f in sweep_figures(an, "x")]
+  assert [list(f) for f in early] == [
+    ["x_pareto.png", "x_pareto.svg"],
+    ["x_pairs.png", "x_pairs.svg"],
+  ]
+  assert early[0]["x_pareto.png"] == late[0]["x_pareto.png"]
+  assert early[1]["x_pairs.png"] == late[1]["x_pairs.png"]

@@ -11,6 +11,7 @@ import pytest
 from exfiqa_jax.fusion.engine import numpy_sort, plan, score_finish, score_pairs, score_prepare
 from exfiqa_jax.fusion.rules import RULES
 from exfiqa_jax.metrics import make_pairset
+from exfiqa_jax.metrics.bits import index_bits
 from exfiqa_jax.metrics.host import host_areas, host_pairs, levels
 from exfiqa_jax.metrics.reference import edc_reference, edc_threshold, erc_reference
 
@@ -88,6 +89,28 @@ def test_float_weight_sweeps_on_the_cpu_compile_no_pair_key_program(monkeypatch)
   monkeypatch.setattr(engine, "host_sort", lambda: False)
   for k, v in sweep_weights(ps, w, mask=mask).items():
     np.testing.assert_array_equal(got[k], v, err_msg=k)
+
+
+def test_pair_ranked_float_keys_have_the_order_and_ties_of_image_ranked_keys():
+  """`ranked_pair_keys` ranks each pair's lower side among the pairs, `pair_keys` of
+  `dense_ranks` the images: the same order and quality ties (-0.0 and 0.0 one value),
+  so the same areas."""
+  from exfiqa_jax.fusion.exact import dense_ranks
+  from exfiqa_jax.metrics.host_curves import pair_keys, ranked_pair_keys
+
+  ps = make_pairset(*tie_data(5), fmrs=(0.05, 0.01), limits=(0.2, 0.3))
+  rng = np.random.default_rng(5)
+  f = rng.integers(-3, 4, (7, ps.exits.shape[0])).astype(np.float64) / 2
+  f[f == 0] = rng.choice([0.0, -0.0], int((f == 0).sum()))
+  want = pair_keys(dense_ranks(f, np.asarray(ps.image_valid)), ps)
+  got = ranked_pair_keys(f, ps)
+  shift = index_bits(ps.sa.shape[0])
+  for x, y in zip(want, got, strict=True):
+    np.testing.assert_array_equal(np.argsort(x), np.argsort(y))
+    sx, sy = np.sort(x) >> shift, np.sort(y) >> shift
+    np.testing.assert_array_equal(sx[1:] == sx[:-1], sy[1:] == sy[:-1])
+  for x, y in zip(host_areas(host_pairs(ps), want), host_areas(host_pairs(ps), got), strict=True):
+    np.testing.assert_array_equal(x, y)
 
 
 def test_host_areas_equal_the_loop_references_on_tie_heavy_data():

@@ -18,7 +18,8 @@ LINUX = sys.platform.startswith("linux")
 
 # In a fresh process (no backend yet): 2 workers and this process; a 12-exit pair set
 # with ties swept through the workers, then again on threads after `stop`; one variant
-# alone (empty shares); a call runs in another process, which never imported JAX.
+# alone (one chunk: the others find none left); a rule while one worker sleeps (the
+# rest take its chunks); a call runs in another process, which never imported JAX.
 CHILD = """
 import json, os, sys
 import numpy as np
@@ -44,11 +45,22 @@ workers.areas_later = counted
 masks = subset_masks(12)[::7]
 on_workers = sweep(ps, norms=("none", "rank"), masks=masks)
 one = chunks.score_variants(ps, masks[5:6], np.arange(1, 13)[None], "min")
+# a worker busy elsewhere: the others and this process take its chunks (variant order kept)
+from exfiqa_jax.fusion.engine import plan
+from exfiqa_jax.fusion.sides import pair_sides
+from exfiqa_jax.metrics.host_curves import cached_pairs
+import time
+ones = np.ones((len(masks), 12))
+sides = pair_sides(ps, plan(ps, "none", "max", ones, host=True), "max")
+busy = workers.call(time.sleep, 1.0)
+uneven = workers.areas(cached_pairs(ps)[0], sides, masks)
+busy.result()
 other = workers.call(os.getpid).result()
 workers.call(exec, "import sys; assert 'jax' not in sys.modules").result()  # numpy only
 workers.stop()
 on_threads = sweep(ps, norms=("none", "rank"), masks=masks)
 alone = chunks.score_variants(ps, masks[5:6], np.arange(1, 13)[None], "min")
+threads_max = chunks.score_variants(ps, masks, ones, "max")
 same = all(
   np.array_equal(np.asarray(on_workers[k]), np.asarray(on_threads[k]),
                  equal_nan=on_workers[k].dtype.kind == "f")
@@ -57,6 +69,7 @@ same = all(
 print(json.dumps({
   "started": started, "calls": calls, "rows": len(on_threads["subset"]), "same": same,
   "one": all(np.array_equal(x, y, equal_nan=True) for x, y in zip(one, alone)),
+  "uneven": all(np.array_equal(x, y, equal_nan=True) for x, y in zip(uneven, threads_max)),
   "other_pid": other != os.getpid(), "after_stop": workers.running(),
 }))
 """
@@ -71,9 +84,10 @@ def test_workers_give_the_threads_table_bit_for_bit():
   assert out.returncode == 0, out.stderr[-3000:]
   got = json.loads(out.stdout.strip().splitlines()[-1])
   assert got["started"] == 2 and got["after_stop"] == 0 and got["other_pid"]
-  assert got["calls"] == [len(range(0, 4095, 7))] * 10 + [1]  # every rule x norm, then one
-  assert got["rows"] == len(range(0, 4095, 7)) * 10
-  assert got["same"] and got["one"]
+  n = len(range(0, 4095, 7))
+  assert got["calls"] == [n] * 10 + [1, n]  # every rule x norm, one variant, uneven workers
+  assert got["rows"] == n * 10
+  assert got["same"] and got["one"] and got["uneven"]
 
 
 def test_no_workers_once_a_backend_runs_and_calls_run_inline():
