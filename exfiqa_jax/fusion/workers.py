@@ -155,18 +155,22 @@ def call(fn, *args, **kwargs) -> Future:
   return done
 
 
-def _claim(slot: int, hp, sides, masks: np.ndarray) -> dict[int, tuple]:
+def _claim(slot: int | None, hp, sides, masks: np.ndarray) -> dict[int, tuple]:
   """Chunks of ROWS variants of one rule, claimed one at a time from the shared counter
-  `slot` until none is left (by this process and every worker alike): {chunk: the four
-  host-area outputs of masks[chunk ROWS:(chunk + 1) ROWS]}."""
+  `slot` until none is left (by this process and every worker alike; slot None: every
+  chunk, here): {chunk: the four host-area outputs of masks[chunk ROWS:(chunk + 1) ROWS]}."""
   from exfiqa_jax.fusion.sides import side_keys
   from exfiqa_jax.metrics.host import host_areas
 
   out = {}
+  i = -1
   while True:
-    with _claims.get_lock():
-      i = _claims[slot]
-      _claims[slot] = i + 1
+    if slot is None:
+      i += 1
+    else:
+      with _claims.get_lock():
+        i = _claims[slot]
+        _claims[slot] = i + 1
     if i * ROWS >= len(masks):
       return out
     part = masks[i * ROWS : (i + 1) * ROWS]
@@ -182,13 +186,15 @@ def areas_later(hp, sides, masks: np.ndarray):
   shared counter, so the processes end a rule together, however their speeds differ
   (this one also prepares the next rule: `fusion.sweep.sweep` calls between the two)."""
   global _next
-  slot = _next % SLOTS
-  _next += 1
-  _claims[slot] = 0  # its last rule ended (finish() waited for it) SLOTS rules ago
-  jobs = [call(_claim, slot, hp, sides, masks) for _ in range(running())] if len(masks) else []
+  slot, jobs = None, []  # no workers: every chunk here
+  if running() and len(masks):
+    slot = _next % SLOTS
+    _next += 1
+    _claims[slot] = 0  # its last rule ended (finish() waited for it) SLOTS rules ago
+    jobs = [call(_claim, slot, hp, sides, masks) for _ in range(running())]
 
   def finish():
-    parts = _claim(slot, hp, sides, masks) if len(masks) else {}
+    parts = _claim(slot, hp, sides, masks)
     for j in jobs:
       parts.update(j.result())
     if not parts:  # no variant

@@ -98,6 +98,27 @@ def test_no_workers_once_a_backend_runs_and_calls_run_inline():
   failed = workers.call(int, "x")
   with pytest.raises(ValueError, match="invalid literal"):
     failed.result()
+  # a rule's areas without workers: every chunk here, those of one host_areas call
+  import numpy as np
+
+  from exfiqa_jax.fusion.engine import plan
+  from exfiqa_jax.fusion.sides import pair_sides, side_keys
+  from exfiqa_jax.fusion.subsets import subset_masks
+  from exfiqa_jax.metrics import make_pairset
+  from exfiqa_jax.metrics.host import host_areas
+  from exfiqa_jax.metrics.host_curves import cached_pairs
+
+  rng = np.random.default_rng(4)
+  exits = rng.normal(size=(60, 8)).astype(np.float32)
+  a, b = rng.integers(0, 60, (2, 300))
+  gen = rng.random(300) < 0.4
+  ps = make_pairset(exits, a, b, gen, rng.normal(size=300) + gen, fmrs=(1e-2,), limits=(0.3,))
+  masks = subset_masks(8)  # 255 variants: four chunks
+  sides = pair_sides(ps, plan(ps, "none", "min", np.ones((len(masks), 8)), host=True), "min")
+  hp = cached_pairs(ps)[0]
+  want = host_areas(hp, side_keys(sides, masks))
+  for x, y in zip(workers.areas(hp, sides, masks), want, strict=True):
+    np.testing.assert_array_equal(x, y)
 
 
 @pytest.mark.parametrize(
