@@ -48,7 +48,7 @@ def pair_keys(f: np.ndarray, ps) -> np.ndarray:
 
 
 def ranked_pair_keys(f: np.ndarray, ps) -> np.ndarray:
-  """Fused qualities f [B, N] (float) -> the real pairs' unique keys [B, P'] by score
+  """Fused qualities f [B, N] (finite floats) -> the real pairs' unique keys [B, P'] by score
   position, in the order and ties of `pair_keys` of f's dense ranks over the images
   (`fusion.exact.dense_ranks`): each pair's lower side ranked among the row's pairs
   instead (a sort of P' values, not N values and P' binary searches; the areas read
