@@ -332,17 +332,15 @@ def analyse(
     if e != depth:
       chosen[f"exit {e}"] = find(1 << (e - 1), "mean")
   front = pareto_front(table["gflops"], table[select])
+  marks = {label: (variant_name(*_variant_of(table, i), depth), i) for label, i in chosen.items()}
   if overview is not None:
-    names = {label: variant_name(*_variant_of(table, i), depth) for label, i in chosen.items()}
-    overview(Overview(table, select, front, grid, {k: (names[k], i) for k, i in chosen.items()}))
+    overview(Overview(table, select, front, grid, marks))
   curves = {}
-  for label, i in chosen.items():
+  for label, (name, i) in marks.items():
     subset, rule, norm = _variant_of(table, i)
-    mask = mask_of(subset, depth)
-    c = evaluate_variant(ps, mask, rule, norm, pair_quality=True)  # planned once
+    c = evaluate_variant(ps, mask_of(subset, depth), rule, norm, pair_quality=True)  # planned once
     pqs.append(c.pop("pair_quality"))
-    c["variant"] = variant_name(subset, rule, norm, depth)
-    c["row"] = i
+    c["variant"], c["row"] = name, i
     curves[label] = c
   fates = _with_rejection(pqs, comparison, labels, fmrs)  # the rows' and the curves', at once
   n_rows = len(rows_of_variants)

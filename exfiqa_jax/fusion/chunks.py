@@ -37,12 +37,12 @@ from exfiqa_jax.fusion.engine import (
   score_pairs,
   score_pairs_keys,
 )
-from exfiqa_jax.fusion.exact import float_fused
+from exfiqa_jax.fusion.exact import dense_ranks, float_fused
 from exfiqa_jax.fusion.rules import RULES
 from exfiqa_jax.fusion.sides import pair_sides, side_keys
 from exfiqa_jax.metrics import PairSet, bucket, default_top
 from exfiqa_jax.metrics.host import host_areas
-from exfiqa_jax.metrics.host_curves import cached_pairs, ranked_pair_keys
+from exfiqa_jax.metrics.host_curves import cached_pairs, keyed, pair_minima
 
 
 def chunk_size(ps: PairSet, memory_mb: float) -> int:
@@ -210,8 +210,8 @@ def _run(ps, p, sides, masks, weights, rule, memory_mb, devices, top):
     mk, wk = masks[i : i + step], weights[i : i + step]
     if sides is not None:
       return host_areas(hp, side_keys(sides, mk))
-    if numpy_keys:  # the order and ties of the compiled pair keys (host_curves)
-      return host_areas(hp, ranked_pair_keys(float_fused(p.floats, mk, wk), ps))
+    if numpy_keys:  # the order and ties of the compiled pair keys (host_curves.pair_keys)
+      return host_areas(hp, keyed(dense_ranks(pair_minima(float_fused(p.floats, mk, wk), ps)), ps))
     with jax.enable_x64(True):
       if p.integer:
         args = (ps_d, fusion, jnp.asarray(mk), jnp.asarray(wk), RULES.index(rule))

@@ -134,12 +134,26 @@ def float_fused(values: np.ndarray, masks: np.ndarray, weights: np.ndarray) -> n
   return acc
 
 
-def dense_ranks(f: np.ndarray, valid: np.ndarray) -> np.ndarray:
-  """f: [B, N] -> int64 [B, N] the rank of each value among the row's distinct
-  valid values: the same order and ties, and small integers."""
-  out = np.empty(f.shape, np.int64)
-  for j, row in enumerate(f):
-    out[j] = np.searchsorted(np.unique(row[valid]), row)
+def dense_ranks(f: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
+  """f: [B, N] finite -> int64 [B, N] the rank of each value among the row's distinct
+  valid values (valid [N], default all): the same order and ties, and small integers.
+  One sort a row: a valid value's rank is the number of value changes before it in
+  sorted order; an invalid one's, the number of distinct valid values below it."""
+  f = np.asarray(f)
+  valid = np.ones(f.shape[1], bool) if valid is None else np.asarray(valid, bool)
+  v = f[:, valid]
+  order = np.argsort(v, axis=1)
+  s = np.take_along_axis(v, order, 1)
+  step = np.zeros(v.shape, np.int64)
+  np.not_equal(s[:, 1:], s[:, :-1], out=step[:, 1:], casting="unsafe")  # -0.0 == 0.0
+  ranks = np.empty(v.shape, np.int64)
+  np.put_along_axis(ranks, order, np.cumsum(step, axis=1), 1)
+  out = np.zeros(f.shape, np.int64)
+  out[:, valid] = ranks
+  if v.shape[1] and not valid.all():  # padding images: rare, row by row
+    for j in range(len(f)):
+      distinct = s[j][np.r_[True, step[j, 1:] > 0]]
+      out[j, ~valid] = np.searchsorted(distinct, f[j, ~valid])
   return out
 
 

@@ -34,37 +34,30 @@ def cached_pairs(ps) -> tuple[HostPairs, np.ndarray]:
   return hit[1], hit[2]
 
 
+def pair_minima(f: np.ndarray, ps) -> np.ndarray:
+  """Image qualities f [..., N] -> the real pairs' lower sides [..., P'] by score position
+  (C-contiguous: a gather of columns would be column-major)."""
+  n = int(ps.count)
+  sa, sb = np.asarray(ps.sa)[:n], np.asarray(ps.sb)[:n]
+  return np.ascontiguousarray(np.minimum(f[..., sa], f[..., sb]))
+
+
+def keyed(q: np.ndarray, ps) -> np.ndarray:
+  """Pair qualities q [..., P'] int >= 0 by score position -> their unique keys: q << the
+  index bits | pair index (`metrics.keys.pair_keys`' layout)."""
+  keys = np.array(q, np.int64)  # a copy; dense ranks may come as int32
+  keys <<= index_bits(ps.sa.shape[0])
+  keys |= np.asarray(ps.sid)[: int(ps.count)].astype(np.int64)
+  return keys
+
+
 def pair_keys(f: np.ndarray, ps) -> np.ndarray:
-  """Exact integer image qualities f [..., N] int64 >= 0 -> the real pairs' unique keys
+  """Exact integer image qualities f [..., N] int >= 0 -> the real pairs' unique keys
   [..., P'] by score position (`metrics.keys.pair_keys`' numbers: min of the two images'
-  qualities << the index bits | pair index)."""
-  n = int(ps.count)
-  sa, sb = np.asarray(ps.sa)[:n], np.asarray(ps.sb)[:n]
-  f = np.asarray(f, np.int64)  # dense ranks may come as int32: shifted below
-  keys = np.ascontiguousarray(np.minimum(f[..., sa], f[..., sb]))  # a gather: column-major
-  keys <<= index_bits(ps.sa.shape[0])
-  keys |= np.asarray(ps.sid)[:n].astype(np.int64)
-  return keys
-
-
-def ranked_pair_keys(f: np.ndarray, ps) -> np.ndarray:
-  """Fused qualities f [B, N] (finite floats) -> the real pairs' unique keys [B, P'] by score
-  position, in the order and ties of `pair_keys` of f's dense ranks over the images
-  (`fusion.exact.dense_ranks`): each pair's lower side ranked among the row's pairs
-  instead (a sort of P' values, not N values and P' binary searches; the areas read
-  only the keys' order and ties, so they are the same numbers)."""
-  n = int(ps.count)
-  sa, sb = np.asarray(ps.sa)[:n], np.asarray(ps.sb)[:n]
-  m = np.minimum(f[:, sa], f[:, sb])
-  order = np.argsort(m, axis=1)
-  s = np.take_along_axis(m, order, 1)
-  step = np.zeros(m.shape, np.int64)
-  np.not_equal(s[:, 1:], s[:, :-1], out=step[:, 1:], casting="unsafe")
-  keys = np.empty(m.shape, np.int64)
-  np.put_along_axis(keys, order, np.cumsum(step, axis=1), 1)  # dense rank of each pair
-  keys <<= index_bits(ps.sa.shape[0])
-  keys |= np.asarray(ps.sid)[:n].astype(np.int64)
-  return keys
+  qualities << the index bits | pair index). For float qualities, `keyed` of the pairs'
+  dense ranks (`fusion.exact.dense_ranks` of `pair_minima`) has the same order and ties
+  (ranked among the pairs, not the images: one sort of P' values a variant)."""
+  return keyed(pair_minima(np.asarray(f), ps), ps)
 
 
 def variant_curves(ps, keys: np.ndarray) -> dict[str, np.ndarray]:

@@ -91,19 +91,37 @@ def test_float_weight_sweeps_on_the_cpu_compile_no_pair_key_program(monkeypatch)
     np.testing.assert_array_equal(got[k], v, err_msg=k)
 
 
-def test_pair_ranked_float_keys_have_the_order_and_ties_of_image_ranked_keys():
-  """`ranked_pair_keys` ranks each pair's lower side among the pairs, `pair_keys` of
-  `dense_ranks` the images: the same order and quality ties (-0.0 and 0.0 one value),
-  so the same areas."""
+def test_dense_ranks_are_the_ranks_among_the_distinct_valid_values():
+  """`dense_ranks` (one sort a row) against the plain definition: np.unique of a row's
+  valid values, searched; invalid entries ranked among the valid ones; -0.0 == 0.0."""
   from exfiqa_jax.fusion.exact import dense_ranks
-  from exfiqa_jax.metrics.host_curves import pair_keys, ranked_pair_keys
+
+  rng = np.random.default_rng(6)
+  f = rng.integers(-3, 4, (5, 40)).astype(np.float64) / 2
+  f[f == 0] = rng.choice([0.0, -0.0], int((f == 0).sum()))
+  f[:, 7] = 9.5  # above every valid value of its row, and invalid
+  valid = rng.random(40) < 0.8
+  valid[7] = False
+  for v in (valid, np.ones(40, bool)):
+    want = np.stack([np.searchsorted(np.unique(row[v]), row) for row in f])
+    np.testing.assert_array_equal(dense_ranks(f, v), want)
+  assert not dense_ranks(f, np.zeros(40, bool)).any()  # no valid value: every rank 0
+
+
+def test_pair_ranked_float_keys_have_the_order_and_ties_of_image_ranked_keys():
+  """The CPU's float-weight pair keys rank each pair's lower side among the pairs
+  (`keyed(dense_ranks(pair_minima(f)))`), `pair_keys` of `dense_ranks` over the images
+  the compiled route's: the same order and quality ties (-0.0 and 0.0 one value), so the
+  same areas."""
+  from exfiqa_jax.fusion.exact import dense_ranks
+  from exfiqa_jax.metrics.host_curves import keyed, pair_keys, pair_minima
 
   ps = make_pairset(*tie_data(5), fmrs=(0.05, 0.01), limits=(0.2, 0.3))
   rng = np.random.default_rng(5)
   f = rng.integers(-3, 4, (7, ps.exits.shape[0])).astype(np.float64) / 2
   f[f == 0] = rng.choice([0.0, -0.0], int((f == 0).sum()))
   want = pair_keys(dense_ranks(f, np.asarray(ps.image_valid)), ps)
-  got = ranked_pair_keys(f, ps)
+  got = keyed(dense_ranks(pair_minima(f, ps)), ps)
   shift = index_bits(ps.sa.shape[0])
   for x, y in zip(want, got, strict=True):
     np.testing.assert_array_equal(np.argsort(x), np.argsort(y))
