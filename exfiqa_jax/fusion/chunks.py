@@ -124,9 +124,10 @@ def score_variants_later(
   devices=None,
 ) -> Callable[[], tuple[np.ndarray, np.ndarray, np.ndarray]]:
   """`score_variants` in two steps: returns finish(), which returns its result. With
-  sweep workers (`fusion.workers`, a tabled rule on the CPU) the plan, the pair sides
-  and the workers' shares are made now and this process's share when finish() is
-  called, so that a caller prepares its next group meanwhile; otherwise all now."""
+  sweep workers (`fusion.workers`, a tabled rule on the CPU) the plan and the pair sides
+  are made and the workers start on the variants now, and this process joins them when
+  finish() is called, so that a caller prepares its next group meanwhile; otherwise all
+  now."""
   from exfiqa_jax.fusion import large  # pair sets of IJB-C size: no sort of the pairs
 
   if large.routed(ps):

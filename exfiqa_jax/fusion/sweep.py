@@ -91,8 +91,8 @@ def sweep(
     desc=progress if isinstance(progress, str) else "sweep",  # a str names the bar
     disable=not progress,
   ) as bar:
-    # one group ahead: its plan, pair sides and workers' shares (fusion.workers) are made
-    # before this process computes its share of the one before
+    # one group ahead: its plan and pair sides are made and the workers (fusion.workers)
+    # started on it before this process takes its chunks of the one before
     ahead = None
     for group in [*groups, None]:
       started = None

@@ -91,8 +91,8 @@ def _initialize(names: tuple[str, ...]) -> None:
 
 
 def default_count() -> int:
-  """One worker per core this process may run on, but one (this process computes a
-  share too), at most MOST."""
+  """One worker per core this process may run on, but one (this process takes chunks
+  too), at most MOST."""
   cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
   return max(0, min(MOST, (cores or 1) - 1))
 
