@@ -53,13 +53,18 @@ class _OrbaxErrorLogs(logging.Filter):
     if record.levelno < logging.ERROR:
       return True
     tb = record.exc_info[2] if record.exc_info else None  # the path is absl's at times
+    if record.name == "asyncio" and record.exc_info and tb is None:
+      # a future's exception set by native code (tensorstore fails its other reads of a
+      # damaged file so, newer releases included), never raised in Python: no traceback
+      return "never retrieved" not in record.getMessage()
     return not ("orbax" in record.pathname or _from_library(tb))
 
 
 logging.getLogger("absl").addFilter(_OrbaxErrorLogs())  # orbax logs through absl
-# asyncio logs a failed read's tasks that nobody awaited any more ("Task exception was
-# never retrieved", when the task is collected: at exit included) with the exception's
-# traceback: dropped where that traceback is orbax's or tensorstore's, as above
+# asyncio logs a failed read's tasks and futures that nobody awaited any more ("Task/Future
+# exception was never retrieved", when collected: at exit included) with the exception's
+# traceback: dropped where that traceback is orbax's or tensorstore's, as above, or where
+# there is none (set by tensorstore's native code)
 logging.getLogger("asyncio").addFilter(_OrbaxErrorLogs())
 
 
