@@ -3,6 +3,7 @@ shifted GEMMs in Flax against PyTorch's, float32 and bfloat16.
 
     python benchmarks/conv_bench.py [--batch 64] [--rounds 3] [--shapes 56x64,28x128,14x256,7x512]
                                     [--engines SUBSTRING,...] [--pointwise 112x64x64s2,...]
+                                    [--stride2 56x128x128,...] [--stem 112x3x64]
 
 Each shape is a stride-1 3x3 convolution, padding 1, C -> C channels on an H x H
 map (the four stages of iresnet100: 56x56x64, 28x28x128, 14x14x256 in 30 of its
@@ -16,15 +17,18 @@ substrings. `--pointwise HxCxOsS` adds 1x1 convolutions of stride S (the
 downsample shortcuts): XLA's convolution against a subsampling + `dot_general`
 (`layers.Conv`'s CPU path), float32 and bfloat16, and PyTorch; `--stride2 HxCxO`
 adds 3x3 stride-2 convolutions: XLA's against patches + one GEMM
-(`layers.patches_conv3x3_s2`). Calls alternate
-round-robin; medians (range) of GFLOP/s by wall time (2 FLOP per multiply-add of
-the direct convolution, also for Winograd), the median process CPU seconds per
-call, and max |diff| / max |ref| against XLA's float32 convolution at "highest" precision.
+(`layers.patches_conv3x3`, stride 2) and the nine tap matmuls
+(`layers.taps_conv3x3_s2`); `--stem HxCxO` adds stride-1 stems (C = 3): XLA's against
+patches + one GEMM (`layers.patches_conv3x3`). Calls alternate round-robin; medians
+(range) of GFLOP/s by wall time (2 FLOP per multiply-add of the direct convolution, also
+for Winograd), the median process CPU seconds per call, and max |diff| / max |ref|
+against XLA's float32 convolution at "highest" precision.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 
 import common
@@ -35,7 +39,8 @@ import numpy as np
 
 from exfiqa_jax.models.layers import (
   matmul,
-  patches_conv3x3_s2,
+  patches_conv3x3,
+  taps_conv3x3_s2,
   winograd_conv3x3,
   winograd_conv3x3_f4,
 )
@@ -121,8 +126,24 @@ def stride2_conv(x, k, dtype):
 STRIDE2 = {
   "XLA conv float32": (stride2_conv, F32),
   "XLA conv bfloat16": (stride2_conv, BF16),
-  "patches GEMM float32": (patches_conv3x3_s2, F32),
-  "patches GEMM bfloat16": (patches_conv3x3_s2, BF16),
+  "patches GEMM float32": (functools.partial(patches_conv3x3, stride=2), F32),
+  "patches GEMM bfloat16": (functools.partial(patches_conv3x3, stride=2), BF16),
+  "tap GEMMs float32": (taps_conv3x3_s2, F32),
+  "tap GEMMs bfloat16": (taps_conv3x3_s2, BF16),
+}
+
+
+def stem_conv(x, k, dtype):
+  return jax.lax.conv_general_dilated(
+    x.astype(dtype), k.astype(dtype), (1, 1), PAD, dimension_numbers=DN, preferred_element_type=F32
+  )
+
+
+STEM = {
+  "XLA conv float32": (stem_conv, F32),
+  "XLA conv bfloat16": (stem_conv, BF16),
+  "patches GEMM float32": (patches_conv3x3, F32),
+  "patches GEMM bfloat16": (patches_conv3x3, BF16),
 }
 
 
@@ -156,6 +177,7 @@ def main() -> None:
   p.add_argument("--engines", default=None, help="substrings of engine names to keep")
   p.add_argument("--pointwise", default="", help="1x1 convolutions HxCxOsS, comma-separated")
   p.add_argument("--stride2", default="", help="3x3 stride-2 convolutions HxCxO, comma-separated")
+  p.add_argument("--stem", default="", help="3x3 stride-1 stems HxCxO (C: 3), comma-separated")
   args = p.parse_args()
   common.use_threads(args.threads)
   print(common.machine_info(args.threads))
@@ -186,18 +208,20 @@ def main() -> None:
       meta[f"{label}: {name}"] = (gflop, err)
     if torch is not None and _keep("torch", args.engines):
       torch_rows(torch, fns, meta, label, x, k, ref, gflop, stride=s, padding=0)
-  for shape in filter(None, args.stride2.split(",")):
+  specs = [(shape, 2, STRIDE2, "3x3/2") for shape in filter(None, args.stride2.split(","))]
+  specs += [(shape, 1, STEM, "3x3 stem") for shape in filter(None, args.stem.split(","))]
+  for shape, s, table, kind in specs:
     h, c, o = map(int, shape.split("x"))
     x = rng.standard_normal((args.batch, h, h, c)).astype(np.float32)
     k = (rng.standard_normal((3, 3, c, o)) / np.sqrt(9 * c)).astype(np.float32)
     xj, kj = jnp.asarray(x), jnp.asarray(k)
     ref = np.asarray(
-      jax.lax.conv_general_dilated(xj, kj, (2, 2), PAD, dimension_numbers=DN, precision="highest")
+      jax.lax.conv_general_dilated(xj, kj, (s, s), PAD, dimension_numbers=DN, precision="highest")
     )
     ho = ref.shape[1]
     gflop = args.batch * ho * ho * c * o * 9 * 2 / 1e9
-    label = f"3x3/2 {h}x{h}x{c}->{o}"
-    for name, (fn, dtype) in STRIDE2.items():
+    label = f"{kind} {h}x{h}x{c}->{o}"
+    for name, (fn, dtype) in table.items():
       if not _keep(name, args.engines):
         continue
       jf = jax.jit(lambda x, k, fn=fn, dtype=dtype: fn(x, k, dtype))
@@ -205,7 +229,7 @@ def main() -> None:
       fns[f"{label}: {name}"] = lambda jf=jf, xj=xj, kj=kj: jax.block_until_ready(jf(xj, kj))
       meta[f"{label}: {name}"] = (gflop, err)
     if torch is not None and _keep("torch", args.engines):
-      torch_rows(torch, fns, meta, label, x, k, ref, gflop, stride=2, padding=1)
+      torch_rows(torch, fns, meta, label, x, k, ref, gflop, stride=s, padding=1)
   for shape in filter(None, args.shapes.split(",")):
     h, c = map(int, shape.split("x"))
     x = rng.standard_normal((args.batch, h, h, c)).astype(np.float32)

@@ -18,7 +18,9 @@ library's (`layers.conv_algorithm(winograd=False)`, the CPU path before Winograd
 images at a time inside the one program (`apply(..., micro_batch=m)`, `lax.map`);
 `--variants` adds Flax rows traced under `layers.conv_algorithm` settings, each
 '+'-joined tokens: `minN` (Winograd from N input channels), `f4` (Winograd
-F(4x4, 3x3)), `mbN` (micro-batch N); `--dtypes` keeps only the engines of those
+F(4x4, 3x3)), `mbN` (micro-batch N), `nos2` (bfloat16 stride-2 convolutions on the
+library's, not as tap matmuls), `nopatch` (the stem on the library's convolution, not
+patches); `--dtypes` keeps only the engines of those
 dtypes; `--no-gaps` skips the gaps to PyTorch float32 (four calls).
 Calls alternate round-robin (the machine may be shared); medians and ranges
 after one warm-up call each, the load average after each table.
@@ -105,13 +107,17 @@ def _no_winograd(graphdef, params, stats, images, dtype):
 
 def _variant(spec: str):
   """A freshly jitted `apply` traced under the settings of `spec` (see the module doc)."""
-  opts = dict(min_channels=None, tile=2)
+  opts = dict(min_channels=None, tile=2, taps_s2=True, patches=True)
   micro = None
   for token in spec.split("+"):
     if token.startswith("min"):
       opts["min_channels"] = int(token[3:])
     elif token == "f4":
       opts["tile"] = 4
+    elif token == "nos2":
+      opts["taps_s2"] = False
+    elif token == "nopatch":
+      opts["patches"] = False
     elif token.startswith("mb"):
       micro = int(token[2:])
     else:
@@ -230,7 +236,7 @@ def main() -> None:
   )
   p.add_argument("--micro-batches", default="", help="Flax rows with these micro-batches")
   p.add_argument("--dtypes", default="float32,bfloat16", help="engines of these dtypes only")
-  p.add_argument("--variants", default="", help="Flax rows: minN/f4/mbN joined by +")
+  p.add_argument("--variants", default="", help="Flax rows: minN/f4/mbN/nos2/nopatch joined by +")
   p.add_argument("--no-gaps", action="store_true", help="skip the gaps to torch float32")
   p.add_argument("--skip-convert", action="store_true")
   p.add_argument("--skip-speed", action="store_true")

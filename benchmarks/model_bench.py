@@ -6,9 +6,9 @@ Full pass (all exits and the embedding) of the released ViT-S shape, random
 weights copied by the converter. Engines: JAX float32 and bfloat16 (bf16
 matmuls accumulating in float32), PyTorch eager and `torch.compile`, each in
 float32 and in bfloat16 autocast; all on the same cores. Calls alternate
-round-robin within a batch size (the machine may be shared); medians after
-warm-up. "% peak" is the model's GFLOP/s over the best [2048, 2048] matmul this
-run measured in the same dtype; ratios compare JAX with PyTorch in that dtype.
+round-robin within a batch size (the machine may be shared); medians (range)
+after warm-up. "% peak" is the model's GFLOP/s over the best [2048, 2048] matmul
+this run measured in the same dtype; ratios compare JAX with PyTorch in that dtype.
 `--jax-only` needs no torch (random weights from `create`): for comparing jax
 releases, e.g. the lowest and the newest supported stack.
 """
@@ -90,6 +90,7 @@ def main() -> None:
     times = common.interleaved(fns, rounds, warmup=2)
     ips = {name: batch / common.median(t["wall"]) for name, t in times.items()}
     for name, rate in ips.items():
+      walls = times[name]["wall"]
       dtype = name.split()[-1]
 
       def ratio(mode):
@@ -104,6 +105,7 @@ def main() -> None:
           batch,
           name,
           rate,
+          f"{batch / max(walls):.1f}-{batch / min(walls):.1f}",
           rate * gflop,
           f"{100 * rate * gflop / peak[dtype]:.0f}%",
           ratio("eager"),
@@ -111,13 +113,14 @@ def main() -> None:
           common.load(),
         ]
       )
-  print(f"\nFull pass, {gflop:.2f} GFLOP per image; medians of {rounds} rounds.\n")
+  print(f"\nFull pass, {gflop:.2f} GFLOP per image; medians (range) of {rounds} rounds.\n")
   print(
     common.table(
       [
         "batch",
         "engine",
         "images/s",
+        "range",
         "GFLOP/s",
         "% peak",
         "vs torch eager",

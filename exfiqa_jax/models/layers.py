@@ -36,8 +36,12 @@ most when the rows of a pass are few (the face-recognition models run 8 at a tim
 `registry.FR_CPU_MICRO_BATCH`): with 64 channels (the largest maps) the transforms'
 memory traffic ate the gain in float32 and the library convolution stays there; in
 bfloat16 it pays from 64 channels. A 1x1 convolution runs as a subsampling and one
-matmul on the CPU (`use_pointwise_dot`), for the same reason. Other backends are
-unchanged; `conv_algorithm(winograd=False)` turns both off for what is traced inside it.
+matmul on the CPU (`use_pointwise_dot`), for the same reason, and a bfloat16 3x3
+stride-2 convolution on a map of at most `TAPS_S2_MAX_MAP` as nine tap matmuls on the
+map's four phases (`use_taps_s2`, `taps_conv3x3_s2`); a stem convolution (an RGB input,
+at most `PATCHES_MAX_CHANNELS`) as patches and one matmul (`use_patches`). Other backends
+are unchanged; `conv_algorithm(winograd=False)` turns all four off for what is traced
+inside it.
 Float32 outputs move by float32 rounding only (about 1e-6 of the output scale per
 convolution).
 """
@@ -120,23 +124,43 @@ WINOGRAD_MIN_CHANNELS = 128
 # convolution has no bfloat16 kernel, so the 64-channel maps gain there as they do not in
 # float32.
 WINOGRAD_MIN_CHANNELS_BF16 = 64
+# bfloat16 3x3 stride-2 convolutions on maps up to 56x56 with at least 64 input channels
+# run as nine tap matmuls (`taps_conv3x3_s2`): at 8 rows a pass 1.6-2x the library's
+# convolution at 56x56x64, 28x28x128 and 14x14x256, slower at 112x112x64 (measured,
+# docs/performance.md); float32 stays on the library's convolution (no faster).
+TAPS_S2_MAX_MAP = 56
+# 3x3 stride-1 convolutions with at most 4 input channels (the RGB stems, 112x112x3 -> 64)
+# run as patches and one matmul (`patches_conv3x3`): at 8 rows a pass 1.5 against 2.2 ms
+# an image for the library's convolution, in float32 and bfloat16 alike (measured,
+# docs/performance.md).
+PATCHES_MAX_CHANNELS = 4
 _WINOGRAD = contextvars.ContextVar("winograd", default=True)
-# Measurement switches (None: the rule's default): the channel threshold and the tile.
-_WINOGRAD_TUNING = contextvars.ContextVar("winograd_tuning", default=(None, 2))
+# Measurement switches (None: the rule's default): the channel threshold, the tile, the
+# stride-2 tap matmuls and the stem patches.
+_WINOGRAD_TUNING = contextvars.ContextVar("winograd_tuning", default=(None, 2, True, True))
 
 
 @contextlib.contextmanager
-def conv_algorithm(winograd: bool, min_channels: int | None = None, tile: int = 2):
-  """Within it, tracing uses the Winograd CPU convolution or not (default: used).
+def conv_algorithm(
+  winograd: bool,
+  min_channels: int | None = None,
+  tile: int = 2,
+  taps_s2: bool = True,
+  patches: bool = True,
+):
+  """Within it, tracing uses the CPU convolution rules (Winograd, 1x1 dots, stride-2 tap
+  matmuls, stem patches) or not (default: used).
 
-  `min_channels` replaces `WINOGRAD_MIN_CHANNELS` and `tile=4` takes F(4x4, 3x3)
-  instead of F(2x2, 3x3) (`winograd_conv3x3_f4`: options for measurement, not the
-  default). Read at trace time: a function jitted and traced before keeps its choice.
+  `min_channels` replaces `WINOGRAD_MIN_CHANNELS`, `tile=4` takes F(4x4, 3x3)
+  instead of F(2x2, 3x3) (`winograd_conv3x3_f4`), `taps_s2=False` keeps stride-2
+  convolutions and `patches=False` stems on the library's (options for measurement,
+  not the default). Read at
+  trace time: a function jitted and traced before keeps its choice.
   """
   if tile not in (2, 4):
     raise ValueError(f"conv_algorithm: tile must be 2 or 4, got {tile}")
   token = _WINOGRAD.set(winograd)
-  tuning = _WINOGRAD_TUNING.set((min_channels, tile))
+  tuning = _WINOGRAD_TUNING.set((min_channels, tile, taps_s2, patches))
   try:
     yield
   finally:
@@ -159,6 +183,38 @@ def use_winograd(k: int, stride: int, din: int, dtype) -> bool:
     and k == 3
     and stride == 1
     and din >= (_WINOGRAD_TUNING.get()[0] or min_channels(dtype))
+    and jnp.dtype(dtype) in (jnp.dtype(jnp.float32), jnp.dtype(jnp.bfloat16))
+    and jax.default_backend() == "cpu"
+  )
+
+
+def use_taps_s2(k: int, stride: int, din: int, size: tuple[int, int], dtype) -> bool:
+  """The stride-2 rule of `Conv`: 3x3, stride 2, bfloat16, din >=
+  WINOGRAD_MIN_CHANNELS_BF16, an even map of at most TAPS_S2_MAX_MAP on each side, the
+  CPU backend."""
+  h, w = size
+  return (
+    _WINOGRAD.get()
+    and _WINOGRAD_TUNING.get()[2]
+    and k == 3
+    and stride == 2
+    and din >= WINOGRAD_MIN_CHANNELS_BF16
+    and h % 2 == w % 2 == 0
+    and max(h, w) <= TAPS_S2_MAX_MAP
+    and jnp.dtype(dtype) == jnp.dtype(jnp.bfloat16)
+    and jax.default_backend() == "cpu"
+  )
+
+
+def use_patches(k: int, stride: int, din: int, dtype) -> bool:
+  """The stem rule of `Conv`: 3x3, stride 1, at most PATCHES_MAX_CHANNELS input channels
+  (an RGB stem), float32 or bfloat16, the CPU backend, the rules on (`conv_algorithm`)."""
+  return (
+    _WINOGRAD.get()
+    and _WINOGRAD_TUNING.get()[3]
+    and k == 3
+    and stride == 1
+    and din <= PATCHES_MAX_CHANNELS
     and jnp.dtype(dtype) in (jnp.dtype(jnp.float32), jnp.dtype(jnp.bfloat16))
     and jax.default_backend() == "cpu"
   )
@@ -278,20 +334,49 @@ def winograd_conv3x3_f4(x: jax.Array, kernel: jax.Array, dtype) -> jax.Array:
   return y.reshape(b, 4 * th, 4 * tw, -1)[:, :h, :w]
 
 
-def patches_conv3x3_s2(x: jax.Array, kernel: jax.Array, dtype) -> jax.Array:
-  """3x3 convolution, stride 2, zero padding 1, as patches and one matmul.
+def patches_conv3x3(x: jax.Array, kernel: jax.Array, dtype, stride: int = 1) -> jax.Array:
+  """3x3 convolution, zero padding 1, stride 1 or 2, as patches and one matmul.
 
   x: float32 [B, H, W, C]; kernel: float32 [3, 3, C, O] (HWIO) -> float32
-  [B, ceil(H/2), ceil(W/2), O]. The 9 taps' subsampled views [B, H/2, W/2, C] are
-  concatenated along the channels in `dtype` (2.25x the input, against 9x for a
-  stride-1 convolution) and meet the kernel [9 C, O] in one matmul with float32
-  accumulation.
+  [B, ceil(H/s), ceil(W/s), O]. The 9 taps' (subsampled) views are concatenated along
+  the channels in `dtype` (9x the input at stride 1, 2.25x at stride 2) and meet the
+  kernel [9 C, O] in one matmul with float32 accumulation: the CPU path of a stem
+  convolution (few input channels, `use_patches`); at stride 2 an option for measurement.
   """
   b, h, w, c = x.shape
-  ho, wo = -(-h // 2), -(-w // 2)
-  xp = jnp.pad(x.astype(dtype), ((0, 0), (1, 2 * ho - h), (1, 2 * wo - w), (0, 0)))
-  taps = [xp[:, i : i + 2 * ho : 2, j : j + 2 * wo : 2] for i in range(3) for j in range(3)]
+  ho, wo = -(-h // stride), -(-w // stride)
+  pad_h, pad_w = stride * (ho - 1) + 2 - h, stride * (wo - 1) + 2 - w
+  xp = jnp.pad(x.astype(dtype), ((0, 0), (1, pad_h), (1, pad_w), (0, 0)))
+  s = stride
+  taps = [xp[:, i : i + s * ho : s, j : j + s * wo : s] for i in range(3) for j in range(3)]
   return matmul(jnp.concatenate(taps, -1), kernel.reshape(9 * c, -1), dtype)
+
+
+def taps_conv3x3_s2(x: jax.Array, kernel: jax.Array, dtype) -> jax.Array:
+  """3x3 convolution, stride 2, zero padding 1, on an even map, as nine tap matmuls.
+
+  x: float32 [B, H, W, C], H and W even; kernel: float32 [3, 3, C, O] (HWIO) -> float32
+  [B, H/2, W/2, O]. Output (i, j) reads input rows 2i-1, 2i, 2i+1: row tap 1 is the even
+  rows, taps 0 and 2 the odd rows shifted down by one and not shifted (likewise for
+  columns). Each tap is a view of one of the four phases [B, H/2, W/2, C] (in `dtype`),
+  one matmul with its [C, O] kernel (float32 accumulation); the nine float32 products
+  are summed in tap order.
+  """
+  b, h, w, c = x.shape
+  if h % 2 or w % 2:
+    raise ValueError(f"taps_conv3x3_s2: the map must be even, got {h}x{w}")
+  phases = x.astype(dtype).reshape(b, h // 2, 2, w // 2, 2, c)
+  y = None
+  for i in range(3):
+    for j in range(3):
+      tap = phases[:, :, 0 if i == 1 else 1, :, 0 if j == 1 else 1]
+      if i == 0:  # row 2i-1: the odd rows one down, a zero row on top
+        tap = jnp.pad(tap, ((0, 0), (1, 0), (0, 0), (0, 0)))[:, : h // 2]
+      if j == 0:
+        tap = jnp.pad(tap, ((0, 0), (0, 0), (1, 0), (0, 0)))[:, :, : w // 2]
+      term = matmul(tap, kernel[i, j], dtype)
+      y = term if y is None else y + term
+  return y
 
 
 class Conv(nnx.Module):
@@ -306,7 +391,8 @@ class Conv(nnx.Module):
     """x: [B, H, W, din] -> float32 [B, H', W', dout]; then `bn` (folded) if given.
 
     3x3 stride-1 convolutions with many input channels run as Winograd on the CPU
-    (`use_winograd`)."""
+    (`use_winograd`), bfloat16 stride-2 ones on maps up to 56x56 as tap matmuls
+    (`use_taps_s2`), RGB stems as patches and one matmul (`use_patches`)."""
     p, kernel = self.padding, self.kernel[...]
     if bn is not None:
       scale, shift = bn_affine(bn)
@@ -315,6 +401,12 @@ class Conv(nnx.Module):
     if p == 1 and use_winograd(k, self.stride, din, dtype):
       tile = _WINOGRAD_TUNING.get()[1]
       y = (winograd_conv3x3 if tile == 2 else winograd_conv3x3_f4)(x, kernel, dtype)
+      return y if bn is None else y + shift
+    if p == 1 and use_patches(k, self.stride, din, dtype):
+      y = patches_conv3x3(x, kernel, dtype)
+      return y if bn is None else y + shift
+    if p == 1 and use_taps_s2(k, self.stride, din, x.shape[1:3], dtype):
+      y = taps_conv3x3_s2(x, kernel, dtype)
       return y if bn is None else y + shift
     if k == 1 and p == 0 and use_pointwise_dot(dtype):
       s = self.stride
