@@ -50,9 +50,10 @@ DN = ("NHWC", "HWIO", "NHWC")
 PAD = ((1, 1), (1, 1))
 
 
-def xla_conv(x, k, dtype):
+def xla_conv(x, k, dtype, stride: int = 1):
+  s = (stride, stride)
   return jax.lax.conv_general_dilated(
-    x.astype(dtype), k.astype(dtype), (1, 1), PAD, dimension_numbers=DN, preferred_element_type=F32
+    x.astype(dtype), k.astype(dtype), s, PAD, dimension_numbers=DN, preferred_element_type=F32
   )
 
 
@@ -117,15 +118,9 @@ POINTWISE = {
 }
 
 
-def stride2_conv(x, k, dtype):
-  return jax.lax.conv_general_dilated(
-    x.astype(dtype), k.astype(dtype), (2, 2), PAD, dimension_numbers=DN, preferred_element_type=F32
-  )
-
-
 STRIDE2 = {
-  "XLA conv float32": (stride2_conv, F32),
-  "XLA conv bfloat16": (stride2_conv, BF16),
+  "XLA conv float32": (functools.partial(xla_conv, stride=2), F32),
+  "XLA conv bfloat16": (functools.partial(xla_conv, stride=2), BF16),
   "patches GEMM float32": (functools.partial(patches_conv3x3, stride=2), F32),
   "patches GEMM bfloat16": (functools.partial(patches_conv3x3, stride=2), BF16),
   "tap GEMMs float32": (taps_conv3x3_s2, F32),
@@ -133,15 +128,9 @@ STRIDE2 = {
 }
 
 
-def stem_conv(x, k, dtype):
-  return jax.lax.conv_general_dilated(
-    x.astype(dtype), k.astype(dtype), (1, 1), PAD, dimension_numbers=DN, preferred_element_type=F32
-  )
-
-
 STEM = {
-  "XLA conv float32": (stem_conv, F32),
-  "XLA conv bfloat16": (stem_conv, BF16),
+  "XLA conv float32": (xla_conv, F32),
+  "XLA conv bfloat16": (xla_conv, BF16),
   "patches GEMM float32": (patches_conv3x3, F32),
   "patches GEMM bfloat16": (patches_conv3x3, BF16),
 }
