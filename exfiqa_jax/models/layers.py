@@ -125,14 +125,13 @@ WINOGRAD_MIN_CHANNELS = 128
 # float32.
 WINOGRAD_MIN_CHANNELS_BF16 = 64
 # bfloat16 3x3 stride-2 convolutions on maps up to 56x56 with at least 64 input channels
-# run as nine tap matmuls (`taps_conv3x3_s2`): at 8 rows a pass 1.6-2x the library's
-# convolution at 56x56x64, 28x28x128 and 14x14x256, slower at 112x112x64 (measured,
-# docs/performance.md); float32 stays on the library's convolution (no faster).
+# run as nine tap matmuls (`taps_conv3x3_s2`): at 8 rows a pass 1.2-2.3x the library's
+# convolution on 56x56x128, 28x28x256 and 14x14x512 inputs, slower on 112x112x64 (two
+# runs, docs/performance.md); float32 stays on the library's convolution (no faster).
 TAPS_S2_MAX_MAP = 56
 # 3x3 stride-1 convolutions with at most 4 input channels (the RGB stems, 112x112x3 -> 64)
-# run as patches and one matmul (`patches_conv3x3`): at 8 rows a pass 1.5 against 2.2 ms
-# an image for the library's convolution, in float32 and bfloat16 alike (measured,
-# docs/performance.md).
+# run as patches and one matmul (`patches_conv3x3`): at 8 rows a pass 1.1-1.5x the
+# library's convolution, in float32 and bfloat16 alike (two runs, docs/performance.md).
 PATCHES_MAX_CHANNELS = 4
 _WINOGRAD = contextvars.ContextVar("winograd", default=True)
 # Measurement switches (None: the rule's default): the channel threshold, the tile, the
@@ -154,8 +153,8 @@ def conv_algorithm(
   `min_channels` replaces `WINOGRAD_MIN_CHANNELS`, `tile=4` takes F(4x4, 3x3)
   instead of F(2x2, 3x3) (`winograd_conv3x3_f4`), `taps_s2=False` keeps stride-2
   convolutions and `patches=False` stems on the library's (options for measurement,
-  not the default). Read at
-  trace time: a function jitted and traced before keeps its choice.
+  not the default). Read at trace time: a function jitted and traced before keeps its
+  choice.
   """
   if tile not in (2, 4):
     raise ValueError(f"conv_algorithm: tile must be 2 or 4, got {tile}")
@@ -397,29 +396,25 @@ class Conv(nnx.Module):
     if bn is not None:
       scale, shift = bn_affine(bn)
       kernel = kernel * scale  # per output channel, the last kernel axis
-    k, din = kernel.shape[0], kernel.shape[2]
-    if p == 1 and use_winograd(k, self.stride, din, dtype):
+    k, din, s = kernel.shape[0], kernel.shape[2], self.stride
+    if p == 1 and use_winograd(k, s, din, dtype):
       tile = _WINOGRAD_TUNING.get()[1]
       y = (winograd_conv3x3 if tile == 2 else winograd_conv3x3_f4)(x, kernel, dtype)
-      return y if bn is None else y + shift
-    if p == 1 and use_patches(k, self.stride, din, dtype):
+    elif p == 1 and use_patches(k, s, din, dtype):
       y = patches_conv3x3(x, kernel, dtype)
-      return y if bn is None else y + shift
-    if p == 1 and use_taps_s2(k, self.stride, din, x.shape[1:3], dtype):
+    elif p == 1 and use_taps_s2(k, s, din, x.shape[1:3], dtype):
       y = taps_conv3x3_s2(x, kernel, dtype)
-      return y if bn is None else y + shift
-    if k == 1 and p == 0 and use_pointwise_dot(dtype):
-      s = self.stride
+    elif k == 1 and p == 0 and use_pointwise_dot(dtype):
       y = matmul(x[:, ::s, ::s] if s > 1 else x, kernel[0, 0], dtype)
-      return y if bn is None else y + shift
-    y = jax.lax.conv_general_dilated(
-      x.astype(dtype),
-      kernel.astype(dtype),
-      window_strides=(self.stride, self.stride),
-      padding=((p, p), (p, p)),
-      dimension_numbers=("NHWC", "HWIO", "NHWC"),
-      preferred_element_type=F32,
-    )
+    else:
+      y = jax.lax.conv_general_dilated(
+        x.astype(dtype),
+        kernel.astype(dtype),
+        window_strides=(s, s),
+        padding=((p, p), (p, p)),
+        dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        preferred_element_type=F32,
+      )
     return y if bn is None else y + shift
 
 
