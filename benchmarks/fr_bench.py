@@ -18,9 +18,9 @@ library's (`layers.conv_algorithm(winograd=False)`, the CPU path before Winograd
 images at a time inside the one program (`apply(..., micro_batch=m)`, `lax.map`);
 `--variants` adds Flax rows traced under `layers.conv_algorithm` settings, each
 '+'-joined tokens: `minN` (Winograd from N input channels), `f4` (Winograd
-F(4x4, 3x3)), `mbN` (micro-batch N), `nos2` (bfloat16 stride-2 convolutions on the
-library's, not as tap matmuls), `nopatch` (the stem on the library's convolution, not
-patches); `--dtypes` keeps only the engines of those
+F(4x4, 3x3)), `mbN` (micro-batch N; without it, `apply`'s own), `nos2` (bfloat16
+stride-2 convolutions on the library's, not as tap matmuls), `nopatch` (the stem on
+the library's convolution, not patches); `--dtypes` keeps only the engines of those
 dtypes; `--no-gaps` skips the gaps to PyTorch float32 (four calls).
 Calls alternate round-robin (the machine may be shared); medians and ranges
 after one warm-up call each, the load average after each table.
@@ -108,7 +108,7 @@ def _no_winograd(graphdef, params, stats, images, dtype):
 def _variant(spec: str):
   """A freshly jitted `apply` traced under the settings of `spec` (see the module doc)."""
   opts = dict(min_channels=None, tile=2, taps_s2=True, patches=True)
-  micro = None
+  micro = "auto"  # as `apply`: a variant differs from the default only by its tokens
   for token in spec.split("+"):
     if token.startswith("min"):
       opts["min_channels"] = int(token[3:])
