@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -134,9 +135,18 @@ TAPS_S2_MAX_MAP = 56
 # library's convolution, in float32 and bfloat16 alike (two runs, docs/performance.md).
 PATCHES_MAX_CHANNELS = 4
 _WINOGRAD = contextvars.ContextVar("winograd", default=True)
-# Measurement switches (None: the rule's default): the channel threshold, the tile, the
-# stride-2 tap matmuls and the stem patches.
-_WINOGRAD_TUNING = contextvars.ContextVar("winograd_tuning", default=(None, 2, True, True))
+
+
+class _Tuning(NamedTuple):
+  """Measurement switches of `conv_algorithm`; the defaults are the rules'."""
+
+  min_channels: int | None = None  # None: min_channels(dtype)
+  tile: int = 2  # Winograd F(2x2, 3x3); 4: F(4x4, 3x3)
+  taps_s2: bool = True  # the stride-2 tap matmuls (`use_taps_s2`)
+  patches: bool = True  # the stem patches (`use_patches`)
+
+
+_WINOGRAD_TUNING = contextvars.ContextVar("winograd_tuning", default=_Tuning())
 
 
 @contextlib.contextmanager
@@ -159,7 +169,7 @@ def conv_algorithm(
   if tile not in (2, 4):
     raise ValueError(f"conv_algorithm: tile must be 2 or 4, got {tile}")
   token = _WINOGRAD.set(winograd)
-  tuning = _WINOGRAD_TUNING.set((min_channels, tile, taps_s2, patches))
+  tuning = _WINOGRAD_TUNING.set(_Tuning(min_channels, tile, taps_s2, patches))
   try:
     yield
   finally:
@@ -181,7 +191,7 @@ def use_winograd(k: int, stride: int, din: int, dtype) -> bool:
     _WINOGRAD.get()
     and k == 3
     and stride == 1
-    and din >= (_WINOGRAD_TUNING.get()[0] or min_channels(dtype))
+    and din >= (_WINOGRAD_TUNING.get().min_channels or min_channels(dtype))
     and jnp.dtype(dtype) in (jnp.dtype(jnp.float32), jnp.dtype(jnp.bfloat16))
     and jax.default_backend() == "cpu"
   )
@@ -194,7 +204,7 @@ def use_taps_s2(k: int, stride: int, din: int, size: tuple[int, int], dtype) -> 
   h, w = size
   return (
     _WINOGRAD.get()
-    and _WINOGRAD_TUNING.get()[2]
+    and _WINOGRAD_TUNING.get().taps_s2
     and k == 3
     and stride == 2
     and din >= WINOGRAD_MIN_CHANNELS_BF16
@@ -210,7 +220,7 @@ def use_patches(k: int, stride: int, din: int, dtype) -> bool:
   (an RGB stem), float32 or bfloat16, the CPU backend, the rules on (`conv_algorithm`)."""
   return (
     _WINOGRAD.get()
-    and _WINOGRAD_TUNING.get()[3]
+    and _WINOGRAD_TUNING.get().patches
     and k == 3
     and stride == 1
     and din <= PATCHES_MAX_CHANNELS
@@ -398,7 +408,7 @@ class Conv(nnx.Module):
       kernel = kernel * scale  # per output channel, the last kernel axis
     k, din, s = kernel.shape[0], kernel.shape[2], self.stride
     if p == 1 and use_winograd(k, s, din, dtype):
-      tile = _WINOGRAD_TUNING.get()[1]
+      tile = _WINOGRAD_TUNING.get().tile
       y = (winograd_conv3x3 if tile == 2 else winograd_conv3x3_f4)(x, kernel, dtype)
     elif p == 1 and use_patches(k, s, din, dtype):
       y = patches_conv3x3(x, kernel, dtype)
