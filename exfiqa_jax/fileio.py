@@ -35,6 +35,7 @@ import shutil
 import socket
 import stat
 import sys
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -164,6 +165,21 @@ def _remove(path: str) -> None:
   else:
     with contextlib.suppress(FileNotFoundError):
       os.remove(path)
+
+
+def remove_late(tmp: str, quiet_s: float = 0.3, limit_s: float = 3.0) -> None:
+  """After a failed write to the temporary `tmp` (already removed by `atomic_path`):
+  removes what reappears at `tmp*` until nothing has for `quiet_s` seconds (at most
+  `limit_s`). A library's native writer threads (tensorstore's, under orbax) may still
+  finish writes the failed operation started, and they create the parent folders of
+  what they write: a converted checkpoint on a full disk left its orbax folder behind
+  once in a CI run."""
+  start = last = time.monotonic()
+  while (now := time.monotonic()) - last < quiet_s and now - start < limit_s:
+    for p in glob.glob(glob.escape(tmp) + "*"):
+      _remove(p)
+      last = time.monotonic()
+    time.sleep(0.02)
 
 
 def remove_stale(folder: str, name: str = "*") -> list[str]:

@@ -154,3 +154,33 @@ def test_a_locked_folder_is_refused_to_a_second_process(tmp_path):
   assert again.returncode == 0, again.stderr
   assert os.listdir(tmp_path / "run") == []  # no lock file
   assert issubclass(FolderBusy, RuntimeError)
+
+
+def test_remove_late_removes_what_a_late_writer_recreates(tmp_path):
+  """A writer thread still running after the failed operation recreates the temporary
+  folder (as tensorstore's native writers do, parents included): `remove_late` removes
+  it once it appears and returns after a quiet spell; with nothing there it returns
+  after `quiet_s`."""
+  import threading
+  import time
+
+  from exfiqa_jax.fileio import remove_late
+
+  tmp = tmp_path / ".c.tmp-host-1-0123abcd"
+  late = tmp_path / ".c.tmp-host-1-0123abcd.orbax-checkpoint-tmp" / "variables"
+
+  def writer():
+    time.sleep(0.1)
+    late.mkdir(parents=True)
+    (late / "d").write_bytes(b"x")
+
+  thread = threading.Thread(target=writer)
+  start = time.monotonic()
+  thread.start()
+  remove_late(str(tmp), quiet_s=0.3, limit_s=3.0)
+  thread.join()
+  assert os.listdir(tmp_path) == []
+  assert 0.35 <= time.monotonic() - start < 3.0  # waited past the write, then a quiet spell
+  start = time.monotonic()
+  remove_late(str(tmp), quiet_s=0.2)
+  assert 0.2 <= time.monotonic() - start < 1.0

@@ -23,7 +23,7 @@ import orbax.checkpoint as ocp
 from flax import nnx
 
 from exfiqa_jax import backend
-from exfiqa_jax.fileio import JSONFileError, atomic_path, read_json
+from exfiqa_jax.fileio import JSONFileError, atomic_path, read_json, remove_late
 from exfiqa_jax.models.inference import abstract_variables
 from exfiqa_jax.models.registry import KINDS, config_from_dict, config_to_dict, kind_of
 
@@ -141,13 +141,20 @@ def save(
     variables=ocp.args.StandardSave(_keys(variables, str)),
     config=ocp.args.JsonSave(config_to_dict(config)),
   )
-  with atomic_path(path, force=force, directory=True, kind="checkpoint") as tmp:
-    try:
-      quiet_orbax_aftermath()  # before the operation: see its docstring
-      with ocp.Checkpointer(ocp.CompositeCheckpointHandler()) as ckptr:
-        ckptr.save(tmp, args=args, force=True)  # replaces the empty temporary folder
-    except Exception as e:  # a full disk, a read-only folder: one line, no aftermath
-      raise OSError(f"{path}: the checkpoint could not be written ({_first_line(e)})") from None
+  staged = []
+  try:
+    with atomic_path(path, force=force, directory=True, kind="checkpoint") as tmp:
+      staged.append(tmp)
+      try:
+        quiet_orbax_aftermath()  # before the operation: see its docstring
+        with ocp.Checkpointer(ocp.CompositeCheckpointHandler()) as ckptr:
+          ckptr.save(tmp, args=args, force=True)  # replaces the empty temporary folder
+      except Exception as e:  # a full disk, a read-only folder: one line, no aftermath
+        raise OSError(f"{path}: the checkpoint could not be written ({_first_line(e)})") from None
+  except BaseException:
+    if staged:  # the writes orbax started and did not wait for: nothing left behind
+      remove_late(staged[0])
+    raise
 
 
 def _target(state: nnx.State, sharding: jax.sharding.Sharding) -> dict:
