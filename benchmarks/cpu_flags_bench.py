@@ -24,7 +24,8 @@ import jax.numpy as jnp
 import numpy as np
 import workloads
 
-from exfiqa_jax import ViTConfig, apply, create, split
+from exfiqa_jax import ViTConfig, create, split
+from exfiqa_jax.models.inference import apply_program
 
 YNN, ONEDNN = "xla_cpu_experimental_ynn_fusion_type", "xla_cpu_experimental_onednn_fusion_type"
 
@@ -112,7 +113,7 @@ def model_table(
   x = jnp.asarray(workloads.images(config, batch))
   names = [n for n in names if n not in ABORTS]
   programs = {
-    (name, d): apply.lower(graphdef, params, batch_stats, x, dtype=dtype).compile(
+    (name, d): apply_program.lower(graphdef, params, batch_stats, x, dtype=dtype).compile(
       compiler_options=CANDIDATES[name]
     )
     for name in names

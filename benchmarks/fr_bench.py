@@ -20,7 +20,10 @@ images at a time inside the one program (`apply(..., micro_batch=m)`, `lax.map`)
 '+'-joined tokens: `minN` (Winograd from N input channels), `f4` (Winograd
 F(4x4, 3x3)), `mbN` (micro-batch N; without it, `apply`'s own), `nos2` (bfloat16
 stride-2 convolutions on the library's, not as tap matmuls), `nopatch` (the stem on
-the library's convolution, not patches); `--dtypes` keeps only the engines of those
+the library's convolution, not patches), `wmaxN` (bfloat16 Winograd on maps up to N),
+`noprep` (the weights' own work in every call, one program: `apply(...,
+prepare=False)`), `nohoist` (and inside the micro-batch loop: the program before
+`models.hoist`); `--dtypes` keeps only the engines of those
 dtypes; `--no-gaps` skips the gaps to PyTorch float32 (four calls).
 Calls alternate round-robin (the machine may be shared); medians and ranges
 after one warm-up call each, the load average after each table.
@@ -49,7 +52,8 @@ import torch
 from flax import nnx
 
 from exfiqa_jax.models.fr_config import FRConfig
-from exfiqa_jax.models.inference import apply
+from exfiqa_jax.models.hoist import Prepared
+from exfiqa_jax.models.inference import apply, forward
 from exfiqa_jax.models.layers import conv_algorithm
 
 
@@ -106,12 +110,15 @@ def _no_winograd(graphdef, params, stats, images, dtype):
 
 
 def _variant(spec: str):
-  """A freshly jitted `apply` traced under the settings of `spec` (see the module doc)."""
-  opts = dict(min_channels=None, tile=2, taps_s2=True, patches=True)
+  """`apply` traced under the settings of `spec` (see the module doc), in its own programs."""
+  opts = dict(min_channels=None, tile=2, taps_s2=True, patches=True, max_map_bf16=56)
   micro = "auto"  # as `apply`: a variant differs from the default only by its tokens
+  prepare, hoisted = True, True
   for token in spec.split("+"):
     if token.startswith("min"):
       opts["min_channels"] = int(token[3:])
+    elif token.startswith("wmax"):
+      opts["max_map_bf16"] = int(token[4:])
     elif token == "f4":
       opts["tile"] = 4
     elif token == "nos2":
@@ -120,16 +127,23 @@ def _variant(spec: str):
       opts["patches"] = False
     elif token.startswith("mb"):
       micro = int(token[2:])
+    elif token == "noprep":
+      prepare = False
+    elif token == "nohoist":
+      prepare = hoisted = False
     else:
       raise SystemExit(f"fr_bench: unknown variant token {token!r} in {spec!r}")
-
-  @functools.partial(jax.jit, static_argnames=("graphdef", "dtype"))
-  def run(graphdef, params, stats, images, dtype):
-    return apply.__wrapped__(graphdef, params, stats, images, dtype=dtype, micro_batch=micro)
+  programs = {}
 
   def call(graphdef, params, stats, images, dtype):
-    with conv_algorithm(winograd=True, **opts):  # read when `run` is traced
-      return run(graphdef, params, stats, images, dtype)
+    key = (graphdef, dtype)
+    if key not in programs:
+      f = functools.partial(forward, graphdef, dtype=dtype, micro_batch=micro, hoist=hoisted)
+      programs[key] = Prepared(lambda w, x: f(*w, x)) if prepare else jax.jit(f)
+    with conv_algorithm(winograd=True, **opts):  # read when the programs are traced
+      if prepare:
+        return programs[key]((params, stats), images)
+      return programs[key](params, stats, images)
 
   return call
 
@@ -236,7 +250,11 @@ def main() -> None:
   )
   p.add_argument("--micro-batches", default="", help="Flax rows with these micro-batches")
   p.add_argument("--dtypes", default="float32,bfloat16", help="engines of these dtypes only")
-  p.add_argument("--variants", default="", help="Flax rows: minN/f4/mbN/nos2/nopatch joined by +")
+  p.add_argument(
+    "--variants",
+    default="",
+    help="Flax rows: minN/wmaxN/f4/mbN/nos2/nopatch/noprep/nohoist joined by +",
+  )
   p.add_argument("--no-gaps", action="store_true", help="skip the gaps to torch float32")
   p.add_argument("--skip-convert", action="store_true")
   p.add_argument("--skip-speed", action="store_true")

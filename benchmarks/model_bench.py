@@ -1,6 +1,7 @@
 """Images/s of the JAX model against the PyTorch reference model on identical weights.
 
     python benchmarks/model_bench.py [--batches 1,16,64] [--rounds 5] [--quick] [--jax-only]
+                                     [--before]
 
 Full pass (all exits and the embedding) of the released ViT-S shape, random
 weights copied by the converter. Engines: JAX float32 and bfloat16 (bf16
@@ -9,8 +10,9 @@ float32 and in bfloat16 autocast; all on the same cores. Calls alternate
 round-robin within a batch size (the machine may be shared); medians (range)
 after warm-up. "% peak" is the model's GFLOP/s over the best [2048, 2048] matmul
 this run measured in the same dtype; ratios compare JAX with PyTorch in that dtype.
-`--jax-only` needs no torch (random weights from `create`): for comparing jax
-releases, e.g. the lowest and the newest supported stack.
+`--before` adds JAX rows without `models.hoist` (one program a call, the weights' work
+inside the micro-batch loop). `--jax-only` needs no torch (random weights from `create`):
+for comparing jax releases, e.g. the lowest and the newest supported stack.
 """
 
 from __future__ import annotations
@@ -25,12 +27,17 @@ import jax.numpy as jnp
 import workloads
 
 from exfiqa_jax import ViTConfig, apply, create, split
+from exfiqa_jax.models.inference import apply_program
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
-def engines(config: ViTConfig, batch: int, compiled: bool, torch_too: bool = True) -> dict:
-  """name -> blocking call; names are 'library mode dtype'."""
+def engines(
+  config: ViTConfig, batch: int, compiled: bool, torch_too: bool = True, before: bool = False
+) -> dict:
+  """name -> blocking call; names are 'library mode dtype'. `before` adds JAX rows of
+  one program per call with the weights' work inside the micro-batch loop (the program
+  before `models.hoist`)."""
   if torch_too:
     ref, (graphdef, params, batch_stats) = workloads.reference_pair(config)
   else:
@@ -43,6 +50,11 @@ def engines(config: ViTConfig, batch: int, compiled: bool, torch_too: bool = Tru
     )
     for name, d in DTYPES.items()
   }
+  if before:
+    for name, d in DTYPES.items():
+      fns[f"JAX before {name}"] = lambda d=d: jax.block_until_ready(
+        apply_program(graphdef, params, batch_stats, xj, dtype=d, hoist=False)
+      )
   if not torch_too:
     return fns
   import torch
@@ -72,6 +84,7 @@ def main() -> None:
   p.add_argument("--no-compile", action="store_true", help="skip torch.compile")
   p.add_argument("--quick", action="store_true", help="batch 16 only, 2 rounds")
   p.add_argument("--jax-only", action="store_true", help="JAX rows only (no torch needed)")
+  p.add_argument("--before", action="store_true", help="add JAX rows without models.hoist")
   args = p.parse_args()
   batches, rounds = (
     ([16], 2) if args.quick else ([int(b) for b in args.batches.split(",")], args.rounds)
@@ -86,7 +99,9 @@ def main() -> None:
   gflop = workloads.full_pass_gflops(config)
   rows = []
   for batch in batches:
-    fns = engines(config, batch, not args.no_compile, torch_too=not args.jax_only)
+    fns = engines(
+      config, batch, not args.no_compile, torch_too=not args.jax_only, before=args.before
+    )
     times = common.interleaved(fns, rounds, warmup=2)
     ips = {name: batch / common.median(t["wall"]) for name, t in times.items()}
     for name, rate in ips.items():

@@ -6,15 +6,15 @@
 
 `apply` is jit-compiled with `graphdef`, `num_layers`, `embedding`, `all_exits`,
 `dtype` and `micro_batch` static, so it composes with `jax.vmap`, sharded inputs and `jax.jit`
-callers. Each new batch size compiles a new program (seconds for ViT-S);
-`apply_bucketed` pads batches to a few fixed sizes so a stream of ragged
-batches compiles at most `len(buckets)` programs. The kind of a model
+callers; on concrete arrays the weights' own work (folding, casts, kernel transforms) is
+computed once per weights and kept (`hoist.Prepared`). Each new batch size compiles a new
+program (seconds for ViT-S); `apply_bucketed` pads batches to a few fixed sizes so a
+stream of ragged batches compiles at most `len(buckets)` programs. The kind of a model
 (`exfiqa_jax.models.registry`) gives its module, its input rule and its outputs.
 """
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -24,6 +24,7 @@ import numpy as np
 from flax import nnx
 
 from exfiqa_jax.backend import jit_options
+from exfiqa_jax.models.hoist import Prepared, map_hoisted
 from exfiqa_jax.models.registry import CPU_MICRO_BATCH, kind_of, kind_of_graph
 
 Variables = tuple[nnx.GraphDef, nnx.State, nnx.State]
@@ -81,10 +82,52 @@ def micro_batch_rows(
   return micro_batch
 
 
-@functools.partial(
-  jax.jit,
-  static_argnames=("graphdef", "num_layers", "embedding", "all_exits", "dtype", "micro_batch"),
-)
+def forward(
+  graphdef: nnx.GraphDef,
+  params: nnx.State,
+  batch_stats: nnx.State,
+  images: jax.Array,
+  *,
+  num_layers: int | None = None,
+  embedding: bool = True,
+  all_exits: bool = True,
+  dtype=jnp.float32,
+  micro_batch: int | str | None = "auto",
+  hoist: bool = True,
+) -> Any:
+  """`apply`'s computation, traceable (not itself jitted): see `apply`.
+
+  `hoist=False` runs each micro-batch's whole call inside the `lax.map`, weight work
+  included (the program before `hoist.map_hoisted`; for measurement)."""
+  m = micro_batch_rows(micro_batch, kind_of_graph(graphdef).cpu_micro_batch)
+  given = dict(num_layers=num_layers, embedding=embedding, all_exits=all_exits)
+  options = {k: v for k, v in given.items() if v != OPTIONS[k]}
+
+  def run(weights, x):
+    return nnx.merge(graphdef, *weights)(x, dtype=dtype, **options)
+
+  weights, b = (params, batch_stats), images.shape[0]
+  if m is None or b <= m:
+    return run(weights, images)
+  n = b - b % m
+  chunks = images[:n].reshape(n // m, m, *images.shape[1:])
+  if hoist:
+    head = map_hoisted(run, weights, chunks)
+  else:
+    head = jax.lax.map(lambda x: run(weights, x), chunks)
+  head = jax.tree.map(lambda a: a.reshape(n, *a.shape[2:]), head)
+  if n == b:
+    return head
+  return jax.tree.map(lambda h, t: jnp.concatenate([h, t]), head, run(weights, images[n:]))
+
+
+STATIC = ("graphdef", "num_layers", "embedding", "all_exits", "dtype", "micro_batch", "hoist")
+# `forward` as one jitted program: the path inside a caller's trace, and `apply(...,
+# prepare=False)`.
+apply_program = jax.jit(forward, static_argnames=STATIC)
+_PREPARED: dict[tuple, Prepared] = {}
+
+
 def apply(
   graphdef: nnx.GraphDef,
   params: nnx.State,
@@ -96,6 +139,7 @@ def apply(
   all_exits: bool = True,
   dtype=jnp.float32,
   micro_batch: int | str | None = "auto",
+  prepare: bool = True,
 ) -> Any:
   """images: float [B, H, W, 3], the kind's input (`Kind.prepare`) -> the model's output.
 
@@ -106,23 +150,37 @@ def apply(
   time, in one program (`lax.map`); "auto" means the kind's CPU rows on CPU and
   the whole batch elsewhere; None, the whole batch. Rows never interact, so
   results agree to rounding.
+
+  Compiled with `graphdef`, `num_layers`, `embedding`, `all_exits`, `dtype` and
+  `micro_batch` static. What the network derives from its weights alone (BatchNorm
+  folded into kernels, casts, Winograd kernel transforms) runs once before the
+  micro-batches (`hoist.map_hoisted`), and on concrete arrays once per weights: two
+  programs, the weights' part kept while the same weights are used again
+  (`hoist.Prepared`), the same operations bit for bit. Inside a caller's jit or vmap,
+  or with `prepare=False`, it is one program (traced into the caller's, or
+  `apply_program`).
   """
-  m = micro_batch_rows(micro_batch, kind_of_graph(graphdef).cpu_micro_batch)
-  given = dict(num_layers=num_layers, embedding=embedding, all_exits=all_exits)
-  options = {k: v for k, v in given.items() if v != OPTIONS[k]}
+  static = dict(
+    num_layers=num_layers,
+    embedding=embedding,
+    all_exits=all_exits,
+    dtype=dtype,
+    micro_batch=micro_batch,
+  )
+  if not prepare:
+    return apply_program(graphdef, params, batch_stats, images, **static)
+  key = (graphdef, *static.items())
+  if key not in _PREPARED:
+    _PREPARED[key] = Prepared(
+      lambda weights, x: forward(graphdef, *weights, x, **static)  # noqa: B023 (one per key)
+    )
+  return _PREPARED[key]((params, batch_stats), images)
 
-  def run(x):
-    return nnx.merge(graphdef, params, batch_stats)(x, dtype=dtype, **options)
 
-  b = images.shape[0]
-  if m is None or b <= m:
-    return run(images)
-  n = b - b % m
-  head = jax.lax.map(run, images[:n].reshape(n // m, m, *images.shape[1:]))
-  head = jax.tree.map(lambda a: a.reshape(n, *a.shape[2:]), head)
-  if n == b:
-    return head
-  return jax.tree.map(lambda h, t: jnp.concatenate([h, t]), head, run(images[n:]))
+def program_count() -> int:
+  """Programs `apply` has compiled so far: one per call shape on either path (a prepared
+  call's two programs count as one)."""
+  return apply_program._cache_size() + sum(len(p.compiled) for p in _PREPARED.values())
 
 
 def apply_bucketed(

@@ -24,24 +24,24 @@ parameters at trace time (the stored tree is unchanged). It saves one pass over
 the activation per folded BatchNorm; the outputs differ from the unfolded
 order of operations by float32 rounding only.
 
-Winograd convolutions on the CPU: jaxlib's CPU convolution upcasts bfloat16 operands
-to float32 (its kernel library has no bfloat16 convolution, in 0.10.2 and 0.12.1),
-while its bfloat16 matmuls run on the CPU's bfloat16 instructions at about twice the
-float32 rate. A 3x3 stride-1 convolution with at least `WINOGRAD_MIN_CHANNELS` input
-channels (`WINOGRAD_MIN_CHANNELS_BF16` in bfloat16) on the CPU backend therefore runs as
-Winograd F(2x2, 3x3): 16 matmuls in the compute dtype (float32 accumulation) on
-2x2-output tiles, 2.25x fewer multiplies, the transforms in float32 (`winograd_conv3x3`).
-It pays most in bfloat16 and less in float32 (where only the multiplies are saved), and
-most when the rows of a pass are few (the face-recognition models run 8 at a time on CPU,
-`registry.FR_CPU_MICRO_BATCH`): with 64 channels (the largest maps) the transforms'
-memory traffic ate the gain in float32 and the library convolution stays there; in
-bfloat16 it pays from 64 channels. A 1x1 convolution runs as a subsampling and one
-matmul on the CPU (`use_pointwise_dot`), for the same reason, and a bfloat16 3x3
-stride-2 convolution on a map of at most `TAPS_S2_MAX_MAP` as nine tap matmuls on the
-map's four phases (`use_taps_s2`, `taps_conv3x3_s2`); a stem convolution (an RGB input,
-at most `PATCHES_MAX_CHANNELS`) as patches and one matmul (`use_patches`). Other backends
-are unchanged; `conv_algorithm(winograd=False)` turns all four off for what is traced
-inside it.
+Winograd convolutions on the CPU: jaxlib's CPU convolution upcasts bfloat16 operands to
+float32 (its kernel library has no bfloat16 convolution, in 0.10.2 and 0.12.1), while
+its bfloat16 matmuls run on the CPU's bfloat16 instructions at about twice the float32
+rate. A 3x3 stride-1 convolution with at least `WINOGRAD_MIN_CHANNELS` input channels
+(`WINOGRAD_MIN_CHANNELS_BF16` in bfloat16, on maps up to `WINOGRAD_MAX_MAP_BF16` a side)
+on the CPU backend therefore runs as Winograd F(2x2, 3x3): 16 matmuls in the compute
+dtype (float32 accumulation) on 2x2-output tiles, 2.25x fewer multiplies, the transforms
+in float32 (`winograd_conv3x3`). It pays most in bfloat16 and less in float32 (where
+only the multiplies are saved), and most when the rows of a pass are few (the
+face-recognition models run 8 at a time on CPU, `registry.FR_CPU_MICRO_BATCH`): with 64
+channels (the largest maps) the transforms' memory traffic ate the gain in float32 and
+the library convolution stays there; in bfloat16 it pays from 64 channels. A 1x1
+convolution runs as a subsampling and one matmul on the CPU (`use_pointwise_dot`), for
+the same reason, and a bfloat16 3x3 stride-2 convolution on a map of at most
+`TAPS_S2_MAX_MAP` as nine tap matmuls on the map's four phases (`use_taps_s2`,
+`taps_conv3x3_s2`); a stem convolution (an RGB input, at most `PATCHES_MAX_CHANNELS`) as
+patches and one matmul (`use_patches`). Other backends are unchanged;
+`conv_algorithm(winograd=False)` turns all four off for what is traced inside it.
 Float32 outputs move by float32 rounding only (about 1e-6 of the output scale per
 convolution).
 """
@@ -125,6 +125,11 @@ WINOGRAD_MIN_CHANNELS = 128
 # convolution has no bfloat16 kernel, so the 64-channel maps gain there as they do not in
 # float32.
 WINOGRAD_MIN_CHANNELS_BF16 = 64
+# ... on maps up to 56x56: at 112x112x64 (one convolution of each network) the library's
+# convolution took 28 ms for 8 rows against Winograd's 63 (its 16 transformed maps of 8
+# images, 150 MB, fall out of cache); whole bfloat16 networks without it there ran 0-11%
+# faster in four runs (docs/performance.md, "Fifth pass").
+WINOGRAD_MAX_MAP_BF16 = 56
 # bfloat16 3x3 stride-2 convolutions on maps up to 56x56 with at least 64 input channels
 # run as nine tap matmuls (`taps_conv3x3_s2`): at 8 rows a pass 1.2-2.3x the library's
 # convolution on 56x56x128, 28x28x256 and 14x14x512 inputs, slower on 112x112x64 (two
@@ -141,6 +146,7 @@ class _Tuning(NamedTuple):
   """Measurement switches of `conv_algorithm`; the defaults are the rules'."""
 
   min_channels: int | None = None  # None: min_channels(dtype)
+  max_map_bf16: int = WINOGRAD_MAX_MAP_BF16  # the largest bfloat16 map through Winograd
   tile: int = 2  # Winograd F(2x2, 3x3); 4: F(4x4, 3x3)
   taps_s2: bool = True  # the stride-2 tap matmuls (`use_taps_s2`)
   patches: bool = True  # the stem patches (`use_patches`)
@@ -156,20 +162,22 @@ def conv_algorithm(
   tile: int = 2,
   taps_s2: bool = True,
   patches: bool = True,
+  max_map_bf16: int = WINOGRAD_MAX_MAP_BF16,
 ):
   """Within it, tracing uses the CPU convolution rules (Winograd, 1x1 dots, stride-2 tap
   matmuls, stem patches) or not (default: used).
 
   `min_channels` replaces `WINOGRAD_MIN_CHANNELS`, `tile=4` takes F(4x4, 3x3)
   instead of F(2x2, 3x3) (`winograd_conv3x3_f4`), `taps_s2=False` keeps stride-2
-  convolutions and `patches=False` stems on the library's (options for measurement,
+  convolutions and `patches=False` stems on the library's, `max_map_bf16` replaces
+  `WINOGRAD_MAX_MAP_BF16` (options for measurement,
   not the default). Read at trace time: a function jitted and traced before keeps its
   choice.
   """
   if tile not in (2, 4):
     raise ValueError(f"conv_algorithm: tile must be 2 or 4, got {tile}")
   token = _WINOGRAD.set(winograd)
-  tuning = _WINOGRAD_TUNING.set(_Tuning(min_channels, tile, taps_s2, patches))
+  tuning = _WINOGRAD_TUNING.set(_Tuning(min_channels, max_map_bf16, tile, taps_s2, patches))
   try:
     yield
   finally:
@@ -184,15 +192,18 @@ def min_channels(dtype) -> int:
   return WINOGRAD_MIN_CHANNELS_BF16 if bf16 else WINOGRAD_MIN_CHANNELS
 
 
-def use_winograd(k: int, stride: int, din: int, dtype) -> bool:
-  """The rule of `Conv`: 3x3, stride 1, din >= min_channels(dtype), float32 or bfloat16,
-  the CPU backend."""
+def use_winograd(k: int, stride: int, din: int, dtype, size: tuple[int, int] | None = None) -> bool:
+  """The rule of `Conv`: 3x3, stride 1, din >= min_channels(dtype), float32 or bfloat16
+  (bfloat16 on maps of `size` up to WINOGRAD_MAX_MAP_BF16 a side), the CPU backend."""
+  tuning = _WINOGRAD_TUNING.get()
+  bf16 = jnp.dtype(dtype) == jnp.dtype(jnp.bfloat16)
   return (
     _WINOGRAD.get()
     and k == 3
     and stride == 1
-    and din >= (_WINOGRAD_TUNING.get().min_channels or min_channels(dtype))
+    and din >= (tuning.min_channels or min_channels(dtype))
     and jnp.dtype(dtype) in (jnp.dtype(jnp.float32), jnp.dtype(jnp.bfloat16))
+    and not (bf16 and size is not None and max(size) > tuning.max_map_bf16)
     and jax.default_backend() == "cpu"
   )
 
@@ -407,7 +418,7 @@ class Conv(nnx.Module):
       scale, shift = bn_affine(bn)
       kernel = kernel * scale  # per output channel, the last kernel axis
     k, din, s = kernel.shape[0], kernel.shape[2], self.stride
-    if p == 1 and use_winograd(k, s, din, dtype):
+    if p == 1 and use_winograd(k, s, din, dtype, x.shape[1:3]):
       tile = _WINOGRAD_TUNING.get().tile
       y = (winograd_conv3x3 if tile == 2 else winograd_conv3x3_f4)(x, kernel, dtype)
     elif p == 1 and use_patches(k, s, din, dtype):

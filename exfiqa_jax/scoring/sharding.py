@@ -18,6 +18,7 @@ import numpy as np
 from exfiqa_jax import backend
 from exfiqa_jax.backend import AXIS
 from exfiqa_jax.data.preprocess import check_channel_order
+from exfiqa_jax.models.hoist import Prepared
 from exfiqa_jax.models.inference import apply
 from exfiqa_jax.models.registry import kind_of_graph
 
@@ -92,8 +93,9 @@ def make_step(
   mirrored images (left-right) go through the network as a second call of the same
   shape, adding "<name>_flip" of every output; the others are bit for bit the same.
   Images cross to the devices as uint8, split on the batch axis; B must be a
-  multiple of the mesh size. Cached, so repeated scoring with the same model and
-  mesh compiles once.
+  multiple of the mesh size, placed on the mesh's batch axis. Cached, so repeated scoring
+  with the same model and mesh compiles once, and prepares the weights once
+  (`models.hoist.Prepared`).
   """
   check_channel_order(channel_order)
   kind = kind_of_graph(graphdef)
@@ -110,7 +112,12 @@ def make_step(
       out.update({f"{name}_flip": o for name, o in mirrored.items()})
     return out
 
-  return jax.jit(step, in_shardings=(rep, rep, data), out_shardings=data)
+  # The weights' own work (folding, casts, kernel transforms) once per weights, then the
+  # images' program (`hoist.Prepared`); images arrive placed on `data` (`run_chunks`).
+  prepared = Prepared(
+    lambda weights, images: step(*weights, images), weights_sharding=rep, out_sharding=data
+  )
+  return lambda params, batch_stats, images: prepared((params, batch_stats), images)
 
 
 def make_staged_step(graphdef, policy, *, dtype=jnp.float32, channel_order: str = "rgb"):

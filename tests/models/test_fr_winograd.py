@@ -90,6 +90,12 @@ def test_conv_takes_winograd_by_the_rule_and_can_be_turned_off():
   assert layers.use_winograd(3, 1, 256, jnp.float32)
   assert not layers.use_winograd(3, 1, 256, jnp.float16)
   assert not layers.use_winograd(1, 1, 256, jnp.bfloat16)
+  # bfloat16 on maps up to WINOGRAD_MAX_MAP_BF16 (the 112x112 maps: the library's)
+  assert layers.use_winograd(3, 1, 64, jnp.bfloat16, (56, 56))
+  assert not layers.use_winograd(3, 1, 64, jnp.bfloat16, (112, 112))
+  assert layers.use_winograd(3, 1, 128, jnp.float32, (112, 112))  # float32: no map rule
+  with layers.conv_algorithm(winograd=True, max_map_bf16=112):
+    assert layers.use_winograd(3, 1, 64, jnp.bfloat16, (112, 112))
   library = np.asarray(
     jax.lax.conv_general_dilated(
       x.astype(jnp.bfloat16),

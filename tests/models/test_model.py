@@ -8,7 +8,7 @@ import pytest
 from flax import nnx
 
 from exfiqa_jax import ViTConfig, apply, create, split
-from exfiqa_jax.models.inference import apply_bucketed
+from exfiqa_jax.models.inference import apply_bucketed, program_count
 from tests.helpers import reference, requires_torch, torch_to_flax
 
 CONFIGS = {
@@ -121,10 +121,10 @@ def test_bucketed_pads_and_trims():
   cfg = CONFIGS["odd"]
   graphdef, params, batch_stats = split(create(cfg, seed=6))
   x = np.random.default_rng(3).uniform(-1, 1, (5, 40, 40, 3)).astype(np.float32)
-  before = apply._cache_size()
+  before = program_count()
   five = apply_bucketed(graphdef, params, batch_stats, x, buckets=(2, 4))
   three = apply_bucketed(graphdef, params, batch_stats, x[2:], buckets=(2, 4), embedding=False)
-  assert apply._cache_size() - before == 3  # (4, emb), (2, emb), (4, no emb)
+  assert program_count() - before == 3  # (4, emb), (2, emb), (4, no emb)
   direct = apply(graphdef, params, batch_stats, jnp.asarray(x))
   assert five.exits.shape == (5, 3) and three.exits.shape == (3, 3)
   # Other batch sizes are other float32 programs: equal up to rounding.
