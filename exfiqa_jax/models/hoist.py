@@ -94,16 +94,24 @@ class Prepared:
   shapes, each while its weights are the same objects (weak references, checked by
   identity: arrays are immutable) and dropped when they are collected, so repeated calls
   with the same weights run only `run`. Traced arguments (a caller's jit or vmap) call
-  `fn` itself. `weights_sharding` places prep's outputs as the weights are placed;
-  `out_sharding`, run's outputs.
+  `fn` itself. `weights_sharding` places prep's outputs as the weights are placed,
+  `args_sharding` the other arguments (as `jax.jit`'s `in_shardings` would), and
+  `out_sharding` run's outputs.
 
   Memory: each kept entry holds the weights' derived arrays (for iresnet100 about 200 MB
   in bfloat16, 400 MB in float32) beside the weights themselves.
   """
 
-  def __init__(self, fn: Callable, keep: int = 2, weights_sharding=None, out_sharding=None):
+  def __init__(
+    self,
+    fn: Callable,
+    keep: int = 2,
+    weights_sharding=None,
+    args_sharding=None,
+    out_sharding=None,
+  ):
     self.fn, self.keep = fn, keep
-    self.shardings = weights_sharding, out_sharding
+    self.shardings = weights_sharding, args_sharding, out_sharding
     self.compiled: dict = {}  # (structure, shapes) -> (prep, run, output treedef)
     self._kept: OrderedDict = OrderedDict()  # (structure, shapes) -> (weakrefs, residuals)
     self._lock = threading.Lock()
@@ -119,9 +127,11 @@ class Prepared:
     if key not in self.compiled:
       closed, n, out_tree = _trace(self.fn, weights, args)
       prep, run = split_jaxpr(closed, n)
-      weights_sharding, out_sharding = self.shardings
+      weights_sharding, args_sharding, out_sharding = self.shardings
       prep_kw = {} if weights_sharding is None else {"out_shardings": weights_sharding}
       run_kw = {} if out_sharding is None else {"out_shardings": out_sharding}
+      if weights_sharding is not None and args_sharding is not None:
+        run_kw["in_shardings"] = (weights_sharding, args_sharding)
       self.compiled[key] = (
         jax.jit(jcore.jaxpr_as_fun(prep), **prep_kw),
         jax.jit(lambda res, xs: jcore.jaxpr_as_fun(run)(*res, *xs), **run_kw),

@@ -93,9 +93,8 @@ def make_step(
   mirrored images (left-right) go through the network as a second call of the same
   shape, adding "<name>_flip" of every output; the others are bit for bit the same.
   Images cross to the devices as uint8, split on the batch axis; B must be a
-  multiple of the mesh size, placed on the mesh's batch axis. Cached, so repeated scoring
-  with the same model and mesh compiles once, and prepares the weights once
-  (`models.hoist.Prepared`).
+  multiple of the mesh size. Cached, so repeated scoring with the same model and mesh
+  compiles once, and prepares the weights once (`models.hoist.Prepared`).
   """
   check_channel_order(channel_order)
   kind = kind_of_graph(graphdef)
@@ -113,9 +112,13 @@ def make_step(
     return out
 
   # The weights' own work (folding, casts, kernel transforms) once per weights, then the
-  # images' program (`hoist.Prepared`); images arrive placed on `data` (`run_chunks`).
+  # images' program (`hoist.Prepared`), placed as jit(step, in_shardings=(rep, rep, data),
+  # out_shardings=data) would place them.
   prepared = Prepared(
-    lambda weights, images: step(*weights, images), weights_sharding=rep, out_sharding=data
+    lambda weights, images: step(*weights, images),
+    weights_sharding=rep,
+    args_sharding=data,
+    out_sharding=data,
   )
   return lambda params, batch_stats, images: prepared((params, batch_stats), images)
 
