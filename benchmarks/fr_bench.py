@@ -111,7 +111,7 @@ def _no_winograd(graphdef, params, stats, images, dtype):
 
 def _variant(spec: str):
   """`apply` traced under the settings of `spec` (see the module doc), in its own programs."""
-  opts = dict(min_channels=None, tile=2, taps_s2=True, patches=True, max_map_bf16=56)
+  opts = {}  # conv_algorithm's settings that differ from its defaults (the rules')
   micro = "auto"  # as `apply`: a variant differs from the default only by its tokens
   prepare, hoisted = True, True
   for token in spec.split("+"):
